@@ -1,0 +1,53 @@
+# weightlift: `make` builds, `make test` runs every test, `make demo` loads a real checkpoint.
+# Each target installs what it needs on a fresh Debian machine (tools/install-deps.sh).
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+PREFIX ?= /usr/local
+
+.PHONY: all deps build test test-c test-asan test-python venv demo bench install clean
+
+all: build
+
+deps:
+	bash tools/install-deps.sh build
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWLIFT_WERROR=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Python virtual environment with the test dependencies (reference safetensors, numpy, torch).
+venv:
+	bash tools/venv.sh
+
+test:
+	bash tools/install-deps.sh test
+	$(MAKE) build
+	$(MAKE) test-c
+	$(MAKE) test-asan
+	$(MAKE) test-python
+
+test-c:
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DWLIFT_WERROR=ON \
+	  -DWLIFT_SANITIZE=address,undefined $(CMAKE_FLAGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+test-python: venv
+	bash tools/test-python.sh
+
+demo:
+	bash tools/demo.sh
+
+bench: build venv
+	bash bench/local.sh
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

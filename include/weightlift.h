@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * weightlift: load safetensors checkpoints into CPU or GPU memory at line rate.
+ *
+ * This header is the whole public C API and its reference. Conventions:
+ *  - every fallible function returns int: >= 0 on success (or a count), a negative error code
+ *    on failure: -1..-4095 are -errno, our own codes are the WLIFT_E* constants below;
+ *  - every fallible function takes a trailing, nullable wlift_diag * that receives the context
+ *    of the first error (file, tensor, byte offset, rule broken, message);
+ *  - options structs are open and start with `size_t size`; initialise them with the
+ *    *_INIT macros so they can grow without breaking callers (size 0 gives -EINVAL);
+ *  - handles are opaque; destroy/close/free functions accept NULL;
+ *  - the library never prints, never exits; logs go through the context's log callback.
+ */
+#ifndef WEIGHTLIFT_H
+#define WEIGHTLIFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(WLIFT_BUILDING) && defined(__GNUC__)
+#define WLIFT_API __attribute__((visibility("default")))
+#else
+#define WLIFT_API
+#endif
+
+#define WLIFT_VERSION_MAJOR 0
+#define WLIFT_VERSION_MINOR 1
+#define WLIFT_VERSION_PATCH 0
+#define WLIFT_VERSION_STRING "0.1.0"
+
+/* ---------------------------------------------------------------------------------------
+ * Errors. Pinned values, never renumbered. Blocks: -5000 format/common, -5100 remote,
+ * -5200 GPU, -5300 communication.
+ * ------------------------------------------------------------------------------------- */
+enum wlift_error {
+	WLIFT_EFORMAT = -5000,       /* malformed safetensors file (generic) */
+	WLIFT_EHEADER_LEN = -5001,   /* header length field invalid / beyond the file / > limit */
+	WLIFT_EJSON = -5002,         /* header is not valid JSON / not UTF-8 / wrong JSON types */
+	WLIFT_EDTYPE = -5003,        /* unknown dtype */
+	WLIFT_ESHAPE = -5004,        /* shape × dtype size overflows or does not match offsets */
+	WLIFT_EOFFSETS = -5005,      /* data_offsets overlap, leave gaps or miss the data area */
+	WLIFT_ETRUNCATED = -5006,    /* file shorter than its header claims */
+	WLIFT_EINDEX = -5007,        /* model.safetensors.index.json inconsistent */
+	WLIFT_ENOTFOUND = -5008,     /* tensor name not found */
+	WLIFT_ECANCELED = -5009,     /* a callback asked to stop */
+	WLIFT_ECHANGED = -5010,      /* file changed (size/mtime) while loading */
+	WLIFT_EUNSUPPORTED = -5011,  /* feature not available in this build or on this system */
+	WLIFT_EDUPLICATE = -5012,    /* the same tensor name twice (sharded sets, save) */
+	WLIFT_ELFS = -5013,          /* file is a Git LFS pointer, not the data */
+	WLIFT_EHTML = -5014,         /* file is an HTML/text error page, not safetensors */
+	WLIFT_EURI = -5015,          /* URI scheme or syntax not understood */
+
+	WLIFT_EHTTP = -5100,         /* HTTP error status */
+	WLIFT_EAUTH = -5101,         /* authentication or authorisation failed */
+	WLIFT_ENET = -5102,          /* network failure (connect, reset, timeout) */
+	WLIFT_ECACHE = -5103,        /* local cache failure */
+
+	WLIFT_ECUDA = -5200,         /* CUDA driver call failed */
+	WLIFT_ENODEV = -5201,        /* no such device / no CUDA driver */
+	WLIFT_ECUFILE = -5202,       /* cuFile (GDS) call failed */
+
+	WLIFT_ECOMM = -5300,         /* collective communication failed */
+};
+
+/* Human-readable text for any code returned by this library (including -errno).
+ * Never NULL; the string is static. */
+WLIFT_API const char *wlift_strerror(int err);
+/* Symbolic name ("WLIFT_EFORMAT", "ENOENT"), static, never NULL. */
+WLIFT_API const char *wlift_errname(int err);
+
+/* Diagnostic filled on failure by every fallible call that receives one. Caller-owned;
+ * zero it (or wlift_diag_clear) before use. Only the first error of a call is kept.
+ * Strings are NUL-terminated and truncated to fit. */
+typedef struct wlift_diag {
+	int code;             /* the error code returned, 0 if none */
+	int has_offset;       /* 1 when offset is meaningful */
+	uint64_t offset;      /* byte offset in file the error refers to */
+	char file[1024];      /* file or URI, "" if none */
+	char tensor[512];     /* tensor name, "" if none */
+	char rule[64];        /* short rule id, e.g. "offsets.contiguous", "" if none */
+	char message[1024];   /* full sentence describing the failure */
+} wlift_diag;
+
+WLIFT_API void wlift_diag_clear(wlift_diag *d);
+
+/* ---------------------------------------------------------------------------------------
+ * Data types: every dtype of the reference safetensors format.
+ * ------------------------------------------------------------------------------------- */
+typedef enum wlift_dtype {
+	WLIFT_DTYPE_NONE = 0, /* "keep as stored" in options */
+	WLIFT_BOOL = 1,
+	WLIFT_U8,
+	WLIFT_I8,
+	WLIFT_F8_E5M2,
+	WLIFT_F8_E4M3,
+	WLIFT_F8_E8M0,
+	WLIFT_F8_E4M3FNUZ,
+	WLIFT_F8_E5M2FNUZ,
+	WLIFT_I16,
+	WLIFT_U16,
+	WLIFT_F16,
+	WLIFT_BF16,
+	WLIFT_I32,
+	WLIFT_U32,
+	WLIFT_F32,
+	WLIFT_F64,
+	WLIFT_I64,
+	WLIFT_U64,
+	WLIFT_C64,
+	WLIFT_F4,
+	WLIFT_F6_E2M3,
+	WLIFT_F6_E3M2,
+	WLIFT_DTYPE_COUNT
+} wlift_dtype;
+
+/* "F32", ... as written in headers; NULL for an invalid value. */
+WLIFT_API const char *wlift_dtype_name(wlift_dtype t);
+/* Parse a header dtype string; returns the dtype (> 0) or WLIFT_EDTYPE. */
+WLIFT_API int wlift_dtype_from_name(const char *name);
+/* Size of one element in bits (1..128); 0 for an invalid value. */
+WLIFT_API unsigned wlift_dtype_bits(wlift_dtype t);
+
+/* ---------------------------------------------------------------------------------------
+ * Context: threads, knobs, logging. Thread-safe to share between loads.
+ * Knob precedence: explicit option > WEIGHTLIFT_* environment variable > default.
+ * ------------------------------------------------------------------------------------- */
+typedef struct wlift_ctx wlift_ctx;
+
+enum wlift_log_level { WLIFT_LOG_ERROR = 0, WLIFT_LOG_WARN, WLIFT_LOG_INFO, WLIFT_LOG_DEBUG };
+typedef void (*wlift_log_fn)(void *user, int level, const char *msg);
+
+typedef struct wlift_ctx_opts {
+	size_t size;                /* sizeof(wlift_ctx_opts) */
+	unsigned threads;           /* I/O threads; 0: WEIGHTLIFT_THREADS or default */
+	size_t chunk_bytes;         /* read unit; 0: WEIGHTLIFT_CHUNK_BYTES or default */
+	size_t max_inflight_bytes;  /* bytes in flight; 0: WEIGHTLIFT_MAX_INFLIGHT_BYTES or default */
+	const char *cache_dir;      /* write-through cache for remote sources; NULL: none */
+	wlift_log_fn log;           /* NULL: no logging */
+	void *log_user;
+	int log_level;              /* messages above this level are dropped */
+} wlift_ctx_opts;
+#define WLIFT_CTX_OPTS_INIT { .size = sizeof(wlift_ctx_opts), .log_level = WLIFT_LOG_WARN }
+
+/* Create a context. opts may be NULL for defaults. */
+WLIFT_API int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d);
+WLIFT_API void wlift_ctx_destroy(wlift_ctx *ctx);
+
+/* ---------------------------------------------------------------------------------------
+ * Checkpoints: one file, a sharded set (model.safetensors.index.json) or a directory.
+ * wlift_open reads and strictly validates every header; no tensor data is read.
+ * A checkpoint is immutable after open and may be used from several threads.
+ * ------------------------------------------------------------------------------------- */
+typedef struct wlift_ckpt wlift_ckpt;
+
+typedef struct wlift_tensor_info {
+	const char *name;
+	wlift_dtype dtype;          /* stored dtype */
+	uint32_t ndim;
+	const uint64_t *shape;      /* ndim entries (NULL when ndim == 0) */
+	uint64_t nbytes;            /* data_end - data_begin */
+	uint32_t file;              /* index of the file holding it, see wlift_ckpt_file */
+	uint64_t data_begin;        /* data_offsets[0] as in the header (relative to the data area) */
+	uint64_t data_end;          /* data_offsets[1] */
+	uint64_t file_offset;       /* absolute offset of the first byte within the file */
+} wlift_tensor_info;
+
+typedef struct wlift_file_info {
+	const char *uri;            /* path or URI of the file */
+	uint64_t size;              /* file size in bytes */
+	uint64_t header_len;        /* N, the JSON header length */
+	uint64_t data_offset;       /* 8 + N: where the data area starts */
+	uint64_t ntensors;          /* tensors stored in this file */
+} wlift_file_info;
+
+/* Open a checkpoint: a path or file:// URI naming a .safetensors file, an index.json, or a
+ * directory (loads what its index.json names if it has one, else every *.safetensors in name
+ * order). Later stages add http(s)://, s3://, gs://. */
+WLIFT_API int wlift_open(wlift_ctx *ctx, const char *uri, wlift_ckpt **out, wlift_diag *d);
+/* Open a safetensors image held in memory (not copied: buf must outlive the checkpoint and
+ * every result loaded from it). name is used in diagnostics. */
+WLIFT_API int wlift_open_memory(wlift_ctx *ctx, const void *buf, size_t len, const char *name,
+				wlift_ckpt **out, wlift_diag *d);
+WLIFT_API void wlift_ckpt_close(wlift_ckpt *ck);
+
+/* Tensors are numbered 0..count-1 in file order (file index, then data offset). */
+WLIFT_API size_t wlift_ckpt_count(const wlift_ckpt *ck);
+/* Fill info for tensor i; pointers stay valid while ck is open. -EINVAL if out of range. */
+WLIFT_API int wlift_ckpt_info(const wlift_ckpt *ck, size_t i, wlift_tensor_info *info);
+/* O(1) lookup by name: the tensor's index, or WLIFT_ENOTFOUND. */
+WLIFT_API int64_t wlift_ckpt_find(const wlift_ckpt *ck, const char *name);
+WLIFT_API size_t wlift_ckpt_nfiles(const wlift_ckpt *ck);
+WLIFT_API int wlift_ckpt_file(const wlift_ckpt *ck, size_t i, wlift_file_info *info);
+/* __metadata__ of file `file`: the number of entries, or -ENOENT when the header has none
+ * (which differs from an empty __metadata__ object). Entries are in header order. */
+WLIFT_API int wlift_ckpt_metadata_count(const wlift_ckpt *ck, size_t file);
+WLIFT_API int wlift_ckpt_metadata(const wlift_ckpt *ck, size_t file, size_t i, const char **key,
+				  const char **value);
+/* Seconds spent in wlift_open. */
+WLIFT_API double wlift_ckpt_open_seconds(const wlift_ckpt *ck);
+
+/* ---------------------------------------------------------------------------------------
+ * Loading.
+ * ------------------------------------------------------------------------------------- */
+typedef struct wlift_result wlift_result;
+typedef struct wlift_tensor wlift_tensor;
+
+enum wlift_strategy {
+	WLIFT_STRATEGY_AUTO = 0,  /* decide per file from page-cache residency, fs type, size */
+	WLIFT_STRATEGY_PREAD,     /* pread from a thread pool */
+	WLIFT_STRATEGY_URING,     /* io_uring with a queue depth (falls back to pread if absent) */
+};
+enum wlift_direct {
+	WLIFT_DIRECT_AUTO = 0,    /* O_DIRECT when the data is not in the page cache */
+	WLIFT_DIRECT_ON,
+	WLIFT_DIRECT_OFF,
+};
+
+/* Called on the calling thread at least every 100 ms while a load runs, and once at the end.
+ * Non-zero return cancels the load (WLIFT_ECANCELED). */
+typedef int (*wlift_progress_fn)(uint64_t done_bytes, uint64_t total_bytes, void *user);
+/* Called as each tensor's bytes have all landed, from any thread, possibly concurrently.
+ * t is valid until wlift_result_free; it may be exported from here. Non-zero return cancels. */
+typedef int (*wlift_ready_fn)(const wlift_tensor *t, void *user);
+
+typedef struct wlift_load_opts {
+	size_t size;                 /* sizeof(wlift_load_opts) */
+	const char *device;          /* NULL or "cpu"; "cuda", "cuda:N" (GPU stage) */
+	const char *const *names;    /* subset to load (only their bytes are read); NULL: all */
+	size_t nnames;
+	wlift_dtype dtype;           /* convert floating-point tensors to this; NONE keeps */
+	int strategy;                /* enum wlift_strategy */
+	int direct;                  /* enum wlift_direct */
+	int mmap;                    /* 1: tensors are views of a private (copy-on-write) mapping
+					of each local file, populated for reading; CPU only */
+	unsigned threads;            /* 0: context value */
+	size_t chunk_bytes;          /* 0: context value */
+	size_t max_inflight_bytes;   /* 0: context value */
+	int rank;                    /* distributed (later stage); 0 */
+	int world_size;              /* 0 or 1: not distributed */
+	wlift_progress_fn progress;  /* NULL: none */
+	void *progress_user;
+} wlift_load_opts;
+#define WLIFT_LOAD_OPTS_INIT { .size = sizeof(wlift_load_opts) }
+
+typedef struct wlift_stats {
+	uint64_t bytes;              /* tensor bytes delivered */
+	uint64_t bytes_read;         /* bytes read from sources (>= bytes with O_DIRECT rounding) */
+	double seconds;              /* wall time of wlift_load */
+	double gb_per_s;             /* bytes / seconds / 1e9 */
+	double open_s;               /* time in wlift_open */
+	double plan_s;               /* time planning */
+	double read_s;               /* time reading (engine run) */
+	const char *strategy;        /* "pread", "uring", "mmap", "memory", ... (static string) */
+	int direct;                  /* 1 if O_DIRECT was used for any file */
+	unsigned threads;
+	size_t chunk_bytes;
+	uint64_t fixups;             /* tensors moved in place after an O_DIRECT read to align */
+	uint64_t fixup_bytes;
+} wlift_stats;
+
+/* Load tensors of ck (all, or opts->names) into the destination device. On success *out
+ * holds the result (free with wlift_result_free). On failure everything allocated is freed
+ * and *out is NULL. ready may be NULL. The result keeps ck's data sources alive as needed;
+ * ck may be closed before the result is freed. */
+WLIFT_API int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready,
+			 void *ready_user, wlift_result **out, wlift_diag *d);
+
+/* Results are reference counted: wlift_result_free drops the caller's reference; DLPack
+ * exports hold their own until their deleter runs. Thread-safe. */
+WLIFT_API void wlift_result_free(wlift_result *r);
+WLIFT_API size_t wlift_result_count(const wlift_result *r);
+/* i-th loaded tensor, in file order; NULL if out of range. */
+WLIFT_API const wlift_tensor *wlift_result_tensor(const wlift_result *r, size_t i);
+/* By name, O(1); NULL if not loaded. */
+WLIFT_API const wlift_tensor *wlift_result_find(const wlift_result *r, const char *name);
+WLIFT_API int wlift_result_stats(const wlift_result *r, wlift_stats *s);
+
+typedef struct wlift_tensor_view {
+	wlift_tensor_info info;      /* as in the checkpoint (info.dtype is the stored dtype) */
+	wlift_dtype dtype;           /* dtype of the bytes at data (after any conversion) */
+	uint64_t nbytes;             /* bytes at data */
+	void *data;                  /* host or device address; may be NULL when nbytes == 0 */
+	int device;                  /* -1: CPU; >= 0: CUDA ordinal */
+	int readonly;                /* 1 when the memory must not be written */
+} wlift_tensor_view;
+WLIFT_API void wlift_tensor_get(const wlift_tensor *t, wlift_tensor_view *v);
+
+/* ---------------------------------------------------------------------------------------
+ * DLPack 1.x structs, defined here from the DLPack specification (prefixed so that they never
+ * clash with a dlpack.h the user includes; the layouts are identical).
+ * ------------------------------------------------------------------------------------- */
+typedef struct wlift_dl_version { uint32_t major, minor; } wlift_dl_version;
+enum { WLIFT_DL_CPU = 1, WLIFT_DL_CUDA = 2, WLIFT_DL_CUDA_HOST = 3 };
+enum {
+	WLIFT_DL_INT = 0, WLIFT_DL_UINT = 1, WLIFT_DL_FLOAT = 2, WLIFT_DL_OPAQUE = 3,
+	WLIFT_DL_BFLOAT = 4, WLIFT_DL_COMPLEX = 5, WLIFT_DL_BOOL = 6,
+	WLIFT_DL_FLOAT8_E3M4 = 7, WLIFT_DL_FLOAT8_E4M3 = 8, WLIFT_DL_FLOAT8_E4M3B11FNUZ = 9,
+	WLIFT_DL_FLOAT8_E4M3FN = 10, WLIFT_DL_FLOAT8_E4M3FNUZ = 11, WLIFT_DL_FLOAT8_E5M2 = 12,
+	WLIFT_DL_FLOAT8_E5M2FNUZ = 13, WLIFT_DL_FLOAT8_E8M0FNU = 14, WLIFT_DL_FLOAT6_E2M3FN = 15,
+	WLIFT_DL_FLOAT6_E3M2FN = 16, WLIFT_DL_FLOAT4_E2M1FN = 17,
+};
+typedef struct wlift_dl_device { int32_t device_type; int32_t device_id; } wlift_dl_device;
+typedef struct wlift_dl_dtype { uint8_t code; uint8_t bits; uint16_t lanes; } wlift_dl_dtype;
+typedef struct wlift_dl_tensor {
+	void *data;
+	wlift_dl_device device;
+	int32_t ndim;
+	wlift_dl_dtype dtype;
+	int64_t *shape;
+	int64_t *strides;            /* NULL: compact row-major */
+	uint64_t byte_offset;
+} wlift_dl_tensor;
+typedef struct wlift_dl_managed {           /* DLManagedTensor (legacy, capsule "dltensor") */
+	wlift_dl_tensor dl_tensor;
+	void *manager_ctx;
+	void (*deleter)(struct wlift_dl_managed *self);
+} wlift_dl_managed;
+#define WLIFT_DL_FLAG_READ_ONLY (1ULL << 0)
+#define WLIFT_DL_FLAG_IS_COPIED (1ULL << 1)
+typedef struct wlift_dl_managed_versioned { /* DLManagedTensorVersioned ("dltensor_versioned") */
+	wlift_dl_version version;
+	void *manager_ctx;
+	void (*deleter)(struct wlift_dl_managed_versioned *self);
+	uint64_t flags;
+	wlift_dl_tensor dl_tensor;
+} wlift_dl_managed_versioned;
+
+/* Export flags. */
+#define WLIFT_DLPACK_BYTES 1u  /* export as a 1-D uint8 tensor of the raw bytes (for dtypes
+				  that the consumer has no code for; view it as the dtype) */
+/* Zero-copy export of t. The export holds a reference on the result; call its deleter
+ * exactly once. Sub-byte and float8 dtypes get the DLPack 1.1 codes; use WLIFT_DLPACK_BYTES
+ * for consumers that lack them. */
+WLIFT_API int wlift_tensor_dlpack(const wlift_tensor *t, unsigned flags, wlift_dl_managed **out,
+				  wlift_diag *d);
+WLIFT_API int wlift_tensor_dlpack_versioned(const wlift_tensor *t, unsigned flags,
+					    wlift_dl_managed_versioned **out, wlift_diag *d);
+
+/* ---------------------------------------------------------------------------------------
+ * Writing: byte-identical to the reference writer (same tensor ordering, header layout and
+ * padding) for the same tensors and metadata.
+ * ------------------------------------------------------------------------------------- */
+typedef struct wlift_save_tensor {
+	const char *name;
+	wlift_dtype dtype;
+	uint32_t ndim;
+	const uint64_t *shape;
+	const void *data;            /* nbytes bytes, host memory */
+	uint64_t nbytes;
+} wlift_save_tensor;
+
+/* Serialise into a malloc'd buffer (*buf, *len; free with free()). meta holds nmeta key/value
+ * pairs as meta[2*i], meta[2*i+1]; meta NULL and nmeta 0 for none. */
+WLIFT_API int wlift_save_memory(const wlift_save_tensor *t, size_t n, const char *const *meta,
+				size_t nmeta, void **buf, size_t *len, wlift_diag *d);
+/* Write to path: written to a temporary file in the same directory, fsync'd, then renamed
+ * over path, so a reader of the old file is never disturbed and no partial file is left. */
+WLIFT_API int wlift_save(const char *path, const wlift_save_tensor *t, size_t n,
+			 const char *const *meta, size_t nmeta, wlift_diag *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEIGHTLIFT_H */

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Internal helpers shared by every part of the library: diagnostics, logging, context knobs,
+ * time. Depends on nothing but libc and the public header.
+ */
+#ifndef WLIFT_COMMON_H
+#define WLIFT_COMMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weightlift.h"
+
+#define WLIFT_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define WLIFT_UNUSED(x) ((void)(x))
+
+/* Record the first error of a call in d (no-op if d is NULL or already holds an error).
+ * file, tensor and rule may be NULL; offset < 0 means no offset. Returns code so that callers
+ * can write `return wlift__diag_set(...)`. */
+int wlift__diag_set(wlift_diag *d, int code, const char *file, const char *tensor,
+		    int64_t offset, const char *rule, const char *fmt, ...)
+	__attribute__((format(printf, 7, 8)));
+int wlift__diag_vset(wlift_diag *d, int code, const char *file, const char *tensor,
+		     int64_t offset, const char *rule, const char *fmt, va_list ap);
+
+struct wlift_ctx {
+	unsigned threads;
+	size_t chunk_bytes;
+	size_t max_inflight_bytes;
+	char *cache_dir;
+	wlift_log_fn log;
+	void *log_user;
+	int log_level;
+};
+
+/* Defaults (tuned by bench/; see bench/RESULTS.md). */
+#define WLIFT_DEFAULT_CHUNK_BYTES (8u << 20)
+#define WLIFT_DEFAULT_INFLIGHT_BYTES (256u << 20)
+
+void wlift__log(const wlift_ctx *ctx, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Parse a size with optional K/M/G suffix (binary) from the environment variable name.
+ * Returns 1 and sets *out if set and valid, 0 if unset, -EINVAL if malformed. */
+int wlift__env_size(const char *name, uint64_t *out);
+/* Returns 1 and sets *out to a string from the environment if set and non-empty, else 0. */
+int wlift__env_str(const char *name, const char **out);
+/* Parse "123", "4k", "8M", "1G" (binary multiples). 0 on success, -EINVAL otherwise. */
+int wlift__parse_size(const char *s, uint64_t *out);
+
+/* Monotonic seconds. */
+double wlift__now(void);
+
+/* Overflow-checked arithmetic: 0 on success, -EOVERFLOW on overflow. */
+static inline int wlift__mul_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+	return __builtin_mul_overflow(a, b, out) ? -75 /* EOVERFLOW */ : 0;
+}
+static inline int wlift__add_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+	return __builtin_add_overflow(a, b, out) ? -75 : 0;
+}
+
+/* strdup that returns NULL on NULL. */
+char *wlift__strdup(const char *s);
+
+#endif

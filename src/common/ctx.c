@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The context: resolved knobs (explicit option > WEIGHTLIFT_* environment > default), the
+ * log callback, and small shared utilities (environment parsing, clock).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+double wlift__now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+char *wlift__strdup(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+int wlift__parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mult = 1;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k': case 'K': mult = 1ull << 10; end++; break;
+	case 'm': case 'M': mult = 1ull << 20; end++; break;
+	case 'g': case 'G': mult = 1ull << 30; end++; break;
+	default:
+		return -EINVAL;
+	}
+	if (*end == 'i' || *end == 'I')
+		end++;
+	if (*end == 'b' || *end == 'B')
+		end++;
+	if (*end != '\0')
+		return -EINVAL;
+	if (wlift__mul_u64(v, mult, out))
+		return -EINVAL;
+	return 0;
+}
+
+int wlift__env_str(const char *name, const char **out)
+{
+	const char *v = getenv(name);
+
+	if (!v || !*v)
+		return 0;
+	*out = v;
+	return 1;
+}
+
+int wlift__env_size(const char *name, uint64_t *out)
+{
+	const char *v;
+
+	if (!wlift__env_str(name, &v))
+		return 0;
+	if (wlift__parse_size(v, out))
+		return -EINVAL;
+	return 1;
+}
+
+void wlift__log(const wlift_ctx *ctx, int level, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	if (!ctx || !ctx->log || level > ctx->log_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	ctx->log(ctx->log_user, level, buf);
+}
+
+/* Resolve one size knob: explicit value, else environment, else default. */
+static int knob(size_t explicit_v, const char *env, size_t def, size_t *out, wlift_diag *d)
+{
+	uint64_t v;
+	int ret;
+
+	if (explicit_v) {
+		*out = explicit_v;
+		return 0;
+	}
+	ret = wlift__env_size(env, &v);
+	if (ret < 0)
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+				       "environment variable %s is not a valid size", env);
+	*out = ret == 1 && v ? (size_t)v : def;
+	return 0;
+}
+
+int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
+{
+	wlift_ctx_opts defaults = WLIFT_CTX_OPTS_INIT;
+	wlift_ctx *ctx = NULL;
+	size_t threads = 0;
+	long ncpu;
+	int ret;
+
+	if (!out)
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "api.args", "out is NULL");
+	*out = NULL;
+	if (!opts)
+		opts = &defaults;
+	if (opts->size == 0 || opts->size > sizeof(wlift_ctx_opts))
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "api.size",
+				       "wlift_ctx_opts.size is %zu (use WLIFT_CTX_OPTS_INIT)",
+				       opts->size);
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (ncpu < 1)
+		ncpu = 1;
+	/* Default I/O threads: at least 4, as parallel reads help even on few cores (the page
+	 * cache copy is per thread, and remote/NFS sources hide latency). */
+	ret = knob(opts->threads, "WEIGHTLIFT_THREADS", (size_t)(ncpu < 4 ? 4 : ncpu), &threads, d);
+	if (ret)
+		goto out;
+	if (threads > 256)
+		threads = 256;
+	ctx->threads = (unsigned)threads;
+	ret = knob(opts->chunk_bytes, "WEIGHTLIFT_CHUNK_BYTES", WLIFT_DEFAULT_CHUNK_BYTES,
+		   &ctx->chunk_bytes, d);
+	if (ret)
+		goto out;
+	ret = knob(opts->max_inflight_bytes, "WEIGHTLIFT_MAX_INFLIGHT_BYTES",
+		   WLIFT_DEFAULT_INFLIGHT_BYTES, &ctx->max_inflight_bytes, d);
+	if (ret)
+		goto out;
+	if (opts->cache_dir) {
+		ctx->cache_dir = strdup(opts->cache_dir);
+	} else {
+		const char *v;
+		if (wlift__env_str("WEIGHTLIFT_CACHE_DIR", &v))
+			ctx->cache_dir = strdup(v);
+	}
+	ctx->log = opts->log;
+	ctx->log_user = opts->log_user;
+	ctx->log_level = opts->log_level;
+	*out = ctx;
+	ctx = NULL;
+	ret = 0;
+out:
+	wlift_ctx_destroy(ctx);
+	return ret;
+}
+
+void wlift_ctx_destroy(wlift_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	free(ctx->cache_dir);
+	free(ctx);
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers shared by the unit tests. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+const char *wt_tmpdir(void)
+{
+	static char dir[4096];
+	const char *base;
+
+	if (dir[0])
+		return dir;
+	base = getenv("WLIFT_TEST_TMP");
+	if (!base || !*base)
+		base = "/tmp";
+	mkdir(base, 0755);
+	snprintf(dir, sizeof(dir), "%s/wt-XXXXXX", base);
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		abort();
+	}
+	return dir;
+}
+
+const char *wt_path(const char *name)
+{
+	static char bufs[8][8192];
+	static int next;
+	char *b = bufs[next++ & 7];
+
+	snprintf(b, 8192, "%s/%s", wt_tmpdir(), name);
+	return b;
+}
+
+void wt_write_file(const char *path, const void *buf, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+
+	ck_assert_msg(f != NULL, "cannot create %s", path);
+	ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+uint8_t *wt_st_image(const char *json, const void *data, size_t datalen, size_t *len)
+{
+	size_t n = strlen(json);
+	uint8_t *img = malloc(8 + n + datalen + 1);
+
+	ck_assert_ptr_nonnull(img);
+	for (int i = 0; i < 8; i++)
+		img[i] = (uint8_t)((uint64_t)n >> (8 * i));
+	memcpy(img + 8, json, n);
+	if (datalen)
+		memcpy(img + 8 + n, data, datalen);
+	*len = 8 + n + datalen;
+	return img;
+}
+
+void wt_write_st(const char *path, const char *json, const void *data, size_t datalen)
+{
+	size_t len;
+	uint8_t *img = wt_st_image(json, data, datalen, &len);
+
+	wt_write_file(path, img, len);
+	free(img);
+}
+
+int wt_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

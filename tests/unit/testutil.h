@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers shared by the unit tests: temporary files and raw safetensors images. */
+#ifndef WLIFT_TESTUTIL_H
+#define WLIFT_TESTUTIL_H
+
+#include <check.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A fresh directory for this test process (under $WLIFT_TEST_TMP or /tmp); never NULL. */
+const char *wt_tmpdir(void);
+/* Path of name inside wt_tmpdir(), in a static rotating buffer (8 slots). */
+const char *wt_path(const char *name);
+/* Write bytes to path; aborts the test on failure. */
+void wt_write_file(const char *path, const void *buf, size_t len);
+/* Write a raw safetensors file: 8-byte little-endian length of json, json, then data. */
+void wt_write_st(const char *path, const char *json, const void *data, size_t datalen);
+/* Same in memory: malloc'd image, *len set. */
+uint8_t *wt_st_image(const char *json, const void *data, size_t datalen, size_t *len);
+/* Run a suite in fork mode; returns the process exit code (0 all passed, 1 otherwise). */
+int wt_run(Suite *s);
+
+#endif

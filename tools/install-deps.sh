@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what weightlift needs from Debian, only when missing.
+#   tools/install-deps.sh build   compilers and -dev libraries
+#   tools/install-deps.sh test    + test tools (Check, fio, valgrind, nginx, python venv)
+#   tools/install-deps.sh demo    + what `make demo` uses
+set -euo pipefail
+what=${1:-build}
+pkgs=(build-essential cmake pkg-config libjson-c-dev liburing-dev libssl-dev libcurl4-openssl-dev
+      python3 python3-venv python3-dev)
+case "$what" in
+  test) pkgs+=(check clang libclang-rt-14-dev fio valgrind) ;;
+  demo) pkgs+=(fio) ;;
+  build) ;;
+  *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
