@@ -9,6 +9,7 @@
 #define WLIFT_CKPT_H
 
 #include "common/common.h"
+#include "format/header.h"
 #include "source/source.h"
 
 struct wlift__ckpt_file {
@@ -16,6 +17,7 @@ struct wlift__ckpt_file {
 	struct wlift__source *src;     /* open for the checkpoint's lifetime */
 	char **meta;                   /* 2*nmeta strings: key, value, in header order */
 	int nmeta;                     /* -1: the header has no __metadata__ */
+	struct wlift__header hdr;      /* parsed header: owns names, shapes and meta */
 };
 
 struct wlift_ckpt {

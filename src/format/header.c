@@ -1,0 +1,533 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Safetensors header parsing and validation, decision for decision as the reference
+ * (huggingface/safetensors 0.8.0, whose Python package is the test oracle): the length
+ * field and its 100,000,000-byte limit, UTF-8, JSON as serde_json reads it into the
+ * reference's types (jsonlint.c covers where json-c differs), each tensor's dtype, shape and
+ * data_offsets, then the offsets sorted by (begin, end) must tile the data area from 0 to the
+ * end of the file, and every tensor's shape × dtype bits must be a whole number of bytes equal
+ * to its extent. Before that, files that are not safetensors at all are recognised by their
+ * first bytes (Git LFS pointers, HTML or text error pages, truncated downloads) so that the
+ * message says what happened instead of "header too large".
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "format/header.h"
+
+#define LFS_MAGIC "version https://git-lfs.github.com/spec/v1"
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static int is_texty(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] < 0x20 && p[i] != '\n' && p[i] != '\r' && p[i] != '\t')
+			return 0;
+	return 1;
+}
+
+/* Case-insensitive search for needle in the first n bytes of p. */
+static int has_ci(const uint8_t *p, size_t n, const char *needle)
+{
+	size_t m = strlen(needle);
+
+	for (size_t i = 0; i + m <= n; i++) {
+		size_t k = 0;
+		while (k < m && (p[i + k] | 0x20) == (uint8_t)(needle[k] | 0x20))
+			k++;
+		if (k == m)
+			return 1;
+	}
+	return 0;
+}
+
+/* Called when the length field makes no sense (too large or beyond the file): say what the
+ * file is instead when we can tell. Returns 0 when it looks like nothing in particular. */
+static int recognise(const uint8_t *p, size_t plen, uint64_t file_size, const char *file,
+		     wlift_diag *d)
+{
+	size_t look = plen < 1024 ? plen : 1024;
+
+	if (plen >= strlen(LFS_MAGIC) && memcmp(p, LFS_MAGIC, strlen(LFS_MAGIC)) == 0) {
+		const char *sz = NULL;
+		char line[64] = "";
+		for (size_t i = 0; i + 5 < look; i++)
+			if ((i == 0 || p[i - 1] == '\n') && memcmp(p + i, "size ", 5) == 0) {
+				size_t k = 0;
+				while (i + 5 + k < look && k < sizeof(line) - 1 &&
+				       p[i + 5 + k] >= '0' && p[i + 5 + k] <= '9') {
+					line[k] = (char)p[i + 5 + k];
+					k++;
+				}
+				line[k] = '\0';
+				sz = line;
+				break;
+			}
+		return wlift__diag_set(d, WLIFT_ELFS, file, NULL, 0, "file.lfs",
+				       "%s: this is a Git LFS pointer file (%llu bytes), not the "
+				       "safetensors data%s%s%s; fetch the real file with `git lfs pull` "
+				       "or download it directly", file,
+				       (unsigned long long)file_size, sz ? " (the real file is " : "",
+				       sz ? sz : "", sz ? " bytes)" : "");
+	}
+	if (plen >= 8 && is_texty(p, look < 8 ? 8 : look)) {
+		size_t i = 0;
+		while (i < look && (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t'))
+			i++;
+		if ((i < look && p[i] == '<') || has_ci(p, look, "<html") ||
+		    has_ci(p, look, "<!doctype"))
+			return wlift__diag_set(d, WLIFT_EHTML, file, NULL, 0, "file.html",
+					       "%s: this is an HTML page (%llu bytes), not a "
+					       "safetensors file: the download probably returned an "
+					       "error or login page", file,
+					       (unsigned long long)file_size);
+		return wlift__diag_set(d, WLIFT_EHTML, file, NULL, 0, "file.text",
+				       "%s: this is a text file (%llu bytes, starting \"%.*s\"), "
+				       "not a safetensors file: the download probably returned an "
+				       "error message", file, (unsigned long long)file_size,
+				       (int)(look < 60 ? look : 60), (const char *)p);
+	}
+	return 0;
+}
+
+int wlift__header_check_prefix(const uint8_t *p, size_t plen, uint64_t file_size,
+			       const char *file, uint64_t *n, wlift_diag *d)
+{
+	uint64_t len;
+
+	*n = 0;
+	if (file_size < 8) {
+		if (recognise(p, plen, file_size, file, d))
+			return d ? d->code : WLIFT_EHTML;
+		return wlift__diag_set(d, WLIFT_ETRUNCATED, file, NULL, -1,
+				       file_size ? "file.truncated" : "file.empty",
+				       "%s: the file is %llu bytes, too short to hold the 8-byte "
+				       "header length (empty or truncated download?)", file,
+				       (unsigned long long)file_size);
+	}
+	len = le64(p);
+	if (len > WLIFT_HEADER_MAX || len > file_size - 8) {
+		int ret = recognise(p, plen, file_size, file, d);
+		if (ret)
+			return ret;
+	}
+	if (len > WLIFT_HEADER_MAX)
+		return wlift__diag_set(d, WLIFT_EHEADER_LEN, file, NULL, 0, "header.len",
+				       "%s: header length %llu exceeds the format's limit of "
+				       "100000000 bytes: not a safetensors file, or corrupt", file,
+				       (unsigned long long)len);
+	if (len > file_size - 8)
+		return wlift__diag_set(d, WLIFT_ETRUNCATED, file, NULL, 0, "file.truncated",
+				       "%s: the header length field says %llu bytes but only %llu "
+				       "follow it: %llu bytes missing (truncated download, or not a "
+				       "safetensors file)", file, (unsigned long long)len,
+				       (unsigned long long)(file_size - 8),
+				       (unsigned long long)(len - (file_size - 8)));
+	*n = len;
+	return 0;
+}
+
+/* Strict UTF-8 as Rust's str::from_utf8: no overlong forms, no surrogates, <= U+10FFFF.
+ * Returns the offset of the first bad byte, or n. */
+static size_t utf8_check(const uint8_t *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t c = s[i];
+		size_t k;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF) {
+			k = 1;
+			cp = c & 0x1F;
+		} else if (c >= 0xE0 && c <= 0xEF) {
+			k = 2;
+			cp = c & 0x0F;
+		} else if (c >= 0xF0 && c <= 0xF4) {
+			k = 3;
+			cp = c & 0x07;
+		} else {
+			return i;
+		}
+		if (n - i <= k)
+			return i;
+		for (size_t j = 1; j <= k; j++) {
+			if ((s[i + j] & 0xC0) != 0x80)
+				return i;
+			cp = (cp << 6) | (s[i + j] & 0x3F);
+		}
+		if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+		    (cp >= 0xD800 && cp <= 0xDFFF))
+			return i;
+		i += k + 1;
+	}
+	return n;
+}
+
+void wlift__header_free(struct wlift__header *h)
+{
+	if (!h)
+		return;
+	for (size_t i = 0; i < h->ntensors; i++) {
+		free(h->tensors[i].name);
+		free(h->tensors[i].shape);
+	}
+	free(h->tensors);
+	if (h->meta)
+		for (int i = 0; i < 2 * h->nmeta; i++)
+			free(h->meta[i]);
+	free(h->meta);
+	memset(h, 0, sizeof(*h));
+	h->nmeta = -1;
+}
+
+struct walk {
+	const char *file;
+	uint64_t base; /* absolute offset of the JSON */
+	wlift_diag *d;
+};
+
+static int jerr(struct walk *w, const char *tensor, const char *rule, const char *fmt,
+		const char *what)
+{
+	return wlift__diag_set(w->d, WLIFT_EJSON, w->file, tensor, (int64_t)w->base, rule, fmt,
+			       w->file, tensor ? tensor : "", what);
+}
+
+/* A usize as serde reads it: json-c integer, non-negative (jsonlint.c has already rejected
+ * -0 and values beyond 2^64-1, which json-c would have turned into 0 and 2^64-1). */
+static int get_usize(struct json_object *o, uint64_t *out)
+{
+	if (!json_object_is_type(o, json_type_int))
+		return -1;
+	if (json_object_get_int64(o) < 0)
+		return -1;
+	*out = json_object_get_uint64(o);
+	return 0;
+}
+
+static int parse_dims(struct walk *w, const char *name, struct json_object *o,
+		      const char *field, uint64_t **dims, size_t *ndims)
+{
+	size_t n;
+
+	*dims = NULL;
+	*ndims = 0;
+	if (!json_object_is_type(o, json_type_array))
+		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s must be an array",
+			    field);
+	n = json_object_array_length(o);
+	if (n > UINT32_MAX)
+		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s has too many entries",
+			    field);
+	if (n) {
+		*dims = calloc(n, sizeof(**dims));
+		if (!*dims)
+			return wlift__diag_set(w->d, -ENOMEM, w->file, name, -1, NULL, NULL);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (get_usize(json_object_array_get_idx(o, i), &(*dims)[i])) {
+			free(*dims);
+			*dims = NULL;
+			return jerr(w, name, "json.type", "%s: tensor \"%s\": every element of %s "
+				    "must be a non-negative integer", field);
+		}
+	*ndims = n;
+	return 0;
+}
+
+static int parse_tensor(struct walk *w, const char *name, size_t name_len,
+			struct json_object *v, struct wlift__htensor *t)
+{
+	struct json_object *jd = NULL, *js = NULL, *jo = NULL;
+	uint64_t *offs = NULL;
+	size_t noffs = 0, ndim = 0;
+	const char *dname;
+	size_t dlen;
+	int dt, ret;
+
+	if (json_object_is_type(v, json_type_object)) {
+		json_object_object_get_ex(v, "dtype", &jd);
+		json_object_object_get_ex(v, "shape", &js);
+		json_object_object_get_ex(v, "data_offsets", &jo);
+		if (!json_object_object_get_ex(v, "dtype", NULL))
+			return jerr(w, name, "json.missing", "%s: tensor \"%s\": missing field %s",
+				    "\"dtype\"");
+		if (!json_object_object_get_ex(v, "shape", NULL))
+			return jerr(w, name, "json.missing", "%s: tensor \"%s\": missing field %s",
+				    "\"shape\"");
+		if (!json_object_object_get_ex(v, "data_offsets", NULL))
+			return jerr(w, name, "json.missing", "%s: tensor \"%s\": missing field %s",
+				    "\"data_offsets\"");
+	} else if (json_object_is_type(v, json_type_array)) {
+		/* serde also reads a struct from a sequence of its fields in order. */
+		if (json_object_array_length(v) != 3)
+			return jerr(w, name, "json.type", "%s: tensor \"%s\": %s",
+				    "an array entry must be [dtype, shape, data_offsets]");
+		jd = json_object_array_get_idx(v, 0);
+		js = json_object_array_get_idx(v, 1);
+		jo = json_object_array_get_idx(v, 2);
+	} else {
+		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s",
+			    "the entry must be an object {dtype, shape, data_offsets}");
+	}
+	/* dtype: a string, or the externally tagged unit-variant form {"F32": null}. */
+	if (json_object_is_type(jd, json_type_string)) {
+		dname = json_object_get_string(jd);
+		dlen = (size_t)json_object_get_string_len(jd);
+	} else if (json_object_is_type(jd, json_type_object) &&
+		   json_object_object_length(jd) == 1) {
+		struct json_object_iterator it = json_object_iter_begin(jd);
+		dname = json_object_iter_peek_name(&it);
+		dlen = strlen(dname);
+		if (json_object_iter_peek_value(&it) != NULL)
+			return jerr(w, name, "json.type", "%s: tensor \"%s\": %s",
+				    "dtype must be a string");
+	} else {
+		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s",
+			    "dtype must be a string");
+	}
+	dt = wlift__dtype_from_name_n(dname, dlen);
+	if (dt < 0)
+		return wlift__diag_set(w->d, WLIFT_EDTYPE, w->file, name, (int64_t)w->base,
+				       "dtype.unknown", "%s: tensor \"%s\": unknown dtype \"%.*s\"",
+				       w->file, name, (int)(dlen > 64 ? 64 : dlen), dname);
+	t->dtype = (wlift_dtype)dt;
+	ret = parse_dims(w, name, js, "shape", &t->shape, &ndim);
+	if (ret)
+		return ret;
+	t->ndim = (uint32_t)ndim;
+	ret = parse_dims(w, name, jo, "data_offsets", &offs, &noffs);
+	if (ret)
+		return ret;
+	if (noffs != 2) {
+		free(offs);
+		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s",
+			    "data_offsets must be [begin, end]");
+	}
+	t->begin = offs[0];
+	t->end = offs[1];
+	free(offs);
+	t->name = malloc(name_len + 1);
+	if (!t->name)
+		return wlift__diag_set(w->d, -ENOMEM, w->file, name, -1, NULL, NULL);
+	memcpy(t->name, name, name_len + 1);
+	t->name_len = name_len;
+	return 0;
+}
+
+static int parse_meta(struct walk *w, struct json_object *m, struct wlift__header *h)
+{
+	size_t n, i = 0;
+
+	if (json_object_is_type(m, json_type_null))
+		return 0; /* Option::None */
+	if (!json_object_is_type(m, json_type_object))
+		return jerr(w, NULL, "json.metadata", "%s%s: __metadata__ must be %s",
+			    "an object of strings");
+	n = (size_t)json_object_object_length(m);
+	h->meta = calloc(2 * n + 1, sizeof(char *));
+	if (!h->meta)
+		return wlift__diag_set(w->d, -ENOMEM, w->file, NULL, -1, NULL, NULL);
+	h->nmeta = 0;
+	json_object_object_foreach(m, key, val) {
+		if (!json_object_is_type(val, json_type_string))
+			return wlift__diag_set(w->d, WLIFT_EJSON, w->file, NULL, (int64_t)w->base,
+					       "json.metadata", "%s: __metadata__ value of \"%s\" "
+					       "must be a string", w->file, key);
+		h->meta[2 * i] = strdup(key);
+		h->meta[2 * i + 1] = strdup(json_object_get_string(val));
+		h->nmeta = (int)++i;
+		if (!h->meta[2 * i - 2] || !h->meta[2 * i - 1])
+			return wlift__diag_set(w->d, -ENOMEM, w->file, NULL, -1, NULL, NULL);
+	}
+	return 0;
+}
+
+static int cmp_tensor(const void *a, const void *b)
+{
+	const struct wlift__htensor *x = a, *y = b;
+
+	if (x->begin != y->begin)
+		return x->begin < y->begin ? -1 : 1;
+	if (x->end != y->end)
+		return x->end < y->end ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* The reference's Metadata::validate, in its order, plus the end-of-file check. */
+static int validate(struct walk *w, struct wlift__header *h, uint64_t file_size)
+{
+	uint64_t start = 0, data = w->base + h->len;
+
+	qsort(h->tensors, h->ntensors, sizeof(*h->tensors), cmp_tensor);
+	for (size_t i = 0; i < h->ntensors; i++) {
+		struct wlift__htensor *t = &h->tensors[i];
+		uint64_t nel = 1, nbits;
+		unsigned bits = wlift_dtype_bits(t->dtype);
+
+		if (t->begin != start || t->end < t->begin) {
+			const char *rule = t->end < t->begin ? "offsets.order"
+					   : t->begin > start ? "offsets.gap" : "offsets.overlap";
+			const char *what = t->end < t->begin ? "ends before it begins"
+					   : t->begin > start ? "leaves a gap before it (it should "
+							       "begin where the previous tensor ends)"
+					   : "overlaps the previous tensor";
+			return wlift__diag_set(w->d, WLIFT_EOFFSETS, w->file, t->name,
+					       (int64_t)(data + (t->begin < UINT64_MAX - data ?
+								  t->begin : 0)),
+					       rule, "%s: tensor \"%s\": data_offsets [%llu, %llu] %s "
+					       "(expected begin %llu)", w->file, t->name,
+					       (unsigned long long)t->begin,
+					       (unsigned long long)t->end, what,
+					       (unsigned long long)start);
+		}
+		start = t->end;
+		/* Fold left with overflow checks exactly as the reference does: [2^64-1, 0] is
+		 * fine, [2^64-1, 2, 0] overflows before the 0 is reached. */
+		for (uint32_t k = 0; k < t->ndim; k++)
+			if (wlift__mul_u64(nel, t->shape[k], &nel))
+				return wlift__diag_set(w->d, WLIFT_ESHAPE, w->file, t->name, -1,
+						       "shape.overflow", "%s: tensor \"%s\": the "
+						       "element count of its shape overflows 64 bits",
+						       w->file, t->name);
+		if (wlift__mul_u64(nel, bits, &nbits))
+			return wlift__diag_set(w->d, WLIFT_ESHAPE, w->file, t->name, -1,
+					       "shape.overflow", "%s: tensor \"%s\": %llu elements of "
+					       "%s overflow 64 bits when counted in bits", w->file,
+					       t->name, (unsigned long long)nel,
+					       wlift_dtype_name(t->dtype));
+		if (nbits % 8)
+			return wlift__diag_set(w->d, WLIFT_ESHAPE, w->file, t->name, -1,
+					       "shape.bits", "%s: tensor \"%s\": %llu elements of %s "
+					       "are %llu bits, not a whole number of bytes", w->file,
+					       t->name, (unsigned long long)nel,
+					       wlift_dtype_name(t->dtype), (unsigned long long)nbits);
+		if (t->end - t->begin != nbits / 8)
+			return wlift__diag_set(w->d, WLIFT_ESHAPE, w->file, t->name,
+					       (int64_t)(data + t->begin), "shape.nbytes",
+					       "%s: tensor \"%s\": shape × %s is %llu bytes but "
+					       "data_offsets [%llu, %llu] span %llu", w->file, t->name,
+					       wlift_dtype_name(t->dtype),
+					       (unsigned long long)(nbits / 8),
+					       (unsigned long long)t->begin,
+					       (unsigned long long)t->end,
+					       (unsigned long long)(t->end - t->begin));
+	}
+	if (start > file_size - data) {
+		/* data_offsets point beyond the file: almost always an interrupted download. */
+		return wlift__diag_set(w->d, WLIFT_ETRUNCATED, w->file,
+				       h->ntensors ? h->tensors[h->ntensors - 1].name : NULL,
+				       (int64_t)file_size, "file.truncated",
+				       "%s: the data area should be %llu bytes but the file holds "
+				       "only %llu: %llu bytes missing (truncated download?)", w->file,
+				       (unsigned long long)start,
+				       (unsigned long long)(file_size - data),
+				       (unsigned long long)(start - (file_size - data)));
+	}
+	if (start < file_size - data)
+		return wlift__diag_set(w->d, WLIFT_EOFFSETS, w->file, NULL,
+				       (int64_t)(data + start), "data.trailing",
+				       "%s: %llu bytes after the last tensor (at offset %llu) are not "
+				       "covered by any tensor", w->file,
+				       (unsigned long long)(file_size - data - start),
+				       (unsigned long long)(data + start));
+	return 0;
+}
+
+int wlift__header_parse(const uint8_t *json, uint64_t n, uint64_t file_size, const char *file,
+			struct wlift__header *h, wlift_diag *d)
+{
+	struct json_tokener *tok = NULL;
+	struct json_object *root = NULL;
+	struct walk w = { .file = file, .base = 8, .d = d };
+	size_t bad, cap;
+	int ret;
+
+	memset(h, 0, sizeof(*h));
+	h->nmeta = -1;
+	h->len = n;
+	if (n > WLIFT_HEADER_MAX || file_size < 8 || n > file_size - 8)
+		return wlift__diag_set(d, WLIFT_EHEADER_LEN, file, NULL, 0, "header.len",
+				       "%s: invalid header length %llu", file,
+				       (unsigned long long)n);
+	bad = utf8_check(json, (size_t)n);
+	if (bad != n)
+		return wlift__diag_set(d, WLIFT_EJSON, file, NULL, (int64_t)(8 + bad), "json.utf8",
+				       "%s: the header is not valid UTF-8 (byte %llu)", file,
+				       (unsigned long long)(8 + bad));
+	ret = wlift__json_lint(json, (size_t)n, 8, file, d);
+	if (ret)
+		return ret;
+	/* The lint pass has checked the grammar and depth, so json-c sees a document it reads
+	 * the same way; its own depth limit only has to be above ours. */
+	tok = json_tokener_new_ex(256);
+	if (!tok) {
+		ret = wlift__diag_set(d, -ENOMEM, file, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	root = json_tokener_parse_ex(tok, (const char *)json, (int)n);
+	if (!root) {
+		enum json_tokener_error e = json_tokener_get_error(tok);
+		ret = wlift__diag_set(d, WLIFT_EJSON, file, NULL,
+				      (int64_t)(8 + json_tokener_get_parse_end(tok)), "json.syntax",
+				      "%s: header JSON is invalid: %s", file,
+				      json_tokener_error_desc(e));
+		goto out;
+	}
+	if (!json_object_is_type(root, json_type_object)) {
+		ret = wlift__diag_set(d, WLIFT_EJSON, file, NULL, 8, "json.object",
+				      "%s: the header must be a JSON object, not %s", file,
+				      json_type_to_name(json_object_get_type(root)));
+		goto out;
+	}
+	cap = (size_t)json_object_object_length(root);
+	h->tensors = calloc(cap ? cap : 1, sizeof(*h->tensors));
+	if (!h->tensors) {
+		ret = wlift__diag_set(d, -ENOMEM, file, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	json_object_object_foreach(root, key, val) {
+		if (strcmp(key, "__metadata__") == 0) {
+			ret = parse_meta(&w, val, h);
+			if (ret)
+				goto out;
+			continue;
+		}
+		ret = parse_tensor(&w, key, strlen(key), val, &h->tensors[h->ntensors]);
+		if (h->tensors[h->ntensors].name == NULL) {
+			/* partially filled: release what parse_tensor allocated */
+			free(h->tensors[h->ntensors].shape);
+			h->tensors[h->ntensors].shape = NULL;
+		} else {
+			h->ntensors++;
+		}
+		if (ret)
+			goto out;
+	}
+	ret = validate(&w, h, file_size);
+out:
+	json_object_put(root);
+	if (tok)
+		json_tokener_free(tok);
+	if (ret)
+		wlift__header_free(h);
+	return ret;
+}
