@@ -29,11 +29,16 @@ static uint64_t le64(const uint8_t *p)
 	return v;
 }
 
+/* Text as error pages are: printable ASCII and whitespace in the first 8 bytes (where a
+ * real file has its binary length), no control bytes after that (UTF-8 allowed). */
 static int is_texty(const uint8_t *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		if (p[i] < 0x20 && p[i] != '\n' && p[i] != '\r' && p[i] != '\t')
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\n' || p[i] == '\r' || p[i] == '\t')
+			continue;
+		if (p[i] < 0x20 || p[i] == 0x7f || (i < 8 && p[i] >= 0x80))
 			return 0;
+	}
 	return 1;
 }
 
@@ -92,11 +97,18 @@ static int recognise(const uint8_t *p, size_t plen, uint64_t file_size, const ch
 					       "safetensors file: the download probably returned an "
 					       "error or login page", file,
 					       (unsigned long long)file_size);
-		return wlift__diag_set(d, WLIFT_EHTML, file, NULL, 0, "file.text",
-				       "%s: this is a text file (%llu bytes, starting \"%.*s\"), "
-				       "not a safetensors file: the download probably returned an "
-				       "error message", file, (unsigned long long)file_size,
-				       (int)(look < 60 ? look : 60), (const char *)p);
+		{
+			char ex[61];
+			size_t k, m = look < 60 ? look : 60;
+			for (k = 0; k < m; k++)
+				ex[k] = p[k] >= 0x20 && p[k] < 0x7f ? (char)p[k] : ' ';
+			ex[k] = '\0';
+			return wlift__diag_set(d, WLIFT_EHTML, file, NULL, 0, "file.text",
+					       "%s: this is a text file (%llu bytes, starting "
+					       "\"%s\"), not a safetensors file: the download "
+					       "probably returned an error message", file,
+					       (unsigned long long)file_size, ex);
+		}
 	}
 	return 0;
 }

@@ -398,6 +398,13 @@ int wlift__json_lint(const uint8_t *s, size_t n, uint64_t base, const char *file
 	struct lint l = { .s = s, .n = n, .base = base, .file = file, .d = d };
 	int ret;
 
+	/* The reference reads the header into a struct: any other top-level value is a type
+	 * error there (leading JSON whitespace is allowed, it does not require '{' first). */
+	skip_ws(&l);
+	if (l.i < l.n && l.s[l.i] != '{' && l.s[l.i] != '[' && l.s[l.i] != '"')
+		return fail(&l, l.s[l.i] == 't' || l.s[l.i] == 'f' || l.s[l.i] == 'n' ||
+				l.s[l.i] == '-' || is_digit(l.s[l.i]) ? "json.object" : "json.syntax",
+			    "the header must be a JSON object");
 	ret = lint_value(&l, ROLE_TOP, 0);
 	if (ret)
 		return ret;

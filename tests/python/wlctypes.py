@@ -36,7 +36,8 @@ class SaveTensor(ctypes.Structure):
 
 
 def libpath():
-    return os.environ.get("WLIFT_LIB", os.path.join(ROOT, "build", "libweightlift.so"))
+    return os.environ.get("WLIFT_LIB", os.path.join(
+        ROOT, os.environ.get("WEIGHTLIFT_BUILD", "build"), "libweightlift.so"))
 
 
 _lib = None
@@ -176,7 +177,8 @@ def save_memory(tensors, metadata=None):
     out = ctypes.c_void_p()
     ln = ctypes.c_size_t()
     d = Diag()
-    ret = L.wlift_save_memory(arr, len(tensors), marr if meta else None, len(meta),
+    ret = L.wlift_save_memory(arr, len(tensors), marr if metadata is not None else None,
+                              len(meta),
                               ctypes.byref(out), ctypes.byref(ln), ctypes.byref(d))
     if ret != 0:
         raise WlError(ret, d)
