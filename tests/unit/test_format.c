@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The format layer: dtypes, the header length checks and recognition of foreign files, and
+ * each validation rule with the diagnostic it produces. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/header.h"
+#include "testutil.h"
+
+START_TEST(dtype_names_and_bits)
+{
+	static const struct { const char *name; unsigned bits; } want[] = {
+		{ "BOOL", 8 }, { "U8", 8 }, { "I8", 8 }, { "F8_E5M2", 8 }, { "F8_E4M3", 8 },
+		{ "F8_E8M0", 8 }, { "F8_E4M3FNUZ", 8 }, { "F8_E5M2FNUZ", 8 }, { "I16", 16 },
+		{ "U16", 16 }, { "F16", 16 }, { "BF16", 16 }, { "I32", 32 }, { "U32", 32 },
+		{ "F32", 32 }, { "F64", 64 }, { "I64", 64 }, { "U64", 64 }, { "C64", 64 },
+		{ "F4", 4 }, { "F6_E2M3", 6 }, { "F6_E3M2", 6 },
+	};
+
+	ck_assert_int_eq(WLIFT_ARRAY_SIZE(want), WLIFT_DTYPE_COUNT - 1);
+	for (size_t i = 0; i < WLIFT_ARRAY_SIZE(want); i++) {
+		int t = wlift_dtype_from_name(want[i].name);
+		ck_assert_int_eq(t, (int)i + 1);
+		ck_assert_str_eq(wlift_dtype_name((wlift_dtype)t), want[i].name);
+		ck_assert_uint_eq(wlift_dtype_bits((wlift_dtype)t), want[i].bits);
+	}
+	ck_assert_ptr_null(wlift_dtype_name(WLIFT_DTYPE_NONE));
+	ck_assert_ptr_null(wlift_dtype_name(WLIFT_DTYPE_COUNT));
+	ck_assert_uint_eq(wlift_dtype_bits(WLIFT_DTYPE_COUNT), 0);
+	ck_assert_int_eq(wlift_dtype_from_name("f32"), WLIFT_EDTYPE);
+	ck_assert_int_eq(wlift_dtype_from_name(""), WLIFT_EDTYPE);
+	ck_assert_int_eq(wlift_dtype_from_name(NULL), WLIFT_EDTYPE);
+	/* the reference writer's order: U64 first, BOOL last */
+	ck_assert_int_gt(wlift__dtype_rank(WLIFT_U64), wlift__dtype_rank(WLIFT_F64));
+	ck_assert_int_gt(wlift__dtype_rank(WLIFT_F64), wlift__dtype_rank(WLIFT_C64));
+	ck_assert_int_gt(wlift__dtype_rank(WLIFT_U8), wlift__dtype_rank(WLIFT_F6_E3M2));
+	ck_assert_int_gt(wlift__dtype_rank(WLIFT_F4), wlift__dtype_rank(WLIFT_BOOL));
+}
+END_TEST
+
+/* Open a memory image of json + datalen bytes; return the code, fill d. */
+static int try_open(const char *json, size_t datalen, wlift_diag *d)
+{
+	uint8_t *data = calloc(1, datalen + 1);
+	size_t len;
+	uint8_t *img = wt_st_image(json, data, datalen, &len);
+	wlift_ckpt *ck = NULL;
+	int ret;
+
+	wlift_diag_clear(d);
+	ret = wlift_open_memory(NULL, img, len, "x.safetensors", &ck, d);
+	if (ret == 0)
+		wlift_ckpt_close(ck);
+	else
+		ck_assert_ptr_null(ck);
+	free(img);
+	free(data);
+	return ret;
+}
+
+struct rule_case {
+	const char *json;
+	size_t datalen;
+	int code;
+	const char *rule;
+	const char *tensor;
+};
+
+static const struct rule_case rules[] = {
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2, 0, "", "" },
+	{ "{\"a\":{\"dtype\":\"Q8\",\"shape\":[2],\"data_offsets\":[0,2]}}", 2, WLIFT_EDTYPE,
+	  "dtype.unknown", "a" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2, WLIFT_EOFFSETS,
+	  "offsets.gap", "a" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
+	  "\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2, WLIFT_EOFFSETS,
+	  "offsets.overlap", "b" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]},"
+	  "\"b\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[2,1]}}", 2, WLIFT_EOFFSETS,
+	  "offsets.order", "b" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}", 3, WLIFT_EOFFSETS,
+	  "data.trailing", "" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}", 1, WLIFT_ETRUNCATED,
+	  "file.truncated", "a" },
+	{ "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, WLIFT_ESHAPE,
+	  "shape.nbytes", "a" },
+	{ "{\"a\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}}", 2, WLIFT_ESHAPE,
+	  "shape.bits", "a" },
+	{ "{\"a\":{\"dtype\":\"F6_E2M3\",\"shape\":[4],\"data_offsets\":[0,3]}}", 3, 0, "", "" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}",
+	  0, WLIFT_ESHAPE, "shape.overflow", "a" },
+	{ "{\"a\":{\"dtype\":\"F32\",\"shape\":[2305843009213693952],\"data_offsets\":[0,0]}}",
+	  0, WLIFT_ESHAPE, "shape.overflow", "a" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615,0],\"data_offsets\":[0,0]}}",
+	  0, 0, "", "" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615,2,0],\"data_offsets\":[0,0]}}",
+	  0, WLIFT_ESHAPE, "shape.overflow", "a" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[18446744073709551616,0],\"data_offsets\":[0,0]}}",
+	  0, WLIFT_EJSON, "json.type", "" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[-0],\"data_offsets\":[0,0]}}", 0, WLIFT_EJSON,
+	  "json.type", "" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[1.0],\"data_offsets\":[0,1]}}", 1, WLIFT_EJSON,
+	  "json.type", "" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[01],\"data_offsets\":[0,1]}}", 1, WLIFT_EJSON,
+	  "json.number", "" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1, WLIFT_EJSON, "json.missing", "a" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+	  WLIFT_EJSON, "json.duplicate", "" },
+	{ "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":[1,{}]}}", 1, 0,
+	  "", "" },
+	{ "{\"__metadata__\":{\"k\":1}}", 0, WLIFT_EJSON, "json.metadata", "" },
+	{ "{\"__metadata__\":{},\"__metadata__\":{}}", 0, WLIFT_EJSON, "json.duplicate", "" },
+	{ "{\"__metadata__\":null}", 0, 0, "", "" },
+	{ "{\"__metadata__\":{\"k\":\"\\ud800\"}}", 0, WLIFT_EJSON, "json.surrogate", "" },
+	{ "{\"__metadata__\":{\"k\":\"\t\"}}", 0, WLIFT_EJSON, "json.control", "" },
+	{ "{} \t\r\n", 0, 0, "", "" },
+	{ " \n{}", 0, 0, "", "" },
+	{ "{}\v", 0, WLIFT_EJSON, "json.trailing", "" },
+	{ "{}x", 0, WLIFT_EJSON, "json.trailing", "" },
+	{ "[]", 0, WLIFT_EJSON, "json.object", "" },
+	{ "7", 0, WLIFT_EJSON, "json.object", "" },
+	{ "{\"a\":1,}", 0, WLIFT_EJSON, "json.syntax", "" },
+	{ "{\"a\":NaN}", 0, WLIFT_EJSON, "json.syntax", "" },
+	{ "", 0, WLIFT_EJSON, "json.syntax", "" },
+	{ "{\"a\":[\"U8\",[1],[0,1]]}", 1, 0, "", "" },
+	{ "{\"a\":{\"dtype\":{\"U8\":null},\"shape\":[1],\"data_offsets\":[0,1]}}", 1, 0, "",
+	  "" },
+};
+
+START_TEST(each_rule)
+{
+	const struct rule_case *c = &rules[_i];
+	wlift_diag d;
+	int ret = try_open(c->json, c->datalen, &d);
+
+	ck_assert_msg(ret == c->code, "case %d (%s): got %s (%s: %s), want %s", _i, c->json,
+		      wlift_errname(ret), d.rule, d.message, wlift_errname(c->code));
+	if (ret) {
+		ck_assert_str_eq(d.rule, c->rule);
+		ck_assert_str_eq(d.tensor, c->tensor);
+		ck_assert_str_eq(d.file, "x.safetensors");
+		ck_assert_int_eq(d.code, ret);
+		ck_assert_ptr_nonnull(strstr(d.message, "x.safetensors"));
+	}
+}
+END_TEST
+
+START_TEST(nesting_limit)
+{
+	char json[1024];
+	wlift_diag d;
+
+	for (int k = 124; k <= 127; k++) {
+		int p = snprintf(json, sizeof(json), "{\"a\":{\"dtype\":\"U8\",\"shape\":[0],"
+				 "\"data_offsets\":[0,0],\"z\":");
+		for (int i = 0; i < k; i++)
+			json[p++] = '[';
+		for (int i = 0; i < k; i++)
+			json[p++] = ']';
+		strcpy(json + p, "}}");
+		ck_assert_int_eq(try_open(json, 0, &d), k <= 125 ? 0 : WLIFT_EJSON);
+	}
+	ck_assert_str_eq(d.rule, "json.depth");
+}
+END_TEST
+
+static int prefix(const void *p, size_t n, uint64_t size, wlift_diag *d)
+{
+	uint64_t len;
+
+	wlift_diag_clear(d);
+	return wlift__header_check_prefix(p, n, size, "f", &len, d);
+}
+
+START_TEST(foreign_files)
+{
+	static const char lfs[] = "version https://git-lfs.github.com/spec/v1\n"
+				  "oid sha256:abc\nsize 4242\n";
+	static const char html[] = "\n<!doctype html><html><body>Forbidden</body></html>";
+	static const char text[] = "Internal Server Error";
+	uint8_t big[16] = { 0, 0, 0, 0, 0, 0, 1, 0, '{', '}' };
+	uint8_t beyond[16] = { 100, 0, 0, 0, 0, 0, 0, 0, '{', '}' };
+	wlift_diag d;
+
+	ck_assert_int_eq(prefix(lfs, strlen(lfs), strlen(lfs), &d), WLIFT_ELFS);
+	ck_assert_str_eq(d.rule, "file.lfs");
+	ck_assert_ptr_nonnull(strstr(d.message, "4242"));
+	ck_assert_int_eq(prefix(html, strlen(html), strlen(html), &d), WLIFT_EHTML);
+	ck_assert_str_eq(d.rule, "file.html");
+	ck_assert_int_eq(prefix(text, strlen(text), strlen(text), &d), WLIFT_EHTML);
+	ck_assert_str_eq(d.rule, "file.text");
+	ck_assert_int_eq(prefix(big, 10, 10, &d), WLIFT_EHEADER_LEN);
+	ck_assert_str_eq(d.rule, "header.len");
+	ck_assert_int_eq(prefix(beyond, 10, 10, &d), WLIFT_ETRUNCATED);
+	ck_assert_ptr_nonnull(strstr(d.message, "98 bytes missing"));
+	ck_assert_int_eq(prefix("", 0, 0, &d), WLIFT_ETRUNCATED);
+	ck_assert_str_eq(d.rule, "file.empty");
+	ck_assert_int_eq(prefix("ab", 2, 2, &d), WLIFT_ETRUNCATED);
+	beyond[0] = 2;
+	ck_assert_int_eq(prefix(beyond, 10, 10, &d), 0);
+}
+END_TEST
+
+START_TEST(header_parse_direct)
+{
+	static const char js[] = "{\"__metadata__\":{\"b\":\"1\",\"a\":\"2\"},"
+				 "\"y\":{\"dtype\":\"U8\",\"shape\":[],\"data_offsets\":[1,2]},"
+				 "\"x\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}";
+	struct wlift__header h;
+	wlift_diag d;
+
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift__header_parse((const uint8_t *)js, strlen(js),
+					     8 + strlen(js) + 2, "f", &h, &d), 0);
+	ck_assert_uint_eq(h.ntensors, 2);
+	ck_assert_str_eq(h.tensors[0].name, "x");
+	ck_assert_str_eq(h.tensors[1].name, "y");
+	ck_assert_uint_eq(h.tensors[1].ndim, 0);
+	ck_assert_ptr_null(h.tensors[1].shape);
+	ck_assert_int_eq(h.nmeta, 2);
+	ck_assert_str_eq(h.meta[0], "b");
+	ck_assert_str_eq(h.meta[3], "2");
+	wlift__header_free(&h);
+	wlift__header_free(NULL);
+	/* the data area must end exactly at the end of the file */
+	ck_assert_int_eq(wlift__header_parse((const uint8_t *)js, strlen(js),
+					     8 + strlen(js) + 3, "f", &h, &d), WLIFT_EOFFSETS);
+	ck_assert_uint_eq(d.offset, 8 + strlen(js) + 2);
+	ck_assert_int_eq(h.ntensors, 0);
+}
+END_TEST
+
+START_TEST(big_header_needs_second_read)
+{
+	/* A header larger than the first read (64 KiB) from a file source. */
+	size_t n = 100000, pos = 0;
+	char *js = malloc(n + 64);
+	wlift_ckpt *ck = NULL;
+	wlift_diag d;
+	const char *k, *v;
+
+	pos += (size_t)sprintf(js, "{\"__metadata__\":{\"pad\":\"");
+	while (pos < n)
+		js[pos++] = 'p';
+	strcpy(js + pos, "\"}}");
+	wt_write_st(wt_path("big.safetensors"), js, NULL, 0);
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_open(NULL, wt_path("big.safetensors"), &ck, &d), 0);
+	ck_assert_int_eq(wlift_ckpt_metadata(ck, 0, 0, &k, &v), 0);
+	ck_assert_uint_eq(strlen(v), n - 24);
+	wlift_ckpt_close(ck);
+	free(js);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("format");
+	TCase *tc = tcase_create("format");
+
+	tcase_add_test(tc, dtype_names_and_bits);
+	tcase_add_loop_test(tc, each_rule, 0, (int)WLIFT_ARRAY_SIZE(rules));
+	tcase_add_test(tc, nesting_limit);
+	tcase_add_test(tc, foreign_files);
+	tcase_add_test(tc, header_parse_direct);
+	tcase_add_test(tc, big_header_needs_second_read);
+	suite_add_tcase(s, tc);
+	return wt_run(s);
+}
