@@ -352,6 +352,11 @@ static int open_index(wlift_ctx *ctx, const char *path, struct wlift_ckpt **out,
 			goto out;
 		}
 	}
+	if (!nshards) {
+		ret = wlift__diag_set(d, WLIFT_EINDEX, path, NULL, -1, "index.empty",
+				      "%s: the index's weight_map names no tensors", path);
+		goto out;
+	}
 	qsort(shards, nshards, sizeof(char *), cmp_str);
 	uris = calloc(nshards ? nshards : 1, sizeof(char *));
 	if (!uris) {
@@ -447,8 +452,10 @@ static int open_dir(wlift_ctx *ctx, const char *path, struct wlift_ckpt **out, w
 			goto out;
 		}
 	}
-	qsort(files, nf, sizeof(char *), cmp_str);
-	qsort(indexes, ni, sizeof(char *), cmp_str);
+	if (nf)
+		qsort(files, nf, sizeof(char *), cmp_str);
+	if (ni)
+		qsort(indexes, ni, sizeof(char *), cmp_str);
 	for (size_t i = 0; i < ni; i++)
 		if (strcmp(indexes[i], "model.safetensors.index.json") == 0)
 			index = indexes[i];
