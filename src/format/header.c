@@ -469,7 +469,8 @@ int wlift__header_parse(const uint8_t *json, uint64_t n, uint64_t file_size, con
 	struct json_tokener *tok = NULL;
 	struct json_object *root = NULL;
 	struct walk w = { .file = file, .base = 8, .d = d };
-	size_t bad, cap;
+	size_t bad, cap, type_off = 0;
+	const char *type_msg = NULL;
 	int ret;
 
 	memset(h, 0, sizeof(*h));
@@ -484,7 +485,7 @@ int wlift__header_parse(const uint8_t *json, uint64_t n, uint64_t file_size, con
 		return wlift__diag_set(d, WLIFT_EJSON, file, NULL, (int64_t)(8 + bad), "json.utf8",
 				       "%s: the header is not valid UTF-8 (byte %llu)", file,
 				       (unsigned long long)(8 + bad));
-	ret = wlift__json_lint(json, (size_t)n, 8, file, d);
+	ret = wlift__json_lint(json, (size_t)n, 8, file, &type_off, &type_msg, d);
 	if (ret)
 		return ret;
 	/* The lint pass has checked the grammar and depth, so json-c sees a document it reads
@@ -533,6 +534,15 @@ int wlift__header_parse(const uint8_t *json, uint64_t n, uint64_t file_size, con
 		}
 		if (ret)
 			goto out;
+	}
+	if (type_msg) {
+		/* Only reachable through duplicate keys: json-c kept the last value, serde
+		 * type-checks every one of them. */
+		ret = wlift__diag_set(d, WLIFT_EJSON, file, NULL, (int64_t)(8 + type_off),
+				      "json.type", "%s: header JSON is invalid at byte %llu: %s (in "
+				      "an entry whose key appears again later)", file,
+				      (unsigned long long)(8 + type_off), type_msg);
+		goto out;
 	}
 	ret = validate(&w, h, file_size);
 out:

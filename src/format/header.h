@@ -52,9 +52,11 @@ void wlift__header_free(struct wlift__header *h);
 
 /* Reject what serde_json (the reference's JSON parser, with the reference's types) rejects but
  * json-c accepts: see jsonlint.c. Returns 0 or WLIFT_EJSON with d filled; offsets in d are
- * absolute (base added). */
+ * absolute (base added). On success *type_msg is NULL, or describes the first value whose
+ * type the reference would reject (at *type_off, relative to s): the caller reports it if its
+ * own walk of the parsed tree finds nothing (it can only differ for duplicate keys). */
 int wlift__json_lint(const uint8_t *s, size_t n, uint64_t base, const char *file,
-		     wlift_diag *d);
+		     size_t *type_off, const char **type_msg, wlift_diag *d);
 
 /* dtype.c */
 int wlift__dtype_from_name_n(const char *name, size_t len);

@@ -24,8 +24,12 @@ enum role {
 	ROLE_OTHER,   /* anything not interpreted */
 	ROLE_TOP,     /* the top-level object */
 	ROLE_TENSOR,  /* a tensor entry: object or [dtype, shape, data_offsets] */
-	ROLE_DIMS,    /* the value of shape / data_offsets: its elements are usize */
+	ROLE_DTYPE,   /* the value of dtype */
+	ROLE_DIMS,    /* the value of shape: an array of usize */
+	ROLE_OFFS,    /* the value of data_offsets: an array of exactly 2 usize */
 	ROLE_DIM,     /* an element of a shape or data_offsets array */
+	ROLE_META,    /* the value of __metadata__: null or an object of strings */
+	ROLE_METAVAL, /* a value inside __metadata__ */
 };
 
 struct lint {
@@ -35,6 +39,12 @@ struct lint {
 	const char *file;
 	wlift_diag *d;
 	int nul_in_key; /* set by lint_string when the key decoded so far holds U+0000 */
+	/* First type error (serde would reject the value's type). Kept aside rather than
+	 * reported at once: json-c keeps only the last of duplicate keys, so these checks are
+	 * what catches a bad earlier duplicate, while the tree walk gives better diagnostics
+	 * (tensor names) for everything else. */
+	const char *type_msg;
+	size_t type_off;
 };
 
 static int fail(struct lint *l, const char *rule, const char *what)
@@ -42,6 +52,14 @@ static int fail(struct lint *l, const char *rule, const char *what)
 	return wlift__diag_set(l->d, WLIFT_EJSON, l->file, NULL, (int64_t)(l->base + l->i), rule,
 			       "%s: header JSON is invalid at byte %llu: %s", l->file,
 			       (unsigned long long)(l->base + l->i), what);
+}
+
+static void soft(struct lint *l, size_t at, const char *what)
+{
+	if (!l->type_msg) {
+		l->type_msg = what;
+		l->type_off = at;
+	}
 }
 
 static void skip_ws(struct lint *l)
@@ -255,12 +273,15 @@ static int lint_object(struct lint *l, enum role role, int depth)
 {
 	int seen_meta = 0;
 	unsigned seen = 0; /* tensor fields: 1 dtype, 2 shape, 4 data_offsets */
+	size_t start = l->i;
 	int ret;
 
 	l->i++;
 	skip_ws(l);
 	if (l->i < l->n && l->s[l->i] == '}') {
 		l->i++;
+		if (role == ROLE_TENSOR)
+			soft(l, start, "tensor entry without dtype, shape or data_offsets");
 		return 0;
 	}
 	for (;;) {
@@ -280,13 +301,16 @@ static int lint_object(struct lint *l, enum role role, int depth)
 			return fail(l, "json.nul_name", "tensor name contains U+0000 (not supported: "
 					"names are C strings)");
 		}
-		if (role == ROLE_TOP) {
+		if (role == ROLE_META) {
+			sub = ROLE_METAVAL;
+		} else if (role == ROLE_TOP) {
 			if (klen == 12 && memcmp(key, "__metadata__", 12) == 0) {
 				if (seen_meta++) {
 					l->i = kpos;
 					return fail(l, "json.duplicate", "duplicate field "
 							"\"__metadata__\"");
 				}
+				sub = ROLE_META;
 			} else {
 				sub = ROLE_TENSOR;
 			}
@@ -303,8 +327,8 @@ static int lint_object(struct lint *l, enum role role, int depth)
 				return fail(l, "json.duplicate", "duplicate tensor field");
 			}
 			seen |= bit;
-			if (bit & 6)
-				sub = ROLE_DIMS;
+			sub = bit == 1 ? ROLE_DTYPE : bit == 2 ? ROLE_DIMS : bit == 4 ? ROLE_OFFS
+										: ROLE_OTHER;
 		}
 		skip_ws(l);
 		if (l->i >= l->n || l->s[l->i] != ':')
@@ -320,30 +344,42 @@ static int lint_object(struct lint *l, enum role role, int depth)
 		}
 		if (l->i < l->n && l->s[l->i] == '}') {
 			l->i++;
+			if (role == ROLE_TENSOR && seen != 7)
+				soft(l, start, "tensor entry without dtype, shape or data_offsets");
 			return 0;
 		}
 		return fail(l, "json.syntax", "expected ',' or '}'");
 	}
 }
 
+static void check_count(struct lint *l, enum role role, size_t start, size_t k)
+{
+	if (role == ROLE_TENSOR && k != 3)
+		soft(l, start, "a tensor entry array must be [dtype, shape, data_offsets]");
+	if (role == ROLE_OFFS && k != 2)
+		soft(l, start, "data_offsets must have exactly 2 elements");
+}
+
 static int lint_array(struct lint *l, enum role role, int depth)
 {
-	size_t k = 0;
+	static const enum role in_tensor[3] = { ROLE_DTYPE, ROLE_DIMS, ROLE_OFFS };
+	size_t k = 0, start = l->i;
 	int ret;
 
 	l->i++;
 	skip_ws(l);
 	if (l->i < l->n && l->s[l->i] == ']') {
 		l->i++;
+		check_count(l, role, start, 0);
 		return 0;
 	}
 	for (;; k++) {
 		enum role sub = ROLE_OTHER;
 
-		if (role == ROLE_DIMS)
+		if (role == ROLE_DIMS || role == ROLE_OFFS)
 			sub = ROLE_DIM;
-		else if (role == ROLE_TENSOR && (k == 1 || k == 2))
-			sub = ROLE_DIMS; /* [dtype, shape, data_offsets], a form serde accepts */
+		else if (role == ROLE_TENSOR && k < 3)
+			sub = in_tensor[k]; /* [dtype, shape, data_offsets]: serde accepts it */
 		ret = lint_value(l, sub, depth);
 		if (ret)
 			return ret;
@@ -354,10 +390,92 @@ static int lint_array(struct lint *l, enum role role, int depth)
 		}
 		if (l->i < l->n && l->s[l->i] == ']') {
 			l->i++;
+			check_count(l, role, start, k + 1);
 			return 0;
 		}
 		return fail(l, "json.syntax", "expected ',' or ']'");
 	}
+}
+
+/* The types serde expects where a value is interpreted; see struct lint. */
+static void check_type(struct lint *l, enum role role, size_t start)
+{
+	uint8_t c = l->s[start];
+
+	switch (role) {
+	case ROLE_TENSOR:
+		if (c != '{' && c != '[')
+			soft(l, start, "a tensor entry must be an object");
+		break;
+	case ROLE_DIMS:
+	case ROLE_OFFS:
+		if (c != '[')
+			soft(l, start, "shape and data_offsets must be arrays");
+		break;
+	case ROLE_DIM:
+		if (c != '-' && !is_digit(c))
+			soft(l, start, "shape and data_offsets elements must be integers");
+		break;
+	case ROLE_META:
+		if (c != '{' && c != 'n')
+			soft(l, start, "__metadata__ must be an object of strings");
+		break;
+	case ROLE_METAVAL:
+		if (c != '"')
+			soft(l, start, "__metadata__ values must be strings");
+		break;
+	default:
+		break;
+	}
+}
+
+/* dtype: a known name as a string, or {"NAME": null} (serde's map form of a unit variant). */
+static int lint_dtype(struct lint *l, int depth)
+{
+	size_t start = l->i, klen;
+	char key[16];
+	int ret;
+
+	if (l->s[l->i] == '"') {
+		ret = lint_string(l, key, sizeof(key), &klen);
+		if (!ret && (klen >= sizeof(key) || wlift__dtype_from_name_n(key, klen) < 0))
+			soft(l, start, "unknown dtype");
+		return ret;
+	}
+	if (l->s[l->i] == '{') {
+		size_t save;
+		if (depth + 1 > LINT_MAX_DEPTH)
+			return fail(l, "json.depth", "nesting deeper than the reference's "
+					"recursion limit (127 levels)");
+		/* Validate generically first, then look at the shape of it again. */
+		save = l->i;
+		ret = lint_object(l, ROLE_OTHER, depth + 1);
+		if (ret)
+			return ret;
+		l->i = save + 1;
+		skip_ws(l);
+		if (l->s[l->i] != '"' || lint_string(l, key, sizeof(key), &klen) ||
+		    klen >= sizeof(key) || wlift__dtype_from_name_n(key, klen) < 0) {
+			soft(l, start, "unknown dtype");
+		} else {
+			skip_ws(l);
+			l->i++; /* ':' */
+			skip_ws(l);
+			if (l->n - l->i < 4 || memcmp(l->s + l->i, "null", 4) != 0)
+				soft(l, start, "dtype must be a string");
+			else {
+				l->i += 4;
+				skip_ws(l);
+				if (l->s[l->i] != '}')
+					soft(l, start, "dtype must be a string");
+			}
+		}
+		/* back to the end of the object */
+		l->i = save;
+		return lint_object(l, ROLE_OTHER, depth + 1);
+	}
+	soft(l, start, "dtype must be a string");
+	return 0;
 }
 
 static int lint_value(struct lint *l, enum role role, int depth)
@@ -369,6 +487,9 @@ static int lint_value(struct lint *l, enum role role, int depth)
 	if (l->i >= l->n)
 		return fail(l, "json.syntax", "unexpected end of the header (EOF while parsing a "
 				"value)");
+	check_type(l, role, l->i);
+	if (role == ROLE_DTYPE && (l->s[l->i] == '"' || l->s[l->i] == '{'))
+		return lint_dtype(l, depth);
 	switch (l->s[l->i]) {
 	case '{':
 	case '[':
@@ -393,7 +514,7 @@ static int lint_value(struct lint *l, enum role role, int depth)
 }
 
 int wlift__json_lint(const uint8_t *s, size_t n, uint64_t base, const char *file,
-		     wlift_diag *d)
+		     size_t *type_off, const char **type_msg, wlift_diag *d)
 {
 	struct lint l = { .s = s, .n = n, .base = base, .file = file, .d = d };
 	int ret;
@@ -412,5 +533,7 @@ int wlift__json_lint(const uint8_t *s, size_t n, uint64_t base, const char *file
 	if (l.i != l.n)
 		return fail(&l, "json.trailing", "trailing characters after the JSON object (only "
 				"spaces, tabs and newlines may pad the header)");
+	*type_msg = l.type_msg;
+	*type_off = l.type_off;
 	return 0;
 }

@@ -154,6 +154,19 @@ def cases():
                                                            entry("U8", [2], 0, 2)), b"xy"))
     add("dup_tensor_first_would_win", image('{"a":%s,"a":%s}' % (entry("U8", [2], 0, 2),
                                                                  entry("U8", [1], 0, 1)), b"xy"))
+    good = entry("U8", [2], 0, 2)
+    for label, bad in (("int", "1"), ("null", "null"), ("unknown_dtype", entry("Q8", [2], 0, 2)),
+                       ("missing_field", '{"dtype":"U8","shape":[2]}'),
+                       ("float_dim", '{"dtype":"U8","shape":[2.5],"data_offsets":[0,2]}'),
+                       ("offsets_len3", '{"dtype":"U8","shape":[2],"data_offsets":[0,1,2]}'),
+                       ("bad_seq", '["U8",[2]]'), ("ok_seq", '["U8",[1],[0,1]]'),
+                       ("ok_map_dtype", '{"dtype":{"I8":null},"shape":[1],"data_offsets":[0,1]}'),
+                       ("bad_map_dtype", '{"dtype":{"I8":0},"shape":[1],"data_offsets":[0,1]}'),
+                       ("gap_ok_types", entry("U8", [1], 5, 6))):
+        add("dup_earlier_" + label, image('{"a":%s,"a":%s}' % (bad, good), b"xy"))
+    add("dup_meta_key_earlier_int", image('{"__metadata__":{"k":1,"k":"v"},%s}' % T2, b"xy"))
+    add("dup_meta_key_earlier_ok", image('{"__metadata__":{"k":"x","k":"v"},%s}' % T2, b"xy"))
+    add("name_nul", image('{"a\\u0000b":%s}' % entry("U8", [2], 0, 2), b"xy"))
     add("name_empty", image('{"":%s}' % entry("U8", [2], 0, 2), b"xy"))
     add("name_unicode", image('{"日本語.weight":%s,"emoji😀":%s}' % (
         entry("U8", [1], 0, 1), entry("U8", [1], 1, 2)), b"xy"))
