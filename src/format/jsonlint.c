@@ -296,9 +296,12 @@ static int lint_object(struct lint *l, enum role role, int depth)
 		ret = lint_string(l, key, sizeof(key), &klen);
 		if (ret)
 			return ret;
-		if (role == ROLE_TOP && l->nul_in_key) {
+		if ((role == ROLE_TOP || role == ROLE_TENSOR || role == ROLE_META) &&
+		    l->nul_in_key) {
+			/* json-c cuts keys at U+0000, which could make one key shadow another
+			 * ("dtype\u0000x" would replace "dtype"): refuse rather than misread. */
 			l->i = kpos;
-			return fail(l, "json.nul_name", "tensor name contains U+0000 (not supported: "
+			return fail(l, "json.nul_name", "a key contains U+0000 (not supported: "
 					"names are C strings)");
 		}
 		if (role == ROLE_META) {

@@ -167,6 +167,9 @@ def cases():
     add("dup_meta_key_earlier_int", image('{"__metadata__":{"k":1,"k":"v"},%s}' % T2, b"xy"))
     add("dup_meta_key_earlier_ok", image('{"__metadata__":{"k":"x","k":"v"},%s}' % T2, b"xy"))
     add("name_nul", image('{"a\\u0000b":%s}' % entry("U8", [2], 0, 2), b"xy"))
+    add("field_nul_shadow", image('{"a":{"dtype":"U8","dtype\\u0000x":"F32","shape":[2],'
+                                  '"data_offsets":[0,2]}}', b"xy"))
+    add("meta_key_nul", image('{"__metadata__":{"k\\u0000":"v"},%s}' % T2, b"xy"))
     add("name_empty", image('{"":%s}' % entry("U8", [2], 0, 2), b"xy"))
     add("name_unicode", image('{"日本語.weight":%s,"emoji😀":%s}' % (
         entry("U8", [1], 0, 1), entry("U8", [1], 1, 2)), b"xy"))
