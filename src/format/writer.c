@@ -346,6 +346,23 @@ static int write_all(int fd, const void *buf, uint64_t len)
 	return 0;
 }
 
+/* Make the rename durable. Best effort: some file systems refuse fsync on directories. */
+static void sync_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
+	int fd;
+
+	if (!dir)
+		return;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	free(dir);
+}
+
 int wlift_save(const char *path, const wlift_save_tensor *t, size_t n, const char *const *meta,
 	       size_t nmeta, wlift_diag *d)
 {
@@ -410,6 +427,7 @@ int wlift_save(const char *path, const wlift_save_tensor *t, size_t n, const cha
 	}
 	free(tmp);
 	tmp = NULL;
+	sync_dir(path);
 out:
 	if (fd >= 0)
 		close(fd);

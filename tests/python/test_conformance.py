@@ -173,6 +173,27 @@ def test_writer_bytes_match_reference(case):
     assert back == {n: (dt, list(s), d) for n, dt, s, d in tensors}
 
 
+@pytest.mark.parametrize("case", ["one_f32", "all_dtypes", "odd_names", "meta_one"])
+def test_save_file_matches_reference_save_file(tmp_path, case):
+    tensors, meta = WRITER_CASES[case]
+    keep = []
+    specs = {}
+    for name, dt, shape, data in tensors:
+        buf = ctypes.create_string_buffer(data, max(1, len(data)))
+        keep.append(buf)
+        shp = list(shape)
+        if dt == "F4" and shp:
+            shp[-1] //= 2
+        specs[name] = ref.TensorSpec(dtype=SPEC_NAMES[dt], shape=shp,
+                                     data_ptr=ctypes.addressof(buf), data_len=len(data))
+    ref.serialize_file(specs, str(tmp_path / "ref.safetensors"),
+                       None if meta is None else dict(meta))
+    wlctypes.save(str(tmp_path / "ours.safetensors"), tensors, meta)
+    assert (tmp_path / "ours.safetensors").read_bytes() == \
+        (tmp_path / "ref.safetensors").read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["ours.safetensors", "ref.safetensors"]
+
+
 def test_writer_empty_metadata_without_tensors():
     """Reference bug (0.8.0): no tensors and an empty metadata dict serialise to
     `{},"__metadata__":{}}`, which the reference itself cannot read back. We write the valid

@@ -157,8 +157,7 @@ def open_path(path):
         L.wlift_ckpt_close(ck)
 
 
-def save_memory(tensors, metadata=None):
-    """tensors: list of (name, dtype_name, shape, bytes); metadata: list of (k, v) or None."""
+def _save_args(tensors, metadata):
     L = lib()
     arr = (SaveTensor * max(1, len(tensors)))()
     keep = []
@@ -174,11 +173,26 @@ def save_memory(tensors, metadata=None):
     for i, (k, v) in enumerate(meta):
         marr[2 * i] = k.encode()
         marr[2 * i + 1] = v.encode()
+    return arr, keep, (marr if metadata is not None else None), len(meta)
+
+
+def save(path, tensors, metadata=None):
+    """wlift_save: same arguments as save_memory plus the path."""
+    arr, keep, marr, nmeta = _save_args(tensors, metadata)
+    d = Diag()
+    ret = lib().wlift_save(os.fsencode(path), arr, len(tensors), marr, nmeta, ctypes.byref(d))
+    if ret != 0:
+        raise WlError(ret, d)
+
+
+def save_memory(tensors, metadata=None):
+    """tensors: list of (name, dtype_name, shape, bytes); metadata: list of (k, v) or None."""
+    L = lib()
+    arr, keep, marr, nmeta = _save_args(tensors, metadata)
     out = ctypes.c_void_p()
     ln = ctypes.c_size_t()
     d = Diag()
-    ret = L.wlift_save_memory(arr, len(tensors), marr if metadata is not None else None,
-                              len(meta),
+    ret = L.wlift_save_memory(arr, len(tensors), marr, nmeta,
                               ctypes.byref(out), ctypes.byref(ln), ctypes.byref(d))
     if ret != 0:
         raise WlError(ret, d)
