@@ -134,6 +134,14 @@ def cases():
     add("unknown_field_bigint_ok", image('{"t":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"z":%s}}' % ("9" * 30), b"xy"))
     add("unknown_field_minus_zero", image('{"t":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"z":-0}}', b"xy"))
 
+    # values in an ignored field: only serde's grammar and number range matter
+    for i, v in enumerate(["1E5", "1e+5", "-1.5E-3", "-0.0", "1.7976931348623157e308",
+                           "1.8e308", "4.9e-324", "1e-400", "-123456789012345678901234",
+                           '"\\/"', '"\\uDBFF\\uDFFF"', '"\\u00"', "--1", "1.5.5", "0x10",
+                           "+1", ".5", "1e", "tru", '"\\U0041"', '"\u2028"', "[[],{}]"]):
+        add("ignored_value_%02d" % i, image(
+            '{"t":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"z":%s}}' % v, b"xy"))
+
     # --- tensor entries -----------------------------------------------------------------------
     add("unknown_field", image('{"t":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"zz":{"q":[1,"x",null]}}}', b"xy"))
     add("missing_dtype", image('{"t":{"shape":[2],"data_offsets":[0,2]}}', b"xy"))
