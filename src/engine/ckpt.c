@@ -334,7 +334,11 @@ static int open_index(wlift_ctx *ctx, const char *path, struct wlift_ckpt **out,
 		ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
 		goto out;
 	}
-	json_object_object_foreach(wm, tname, shard) {
+	for (struct json_object_iterator it_tname = json_object_iter_begin(wm),
+	     end_tname = json_object_iter_end(wm);
+	     !json_object_iter_equal(&it_tname, &end_tname); json_object_iter_next(&it_tname)) {
+		const char *tname = json_object_iter_peek_name(&it_tname);
+		struct json_object *shard = json_object_iter_peek_value(&it_tname);
 		const char *sn;
 		int found = 0;
 		nmap++;
@@ -382,7 +386,11 @@ static int open_index(wlift_ctx *ctx, const char *path, struct wlift_ckpt **out,
 		goto out;
 	/* Every mapped tensor must be in its shard; then counts equal means no shard holds a
 	 * tensor the map does not name (names are unique across shards, checked above). */
-	json_object_object_foreach(wm, name, mapped) {
+	for (struct json_object_iterator it_name = json_object_iter_begin(wm),
+	     end_name = json_object_iter_end(wm);
+	     !json_object_iter_equal(&it_name, &end_name); json_object_iter_next(&it_name)) {
+		const char *name = json_object_iter_peek_name(&it_name);
+		struct json_object *mapped = json_object_iter_peek_value(&it_name);
 		int64_t k = wlift_ckpt_find(ck, name);
 		const char *want = json_object_get_string(mapped);
 		const char *have;

@@ -358,7 +358,11 @@ static int parse_meta(struct walk *w, struct json_object *m, struct wlift__heade
 	if (!h->meta)
 		return wlift__diag_set(w->d, -ENOMEM, w->file, NULL, -1, NULL, NULL);
 	h->nmeta = 0;
-	json_object_object_foreach(m, key, val) {
+	for (struct json_object_iterator it_key = json_object_iter_begin(m),
+	     end_key = json_object_iter_end(m);
+	     !json_object_iter_equal(&it_key, &end_key); json_object_iter_next(&it_key)) {
+		const char *key = json_object_iter_peek_name(&it_key);
+		struct json_object *val = json_object_iter_peek_value(&it_key);
 		if (!json_object_is_type(val, json_type_string))
 			return wlift__diag_set(w->d, WLIFT_EJSON, w->file, NULL, (int64_t)w->base,
 					       "json.metadata", "%s: __metadata__ value of \"%s\" "
@@ -517,7 +521,11 @@ int wlift__header_parse(const uint8_t *json, uint64_t n, uint64_t file_size, con
 		ret = wlift__diag_set(d, -ENOMEM, file, NULL, -1, NULL, NULL);
 		goto out;
 	}
-	json_object_object_foreach(root, key, val) {
+	for (struct json_object_iterator it_key = json_object_iter_begin(root),
+	     end_key = json_object_iter_end(root);
+	     !json_object_iter_equal(&it_key, &end_key); json_object_iter_next(&it_key)) {
+		const char *key = json_object_iter_peek_name(&it_key);
+		struct json_object *val = json_object_iter_peek_value(&it_key);
 		if (strcmp(key, "__metadata__") == 0) {
 			ret = parse_meta(&w, val, h);
 			if (ret)
