@@ -196,11 +196,9 @@ void wlift__header_free(struct wlift__header *h)
 {
 	if (!h)
 		return;
-	for (size_t i = 0; i < h->ntensors; i++) {
-		free(h->tensors[i].name);
-		free(h->tensors[i].shape);
-	}
 	free(h->tensors);
+	free(h->names);
+	free(h->dims);
 	if (h->meta)
 		for (int i = 0; i < 2 * h->nmeta; i++)
 			free(h->meta[i]);
@@ -209,10 +207,15 @@ void wlift__header_free(struct wlift__header *h)
 	h->nmeta = -1;
 }
 
+/* Names and shapes live in two arrays per header rather than two allocations per tensor:
+ * with 10^5 tensors the allocator churn otherwise costs as much as the JSON parse. */
 struct walk {
 	const char *file;
-	uint64_t base; /* absolute offset of the JSON */
+	uint64_t base;     /* absolute offset of the JSON */
 	wlift_diag *d;
+	struct wlift__header *h;
+	size_t names_len;  /* bytes used in h->names */
+	size_t ndims, dims_cap;
 };
 
 static int jerr(struct walk *w, const char *tensor, const char *rule, const char *fmt,
@@ -234,33 +237,25 @@ static int get_usize(struct json_object *o, uint64_t *out)
 	return 0;
 }
 
+/* Check an array of usize; with out, store it (n must then be what the caller expects). */
 static int parse_dims(struct walk *w, const char *name, struct json_object *o,
-		      const char *field, uint64_t **dims, size_t *ndims)
+		      const char *field, uint64_t *out, size_t *n)
 {
-	size_t n;
-
-	*dims = NULL;
-	*ndims = 0;
 	if (!json_object_is_type(o, json_type_array))
 		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s must be an array",
 			    field);
-	n = json_object_array_length(o);
-	if (n > UINT32_MAX)
+	*n = json_object_array_length(o);
+	if (*n > UINT32_MAX)
 		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s has too many entries",
 			    field);
-	if (n) {
-		*dims = calloc(n, sizeof(**dims));
-		if (!*dims)
-			return wlift__diag_set(w->d, -ENOMEM, w->file, name, -1, NULL, NULL);
-	}
-	for (size_t i = 0; i < n; i++)
-		if (get_usize(json_object_array_get_idx(o, i), &(*dims)[i])) {
-			free(*dims);
-			*dims = NULL;
+	for (size_t i = 0; i < *n; i++) {
+		uint64_t v;
+		if (get_usize(json_object_array_get_idx(o, i), &v))
 			return jerr(w, name, "json.type", "%s: tensor \"%s\": every element of %s "
 				    "must be a non-negative integer", field);
-		}
-	*ndims = n;
+		if (out)
+			out[i] = v;
+	}
 	return 0;
 }
 
@@ -268,23 +263,20 @@ static int parse_tensor(struct walk *w, const char *name, size_t name_len,
 			struct json_object *v, struct wlift__htensor *t)
 {
 	struct json_object *jd = NULL, *js = NULL, *jo = NULL;
-	uint64_t *offs = NULL;
+	uint64_t offs[2];
 	size_t noffs = 0, ndim = 0;
 	const char *dname;
 	size_t dlen;
 	int dt, ret;
 
 	if (json_object_is_type(v, json_type_object)) {
-		json_object_object_get_ex(v, "dtype", &jd);
-		json_object_object_get_ex(v, "shape", &js);
-		json_object_object_get_ex(v, "data_offsets", &jo);
-		if (!json_object_object_get_ex(v, "dtype", NULL))
+		if (!json_object_object_get_ex(v, "dtype", &jd))
 			return jerr(w, name, "json.missing", "%s: tensor \"%s\": missing field %s",
 				    "\"dtype\"");
-		if (!json_object_object_get_ex(v, "shape", NULL))
+		if (!json_object_object_get_ex(v, "shape", &js))
 			return jerr(w, name, "json.missing", "%s: tensor \"%s\": missing field %s",
 				    "\"shape\"");
-		if (!json_object_object_get_ex(v, "data_offsets", NULL))
+		if (!json_object_object_get_ex(v, "data_offsets", &jo))
 			return jerr(w, name, "json.missing", "%s: tensor \"%s\": missing field %s",
 				    "\"data_offsets\"");
 	} else if (json_object_is_type(v, json_type_array)) {
@@ -321,25 +313,39 @@ static int parse_tensor(struct walk *w, const char *name, size_t name_len,
 				       "dtype.unknown", "%s: tensor \"%s\": unknown dtype \"%.*s\"",
 				       w->file, name, (int)(dlen > 64 ? 64 : dlen), dname);
 	t->dtype = (wlift_dtype)dt;
-	ret = parse_dims(w, name, js, "shape", &t->shape, &ndim);
+	ret = parse_dims(w, name, js, "shape", NULL, &ndim);
 	if (ret)
 		return ret;
+	if (w->ndims + ndim > w->dims_cap) {
+		size_t nc = w->dims_cap ? w->dims_cap : 256;
+		uint64_t *nd;
+		while (nc < w->ndims + ndim)
+			nc *= 2;
+		nd = realloc(w->h->dims, nc * sizeof(*nd));
+		if (!nd)
+			return wlift__diag_set(w->d, -ENOMEM, w->file, name, -1, NULL, NULL);
+		w->h->dims = nd;
+		w->dims_cap = nc;
+	}
+	parse_dims(w, name, js, "shape", w->h->dims + w->ndims, &ndim);
+	/* Pointers are set once the array stops moving; keep the index meanwhile. */
+	t->shape = NULL;
+	t->shape_at = w->ndims;
+	w->ndims += ndim;
 	t->ndim = (uint32_t)ndim;
-	ret = parse_dims(w, name, jo, "data_offsets", &offs, &noffs);
+	ret = parse_dims(w, name, jo, "data_offsets", NULL, &noffs);
 	if (ret)
 		return ret;
-	if (noffs != 2) {
-		free(offs);
+	if (noffs != 2)
 		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s",
 			    "data_offsets must be [begin, end]");
-	}
+	parse_dims(w, name, jo, "data_offsets", offs, &noffs);
 	t->begin = offs[0];
 	t->end = offs[1];
-	free(offs);
-	t->name = malloc(name_len + 1);
-	if (!t->name)
-		return wlift__diag_set(w->d, -ENOMEM, w->file, name, -1, NULL, NULL);
+	/* h->names holds n + ntensors bytes: a decoded name is never longer than its JSON. */
+	t->name = w->h->names + w->names_len;
 	memcpy(t->name, name, name_len + 1);
+	w->names_len += name_len + 1;
 	t->name_len = name_len;
 	return 0;
 }
@@ -472,7 +478,7 @@ int wlift__header_parse(const uint8_t *json, uint64_t n, uint64_t file_size, con
 {
 	struct json_tokener *tok = NULL;
 	struct json_object *root = NULL;
-	struct walk w = { .file = file, .base = 8, .d = d };
+	struct walk w = { .file = file, .base = 8, .d = d, .h = h };
 	size_t bad, cap, type_off = 0;
 	const char *type_msg = NULL;
 	int ret;
@@ -517,7 +523,8 @@ int wlift__header_parse(const uint8_t *json, uint64_t n, uint64_t file_size, con
 	}
 	cap = (size_t)json_object_object_length(root);
 	h->tensors = calloc(cap ? cap : 1, sizeof(*h->tensors));
-	if (!h->tensors) {
+	h->names = malloc((size_t)n + cap + 1);
+	if (!h->tensors || !h->names) {
 		ret = wlift__diag_set(d, -ENOMEM, file, NULL, -1, NULL, NULL);
 		goto out;
 	}
@@ -533,16 +540,13 @@ int wlift__header_parse(const uint8_t *json, uint64_t n, uint64_t file_size, con
 			continue;
 		}
 		ret = parse_tensor(&w, key, strlen(key), val, &h->tensors[h->ntensors]);
-		if (h->tensors[h->ntensors].name == NULL) {
-			/* partially filled: release what parse_tensor allocated */
-			free(h->tensors[h->ntensors].shape);
-			h->tensors[h->ntensors].shape = NULL;
-		} else {
-			h->ntensors++;
-		}
 		if (ret)
 			goto out;
+		h->ntensors++;
 	}
+	for (size_t i = 0; i < h->ntensors; i++)
+		if (h->tensors[i].ndim)
+			h->tensors[i].shape = h->dims + h->tensors[i].shape_at;
 	if (type_msg) {
 		/* Only reachable through duplicate keys: json-c kept the last value, serde
 		 * type-checks every one of them. */

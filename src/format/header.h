@@ -21,11 +21,12 @@
 #define WLIFT_HEADER_PROBE (64u << 10)
 
 struct wlift__htensor {
-	char *name;          /* owned, NUL-terminated (names with NUL bytes are cut there) */
-	size_t name_len;     /* true length in bytes (may contain NUL from \u0000) */
+	char *name;          /* NUL-terminated, in the header's names array */
+	size_t name_len;
 	wlift_dtype dtype;
 	uint32_t ndim;
-	uint64_t *shape;     /* owned; NULL when ndim == 0 */
+	uint64_t *shape;     /* ndim entries in the header's dims array; NULL when ndim == 0 */
+	size_t shape_at;     /* index of shape[0] in dims (used while parsing) */
 	uint64_t begin, end; /* data_offsets */
 };
 
@@ -33,6 +34,8 @@ struct wlift__header {
 	uint64_t len;                   /* N */
 	size_t ntensors;
 	struct wlift__htensor *tensors; /* sorted by (begin, end, name): file order */
+	char *names;                    /* every tensor name, NUL-separated */
+	uint64_t *dims;                 /* every shape, concatenated */
 	int nmeta;                      /* -1: no (or null) __metadata__ */
 	char **meta;                    /* 2*nmeta owned strings: key, value, in header order */
 };
