@@ -327,7 +327,8 @@ static int parse_tensor(struct walk *w, const char *name, size_t name_len,
 		w->h->dims = nd;
 		w->dims_cap = nc;
 	}
-	parse_dims(w, name, js, "shape", w->h->dims + w->ndims, &ndim);
+	if (ndim)
+		parse_dims(w, name, js, "shape", w->h->dims + w->ndims, &ndim);
 	/* Pointers are set once the array stops moving; keep the index meanwhile. */
 	t->shape = NULL;
 	t->shape_at = w->ndims;
