@@ -260,6 +260,17 @@ START_TEST(index_errors)
 	ck_assert_int_eq(wlift_open(NULL, wt_path("ix/i4.safetensors.index.json"), &ck, &d),
 			 -ENOENT);
 	ck_assert_ptr_nonnull(strstr(d.file, "nope.safetensors"));
+	/* the same tensor in two shards */
+	shard("ix/s3.safetensors", "d", "e");
+	index_file("ix/i6.safetensors.index.json",
+		   "\"a\":\"s1.safetensors\",\"b\":\"s1.safetensors\",\"c\":\"s2.safetensors\","
+		   "\"d\":\"s2.safetensors\",\"e\":\"s3.safetensors\"");
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_open(NULL, wt_path("ix/i6.safetensors.index.json"), &ck, &d),
+			 WLIFT_EDUPLICATE);
+	ck_assert_str_eq(d.tensor, "d");
+	ck_assert_ptr_nonnull(strstr(d.message, "s2.safetensors"));
+	ck_assert_ptr_nonnull(strstr(d.message, "s3.safetensors"));
 	/* not an index */
 	wt_write_file(wt_path("ix/i5.safetensors.index.json"), "[1]", 3);
 	wlift_diag_clear(&d);
