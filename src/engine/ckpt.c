@@ -13,9 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <json-c/json.h>
-
 #include "engine/ckpt.h"
+#include "format/index.h"
 
 /* Index files larger than this are not plausible (real ones are well under 1 MiB). */
 #define INDEX_MAX_BYTES (256u << 20)
@@ -301,10 +300,9 @@ out:
  * then check that weight_map and the shards agree exactly. */
 static int open_index(wlift_ctx *ctx, const char *path, struct wlift_ckpt **out, wlift_diag *d)
 {
-	char *text = NULL, *dir = NULL, **shards = NULL, **uris = NULL;
-	size_t len = 0, nshards = 0, cap = 0, nmap = 0;
-	struct json_tokener *tok = NULL;
-	struct json_object *root = NULL, *wm = NULL;
+	char *text = NULL, *dir = NULL, **uris = NULL;
+	size_t len = 0;
+	struct wlift__index ix = { 0 };
 	struct wlift_ckpt *ck = NULL;
 	const char *slash;
 	int ret;
@@ -312,64 +310,19 @@ static int open_index(wlift_ctx *ctx, const char *path, struct wlift_ckpt **out,
 	ret = read_small_file(path, &text, &len, d);
 	if (ret)
 		goto out;
-	tok = json_tokener_new();
-	if (!tok) {
-		ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
+	ret = wlift__index_parse(text, len, path, &ix, d);
+	if (ret)
 		goto out;
-	}
-	root = json_tokener_parse_ex(tok, text, (int)len);
-	if (!root || !json_object_is_type(root, json_type_object) ||
-	    !json_object_object_get_ex(root, "weight_map", &wm) ||
-	    !json_object_is_type(wm, json_type_object)) {
-		ret = wlift__diag_set(d, WLIFT_EINDEX, path, NULL, -1, "index.json",
-				      "%s: not a safetensors index (a JSON object with a "
-				      "\"weight_map\" object is expected)%s%s", path,
-				      root ? "" : ": ",
-				      root ? "" : json_tokener_error_desc(json_tokener_get_error(tok)));
-		goto out;
-	}
 	slash = strrchr(path, '/');
 	dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
-	if (!dir) {
+	uris = calloc(ix.nshards, sizeof(char *));
+	if (!dir || !uris) {
 		ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
 		goto out;
 	}
-	for (struct json_object_iterator it_tname = json_object_iter_begin(wm),
-	     end_tname = json_object_iter_end(wm);
-	     !json_object_iter_equal(&it_tname, &end_tname); json_object_iter_next(&it_tname)) {
-		const char *tname = json_object_iter_peek_name(&it_tname);
-		struct json_object *shard = json_object_iter_peek_value(&it_tname);
-		const char *sn;
-		int found = 0;
-		nmap++;
-		if (!json_object_is_type(shard, json_type_string) ||
-		    !*(sn = json_object_get_string(shard))) {
-			ret = wlift__diag_set(d, WLIFT_EINDEX, path, tname, -1, "index.json",
-					      "%s: weight_map entry for \"%s\" must be a file name",
-					      path, tname);
-			goto out;
-		}
-		for (size_t i = 0; i < nshards && !found; i++)
-			found = strcmp(shards[i], sn) == 0;
-		if (!found && push_str(&shards, &nshards, &cap, strdup(sn))) {
-			ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
-			goto out;
-		}
-	}
-	if (!nshards) {
-		ret = wlift__diag_set(d, WLIFT_EINDEX, path, NULL, -1, "index.empty",
-				      "%s: the index's weight_map names no tensors", path);
-		goto out;
-	}
-	qsort(shards, nshards, sizeof(char *), cmp_str);
-	uris = calloc(nshards ? nshards : 1, sizeof(char *));
-	if (!uris) {
-		ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
-		goto out;
-	}
-	for (size_t i = 0; i < nshards; i++) {
+	for (size_t i = 0; i < ix.nshards; i++) {
 		struct stat st;
-		uris[i] = shards[i][0] == '/' ? strdup(shards[i]) : join(dir, shards[i]);
+		uris[i] = ix.shards[i][0] == '/' ? strdup(ix.shards[i]) : join(dir, ix.shards[i]);
 		if (!uris[i]) {
 			ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
 			goto out;
@@ -381,54 +334,59 @@ static int open_index(wlift_ctx *ctx, const char *path, struct wlift_ckpt **out,
 			goto out;
 		}
 	}
-	ret = open_files(ctx, uris, nshards, &ck, d);
+	ret = open_files(ctx, uris, ix.nshards, &ck, d);
 	if (ret)
 		goto out;
-	/* Every mapped tensor must be in its shard; then counts equal means no shard holds a
-	 * tensor the map does not name (names are unique across shards, checked above). */
-	for (struct json_object_iterator it_name = json_object_iter_begin(wm),
-	     end_name = json_object_iter_end(wm);
-	     !json_object_iter_equal(&it_name, &end_name); json_object_iter_next(&it_name)) {
-		const char *name = json_object_iter_peek_name(&it_name);
-		struct json_object *mapped = json_object_iter_peek_value(&it_name);
+	/* Every mapped tensor must be in its shard; then equal counts mean that no shard holds
+	 * a tensor the map does not name (names are unique across shards, checked above). */
+	for (size_t i = 0; i < ix.nentries; i++) {
+		const char *name = ix.names[i], *want = ix.shards[ix.shard[i]];
 		int64_t k = wlift_ckpt_find(ck, name);
-		const char *want = json_object_get_string(mapped);
-		const char *have;
 		if (k < 0) {
 			ret = wlift__diag_set(d, WLIFT_EINDEX, path, name, -1, "index.missing",
 					      "%s: tensor \"%s\" is mapped to %s but that shard does "
 					      "not contain it", path, name, want);
 			goto out;
 		}
-		have = shards[ck->tensors[k].file];
-		if (strcmp(have, want) != 0) {
+		if (ck->tensors[k].file != ix.shard[i]) {
 			ret = wlift__diag_set(d, WLIFT_EINDEX, path, name, -1, "index.shard",
 					      "%s: tensor \"%s\" is mapped to %s but is stored in %s",
-					      path, name, want, have);
+					      path, name, want, ix.shards[ck->tensors[k].file]);
 			goto out;
 		}
 	}
-	if (ck->ntensors != nmap) {
-		for (size_t i = 0; i < ck->ntensors; i++) {
-			if (json_object_object_get_ex(wm, ck->tensors[i].name, NULL))
-				continue;
-			ret = wlift__diag_set(d, WLIFT_EINDEX, path, ck->tensors[i].name, -1,
-					      "index.unmapped",
-					      "%s: shard %s holds tensor \"%s\" which the index's "
-					      "weight_map does not name", path,
-					      shards[ck->tensors[i].file], ck->tensors[i].name);
+	if (ck->ntensors != ix.nentries) {
+		/* Find one the map lacks: mark what the map names, report the first other. */
+		uint8_t *named = calloc(ck->ntensors, 1);
+		if (!named) {
+			ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
 			goto out;
 		}
+		for (size_t i = 0; i < ix.nentries; i++)
+			named[wlift_ckpt_find(ck, ix.names[i])] = 1;
+		for (size_t i = 0; i < ck->ntensors; i++)
+			if (!named[i]) {
+				ret = wlift__diag_set(d, WLIFT_EINDEX, path, ck->tensors[i].name, -1,
+						      "index.unmapped",
+						      "%s: shard %s holds tensor \"%s\" which the "
+						      "index's weight_map does not name", path,
+						      ix.shards[ck->tensors[i].file],
+						      ck->tensors[i].name);
+				break;
+			}
+		free(named);
+		if (!ret) /* unreachable: counts differ only when a shard has more */
+			ret = WLIFT_EINDEX;
+		goto out;
 	}
 	*out = ck;
 	ck = NULL;
 out:
 	ckpt_destroy(ck);
-	json_object_put(root);
-	if (tok)
-		json_tokener_free(tok);
-	free_strs(shards, nshards);
-	free_strs(uris, nshards);
+	for (size_t i = 0; uris && i < ix.nshards; i++)
+		free(uris[i]);
+	free(uris);
+	wlift__index_free(&ix);
 	free(dir);
 	free(text);
 	return ret;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "format/header.h"
+#include "format/index.h"
 #include "testutil.h"
 
 START_TEST(dtype_names_and_bits)
@@ -255,6 +256,36 @@ START_TEST(big_header_needs_second_read)
 }
 END_TEST
 
+START_TEST(index_parse)
+{
+	static const char js[] = "{\"metadata\":{\"total_size\":10},\"weight_map\":{"
+				 "\"w2\":\"b.safetensors\",\"w1\":\"a.safetensors\","
+				 "\"w3\":\"b.safetensors\"}}";
+	struct wlift__index ix;
+	wlift_diag d;
+
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift__index_parse(js, strlen(js), "i.json", &ix, &d), 0);
+	ck_assert_uint_eq(ix.nshards, 2);
+	ck_assert_str_eq(ix.shards[0], "a.safetensors");
+	ck_assert_str_eq(ix.shards[1], "b.safetensors");
+	ck_assert_uint_eq(ix.nentries, 3);
+	ck_assert_str_eq(ix.names[0], "w2");
+	ck_assert_uint_eq(ix.shard[0], 1);
+	ck_assert_uint_eq(ix.shard[1], 0);
+	wlift__index_free(&ix);
+	wlift__index_free(NULL);
+	ck_assert_int_eq(wlift__index_parse("{\"weight_map\":{}}", 17, "i", &ix, &d),
+			 WLIFT_EINDEX);
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift__index_parse("{\"weight_map\":{\"a\":1}}", 22, "i", &ix, &d),
+			 WLIFT_EINDEX);
+	ck_assert_str_eq(d.tensor, "a");
+	ck_assert_int_eq(wlift__index_parse("[", 1, "i", &ix, NULL), WLIFT_EINDEX);
+	ck_assert_int_eq(wlift__index_parse("{}", 2, "i", &ix, NULL), WLIFT_EINDEX);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("format");
@@ -266,6 +297,7 @@ int main(void)
 	tcase_add_test(tc, foreign_files);
 	tcase_add_test(tc, header_parse_direct);
 	tcase_add_test(tc, big_header_needs_second_read);
+	tcase_add_test(tc, index_parse);
 	suite_add_tcase(s, tc);
 	return wt_run(s);
 }
