@@ -2,11 +2,12 @@
 # Each target installs what it needs on a fresh Debian machine (tools/install-deps.sh).
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PREFIX ?= /usr/local
 
-.PHONY: all deps build test test-c test-asan test-python venv demo bench install clean
+.PHONY: all deps build test test-c test-asan test-tsan test-python venv demo bench install clean
 
 all: build
 
@@ -26,6 +27,7 @@ test:
 	$(MAKE) build
 	$(MAKE) test-c
 	$(MAKE) test-asan
+	$(MAKE) test-tsan
 	$(MAKE) test-python
 
 test-c:
@@ -36,6 +38,14 @@ test-asan:
 	  -DWLIFT_SANITIZE=address,undefined $(CMAKE_FLAGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+# ThreadSanitizer build of the threaded engine tests (pipeline workers, callbacks, refcounts).
+test-tsan:
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DWLIFT_WERROR=ON \
+	  -DWLIFT_SANITIZE=thread $(CMAKE_FLAGS)
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	cd $(TSAN_BUILD) && WLIFT_SKIP_BIG=1 TSAN_OPTIONS=halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS) -R 'test_(load|plan|dlpack|uring)'
 
 test-python: venv
 	bash tools/test-python.sh
@@ -50,4 +60,4 @@ install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
