@@ -92,43 +92,61 @@ static inline uint16_t u32_to_f16(uint32_t u)
 	return (uint16_t)(sign | (a >> 13));
 }
 
+/* Element loads and stores through memcpy: mapped-mode tensors sit at whatever offset the file
+ * gives them, which need not be aligned to the element size. Compilers turn these into plain
+ * (unaligned) loads and stores and still vectorise the loops. */
+static inline uint16_t ld16(const uint8_t *p, size_t i)
+{
+	uint16_t v;
+	memcpy(&v, p + 2 * i, 2);
+	return v;
+}
+
+static inline uint32_t ld32(const uint8_t *p, size_t i)
+{
+	uint32_t v;
+	memcpy(&v, p + 4 * i, 4);
+	return v;
+}
+
+static inline void st16(uint8_t *p, size_t i, uint16_t v)
+{
+	memcpy(p + 2 * i, &v, 2);
+}
+
+static inline void st32(uint8_t *p, size_t i, uint32_t v)
+{
+	memcpy(p + 4 * i, &v, 4);
+}
+
 int wlift__convert_cpu(wlift_dtype from, wlift_dtype to, const void *src, void *dst, size_t n)
 {
+	const uint8_t *s = src;
+	uint8_t *o = dst;
+
 	if (from == to) {
 		if (src != dst)
 			memmove(dst, src, n * (wlift_dtype_bits(from) / 8));
 		return 0;
 	}
 	if (from == WLIFT_F32 && to == WLIFT_BF16) {
-		const uint32_t *s = src;
-		uint16_t *o = dst;
 		for (size_t i = 0; i < n; i++)
-			o[i] = u32_to_bf16(s[i]);
+			st16(o, i, u32_to_bf16(ld32(s, i)));
 	} else if (from == WLIFT_F32 && to == WLIFT_F16) {
-		const uint32_t *s = src;
-		uint16_t *o = dst;
 		for (size_t i = 0; i < n; i++)
-			o[i] = u32_to_f16(s[i]);
+			st16(o, i, u32_to_f16(ld32(s, i)));
 	} else if (from == WLIFT_BF16 && to == WLIFT_F32) {
-		const uint16_t *s = src;
-		uint32_t *o = dst;
 		for (size_t i = 0; i < n; i++)
-			o[i] = bf16_to_u32(s[i]);
+			st32(o, i, bf16_to_u32(ld16(s, i)));
 	} else if (from == WLIFT_F16 && to == WLIFT_F32) {
-		const uint16_t *s = src;
-		uint32_t *o = dst;
 		for (size_t i = 0; i < n; i++)
-			o[i] = f16_to_u32(s[i]);
+			st32(o, i, f16_to_u32(ld16(s, i)));
 	} else if (from == WLIFT_F16 && to == WLIFT_BF16) {
-		const uint16_t *s = src;
-		uint16_t *o = dst;
 		for (size_t i = 0; i < n; i++)
-			o[i] = u32_to_bf16(f16_to_u32(s[i]));
+			st16(o, i, u32_to_bf16(f16_to_u32(ld16(s, i))));
 	} else if (from == WLIFT_BF16 && to == WLIFT_F16) {
-		const uint16_t *s = src;
-		uint16_t *o = dst;
 		for (size_t i = 0; i < n; i++)
-			o[i] = u32_to_f16(bf16_to_u32(s[i]));
+			st16(o, i, u32_to_f16(bf16_to_u32(ld16(s, i))));
 	} else {
 		return WLIFT_EUNSUPPORTED;
 	}

@@ -293,7 +293,9 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct run *r = w->r;
 
-	if (!r->pl->uring || run_uring(w) < 0)
+	/* io_uring keeps several reads in flight per worker, which needs in-place destinations
+	 * (a bounce-buffer sink gets one read at a time). */
+	if (!r->pl->uring || !r->pl->sink->ops->ptr(r->pl->sink, 0) || run_uring(w) < 0)
 		run_pread(w);
 	pthread_mutex_lock(&r->mu);
 	r->running--;
