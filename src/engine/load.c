@@ -350,7 +350,14 @@ int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready
 				d);
 	if (ret)
 		goto out;
-	ret = wlift__host_sink_create(0, threads, &sink, d);
+	{
+		/* Pre-faulting the arena (MADV_POPULATE_WRITE from `threads` threads) instead of
+		 * faulting it in from the reading workers: measured slower or equal on the reference
+		 * machine (see docs/ARCHITECTURE.md), so off unless WEIGHTLIFT_POPULATE=1. */
+		const char *pv;
+		int populate = wlift__env_str("WEIGHTLIFT_POPULATE", &pv) && strcmp(pv, "0") != 0;
+		ret = wlift__host_sink_create(populate, threads, &sink, d);
+	}
 	if (ret)
 		goto out;
 	ret = sink->ops->alloc(sink, plan.arena_bytes, d);
