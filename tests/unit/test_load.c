@@ -4,6 +4,7 @@
  * conversion, alignment, and a 1 GiB file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -373,6 +374,60 @@ START_TEST(truncated_while_loading)
 }
 END_TEST
 
+struct prog {
+	pthread_t self;
+	int calls, wrong_thread;
+	uint64_t last_done, total;
+};
+
+static int slow_ready(const wlift_tensor *t, void *user)
+{
+	(void)t;
+	(void)user;
+	usleep(30000);
+	return 0;
+}
+
+static int record_progress(uint64_t done, uint64_t total, void *user)
+{
+	struct prog *p = user;
+
+	p->calls++;
+	p->wrong_thread |= !pthread_equal(pthread_self(), p->self);
+	p->last_done = done;
+	p->total = total;
+	return 0;
+}
+
+/* Progress runs on the calling thread at least every 100 ms and once at the end. */
+START_TEST(progress_periodic)
+{
+	const char *path = wt_path("p.safetensors");
+	uint64_t total;
+	uint8_t *data = make_st(path, NSIZES, sizes, &total);
+	wlift_ctx *ctx = ctx_new();
+	wlift_ckpt *ck;
+	wlift_result *r = NULL;
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	struct prog pr = { pthread_self(), 0, 0, 0, 0 };
+
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.threads = 1;
+	o.progress = record_progress;
+	o.progress_user = &pr;
+	/* about 10 x 30 ms of ready callbacks on one worker */
+	ck_assert_int_eq(wlift_load(ck, &o, slow_ready, NULL, &r, NULL), 0);
+	ck_assert_int_ge(pr.calls, 2);
+	ck_assert_int_eq(pr.wrong_thread, 0);
+	ck_assert_uint_eq(pr.last_done, total);
+	ck_assert_uint_eq(pr.total, total);
+	wlift_result_free(r);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	free(data);
+}
+END_TEST
+
 START_TEST(bad_args)
 {
 	const char *path = wt_path("b.safetensors");
@@ -562,6 +617,7 @@ int main(void)
 	tcase_add_test(tc, subset);
 	tcase_add_test(tc, cancel);
 	tcase_add_test(tc, truncated_while_loading);
+	tcase_add_test(tc, progress_periodic);
 	tcase_add_test(tc, bad_args);
 	tcase_add_test(tc, convert);
 	if (!getenv("WLIFT_SKIP_BIG"))
