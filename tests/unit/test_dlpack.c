@@ -38,14 +38,15 @@ START_TEST(export)
 		ck_assert_int_eq(m->dl_tensor.shape[1], 3);
 		ck_assert_ptr_null(m->dl_tensor.strides);
 		ck_assert_int_eq(m->dl_tensor.device.device_type, WLIFT_DL_CPU);
-		ck_assert_int_eq(wlift_tensor_dlpack(wlift_result_find(r, "b"), WLIFT_DLPACK_BYTES,
-						     &mb, NULL), 0);
+		ck_assert_int_eq(
+		    wlift_tensor_dlpack(wlift_result_find(r, "b"), WLIFT_DLPACK_BYTES, &mb, NULL),
+		    0);
 		ck_assert_int_eq(mb->dl_tensor.dtype.code, WLIFT_DL_UINT);
 		ck_assert_int_eq(mb->dl_tensor.ndim, 1);
 		ck_assert_int_eq(mb->dl_tensor.shape[0], 4);
 		ck_assert_int_eq(((uint8_t *)mb->dl_tensor.data)[0], 12);
-		ck_assert_int_eq(wlift_tensor_dlpack_versioned(wlift_result_find(r, "d"), 0, &mv,
-							       NULL), 0);
+		ck_assert_int_eq(
+		    wlift_tensor_dlpack_versioned(wlift_result_find(r, "d"), 0, &mv, NULL), 0);
 		ck_assert_int_eq(mv->version.major, 1);
 		ck_assert_int_eq(mv->version.minor, 1);
 		ck_assert_uint_eq(mv->flags, 0);
@@ -62,15 +63,18 @@ START_TEST(export)
 	{
 		wlift_dl_managed_versioned *x;
 		ck_assert_int_eq(wlift_load(ck, NULL, NULL, NULL, &r, NULL), 0);
-		ck_assert_int_eq(wlift_tensor_dlpack_versioned(wlift_result_find(r, "b"), 0, &x, NULL), 0);
+		ck_assert_int_eq(
+		    wlift_tensor_dlpack_versioned(wlift_result_find(r, "b"), 0, &x, NULL), 0);
 		ck_assert_int_eq(x->dl_tensor.dtype.code, WLIFT_DL_FLOAT8_E4M3FN);
 		x->deleter(x);
-		ck_assert_int_eq(wlift_tensor_dlpack_versioned(wlift_result_find(r, "c"), 0, &x, NULL), 0);
+		ck_assert_int_eq(
+		    wlift_tensor_dlpack_versioned(wlift_result_find(r, "c"), 0, &x, NULL), 0);
 		ck_assert_int_eq(x->dl_tensor.dtype.code, WLIFT_DL_BOOL);
 		ck_assert_int_eq(x->dl_tensor.dtype.bits, 8);
 		ck_assert_int_eq(x->dl_tensor.ndim, 0);
 		x->deleter(x);
-		ck_assert_int_eq(wlift_tensor_dlpack_versioned(wlift_result_find(r, "e"), 0, &x, NULL), 0);
+		ck_assert_int_eq(
+		    wlift_tensor_dlpack_versioned(wlift_result_find(r, "e"), 0, &x, NULL), 0);
 		ck_assert_int_eq(x->dl_tensor.dtype.code, WLIFT_DL_INT);
 		ck_assert_int_eq(x->dl_tensor.shape[0], 0);
 		x->deleter(x);

@@ -29,11 +29,12 @@ static uint8_t *make_st(const char *path, size_t n, const uint64_t *sizes, uint6
 
 	len += (size_t)snprintf(json + len, cap - len, "{");
 	for (size_t i = 0; i < n; i++) {
-		len += (size_t)snprintf(json + len, cap - len,
-					"%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[%llu],"
-					"\"data_offsets\":[%llu,%llu]}",
-					i ? "," : "", i, (unsigned long long)sizes[i],
-					(unsigned long long)off, (unsigned long long)(off + sizes[i]));
+		len +=
+		    (size_t)snprintf(json + len, cap - len,
+				     "%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[%llu],"
+				     "\"data_offsets\":[%llu,%llu]}",
+				     i ? "," : "", i, (unsigned long long)sizes[i],
+				     (unsigned long long)off, (unsigned long long)(off + sizes[i]));
 		off += sizes[i];
 	}
 	len += (size_t)snprintf(json + len, cap - len, "}");
@@ -79,7 +80,7 @@ static void check_bytes(const wlift_result *r, wlift_ckpt *ck, const uint8_t *da
 	}
 }
 
-static const uint64_t sizes[] = { 4096, 100, 3, 0, 1 << 20, 64, 128, 777, 5 << 20, 12, 65536 };
+static const uint64_t sizes[] = {4096, 100, 3, 0, 1 << 20, 64, 128, 777, 5 << 20, 12, 65536};
 #define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
 
 static int odirect_ok(void)
@@ -159,13 +160,25 @@ static void load_mode(int strategy, int direct, int mmap_mode, unsigned threads,
 	free(data);
 }
 
-START_TEST(pread_buffered) { load_mode(WLIFT_STRATEGY_PREAD, WLIFT_DIRECT_OFF, 0, 4, 0); }
+START_TEST(pread_buffered)
+{
+	load_mode(WLIFT_STRATEGY_PREAD, WLIFT_DIRECT_OFF, 0, 4, 0);
+}
 END_TEST
-START_TEST(pread_small_chunks) { load_mode(WLIFT_STRATEGY_PREAD, WLIFT_DIRECT_OFF, 0, 3, 4096); }
+START_TEST(pread_small_chunks)
+{
+	load_mode(WLIFT_STRATEGY_PREAD, WLIFT_DIRECT_OFF, 0, 3, 4096);
+}
 END_TEST
-START_TEST(uring_buffered) { load_mode(WLIFT_STRATEGY_URING, WLIFT_DIRECT_OFF, 0, 2, 65536); }
+START_TEST(uring_buffered)
+{
+	load_mode(WLIFT_STRATEGY_URING, WLIFT_DIRECT_OFF, 0, 2, 65536);
+}
 END_TEST
-START_TEST(auto_mode) { load_mode(WLIFT_STRATEGY_AUTO, WLIFT_DIRECT_AUTO, 0, 0, 0); }
+START_TEST(auto_mode)
+{
+	load_mode(WLIFT_STRATEGY_AUTO, WLIFT_DIRECT_AUTO, 0, 0, 0);
+}
 END_TEST
 START_TEST(pread_direct)
 {
@@ -181,7 +194,10 @@ START_TEST(uring_direct)
 	load_mode(WLIFT_STRATEGY_URING, WLIFT_DIRECT_ON, 0, 2, 8192);
 }
 END_TEST
-START_TEST(mapped) { load_mode(WLIFT_STRATEGY_AUTO, WLIFT_DIRECT_AUTO, 1, 2, 0); }
+START_TEST(mapped)
+{
+	load_mode(WLIFT_STRATEGY_AUTO, WLIFT_DIRECT_AUTO, 1, 2, 0);
+}
 END_TEST
 
 START_TEST(uring_fallback)
@@ -253,8 +269,8 @@ START_TEST(subset)
 	wlift_ckpt *ck;
 	wlift_result *r;
 	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
-	const char *names[] = { "t8", "t1", "t8", "t3" };
-	const char *bad[] = { "t1", "nope" };
+	const char *names[] = {"t8", "t1", "t8", "t3"};
+	const char *bad[] = {"t1", "nope"};
 	wlift_stats st;
 	wlift_diag d;
 
@@ -358,7 +374,7 @@ START_TEST(truncated_while_loading)
 	wlift_result *r = NULL;
 	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
 	wlift_diag d;
-	struct trunc tr = { path, 0 };
+	struct trunc tr = {path, 0};
 
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.threads = 1;
@@ -409,7 +425,7 @@ START_TEST(progress_periodic)
 	wlift_ckpt *ck;
 	wlift_result *r = NULL;
 	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
-	struct prog pr = { pthread_self(), 0, 0, 0, 0 };
+	struct prog pr = {pthread_self(), 0, 0, 0, 0};
 
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.threads = 1;
@@ -475,10 +491,10 @@ START_TEST(convert)
 			   "\"b\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[16,20]},"
 			   "\"c\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[20,24]},"
 			   "\"d\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[24,32]}}";
-	float a[4] = { 1.0f, -2.5f, 3.140625f, 65504.0f };
-	uint16_t b[2] = { 0x3f80, 0xc000 };   /* 1.0, -2.0 */
+	float a[4] = {1.0f, -2.5f, 3.140625f, 65504.0f};
+	uint16_t b[2] = {0x3f80, 0xc000}; /* 1.0, -2.0 */
 	int32_t c = 7;
-	uint16_t h[4] = { 0x3c00, 0xc000, 0x0001, 0x7c00 }; /* 1, -2, 2^-24, inf */
+	uint16_t h[4] = {0x3c00, 0xc000, 0x0001, 0x7c00}; /* 1, -2, 2^-24, inf */
 	uint8_t buf[32];
 	wlift_ctx *ctx = ctx_new();
 	wlift_ckpt *ck;
@@ -541,10 +557,11 @@ END_TEST
 START_TEST(one_gib)
 {
 	const char *path = wt_path("big.safetensors");
-	const uint64_t big[] = { 1ull << 29, (1ull << 29) - 4096, 4096 };
-	const char *json_fmt = "{\"a\":{\"dtype\":\"U8\",\"shape\":[%llu],\"data_offsets\":[0,%llu]},"
-			       "\"b\":{\"dtype\":\"U8\",\"shape\":[%llu],\"data_offsets\":[%llu,%llu]},"
-			       "\"c\":{\"dtype\":\"U8\",\"shape\":[4096],\"data_offsets\":[%llu,%llu]}}";
+	const uint64_t big[] = {1ull << 29, (1ull << 29) - 4096, 4096};
+	const char *json_fmt =
+	    "{\"a\":{\"dtype\":\"U8\",\"shape\":[%llu],\"data_offsets\":[0,%llu]},"
+	    "\"b\":{\"dtype\":\"U8\",\"shape\":[%llu],\"data_offsets\":[%llu,%llu]},"
+	    "\"c\":{\"dtype\":\"U8\",\"shape\":[4096],\"data_offsets\":[%llu,%llu]}}";
 	char json[512];
 	uint64_t total = big[0] + big[1] + big[2], hlen;
 	uint8_t hdr[8], *chunk;
