@@ -84,6 +84,9 @@ int cli_getopt_error(const char *cmd, int c, char **argv)
 
 	if (c == ':')
 		return cli_usage_error(cmd, "option '%s' needs a value", arg);
+	if (arg[0] == '-' && arg[1] == '-' && strchr(arg, '='))
+		return cli_usage_error(cmd, "option '%.*s' takes no value",
+				       (int)(strchr(arg, '=') - arg), arg);
 	if (optopt && !(arg[0] == '-' && arg[1] == '-'))
 		return cli_usage_error(cmd, "unknown option '-%c'", optopt);
 	return cli_usage_error(cmd, "unknown option '%s'", arg);
