@@ -174,6 +174,19 @@ static json_object *run_json(const struct run *r, bool touch)
 	return o;
 }
 
+/* --json prints one object even when the load fails: {schema, uri, errors}. */
+static void print_json_error(const char *uri, int err, const wlift_diag *d)
+{
+	json_object *root = json_object_new_object(), *errs = json_object_new_array();
+
+	json_object_array_add(errs, cli_json_error(uri, err, d));
+	json_object_object_add(root, "schema", json_object_new_int(CLI_JSON_SCHEMA));
+	json_object_object_add(root, "uri", json_object_new_string(uri));
+	json_object_object_add(root, "errors", errs);
+	cli_json_print(root);
+	json_object_put(root);
+}
+
 int cli_load(int argc, char **argv)
 {
 	enum {
@@ -367,6 +380,8 @@ int cli_load(int argc, char **argv)
 		wlift_ckpt_close(ck);
 		if (ret < 0) {
 			cli_print_error(uri, ret, &d);
+			if (json)
+				print_json_error(uri, ret, &d);
 			rc = cli_exit_code(ret);
 			goto out;
 		}
@@ -423,6 +438,7 @@ int cli_load(int argc, char **argv)
 			for (unsigned long r = 0; r < repeat; r++)
 				json_object_array_add(all, run_json(&runs[r], touch));
 			json_object_object_add(root, "runs", all);
+			json_object_object_add(root, "errors", json_object_new_array());
 			cli_json_print(root);
 			json_object_put(root);
 		} else if (!quiet) {

@@ -100,7 +100,9 @@ pycheck 'assert j["errors"][0]["code"] == "ENOENT", j["errors"]'
 expect_rc 3 "$WEIGHTLIFT" verify "$T/missing.safetensors"
 expect_rc 3 "$WEIGHTLIFT" load "$T/missing.safetensors"
 expect_rc 3 "$WEIGHTLIFT" load --json "$T/missing.safetensors"
-no_out
+pycheck 'assert j["schema"] == 1 and [x["code"] for x in j["errors"]] == ["ENOENT"], j'
+expect_rc 1 "$WEIGHTLIFT" load --json "$D/overlap.safetensors"
+pycheck 'assert j["errors"][0]["code"] == "WLIFT_EOFFSETS", j'
 if [ "$(id -u)" != 0 ]; then
 	cp "$S" "$T/noperm.safetensors"
 	chmod 000 "$T/noperm.safetensors"

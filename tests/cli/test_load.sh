@@ -31,6 +31,7 @@ assert isinstance(j["strategy"], str) and isinstance(j["direct"], bool)
 assert j["threads"] >= 1 and j["chunk_bytes"] >= 1 and j["peak_rss_anon"] >= 0
 assert j["seconds"] >= 0 and j["gb_per_s"] >= 0
 assert "ready_s" not in j and j["repeat"] == 1 and len(j["runs"]) == 1
+assert j["errors"] == []
 '
 
 # --- every strategy x direct x mmap, with the touch pass checking the bytes ------------------
