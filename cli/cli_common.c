@@ -46,15 +46,28 @@ void cli_errorf(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* Whether msg quotes the tensor name ("name" or 'name'). */
+static bool mentions_tensor(const char *msg, const char *tensor)
+{
+	size_t n = strlen(tensor);
+
+	for (const char *p = strstr(msg, tensor); p; p = strstr(p + 1, tensor))
+		if (p > msg && (p[-1] == '"' || p[-1] == '\'') && (p[n] == '"' || p[n] == '\''))
+			return true;
+	return false;
+}
+
 void cli_print_error(const char *uri, int err, const wlift_diag *d)
 {
 	const char *file = d && d->file[0] ? d->file : uri;
 	const char *msg = d && d->code && d->message[0] ? d->message : wlift_strerror(err);
 
 	fputs("weightlift: ", stderr);
-	if (file && file[0])
+	/* Library messages are full sentences that often name the file and the tensor
+	 * already ("<file>: tensor \"<name>\": ..."); print each only once. */
+	if (file && file[0] && strncmp(msg, file, strlen(file)) != 0)
 		fprintf(stderr, "%s: ", file);
-	if (d && d->tensor[0])
+	if (d && d->tensor[0] && !mentions_tensor(msg, d->tensor))
 		fprintf(stderr, "%s: ", d->tensor);
 	fputs(msg, stderr);
 	if (d && d->has_offset)

@@ -87,8 +87,11 @@ assert err["tensor"] in ("a", "b") and err["rule"], err
 '
 expect_rc 1 "$WEIGHTLIFT" inspect "$D/overlap.safetensors"
 NCHECK=$((NCHECK + 1))
-grep -Eq "^weightlift: $D/overlap.safetensors: [ab]: .+ \[[a-z_.]+\]" "$ERR" ||
+# the file once, the tensor once (as a prefix or quoted by the message), the rule last
+grep -Eq "^weightlift: $D/overlap.safetensors: ([ab]: |.*\"[ab]\").* \[[a-z_.]+\]\$" "$ERR" ||
 	fail "error line format: $(cat "$ERR")"
+NCHECK=$((NCHECK + 1))
+[ "$(grep -o "$D/overlap.safetensors" "$ERR" | wc -l)" = 1 ] || fail "file named twice: $(cat "$ERR")"
 expect_rc 1 "$WEIGHTLIFT" inspect --json "$D/baddtype.safetensors"
 pycheck 'assert j["errors"][0]["tensor"] == "a", j["errors"]'
 
