@@ -21,11 +21,11 @@
 /* Exit codes of the CLI contract. */
 enum {
 	CLI_EXIT_OK = 0,
-	CLI_EXIT_INPUT = 1,   /* bad input: format errors, tensor not found, digest mismatch */
-	CLI_EXIT_USAGE = 2,   /* bad command line */
-	CLI_EXIT_IO = 3,      /* I/O or network */
-	CLI_EXIT_AUTH = 4,    /* authentication or permission */
-	CLI_EXIT_DEVICE = 5,  /* GPU / device */
+	CLI_EXIT_INPUT = 1,  /* bad input: format errors, tensor not found, digest mismatch */
+	CLI_EXIT_USAGE = 2,  /* bad command line */
+	CLI_EXIT_IO = 3,     /* I/O or network */
+	CLI_EXIT_AUTH = 4,   /* authentication or permission */
+	CLI_EXIT_DEVICE = 5, /* GPU / device */
 };
 
 /* The JSON schema version printed as "schema" by every --json output. */
@@ -86,7 +86,7 @@ struct cli_report {
 	json_object *files;
 	json_object *tensors;
 	json_object *errors;
-	bool have_metadata;      /* top-level "metadata" set from the first file that has one */
+	bool have_metadata; /* top-level "metadata" set from the first file that has one */
 };
 
 void cli_report_init(struct cli_report *r);

@@ -133,16 +133,32 @@ int cli_parse_size(const char *s, uint64_t *out, bool allow_zero)
 	if (errno)
 		return -1;
 	switch (tolower((unsigned char)*end)) {
-	case '\0': break;
-	case 'k': shift = 10; end++; break;
-	case 'm': shift = 20; end++; break;
-	case 'g': shift = 30; end++; break;
-	case 't': shift = 40; end++; break;
-	case 'b': break;
-	default: return -1;
+	case '\0':
+		break;
+	case 'k':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+		shift = 30;
+		end++;
+		break;
+	case 't':
+		shift = 40;
+		end++;
+		break;
+	case 'b':
+		break;
+	default:
+		return -1;
 	}
 	/* Accept "8M", "8MB", "8MiB", "8m" and "4096B" alike: the multiples are binary. */
-	if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "ib") == 0 || strcasecmp(end, "b") == 0))
+	if (shift &&
+	    (strcmp(end, "iB") == 0 || strcmp(end, "ib") == 0 || strcasecmp(end, "b") == 0))
 		end += strlen(end);
 	else if (!shift && strcasecmp(end, "b") == 0)
 		end++;
@@ -159,7 +175,7 @@ int cli_parse_size(const char *s, uint64_t *out, bool allow_zero)
 
 const char *cli_fmt_bytes(uint64_t n, char *buf, size_t cap)
 {
-	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB" };
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
 	double v = (double)n;
 	int u = -1;
 
@@ -177,7 +193,7 @@ const char *cli_fmt_bytes(uint64_t n, char *buf, size_t cap)
 
 static void log_to_stderr(void *user, int level, const char *msg)
 {
-	static const char *const names[] = { "error", "warning", "info", "debug" };
+	static const char *const names[] = {"error", "warning", "info", "debug"};
 
 	(void)user;
 	if (level < 0 || level > WLIFT_LOG_DEBUG)
@@ -195,7 +211,7 @@ int cli_ctx_create(wlift_ctx **ctx, const wlift_ctx_opts *base, int verbosity, w
 	o.size = sizeof(o);
 	o.log = log_to_stderr;
 	o.log_user = NULL;
-	o.log_level = verbosity >= 2 ? WLIFT_LOG_DEBUG
+	o.log_level = verbosity >= 2   ? WLIFT_LOG_DEBUG
 		      : verbosity == 1 ? WLIFT_LOG_INFO
 				       : WLIFT_LOG_WARN;
 	ret = wlift_ctx_create(ctx, &o, d);
@@ -229,8 +245,9 @@ json_object *cli_json_error(const char *uri, int err, const wlift_diag *d)
 
 	json_object_object_add(e, "code", json_object_new_string(wlift_errname(err)));
 	json_object_object_add(e, "value", json_object_new_int(err));
-	json_object_object_add(e, "message", json_object_new_string(
-				       have && d->message[0] ? d->message : wlift_strerror(err)));
+	json_object_object_add(
+	    e, "message",
+	    json_object_new_string(have && d->message[0] ? d->message : wlift_strerror(err)));
 	json_object_object_add(e, "file", cli_json_str_or_null(have && d->file[0] ? d->file : uri));
 	json_object_object_add(e, "tensor", cli_json_str_or_null(have ? d->tensor : NULL));
 	json_object_object_add(e, "offset",

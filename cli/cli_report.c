@@ -109,9 +109,10 @@ void cli_report_add_ckpt(struct cli_report *r, const wlift_ckpt *ck, size_t *fir
 		json_object_object_add(o, "name", json_object_new_string(ti.name ? ti.name : ""));
 		json_object_object_add(o, "dtype", json_object_new_string(dt ? dt : "?"));
 		json_object_object_add(o, "shape", u64_array(ti.shape, ti.ndim));
-		json_object_object_add(o, "file", json_object_new_string(
-					       paths && ti.file < nfiles && paths[ti.file]
-						       ? paths[ti.file] : ""));
+		json_object_object_add(
+		    o, "file",
+		    json_object_new_string(
+			paths && ti.file < nfiles && paths[ti.file] ? paths[ti.file] : ""));
 		json_object_object_add(o, "data_offsets", off);
 		json_object_object_add(o, "nbytes", json_object_new_uint64(ti.nbytes));
 		json_object_array_add(r->tensors, o);
@@ -158,7 +159,8 @@ void cli_print_ckpt(FILE *out, const char *uri, const wlift_ckpt *ck, char *cons
 		memset(&fi, 0, sizeof(fi));
 		if (wlift_ckpt_file(ck, f, &fi) < 0)
 			continue;
-		fprintf(out, "file %zu: %s  size %" PRIu64 " (%s)  header %" PRIu64
+		fprintf(out,
+			"file %zu: %s  size %" PRIu64 " (%s)  header %" PRIu64
 			" B  data at %" PRIu64 "  tensors %" PRIu64 "\n",
 			f, fi.uri ? fi.uri : "", fi.size, cli_fmt_bytes(fi.size, b1, sizeof(b1)),
 			fi.header_len, fi.data_offset, fi.ntensors);
@@ -193,9 +195,9 @@ void cli_print_ckpt(FILE *out, const char *uri, const wlift_ckpt *ck, char *cons
 		woffs = max_int(woffs, snprintf(b1, sizeof(b1), "[%" PRIu64 ", %" PRIu64 "]",
 						ti.data_begin, ti.data_end));
 	}
-	fprintf(out, "%-*s  %-*s  %-*s  %*s  %-*s%s%s\n", wname, "NAME", wdtype, "DTYPE",
-		wshape, "SHAPE", wbytes, "BYTES", (nfiles > 1 || sha256) ? woffs : 0,
-		"DATA_OFFSETS", nfiles > 1 ? "  FILE" : "", sha256 ? "  SHA256" : "");
+	fprintf(out, "%-*s  %-*s  %-*s  %*s  %-*s%s%s\n", wname, "NAME", wdtype, "DTYPE", wshape,
+		"SHAPE", wbytes, "BYTES", (nfiles > 1 || sha256) ? woffs : 0, "DATA_OFFSETS",
+		nfiles > 1 ? "  FILE" : "", sha256 ? "  SHA256" : "");
 	for (size_t i = 0; i < n; i++) {
 		wlift_tensor_info ti;
 		char shape[256], offs[64];

@@ -17,7 +17,7 @@
 struct cli_rss {
 	pthread_t thread;
 	atomic_bool stop;
-	atomic_uint_fast64_t peak;  /* bytes */
+	atomic_uint_fast64_t peak; /* bytes */
 	uint64_t baseline;
 	bool started;
 };
@@ -53,7 +53,7 @@ void cli_rss_sample(struct cli_rss *s)
 static void *sampler(void *arg)
 {
 	struct cli_rss *s = arg;
-	const struct timespec period = { 0, 10 * 1000 * 1000 };
+	const struct timespec period = {0, 10 * 1000 * 1000};
 
 	while (!atomic_load(&s->stop)) {
 		cli_rss_sample(s);

@@ -32,10 +32,10 @@ static void usage(FILE *out)
 int cli_inspect(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"json", no_argument, NULL, 'j'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct cli_report rep;
 	wlift_ctx *ctx = NULL;
@@ -45,10 +45,17 @@ int cli_inspect(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, ":vh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'j': json = true; break;
-		case 'v': verbosity++; break;
-		case 'h': usage(stdout); return CLI_EXIT_OK;
-		default: return cli_getopt_error("inspect", c, argv);
+		case 'j':
+			json = true;
+			break;
+		case 'v':
+			verbosity++;
+			break;
+		case 'h':
+			usage(stdout);
+			return CLI_EXIT_OK;
+		default:
+			return cli_getopt_error("inspect", c, argv);
 		}
 	}
 	if (optind >= argc)

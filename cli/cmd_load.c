@@ -18,43 +18,44 @@
 
 static void usage(FILE *out)
 {
-	fputs("usage: weightlift load [options] URI\n"
-	      "\n"
-	      "Load a checkpoint into memory and report throughput and statistics.\n"
-	      "\n"
-	      "options:\n"
-	      "  --threads N             I/O threads (default: WEIGHTLIFT_THREADS or tuned)\n"
-	      "  --chunk-size SIZE       read unit, e.g. 8M (default: WEIGHTLIFT_CHUNK_BYTES)\n"
-	      "  --max-inflight SIZE     bytes in flight (default: WEIGHTLIFT_MAX_INFLIGHT_BYTES)\n"
-	      "  --strategy S            auto | pread | uring (default auto)\n"
-	      "  --direct D              auto | on | off: O_DIRECT reads (default auto)\n"
-	      "  --mmap                  tensors are views of a private mapping of the file\n"
-	      "  --names A,B,...         load only these tensors (repeatable)\n"
-	      "  --device DEV            cpu (default); cuda, cuda:N in the GPU stage\n"
-	      "  --dtype T               convert floating-point tensors to F16, BF16 or F32\n"
-	      "  --repeat N              run open + load N times, report the median run\n"
-	      "  --touch                 after loading, read every byte once (XOR over uint64)\n"
-	      "                          and report ready_s = open + load + that pass\n"
-	      "  --json                  print one JSON object: {schema, bytes, seconds, gb_per_s,\n"
-	      "                          open_s, plan_s, read_s, strategy, direct, threads,\n"
-	      "                          chunk_bytes, peak_rss_anon, ...}\n"
-	      "  -q, --quiet             no progress bar, no output on success\n"
-	      "  -v, --verbose           library log messages on stderr (twice: debug)\n"
-	      "  -h, --help              show this help\n"
-	      "\n"
-	      "SIZE takes K, M, G suffixes (binary). A progress bar is drawn on stderr when it is a\n"
-	      "terminal (not with --json or --quiet).\n"
-	      "\n"
-	      "exit status: 0 ok, 1 bad input, 2 usage, 3 I/O, 4 permission, 5 device\n",
-	      out);
+	fputs(
+	    "usage: weightlift load [options] URI\n"
+	    "\n"
+	    "Load a checkpoint into memory and report throughput and statistics.\n"
+	    "\n"
+	    "options:\n"
+	    "  --threads N             I/O threads (default: WEIGHTLIFT_THREADS or tuned)\n"
+	    "  --chunk-size SIZE       read unit, e.g. 8M (default: WEIGHTLIFT_CHUNK_BYTES)\n"
+	    "  --max-inflight SIZE     bytes in flight (default: WEIGHTLIFT_MAX_INFLIGHT_BYTES)\n"
+	    "  --strategy S            auto | pread | uring (default auto)\n"
+	    "  --direct D              auto | on | off: O_DIRECT reads (default auto)\n"
+	    "  --mmap                  tensors are views of a private mapping of the file\n"
+	    "  --names A,B,...         load only these tensors (repeatable)\n"
+	    "  --device DEV            cpu (default); cuda, cuda:N in the GPU stage\n"
+	    "  --dtype T               convert floating-point tensors to F16, BF16 or F32\n"
+	    "  --repeat N              run open + load N times, report the median run\n"
+	    "  --touch                 after loading, read every byte once (XOR over uint64)\n"
+	    "                          and report ready_s = open + load + that pass\n"
+	    "  --json                  print one JSON object: {schema, bytes, seconds, gb_per_s,\n"
+	    "                          open_s, plan_s, read_s, strategy, direct, threads,\n"
+	    "                          chunk_bytes, peak_rss_anon, ...}\n"
+	    "  -q, --quiet             no progress bar, no output on success\n"
+	    "  -v, --verbose           library log messages on stderr (twice: debug)\n"
+	    "  -h, --help              show this help\n"
+	    "\n"
+	    "SIZE takes K, M, G suffixes (binary). A progress bar is drawn on stderr when it is a\n"
+	    "terminal (not with --json or --quiet).\n"
+	    "\n"
+	    "exit status: 0 ok, 1 bad input, 2 usage, 3 I/O, 4 permission, 5 device\n",
+	    out);
 }
 
 struct run {
 	wlift_stats st;
-	double ready_s;      /* open + load + touch pass (with --touch) */
+	double ready_s; /* open + load + touch pass (with --touch) */
 	double touch_s;
-	double wall_s;       /* open + load as seen from here */
-	uint64_t xor;
+	double wall_s; /* open + load as seen from here */
+	uint64_t xor ;
 	size_t ntensors;
 };
 
@@ -190,32 +191,42 @@ static void print_json_error(const char *uri, int err, const wlift_diag *d)
 int cli_load(int argc, char **argv)
 {
 	enum {
-		OPT_THREADS = 256, OPT_CHUNK, OPT_INFLIGHT, OPT_STRATEGY, OPT_DIRECT, OPT_MMAP,
-		OPT_NAMES, OPT_DEVICE, OPT_DTYPE, OPT_REPEAT, OPT_TOUCH, OPT_JSON,
+		OPT_THREADS = 256,
+		OPT_CHUNK,
+		OPT_INFLIGHT,
+		OPT_STRATEGY,
+		OPT_DIRECT,
+		OPT_MMAP,
+		OPT_NAMES,
+		OPT_DEVICE,
+		OPT_DTYPE,
+		OPT_REPEAT,
+		OPT_TOUCH,
+		OPT_JSON,
 	};
 	static const struct option opts[] = {
-		{ "threads", required_argument, NULL, OPT_THREADS },
-		{ "chunk-size", required_argument, NULL, OPT_CHUNK },
-		{ "max-inflight", required_argument, NULL, OPT_INFLIGHT },
-		{ "strategy", required_argument, NULL, OPT_STRATEGY },
-		{ "direct", required_argument, NULL, OPT_DIRECT },
-		{ "mmap", no_argument, NULL, OPT_MMAP },
-		{ "names", required_argument, NULL, OPT_NAMES },
-		{ "device", required_argument, NULL, OPT_DEVICE },
-		{ "dtype", required_argument, NULL, OPT_DTYPE },
-		{ "repeat", required_argument, NULL, OPT_REPEAT },
-		{ "touch", no_argument, NULL, OPT_TOUCH },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"chunk-size", required_argument, NULL, OPT_CHUNK},
+	    {"max-inflight", required_argument, NULL, OPT_INFLIGHT},
+	    {"strategy", required_argument, NULL, OPT_STRATEGY},
+	    {"direct", required_argument, NULL, OPT_DIRECT},
+	    {"mmap", no_argument, NULL, OPT_MMAP},
+	    {"names", required_argument, NULL, OPT_NAMES},
+	    {"device", required_argument, NULL, OPT_DEVICE},
+	    {"dtype", required_argument, NULL, OPT_DTYPE},
+	    {"repeat", required_argument, NULL, OPT_REPEAT},
+	    {"touch", no_argument, NULL, OPT_TOUCH},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
-	static const char *const strategies[] = { "auto", "pread", "uring" };
-	static const char *const directs[] = { "auto", "on", "off" };
+	static const char *const strategies[] = {"auto", "pread", "uring"};
+	static const char *const directs[] = {"auto", "on", "off"};
 	wlift_ctx_opts co = WLIFT_CTX_OPTS_INIT;
 	wlift_load_opts lo = WLIFT_LOAD_OPTS_INIT;
-	struct progress prog = { 0 };
+	struct progress prog = {0};
 	struct run *runs = NULL;
 	struct cli_rss *rss = NULL;
 	const char **names = NULL;
@@ -238,47 +249,56 @@ int cli_load(int argc, char **argv)
 			break;
 		case OPT_CHUNK:
 		case OPT_INFLIGHT:
-			if (cli_parse_size(optarg, c == OPT_CHUNK ? &chunk : &inflight, false) < 0) {
-				rc = cli_usage_error("load", "invalid %s '%s'",
-						     c == OPT_CHUNK ? "--chunk-size" : "--max-inflight",
-						     optarg);
+			if (cli_parse_size(optarg, c == OPT_CHUNK ? &chunk : &inflight, false) <
+			    0) {
+				rc = cli_usage_error(
+				    "load", "invalid %s '%s'",
+				    c == OPT_CHUNK ? "--chunk-size" : "--max-inflight", optarg);
 				goto out;
 			}
 			break;
 		case OPT_STRATEGY:
 		case OPT_DIRECT:
 			for (k = 0; k < 3; k++)
-				if (strcmp(optarg, (c == OPT_STRATEGY ? strategies : directs)[k]) == 0)
+				if (strcmp(optarg, (c == OPT_STRATEGY ? strategies : directs)[k]) ==
+				    0)
 					break;
 			if (k == 3) {
-				rc = cli_usage_error("load", "invalid %s '%s' (one of %s)",
-						     c == OPT_STRATEGY ? "--strategy" : "--direct",
-						     optarg,
-						     c == OPT_STRATEGY ? "auto, pread, uring"
-								       : "auto, on, off");
+				rc = cli_usage_error(
+				    "load", "invalid %s '%s' (one of %s)",
+				    c == OPT_STRATEGY ? "--strategy" : "--direct", optarg,
+				    c == OPT_STRATEGY ? "auto, pread, uring" : "auto, on, off");
 				goto out;
 			}
 			/* The option strings are listed in the order of the enums. */
 			if (c == OPT_STRATEGY)
-				lo.strategy = k == 0 ? WLIFT_STRATEGY_AUTO
-					      : k == 1 ? WLIFT_STRATEGY_PREAD : WLIFT_STRATEGY_URING;
+				lo.strategy = k == 0   ? WLIFT_STRATEGY_AUTO
+					      : k == 1 ? WLIFT_STRATEGY_PREAD
+						       : WLIFT_STRATEGY_URING;
 			else
-				lo.direct = k == 0 ? WLIFT_DIRECT_AUTO
-					    : k == 1 ? WLIFT_DIRECT_ON : WLIFT_DIRECT_OFF;
+				lo.direct = k == 0   ? WLIFT_DIRECT_AUTO
+					    : k == 1 ? WLIFT_DIRECT_ON
+						     : WLIFT_DIRECT_OFF;
 			break;
-		case OPT_MMAP: lo.mmap = 1; break;
+		case OPT_MMAP:
+			lo.mmap = 1;
+			break;
 		case OPT_NAMES:
 			if (!optarg[0] || add_names(optarg, &names, &nnames) < 0 || !nnames) {
 				rc = cli_usage_error("load", "invalid --names '%s'", optarg);
 				goto out;
 			}
 			break;
-		case OPT_DEVICE: device = optarg; break;
+		case OPT_DEVICE:
+			device = optarg;
+			break;
 		case OPT_DTYPE:
 			ret = wlift_dtype_from_name(optarg);
 			if (ret != WLIFT_F16 && ret != WLIFT_BF16 && ret != WLIFT_F32) {
-				rc = cli_usage_error("load", "invalid --dtype '%s' (one of F16, BF16, "
-						     "F32)", optarg);
+				rc = cli_usage_error("load",
+						     "invalid --dtype '%s' (one of F16, BF16, "
+						     "F32)",
+						     optarg);
 				goto out;
 			}
 			lo.dtype = (wlift_dtype)ret;
@@ -290,12 +310,24 @@ int cli_load(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case OPT_TOUCH: touch = true; break;
-		case OPT_JSON: json = true; break;
-		case 'q': quiet = true; break;
-		case 'v': verbosity++; break;
-		case 'h': usage(stdout); goto out;
-		default: rc = cli_getopt_error("load", c, argv); goto out;
+		case OPT_TOUCH:
+			touch = true;
+			break;
+		case OPT_JSON:
+			json = true;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			verbosity++;
+			break;
+		case 'h':
+			usage(stdout);
+			goto out;
+		default:
+			rc = cli_getopt_error("load", c, argv);
+			goto out;
 		}
 	}
 	if (optind >= argc) {
@@ -406,32 +438,40 @@ int cli_load(int argc, char **argv)
 			json_object *o = run_json(&med, touch), *all, *root;
 
 			root = json_object_new_object();
-			json_object_object_add(root, "schema", json_object_new_int(CLI_JSON_SCHEMA));
+			json_object_object_add(root, "schema",
+					       json_object_new_int(CLI_JSON_SCHEMA));
 			json_object_object_add(root, "uri", json_object_new_string(uri));
 			json_object_object_foreach(o, key, val)
-				json_object_object_add(root, key, json_object_get(val));
+			    json_object_object_add(root, key, json_object_get(val));
 			json_object_put(o);
-			json_object_object_add(root, "strategy", json_object_new_string(
-						       med.st.strategy ? med.st.strategy : "?"));
-			json_object_object_add(root, "direct", json_object_new_boolean(med.st.direct));
-			json_object_object_add(root, "threads", json_object_new_int((int)med.st.threads));
+			json_object_object_add(
+			    root, "strategy",
+			    json_object_new_string(med.st.strategy ? med.st.strategy : "?"));
+			json_object_object_add(root, "direct",
+					       json_object_new_boolean(med.st.direct));
+			json_object_object_add(root, "threads",
+					       json_object_new_int((int)med.st.threads));
 			json_object_object_add(root, "chunk_bytes",
 					       json_object_new_uint64(med.st.chunk_bytes));
 			json_object_object_add(root, "peak_rss_anon", json_object_new_uint64(peak));
-			json_object_object_add(root, "tensors", json_object_new_uint64(med.ntensors));
+			json_object_object_add(root, "tensors",
+					       json_object_new_uint64(med.ntensors));
 			json_object_object_add(root, "bytes_read",
 					       json_object_new_uint64(med.st.bytes_read));
-			json_object_object_add(root, "fixups", json_object_new_uint64(med.st.fixups));
+			json_object_object_add(root, "fixups",
+					       json_object_new_uint64(med.st.fixups));
 			json_object_object_add(root, "fixup_bytes",
 					       json_object_new_uint64(med.st.fixup_bytes));
 			json_object_object_add(root, "mmap", json_object_new_boolean(lo.mmap));
 			json_object_object_add(root, "device",
 					       json_object_new_string(device ? device : "cpu"));
-			json_object_object_add(root, "dtype", lo.dtype ? json_object_new_string(
-							      wlift_dtype_name(lo.dtype)) : NULL);
+			json_object_object_add(
+			    root, "dtype",
+			    lo.dtype ? json_object_new_string(wlift_dtype_name(lo.dtype)) : NULL);
 			if (touch) {
 				snprintf(b1, sizeof(b1), "%016" PRIx64, med.xor);
-				json_object_object_add(root, "touch_xor", json_object_new_string(b1));
+				json_object_object_add(root, "touch_xor",
+						       json_object_new_string(b1));
 			}
 			json_object_object_add(root, "repeat", json_object_new_uint64(repeat));
 			all = json_object_new_array();
@@ -443,13 +483,15 @@ int cli_load(int argc, char **argv)
 			json_object_put(root);
 		} else if (!quiet) {
 			printf("loaded %zu tensor%s, %s in %.3f s: %.2f GB/s%s\n", med.ntensors,
-			       med.ntensors == 1 ? "" : "s", cli_fmt_bytes(med.st.bytes, b1, sizeof(b1)),
-			       med.st.seconds, med.st.gb_per_s, repeat > 1 ? " (median run)" : "");
+			       med.ntensors == 1 ? "" : "s",
+			       cli_fmt_bytes(med.st.bytes, b1, sizeof(b1)), med.st.seconds,
+			       med.st.gb_per_s, repeat > 1 ? " (median run)" : "");
 			printf("  open %.3f s, plan %.3f s, read %.3f s\n", med.st.open_s,
 			       med.st.plan_s, med.st.read_s);
 			printf("  strategy %s, direct %s, %u thread%s, chunk %s, read %s\n",
-			       med.st.strategy ? med.st.strategy : "?", med.st.direct ? "on" : "off",
-			       med.st.threads, med.st.threads == 1 ? "" : "s",
+			       med.st.strategy ? med.st.strategy : "?",
+			       med.st.direct ? "on" : "off", med.st.threads,
+			       med.st.threads == 1 ? "" : "s",
 			       cli_fmt_bytes(med.st.chunk_bytes, b2, sizeof(b2)),
 			       cli_fmt_bytes(med.st.bytes_read, b3, sizeof(b3)));
 			if (med.st.fixups)
@@ -458,7 +500,8 @@ int cli_load(int argc, char **argv)
 			printf("  peak RssAnon growth %s\n", cli_fmt_bytes(peak, b1, sizeof(b1)));
 			if (touch)
 				printf("  ready (open + load + read pass) %.3f s, pass %.3f s, "
-				       "xor %016" PRIx64 "\n", med.ready_s, med.touch_s, med.xor);
+				       "xor %016" PRIx64 "\n",
+				       med.ready_s, med.touch_s, med.xor);
 		}
 	}
 out:

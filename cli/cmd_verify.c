@@ -30,7 +30,8 @@ static void usage(FILE *out)
 	      "\n"
 	      "options:\n"
 	      "  --json              print one JSON object (the inspect report with \"sha256\"\n"
-	      "                      in each tensor, plus \"ok\" and, with --expect, \"mismatches\")\n"
+	      "                      in each tensor, plus \"ok\" and, with --expect, "
+	      "\"mismatches\")\n"
 	      "  --expect FILE       compare with FILE: a previous 'verify --json' output (every\n"
 	      "                      tensor must match, none missing or extra) or a JSON object\n"
 	      "                      {name: sha256} (the named tensors must match); exit 1 on any\n"
@@ -47,8 +48,8 @@ static void usage(FILE *out)
 
 struct verify_state {
 	const wlift_ckpt *ck;
-	char **hex;               /* per tensor of ck, malloc'd, NULL until hashed */
-	int err;                  /* first hashing error (set from callbacks) */
+	char **hex; /* per tensor of ck, malloc'd, NULL until hashed */
+	int err;    /* first hashing error (set from callbacks) */
 };
 
 static int sha256_hex(const void *data, uint64_t n, char **out)
@@ -95,7 +96,7 @@ static int on_ready(const wlift_tensor *t, void *user)
 	int ret = hash_tensor(st, t);
 
 	if (ret < 0) {
-		__atomic_compare_exchange_n(&st->err, &(int){ 0 }, ret, false, __ATOMIC_SEQ_CST,
+		__atomic_compare_exchange_n(&st->err, &(int){0}, ret, false, __ATOMIC_SEQ_CST,
 					    __ATOMIC_SEQ_CST);
 		return 1;
 	}
@@ -178,9 +179,9 @@ static int verify_ckpt(wlift_ckpt *ck, const wlift_load_opts *lo, uint64_t batch
 /* ---- --expect ---------------------------------------------------------------------- */
 
 struct expect {
-	json_object *root;        /* owns everything below */
-	json_object *map;         /* name -> sha256 string */
-	bool full;                /* a verify --json output: extra tensors are mismatches too */
+	json_object *root; /* owns everything below */
+	json_object *map;  /* name -> sha256 string */
+	bool full;	   /* a verify --json output: extra tensors are mismatches too */
 };
 
 static bool is_hex64(const char *s)
@@ -236,7 +237,8 @@ static int expect_load(const char *path, struct expect *e)
 		}
 		return 0;
 	}
-	json_object_object_foreach(e->root, key, val) {
+	json_object_object_foreach(e->root, key, val)
+	{
 		if (strcmp(key, "schema") == 0)
 			continue;
 		if (!json_object_is_type(val, json_type_string) ||
@@ -247,7 +249,8 @@ static int expect_load(const char *path, struct expect *e)
 	return 0;
 bad:
 	cli_errorf("%s: expected a 'verify --json' output or a {name: sha256} object "
-		   "[expect.format]", path);
+		   "[expect.format]",
+		   path);
 	json_object_put(e->map);
 	json_object_put(e->root);
 	memset(e, 0, sizeof(*e));
@@ -270,27 +273,32 @@ static size_t expect_compare(const struct expect *e, json_object *got, const cha
 {
 	size_t bad = 0;
 
-	json_object_object_foreach(e->map, name, wantv) {
+	json_object_object_foreach(e->map, name, wantv)
+	{
 		const char *want = json_object_get_string(wantv);
 		json_object *gv;
 
 		if (!json_object_object_get_ex(got, name, &gv)) {
 			if (print)
 				cli_errorf("%s: missing from the checkpoint (expected by %s) "
-					   "[expect.missing]", name, path);
+					   "[expect.missing]",
+					   name, path);
 			json_object_array_add(out, mismatch(name, want, NULL));
 			bad++;
 		} else if (strcasecmp(want, json_object_get_string(gv)) != 0) {
 			if (print)
 				cli_errorf("%s: sha256 mismatch: expected %s, got %s "
-					   "[expect.sha256]", name, want, json_object_get_string(gv));
-			json_object_array_add(out, mismatch(name, want, json_object_get_string(gv)));
+					   "[expect.sha256]",
+					   name, want, json_object_get_string(gv));
+			json_object_array_add(out,
+					      mismatch(name, want, json_object_get_string(gv)));
 			bad++;
 		}
 	}
 	if (!e->full)
 		return bad;
-	json_object_object_foreach(got, gname, gval) {
+	json_object_object_foreach(got, gname, gval)
+	{
 		if (json_object_object_get_ex(e->map, gname, NULL))
 			continue;
 		if (print)
@@ -307,14 +315,14 @@ int cli_verify(int argc, char **argv)
 {
 	enum { OPT_JSON = 256, OPT_EXPECT, OPT_BATCH, OPT_THREADS };
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "expect", required_argument, NULL, OPT_EXPECT },
-		{ "batch-size", required_argument, NULL, OPT_BATCH },
-		{ "threads", required_argument, NULL, OPT_THREADS },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"expect", required_argument, NULL, OPT_EXPECT},
+	    {"batch-size", required_argument, NULL, OPT_BATCH},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	wlift_load_opts lo = WLIFT_LOAD_OPTS_INIT;
 	struct cli_report rep;
@@ -330,20 +338,32 @@ int cli_verify(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, ":qvh", opts, NULL)) != -1) {
 		switch (c) {
-		case OPT_JSON: json = true; break;
-		case OPT_EXPECT: expect_path = optarg; break;
+		case OPT_JSON:
+			json = true;
+			break;
+		case OPT_EXPECT:
+			expect_path = optarg;
+			break;
 		case OPT_BATCH:
 			if (cli_parse_size(optarg, &batch, false) < 0)
-				return cli_usage_error("verify", "invalid --batch-size '%s'", optarg);
+				return cli_usage_error("verify", "invalid --batch-size '%s'",
+						       optarg);
 			break;
 		case OPT_THREADS:
 			if (cli_parse_uint(optarg, 4096, &threads) < 0)
 				return cli_usage_error("verify", "invalid --threads '%s'", optarg);
 			break;
-		case 'q': quiet = true; break;
-		case 'v': verbosity++; break;
-		case 'h': usage(stdout); return CLI_EXIT_OK;
-		default: return cli_getopt_error("verify", c, argv);
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			verbosity++;
+			break;
+		case 'h':
+			usage(stdout);
+			return CLI_EXIT_OK;
+		default:
+			return cli_getopt_error("verify", c, argv);
 		}
 	}
 	if (optind >= argc)
@@ -369,7 +389,7 @@ int cli_verify(int argc, char **argv)
 	got = json_object_new_object();
 	for (int i = optind; i < argc; i++) {
 		const char *uri = argv[i];
-		struct verify_state st = { 0 };
+		struct verify_state st = {0};
 		wlift_ckpt *ck = NULL;
 		size_t first = 0, n;
 

@@ -37,9 +37,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "inspect", cli_inspect },
-	{ "verify", cli_verify },
-	{ "load", cli_load },
+    {"inspect", cli_inspect},
+    {"verify", cli_verify},
+    {"load", cli_load},
 };
 
 int main(int argc, char **argv)
@@ -65,7 +65,7 @@ int main(int argc, char **argv)
 		}
 		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 			if (strcmp(argv[2], commands[i].name) == 0) {
-				char *hargv[] = { argv[2], (char *)"--help", NULL };
+				char *hargv[] = {argv[2], (char *)"--help", NULL};
 
 				return commands[i].run(2, hargv);
 			}

@@ -34,10 +34,10 @@
 /* The name of the first public function the loaded library lacks, or NULL. */
 static inline const char *cli_pending_missing(void)
 {
-#define CLI_NEED(fn)                                                                      \
-	do {                                                                              \
-		if (!(fn))                                                                \
-			return #fn;                                                       \
+#define CLI_NEED(fn)                                                                               \
+	do {                                                                                       \
+		if (!(fn))                                                                         \
+			return #fn;                                                                \
 	} while (0)
 	CLI_NEED(wlift_open);
 	CLI_NEED(wlift_ckpt_count);
@@ -67,8 +67,10 @@ static inline int cli_pending_check(const char *cmd)
 
 	if (!fn)
 		return 0;
-	fprintf(stderr, "weightlift: %s: not implemented in this build of libweightlift "
-		"(the library is incomplete: no %s)\n", cmd, fn);
+	fprintf(stderr,
+		"weightlift: %s: not implemented in this build of libweightlift "
+		"(the library is incomplete: no %s)\n",
+		cmd, fn);
 	return 1;
 }
 
