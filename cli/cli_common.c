@@ -64,13 +64,22 @@ void cli_print_error(const char *uri, int err, const wlift_diag *d)
 
 	fputs("weightlift: ", stderr);
 	/* Library messages are full sentences that often name the file and the tensor
-	 * already ("<file>: tensor \"<name>\": ..."); print each only once. */
-	if (file && file[0] && strncmp(msg, file, strlen(file)) != 0)
+	 * already ("<file>: tensor \"<name>\": ..."); print each once, in that order. */
+	if (file && file[0]) {
+		size_t fl = strlen(file);
+
 		fprintf(stderr, "%s: ", file);
+		if (strncmp(msg, file, fl) == 0 && msg[fl] == ':') {
+			msg += fl + 1;
+			while (*msg == ' ')
+				msg++;
+		}
+	}
 	if (d && d->tensor[0] && !mentions_tensor(msg, d->tensor))
 		fprintf(stderr, "%s: ", d->tensor);
 	fputs(msg, stderr);
-	if (d && d->has_offset)
+	/* Byte 0 says nothing that "the file" does not (LFS pointers, HTML pages). */
+	if (d && d->has_offset && d->offset)
 		fprintf(stderr, " (at byte %" PRIu64 ")", d->offset);
 	if (d && d->rule[0])
 		fprintf(stderr, " [%s]", d->rule);

@@ -343,7 +343,7 @@ int cli_load(int argc, char **argv)
 		goto out;
 	}
 	uri = argv[optind];
-	rc = cli_pending_check("load");
+	rc = cli_pending_check("load", true);
 	if (rc)
 		goto out;
 

@@ -31,8 +31,9 @@
 #pragma weak wlift_result_stats
 #pragma weak wlift_tensor_get
 
-/* The name of the first public function the loaded library lacks, or NULL. */
-static inline const char *cli_pending_missing(void)
+/* The name of the first public function the loaded library lacks, or NULL: the functions
+ * of open and the checkpoint accessors, plus those of loading when need_load. */
+static inline const char *cli_pending_missing(bool need_load)
 {
 #define CLI_NEED(fn)                                                                               \
 	do {                                                                                       \
@@ -49,6 +50,8 @@ static inline const char *cli_pending_missing(void)
 	CLI_NEED(wlift_ckpt_metadata);
 	CLI_NEED(wlift_dtype_name);
 	CLI_NEED(wlift_dtype_from_name);
+	if (!need_load)
+		return NULL;
 	CLI_NEED(wlift_load);
 	CLI_NEED(wlift_result_free);
 	CLI_NEED(wlift_result_count);
@@ -61,9 +64,9 @@ static inline const char *cli_pending_missing(void)
 
 /* Called by each command after its options are parsed: 0, or the exit code after saying
  * which function is missing. */
-static inline int cli_pending_check(const char *cmd)
+static inline int cli_pending_check(const char *cmd, bool need_load)
 {
-	const char *fn = cli_pending_missing();
+	const char *fn = cli_pending_missing(need_load);
 
 	if (!fn)
 		return 0;

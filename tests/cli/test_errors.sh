@@ -42,7 +42,7 @@ expect_rc 2 "$WEIGHTLIFT" load --threads
 grep_err "needs a value"
 expect_rc 2 "$WEIGHTLIFT" inspect --json=yes "$S"
 
-need_library
+need_library inspect
 
 # --- bad files: exit 1, the error named ----------------------------------------------------------
 check_bad() { # FILE CODE...
@@ -64,9 +64,13 @@ assert err["file"].endswith("'"$f"'"), err
 for k in ("tensor", "offset", "rule", "value"):
     assert k in err, err
 '
-	expect_rc 1 "$WEIGHTLIFT" verify "$D/$f"
-	expect_rc 1 "$WEIGHTLIFT" load "$D/$f"
+	if [ "$LOAD" = 1 ]; then
+		expect_rc 1 "$WEIGHTLIFT" verify "$D/$f"
+		expect_rc 1 "$WEIGHTLIFT" load "$D/$f"
+	fi
 }
+LOAD=0
+if have_load; then LOAD=1; fi
 check_bad truncated_data.safetensors WLIFT_ETRUNCATED
 check_bad truncated_header.safetensors WLIFT_ETRUNCATED WLIFT_EHEADER_LEN
 check_bad lfs.safetensors WLIFT_ELFS
@@ -100,17 +104,19 @@ expect_rc 3 "$WEIGHTLIFT" inspect "$T/missing.safetensors"
 grep_err "weightlift: $T/missing.safetensors: "
 expect_rc 3 "$WEIGHTLIFT" inspect --json "$T/missing.safetensors"
 pycheck 'assert j["errors"][0]["code"] == "ENOENT", j["errors"]'
-expect_rc 3 "$WEIGHTLIFT" verify "$T/missing.safetensors"
-expect_rc 3 "$WEIGHTLIFT" load "$T/missing.safetensors"
-expect_rc 3 "$WEIGHTLIFT" load --json "$T/missing.safetensors"
-pycheck 'assert j["schema"] == 1 and [x["code"] for x in j["errors"]] == ["ENOENT"], j'
-expect_rc 1 "$WEIGHTLIFT" load --json "$D/overlap.safetensors"
-pycheck 'assert j["errors"][0]["code"] == "WLIFT_EOFFSETS", j'
+if [ "$LOAD" = 1 ]; then
+	expect_rc 3 "$WEIGHTLIFT" verify "$T/missing.safetensors"
+	expect_rc 3 "$WEIGHTLIFT" load "$T/missing.safetensors"
+	expect_rc 3 "$WEIGHTLIFT" load --json "$T/missing.safetensors"
+	pycheck 'assert j["schema"] == 1 and [x["code"] for x in j["errors"]] == ["ENOENT"], j'
+	expect_rc 1 "$WEIGHTLIFT" load --json "$D/overlap.safetensors"
+	pycheck 'assert j["errors"][0]["code"] == "WLIFT_EOFFSETS", j'
+fi
 if [ "$(id -u)" != 0 ]; then
 	cp "$S" "$T/noperm.safetensors"
 	chmod 000 "$T/noperm.safetensors"
 	expect_rc 4 "$WEIGHTLIFT" inspect "$T/noperm.safetensors"
-	expect_rc 4 "$WEIGHTLIFT" load "$T/noperm.safetensors"
+	[ "$LOAD" = 0 ] || expect_rc 4 "$WEIGHTLIFT" load "$T/noperm.safetensors"
 fi
 
 # --- several URIs: every one processed, the first failure decides the exit code ------------------
