@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Shared declarations of the `weightlift` command-line tool: the command entry points, the
+ * exit-code policy of the CLI contract (DESIGN.md), error printing from a wlift_diag, option
+ * parsing helpers and the JSON report that inspect and verify build. The tool uses only the
+ * public header include/weightlift.h.
+ */
+#ifndef WLIFT_CLI_H
+#define WLIFT_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <json-c/json.h>
+
+#include "weightlift.h"
+#include "pending.h"
+
+/* Exit codes of the CLI contract. */
+enum {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_INPUT = 1,  /* bad input: format errors, tensor not found, digest mismatch */
+	CLI_EXIT_USAGE = 2,  /* bad command line */
+	CLI_EXIT_IO = 3,     /* I/O or network */
+	CLI_EXIT_AUTH = 4,   /* authentication or permission */
+	CLI_EXIT_DEVICE = 5, /* GPU / device */
+};
+
+/* The JSON schema version printed as "schema" by every --json output. */
+#define CLI_JSON_SCHEMA 1
+
+/* Command entry points. argv[0] is the command name; they return the process exit code. */
+int cli_inspect(int argc, char **argv);
+int cli_verify(int argc, char **argv);
+int cli_load(int argc, char **argv);
+
+/* Map a library error code to the exit code of the CLI contract. */
+int cli_exit_code(int err);
+/* Keep the most telling of two exit codes: the first failure wins over later ones. */
+static inline int cli_exit_merge(int have, int next)
+{
+	return have ? have : next;
+}
+
+/* Print "weightlift: <file>: <tensor>: <message> [rule]" on stderr from d (falling back to
+ * uri and wlift_strerror(err) where d is empty). */
+void cli_print_error(const char *uri, int err, const wlift_diag *d);
+/* Print "weightlift: <fmt>" on stderr. */
+void cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Report a usage error for command cmd (NULL: the tool) on stderr; returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Report getopt_long's '?' / ':' result for argv (with optstring starting with ':').
+ * Returns CLI_EXIT_USAGE. */
+int cli_getopt_error(const char *cmd, int c, char **argv);
+
+/* Parse a byte size: "4096", "8M", "8MiB", "1g", "512k" (binary multiples). 0 on success,
+ * -1 if malformed or 0 when !allow_zero. */
+int cli_parse_size(const char *s, uint64_t *out, bool allow_zero);
+/* Parse a positive decimal integer not above max. 0 on success, -1 otherwise. */
+int cli_parse_uint(const char *s, unsigned long max, unsigned long *out);
+/* Format n bytes for humans ("1.50 GiB", "512 B") into buf. Returns buf. */
+const char *cli_fmt_bytes(uint64_t n, char *buf, size_t cap);
+
+/* Create the context every command uses. verbosity: 0 warnings, 1 info, 2 debug; library log
+ * lines go to stderr. Returns 0 or an error (already printed). */
+int cli_ctx_create(wlift_ctx **ctx, const wlift_ctx_opts *base, int verbosity, wlift_diag *d);
+
+/* Print json as the one --json object on stdout (pretty on a terminal, one line otherwise). */
+void cli_json_print(json_object *obj);
+/* A JSON string or null for an empty C string. */
+json_object *cli_json_str_or_null(const char *s);
+/* The {code,value,message,file,tensor,offset,rule} object of an error. */
+json_object *cli_json_error(const char *uri, int err, const wlift_diag *d);
+
+/*
+ * The report inspect and verify print with --json: {schema, uris, files, metadata, tensors,
+ * errors}. One object even when several URIs are given: files and tensors of every
+ * checkpoint are concatenated (each tensor names its file's path).
+ */
+struct cli_report {
+	json_object *root;
+	json_object *uris;
+	json_object *files;
+	json_object *tensors;
+	json_object *errors;
+	bool have_metadata; /* top-level "metadata" set from the first file that has one */
+};
+
+void cli_report_init(struct cli_report *r);
+void cli_report_free(struct cli_report *r);
+/* Add files, metadata and tensors of ck. *first receives the index in r->tensors of ck's
+ * tensor 0 (tensor i of ck is r->tensors[*first + i]). */
+void cli_report_add_ckpt(struct cli_report *r, const wlift_ckpt *ck, size_t *first);
+void cli_report_add_error(struct cli_report *r, const char *uri, int err, const wlift_diag *d);
+
+/* Print the human-readable inspect table of ck on out. sha256: NULL, or one hex digest per
+ * tensor printed as an extra column (verify). */
+void cli_print_ckpt(FILE *out, const char *uri, const wlift_ckpt *ck, char *const *sha256);
+
+/* Peak RssAnon growth sampler (10 ms period) over a baseline taken at start. */
+struct cli_rss;
+int cli_rss_start(struct cli_rss **out);
+/* Take one sample now (so a run shorter than the period is measured too). */
+void cli_rss_sample(struct cli_rss *s);
+/* Stop the sampler; returns the peak growth in bytes (0 if RssAnon is not available). */
+uint64_t cli_rss_stop(struct cli_rss *s);
+
+#endif

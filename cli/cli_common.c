@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Helpers every command shares: the exit-code policy of the CLI contract, error and usage
+ * messages, parsing of sizes and counts on the command line, the library context with its
+ * log callback, and the small JSON helpers (one object on stdout, error objects).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_exit_code(int err)
+{
+	if (err >= 0)
+		return CLI_EXIT_OK;
+	/* Permission problems are "auth" whether they come from a remote service or from the
+	 * local file system: the fix is the same (credentials or access rights). */
+	if (err == WLIFT_EAUTH || err == -EACCES || err == -EPERM)
+		return CLI_EXIT_AUTH;
+	if (err <= -5200 && err > -5300)
+		return CLI_EXIT_DEVICE;
+	if (err <= -5100 && err > -5200)
+		return CLI_EXIT_IO;
+	if (err <= -5300 && err > -5400)
+		return CLI_EXIT_IO;
+	if (err <= -5000 && err > -5100)
+		return CLI_EXIT_INPUT;
+	if (err > -4096)
+		return CLI_EXIT_IO;
+	return CLI_EXIT_INPUT;
+}
+
+void cli_errorf(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("weightlift: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Whether msg quotes the tensor name ("name" or 'name'). */
+static bool mentions_tensor(const char *msg, const char *tensor)
+{
+	size_t n = strlen(tensor);
+
+	for (const char *p = strstr(msg, tensor); p; p = strstr(p + 1, tensor))
+		if (p > msg && (p[-1] == '"' || p[-1] == '\'') && (p[n] == '"' || p[n] == '\''))
+			return true;
+	return false;
+}
+
+void cli_print_error(const char *uri, int err, const wlift_diag *d)
+{
+	const char *file = d && d->file[0] ? d->file : uri;
+	const char *msg = d && d->code && d->message[0] ? d->message : wlift_strerror(err);
+
+	fputs("weightlift: ", stderr);
+	/* Library messages are full sentences that often name the file and the tensor
+	 * already ("<file>: tensor \"<name>\": ..."); print each once, in that order. */
+	if (file && file[0]) {
+		size_t fl = strlen(file);
+
+		fprintf(stderr, "%s: ", file);
+		if (strncmp(msg, file, fl) == 0 && msg[fl] == ':') {
+			msg += fl + 1;
+			while (*msg == ' ')
+				msg++;
+		}
+	}
+	if (d && d->tensor[0] && !mentions_tensor(msg, d->tensor))
+		fprintf(stderr, "%s: ", d->tensor);
+	fputs(msg, stderr);
+	/* Byte 0 says nothing that "the file" does not (LFS pointers, HTML pages). */
+	if (d && d->has_offset && d->offset)
+		fprintf(stderr, " (at byte %" PRIu64 ")", d->offset);
+	if (d && d->rule[0])
+		fprintf(stderr, " [%s]", d->rule);
+	fputc('\n', stderr);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "weightlift%s%s: ", cmd ? " " : "", cmd ? cmd : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'weightlift %s%s--help' for more information.\n", cmd ? cmd : "",
+		cmd ? " " : "");
+	return CLI_EXIT_USAGE;
+}
+
+int cli_getopt_error(const char *cmd, int c, char **argv)
+{
+	extern int optind, optopt;
+	const char *arg = optind > 0 ? argv[optind - 1] : "";
+
+	if (c == ':')
+		return cli_usage_error(cmd, "option '%s' needs a value", arg);
+	if (arg[0] == '-' && arg[1] == '-' && strchr(arg, '='))
+		return cli_usage_error(cmd, "option '%.*s' takes no value",
+				       (int)(strchr(arg, '=') - arg), arg);
+	if (optopt && !(arg[0] == '-' && arg[1] == '-'))
+		return cli_usage_error(cmd, "unknown option '-%c'", optopt);
+	return cli_usage_error(cmd, "unknown option '%s'", arg);
+}
+
+int cli_parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s || !isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v == 0 || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cli_parse_size(const char *s, uint64_t *out, bool allow_zero)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (!s || !isdigit((unsigned char)s[0]))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -1;
+	switch (tolower((unsigned char)*end)) {
+	case '\0':
+		break;
+	case 'k':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+		shift = 30;
+		end++;
+		break;
+	case 't':
+		shift = 40;
+		end++;
+		break;
+	case 'b':
+		break;
+	default:
+		return -1;
+	}
+	/* Accept "8M", "8MB", "8MiB", "8m" and "4096B" alike: the multiples are binary. */
+	if (shift &&
+	    (strcmp(end, "iB") == 0 || strcmp(end, "ib") == 0 || strcasecmp(end, "b") == 0))
+		end += strlen(end);
+	else if (!shift && strcasecmp(end, "b") == 0)
+		end++;
+	if (*end)
+		return -1;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -1;
+	v <<= shift;
+	if (v == 0 && !allow_zero)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+const char *cli_fmt_bytes(uint64_t n, char *buf, size_t cap)
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+	double v = (double)n;
+	int u = -1;
+
+	if (n < 1024) {
+		snprintf(buf, cap, "%" PRIu64 " B", n);
+		return buf;
+	}
+	while (v >= 1024 && u < 4) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, cap, "%.2f %s", v, units[u]);
+	return buf;
+}
+
+static void log_to_stderr(void *user, int level, const char *msg)
+{
+	static const char *const names[] = {"error", "warning", "info", "debug"};
+
+	(void)user;
+	if (level < 0 || level > WLIFT_LOG_DEBUG)
+		level = WLIFT_LOG_DEBUG;
+	fprintf(stderr, "weightlift: %s: %s\n", names[level], msg);
+}
+
+int cli_ctx_create(wlift_ctx **ctx, const wlift_ctx_opts *base, int verbosity, wlift_diag *d)
+{
+	wlift_ctx_opts o = WLIFT_CTX_OPTS_INIT;
+	int ret;
+
+	if (base)
+		o = *base;
+	o.size = sizeof(o);
+	o.log = log_to_stderr;
+	o.log_user = NULL;
+	o.log_level = verbosity >= 2   ? WLIFT_LOG_DEBUG
+		      : verbosity == 1 ? WLIFT_LOG_INFO
+				       : WLIFT_LOG_WARN;
+	ret = wlift_ctx_create(ctx, &o, d);
+	if (ret < 0)
+		cli_print_error(NULL, ret, d);
+	return ret;
+}
+
+void cli_json_print(json_object *obj)
+{
+	int flags = JSON_C_TO_STRING_NOSLASHESCAPE;
+
+	/* Pretty for a person at a terminal; one line for pipes and files, so that each
+	 * invocation writes exactly one line that line-oriented tools can take apart. */
+	flags |= isatty(STDOUT_FILENO) ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED
+				       : JSON_C_TO_STRING_PLAIN;
+	fputs(json_object_to_json_string_ext(obj, flags), stdout);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+json_object *cli_json_str_or_null(const char *s)
+{
+	return s && s[0] ? json_object_new_string(s) : NULL;
+}
+
+json_object *cli_json_error(const char *uri, int err, const wlift_diag *d)
+{
+	json_object *e = json_object_new_object();
+	bool have = d && d->code;
+
+	json_object_object_add(e, "code", json_object_new_string(wlift_errname(err)));
+	json_object_object_add(e, "value", json_object_new_int(err));
+	json_object_object_add(
+	    e, "message",
+	    json_object_new_string(have && d->message[0] ? d->message : wlift_strerror(err)));
+	json_object_object_add(e, "file", cli_json_str_or_null(have && d->file[0] ? d->file : uri));
+	json_object_object_add(e, "tensor", cli_json_str_or_null(have ? d->tensor : NULL));
+	json_object_object_add(e, "offset",
+			       have && d->has_offset ? json_object_new_uint64(d->offset) : NULL);
+	json_object_object_add(e, "rule", cli_json_str_or_null(have ? d->rule : NULL));
+	return e;
+}

@@ -1,0 +1,514 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * `weightlift load URI`: open and load a checkpoint into memory with the given knobs, show a
+ * progress bar on a terminal, and report throughput, the library's stats and the peak
+ * anonymous-memory growth. --touch adds the "ready time" of DESIGN.md "Measuring": one read
+ * pass over every byte (XOR over uint64) after the load, timed from the open. --repeat runs
+ * the whole open + load (+ touch) several times and reports the median run.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static void usage(FILE *out)
+{
+	fputs(
+	    "usage: weightlift load [options] URI\n"
+	    "\n"
+	    "Load a checkpoint into memory and report throughput and statistics.\n"
+	    "\n"
+	    "options:\n"
+	    "  --threads N             I/O threads (default: WEIGHTLIFT_THREADS or tuned)\n"
+	    "  --chunk-size SIZE       read unit, e.g. 8M (default: WEIGHTLIFT_CHUNK_BYTES)\n"
+	    "  --max-inflight SIZE     bytes in flight (default: WEIGHTLIFT_MAX_INFLIGHT_BYTES)\n"
+	    "  --strategy S            auto | pread | uring (default auto)\n"
+	    "  --direct D              auto | on | off: O_DIRECT reads (default auto)\n"
+	    "  --mmap                  tensors are views of a private mapping of the file\n"
+	    "  --names A,B,...         load only these tensors (repeatable)\n"
+	    "  --device DEV            cpu (default); cuda, cuda:N in the GPU stage\n"
+	    "  --dtype T               convert floating-point tensors to F16, BF16 or F32\n"
+	    "  --repeat N              run open + load N times, report the median run\n"
+	    "  --touch                 after loading, read every byte once (XOR over uint64)\n"
+	    "                          and report ready_s = open + load + that pass\n"
+	    "  --json                  print one JSON object: {schema, bytes, seconds, gb_per_s,\n"
+	    "                          open_s, plan_s, read_s, strategy, direct, threads,\n"
+	    "                          chunk_bytes, peak_rss_anon, ...}\n"
+	    "  -q, --quiet             no progress bar, no output on success\n"
+	    "  -v, --verbose           library log messages on stderr (twice: debug)\n"
+	    "  -h, --help              show this help\n"
+	    "\n"
+	    "SIZE takes K, M, G suffixes (binary). A progress bar is drawn on stderr when it is a\n"
+	    "terminal (not with --json or --quiet).\n"
+	    "\n"
+	    "exit status: 0 ok, 1 bad input, 2 usage, 3 I/O, 4 permission, 5 device\n",
+	    out);
+}
+
+struct run {
+	wlift_stats st;
+	double ready_s; /* open + load + touch pass (with --touch) */
+	double touch_s;
+	double wall_s; /* open + load as seen from here */
+	uint64_t xor ;
+	size_t ntensors;
+};
+
+struct progress {
+	bool on;
+	double t0, last;
+	int drawn;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int on_progress(uint64_t done, uint64_t total, void *user)
+{
+	struct progress *p = user;
+	double t = now_s(), el = t - p->t0, frac;
+	char a[32], b[32];
+	int fill;
+
+	if (!p->on)
+		return 0;
+	/* Redraw at most 10 times a second; the final call (done == total) always draws. */
+	if (done < total && t - p->last < 0.1)
+		return 0;
+	p->last = t;
+	frac = total ? (double)done / (double)total : 1.0;
+	fill = (int)(frac * 30.0);
+	fprintf(stderr, "\r[%.*s%*s] %3d%% %s / %s %.2f GB/s", fill,
+		"##############################", 30 - fill, "", (int)(frac * 100.0),
+		cli_fmt_bytes(done, a, sizeof(a)), cli_fmt_bytes(total, b, sizeof(b)),
+		el > 0 ? (double)done / el / 1e9 : 0.0);
+	fflush(stderr);
+	p->drawn = 1;
+	return 0;
+}
+
+static void progress_clear(struct progress *p)
+{
+	if (p->on && p->drawn) {
+		fputs("\r\033[K", stderr);
+		fflush(stderr);
+	}
+	p->drawn = 0;
+}
+
+/* The read pass of "ready time": XOR every 8-byte word (and the tail bytes) of every
+ * tensor. memcpy keeps unaligned tensors legal; compilers turn it into plain loads. */
+static uint64_t touch_pass(const wlift_result *res)
+{
+	size_t n = wlift_result_count(res);
+	uint64_t x = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const wlift_tensor *t = wlift_result_tensor(res, i);
+		wlift_tensor_view v;
+		const unsigned char *p;
+		uint64_t k = 0, w;
+
+		if (!t)
+			continue;
+		wlift_tensor_get(t, &v);
+		if (!v.data || v.device >= 0)
+			continue;
+		p = v.data;
+		for (; k + 8 <= v.nbytes; k += 8) {
+			memcpy(&w, p + k, 8);
+			x ^= w;
+		}
+		for (; k < v.nbytes; k++)
+			x ^= (uint64_t)p[k] << (8 * (k & 7));
+	}
+	return x;
+}
+
+/* Split "a,b,c" into *names (appending); the strings point into s. */
+static int add_names(char *s, const char ***names, size_t *n)
+{
+	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+		const char **nv = realloc(*names, (*n + 1) * sizeof(**names));
+
+		if (!nv)
+			return -ENOMEM;
+		*names = nv;
+		nv[(*n)++] = tok;
+	}
+	return 0;
+}
+
+static int cmp_runs(const void *a, const void *b)
+{
+	const struct run *x = a, *y = b;
+	double kx = x->ready_s > 0 ? x->ready_s : x->st.seconds;
+	double ky = y->ready_s > 0 ? y->ready_s : y->st.seconds;
+
+	return (kx > ky) - (kx < ky);
+}
+
+static json_object *run_json(const struct run *r, bool touch)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "bytes", json_object_new_uint64(r->st.bytes));
+	json_object_object_add(o, "seconds", json_object_new_double(r->st.seconds));
+	json_object_object_add(o, "gb_per_s", json_object_new_double(r->st.gb_per_s));
+	json_object_object_add(o, "open_s", json_object_new_double(r->st.open_s));
+	json_object_object_add(o, "plan_s", json_object_new_double(r->st.plan_s));
+	json_object_object_add(o, "read_s", json_object_new_double(r->st.read_s));
+	if (touch) {
+		json_object_object_add(o, "ready_s", json_object_new_double(r->ready_s));
+		json_object_object_add(o, "touch_s", json_object_new_double(r->touch_s));
+	}
+	return o;
+}
+
+/* --json prints one object even when the load fails: {schema, uri, errors}. */
+static void print_json_error(const char *uri, int err, const wlift_diag *d)
+{
+	json_object *root = json_object_new_object(), *errs = json_object_new_array();
+
+	json_object_array_add(errs, cli_json_error(uri, err, d));
+	json_object_object_add(root, "schema", json_object_new_int(CLI_JSON_SCHEMA));
+	json_object_object_add(root, "uri", json_object_new_string(uri));
+	json_object_object_add(root, "errors", errs);
+	cli_json_print(root);
+	json_object_put(root);
+}
+
+int cli_load(int argc, char **argv)
+{
+	enum {
+		OPT_THREADS = 256,
+		OPT_CHUNK,
+		OPT_INFLIGHT,
+		OPT_STRATEGY,
+		OPT_DIRECT,
+		OPT_MMAP,
+		OPT_NAMES,
+		OPT_DEVICE,
+		OPT_DTYPE,
+		OPT_REPEAT,
+		OPT_TOUCH,
+		OPT_JSON,
+	};
+	static const struct option opts[] = {
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"chunk-size", required_argument, NULL, OPT_CHUNK},
+	    {"max-inflight", required_argument, NULL, OPT_INFLIGHT},
+	    {"strategy", required_argument, NULL, OPT_STRATEGY},
+	    {"direct", required_argument, NULL, OPT_DIRECT},
+	    {"mmap", no_argument, NULL, OPT_MMAP},
+	    {"names", required_argument, NULL, OPT_NAMES},
+	    {"device", required_argument, NULL, OPT_DEVICE},
+	    {"dtype", required_argument, NULL, OPT_DTYPE},
+	    {"repeat", required_argument, NULL, OPT_REPEAT},
+	    {"touch", no_argument, NULL, OPT_TOUCH},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	static const char *const strategies[] = {"auto", "pread", "uring"};
+	static const char *const directs[] = {"auto", "on", "off"};
+	wlift_ctx_opts co = WLIFT_CTX_OPTS_INIT;
+	wlift_load_opts lo = WLIFT_LOAD_OPTS_INIT;
+	struct progress prog = {0};
+	struct run *runs = NULL;
+	struct cli_rss *rss = NULL;
+	const char **names = NULL;
+	size_t nnames = 0;
+	unsigned long threads = 0, repeat = 1;
+	uint64_t chunk = 0, inflight = 0, peak = 0;
+	const char *uri, *device = NULL;
+	wlift_ctx *ctx = NULL;
+	wlift_diag d;
+	bool json = false, quiet = false, touch = false;
+	int verbosity = 0, c, rc = 0, ret = 0, k;
+
+	while ((c = getopt_long(argc, argv, ":qvh", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_THREADS:
+			if (cli_parse_uint(optarg, 4096, &threads) < 0) {
+				rc = cli_usage_error("load", "invalid --threads '%s'", optarg);
+				goto out;
+			}
+			break;
+		case OPT_CHUNK:
+		case OPT_INFLIGHT:
+			if (cli_parse_size(optarg, c == OPT_CHUNK ? &chunk : &inflight, false) <
+			    0) {
+				rc = cli_usage_error(
+				    "load", "invalid %s '%s'",
+				    c == OPT_CHUNK ? "--chunk-size" : "--max-inflight", optarg);
+				goto out;
+			}
+			break;
+		case OPT_STRATEGY:
+		case OPT_DIRECT:
+			for (k = 0; k < 3; k++)
+				if (strcmp(optarg, (c == OPT_STRATEGY ? strategies : directs)[k]) ==
+				    0)
+					break;
+			if (k == 3) {
+				rc = cli_usage_error(
+				    "load", "invalid %s '%s' (one of %s)",
+				    c == OPT_STRATEGY ? "--strategy" : "--direct", optarg,
+				    c == OPT_STRATEGY ? "auto, pread, uring" : "auto, on, off");
+				goto out;
+			}
+			/* The option strings are listed in the order of the enums. */
+			if (c == OPT_STRATEGY)
+				lo.strategy = k == 0   ? WLIFT_STRATEGY_AUTO
+					      : k == 1 ? WLIFT_STRATEGY_PREAD
+						       : WLIFT_STRATEGY_URING;
+			else
+				lo.direct = k == 0   ? WLIFT_DIRECT_AUTO
+					    : k == 1 ? WLIFT_DIRECT_ON
+						     : WLIFT_DIRECT_OFF;
+			break;
+		case OPT_MMAP:
+			lo.mmap = 1;
+			break;
+		case OPT_NAMES:
+			if (!optarg[0] || add_names(optarg, &names, &nnames) < 0 || !nnames) {
+				rc = cli_usage_error("load", "invalid --names '%s'", optarg);
+				goto out;
+			}
+			break;
+		case OPT_DEVICE:
+			device = optarg;
+			break;
+		case OPT_DTYPE:
+			ret = wlift_dtype_from_name(optarg);
+			if (ret != WLIFT_F16 && ret != WLIFT_BF16 && ret != WLIFT_F32) {
+				rc = cli_usage_error("load",
+						     "invalid --dtype '%s' (one of F16, BF16, "
+						     "F32)",
+						     optarg);
+				goto out;
+			}
+			lo.dtype = (wlift_dtype)ret;
+			ret = 0;
+			break;
+		case OPT_REPEAT:
+			if (cli_parse_uint(optarg, 100000, &repeat) < 0) {
+				rc = cli_usage_error("load", "invalid --repeat '%s'", optarg);
+				goto out;
+			}
+			break;
+		case OPT_TOUCH:
+			touch = true;
+			break;
+		case OPT_JSON:
+			json = true;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			verbosity++;
+			break;
+		case 'h':
+			usage(stdout);
+			goto out;
+		default:
+			rc = cli_getopt_error("load", c, argv);
+			goto out;
+		}
+	}
+	if (optind >= argc) {
+		rc = cli_usage_error("load", "no URI given");
+		goto out;
+	}
+	if (argc - optind > 1) {
+		rc = cli_usage_error("load", "one URI at a time (got %d)", argc - optind);
+		goto out;
+	}
+	if (touch && device && strcmp(device, "cpu") != 0) {
+		rc = cli_usage_error("load", "--touch reads host memory: it needs --device cpu");
+		goto out;
+	}
+	uri = argv[optind];
+	rc = cli_pending_check("load", true);
+	if (rc)
+		goto out;
+
+	co.threads = (unsigned)threads;
+	co.chunk_bytes = (size_t)chunk;
+	co.max_inflight_bytes = (size_t)inflight;
+	lo.threads = (unsigned)threads;
+	lo.chunk_bytes = (size_t)chunk;
+	lo.max_inflight_bytes = (size_t)inflight;
+	lo.device = device;
+	lo.names = names;
+	lo.nnames = nnames;
+	prog.on = !json && !quiet && isatty(STDERR_FILENO);
+	if (prog.on) {
+		lo.progress = on_progress;
+		lo.progress_user = &prog;
+	}
+
+	runs = calloc(repeat, sizeof(*runs));
+	if (!runs) {
+		cli_errorf("%s", wlift_strerror(-ENOMEM));
+		rc = CLI_EXIT_IO;
+		goto out;
+	}
+	wlift_diag_clear(&d);
+	ret = cli_ctx_create(&ctx, &co, verbosity, &d);
+	if (ret < 0) {
+		rc = cli_exit_code(ret);
+		goto out;
+	}
+	/* The baseline is taken after the context exists, as DESIGN.md "Measuring" says. */
+	if (cli_rss_start(&rss) < 0)
+		rss = NULL;
+
+	for (unsigned long r = 0; r < repeat; r++) {
+		struct run *run = &runs[r];
+		wlift_result *res = NULL;
+		wlift_ckpt *ck = NULL;
+		double t0, t1, t2;
+
+		wlift_diag_clear(&d);
+		t0 = now_s();
+		ret = wlift_open(ctx, uri, &ck, &d);
+		if (ret >= 0) {
+			prog.t0 = prog.last = now_s();
+			prog.last -= 1.0;
+			ret = wlift_load(ck, &lo, NULL, NULL, &res, &d);
+			progress_clear(&prog);
+		}
+		t1 = now_s();
+		if (ret >= 0) {
+			if (touch)
+				run->xor = touch_pass(res);
+			t2 = now_s();
+			if (rss)
+				cli_rss_sample(rss);
+			wlift_result_stats(res, &run->st);
+			run->ntensors = wlift_result_count(res);
+			run->wall_s = t1 - t0;
+			if (touch) {
+				run->touch_s = t2 - t1;
+				run->ready_s = t2 - t0;
+			}
+		}
+		wlift_result_free(res);
+		wlift_ckpt_close(ck);
+		if (ret < 0) {
+			cli_print_error(uri, ret, &d);
+			if (json)
+				print_json_error(uri, ret, &d);
+			rc = cli_exit_code(ret);
+			goto out;
+		}
+		if (!json && !quiet && repeat > 1) {
+			printf("run %lu: %.3f s, %.2f GB/s", r + 1, run->st.seconds,
+			       run->st.gb_per_s);
+			if (touch)
+				printf(", ready %.3f s", run->ready_s);
+			putchar('\n');
+		}
+	}
+	peak = cli_rss_stop(rss);
+	rss = NULL;
+
+	{
+		struct run med;
+		char b1[32], b2[32], b3[32];
+
+		qsort(runs, repeat, sizeof(*runs), cmp_runs);
+		med = runs[(repeat - 1) / 2];
+		if (json) {
+			json_object *o = run_json(&med, touch), *all, *root;
+
+			root = json_object_new_object();
+			json_object_object_add(root, "schema",
+					       json_object_new_int(CLI_JSON_SCHEMA));
+			json_object_object_add(root, "uri", json_object_new_string(uri));
+			json_object_object_foreach(o, key, val)
+			    json_object_object_add(root, key, json_object_get(val));
+			json_object_put(o);
+			json_object_object_add(
+			    root, "strategy",
+			    json_object_new_string(med.st.strategy ? med.st.strategy : "?"));
+			json_object_object_add(root, "direct",
+					       json_object_new_boolean(med.st.direct));
+			json_object_object_add(root, "threads",
+					       json_object_new_int((int)med.st.threads));
+			json_object_object_add(root, "chunk_bytes",
+					       json_object_new_uint64(med.st.chunk_bytes));
+			json_object_object_add(root, "peak_rss_anon", json_object_new_uint64(peak));
+			json_object_object_add(root, "tensors",
+					       json_object_new_uint64(med.ntensors));
+			json_object_object_add(root, "bytes_read",
+					       json_object_new_uint64(med.st.bytes_read));
+			json_object_object_add(root, "fixups",
+					       json_object_new_uint64(med.st.fixups));
+			json_object_object_add(root, "fixup_bytes",
+					       json_object_new_uint64(med.st.fixup_bytes));
+			json_object_object_add(root, "mmap", json_object_new_boolean(lo.mmap));
+			json_object_object_add(root, "device",
+					       json_object_new_string(device ? device : "cpu"));
+			json_object_object_add(
+			    root, "dtype",
+			    lo.dtype ? json_object_new_string(wlift_dtype_name(lo.dtype)) : NULL);
+			if (touch) {
+				snprintf(b1, sizeof(b1), "%016" PRIx64, med.xor);
+				json_object_object_add(root, "touch_xor",
+						       json_object_new_string(b1));
+			}
+			json_object_object_add(root, "repeat", json_object_new_uint64(repeat));
+			all = json_object_new_array();
+			for (unsigned long r = 0; r < repeat; r++)
+				json_object_array_add(all, run_json(&runs[r], touch));
+			json_object_object_add(root, "runs", all);
+			json_object_object_add(root, "errors", json_object_new_array());
+			cli_json_print(root);
+			json_object_put(root);
+		} else if (!quiet) {
+			printf("loaded %zu tensor%s, %s in %.3f s: %.2f GB/s%s\n", med.ntensors,
+			       med.ntensors == 1 ? "" : "s",
+			       cli_fmt_bytes(med.st.bytes, b1, sizeof(b1)), med.st.seconds,
+			       med.st.gb_per_s, repeat > 1 ? " (median run)" : "");
+			printf("  open %.3f s, plan %.3f s, read %.3f s\n", med.st.open_s,
+			       med.st.plan_s, med.st.read_s);
+			printf("  strategy %s, direct %s, %u thread%s, chunk %s, read %s\n",
+			       med.st.strategy ? med.st.strategy : "?",
+			       med.st.direct ? "on" : "off", med.st.threads,
+			       med.st.threads == 1 ? "" : "s",
+			       cli_fmt_bytes(med.st.chunk_bytes, b2, sizeof(b2)),
+			       cli_fmt_bytes(med.st.bytes_read, b3, sizeof(b3)));
+			if (med.st.fixups)
+				printf("  alignment fix-ups: %" PRIu64 " (%" PRIu64 " bytes)\n",
+				       med.st.fixups, med.st.fixup_bytes);
+			printf("  peak RssAnon growth %s\n", cli_fmt_bytes(peak, b1, sizeof(b1)));
+			if (touch)
+				printf("  ready (open + load + read pass) %.3f s, pass %.3f s, "
+				       "xor %016" PRIx64 "\n",
+				       med.ready_s, med.touch_s, med.xor);
+		}
+	}
+out:
+	fflush(stdout);
+	cli_rss_stop(rss);
+	wlift_ctx_destroy(ctx);
+	free(runs);
+	free(names);
+	return rc;
+}

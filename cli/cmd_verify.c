@@ -1,0 +1,456 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * `weightlift verify URI...`: full validation (open checks every header; loading reads every
+ * byte, so truncation and I/O errors surface) plus the sha256 of every tensor. Tensors are
+ * hashed from the ready callback as each one lands, so hashing overlaps reading and runs on
+ * the engine's threads; memory stays bounded because the checkpoint is loaded in batches of
+ * at most --batch-size bytes (a tensor larger than that is a batch of its own).
+ * --expect compares the digests with a previous `verify --json` output or a {name: sha256}
+ * map; a mismatch exits 1.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "cli.h"
+
+#define DEFAULT_BATCH_BYTES (1ull << 30)
+
+static void usage(FILE *out)
+{
+	fputs("usage: weightlift verify [options] URI...\n"
+	      "\n"
+	      "Validate each checkpoint fully (every header and every data byte) and print the\n"
+	      "sha256 of every tensor, as \"<sha256>  <name>\" lines.\n"
+	      "\n"
+	      "options:\n"
+	      "  --json              print one JSON object (the inspect report with \"sha256\"\n"
+	      "                      in each tensor, plus \"ok\" and, with --expect, "
+	      "\"mismatches\")\n"
+	      "  --expect FILE       compare with FILE: a previous 'verify --json' output (every\n"
+	      "                      tensor must match, none missing or extra) or a JSON object\n"
+	      "                      {name: sha256} (the named tensors must match); exit 1 on any\n"
+	      "                      mismatch\n"
+	      "  --batch-size SIZE   load at most SIZE bytes at a time (default 1G)\n"
+	      "  --threads N         I/O threads (default: library default)\n"
+	      "  -q, --quiet         print nothing but errors\n"
+	      "  -v, --verbose       library log messages on stderr (twice: debug)\n"
+	      "  -h, --help          show this help\n"
+	      "\n"
+	      "exit status: 0 ok, 1 bad input or digest mismatch, 2 usage, 3 I/O, 4 permission\n",
+	      out);
+}
+
+struct verify_state {
+	const wlift_ckpt *ck;
+	char **hex; /* per tensor of ck, malloc'd, NULL until hashed */
+	int err;    /* first hashing error (set from callbacks) */
+};
+
+static int sha256_hex(const void *data, uint64_t n, char **out)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	char *hex;
+
+	/* EVP_Digest takes a size_t; a tensor larger than that cannot be in memory anyway. */
+	if (!EVP_Digest(n ? data : "", (size_t)n, md, &mdlen, EVP_sha256(), NULL))
+		return -EIO;
+	hex = malloc(2 * mdlen + 1);
+	if (!hex)
+		return -ENOMEM;
+	for (unsigned i = 0; i < mdlen; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	*out = hex;
+	return 0;
+}
+
+static int hash_tensor(struct verify_state *st, const wlift_tensor *t)
+{
+	wlift_tensor_view v;
+	int64_t idx;
+	char *hex = NULL;
+	int ret;
+
+	wlift_tensor_get(t, &v);
+	idx = wlift_ckpt_find(st->ck, v.info.name);
+	if (idx < 0 || st->hex[idx])
+		return 0;
+	if (v.device >= 0)
+		return -EINVAL; /* verify loads to the CPU only */
+	ret = sha256_hex(v.data, v.nbytes, &hex);
+	if (ret < 0)
+		return ret;
+	st->hex[idx] = hex;
+	return 0;
+}
+
+static int on_ready(const wlift_tensor *t, void *user)
+{
+	struct verify_state *st = user;
+	int ret = hash_tensor(st, t);
+
+	if (ret < 0) {
+		__atomic_compare_exchange_n(&st->err, &(int){0}, ret, false, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST);
+		return 1;
+	}
+	return 0;
+}
+
+/* Load names[0..n) (all tensors when names is NULL) and hash them into st. */
+static int load_batch(wlift_ckpt *ck, const wlift_load_opts *base, const char *const *names,
+		      size_t n, struct verify_state *st, wlift_diag *d)
+{
+	wlift_load_opts lo = *base;
+	wlift_result *res = NULL;
+	size_t count;
+	int ret;
+
+	lo.names = names;
+	lo.nnames = names ? n : 0;
+	ret = wlift_load(ck, &lo, on_ready, st, &res, d);
+	if (ret < 0) {
+		if (st->err)
+			ret = st->err;
+		goto out;
+	}
+	/* The callback is the fast path; catch any tensor it did not see (a library may
+	 * deliver tensors it had no reason to announce, e.g. zero-sized ones). */
+	count = wlift_result_count(res);
+	for (size_t i = 0; i < count && ret >= 0; i++) {
+		const wlift_tensor *t = wlift_result_tensor(res, i);
+
+		if (t)
+			ret = hash_tensor(st, t);
+	}
+out:
+	wlift_result_free(res);
+	return ret;
+}
+
+static int verify_ckpt(wlift_ckpt *ck, const wlift_load_opts *lo, uint64_t batch_bytes,
+		       struct verify_state *st, wlift_diag *d)
+{
+	size_t n = wlift_ckpt_count(ck), nb = 0;
+	const char **names = NULL;
+	uint64_t total = 0, acc = 0;
+	int ret = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		wlift_tensor_info ti;
+
+		if (wlift_ckpt_info(ck, i, &ti) == 0)
+			total += ti.nbytes;
+	}
+	if (n == 0)
+		return 0;
+	if (total <= batch_bytes)
+		return load_batch(ck, lo, NULL, 0, st, d);
+
+	names = malloc(n * sizeof(*names));
+	if (!names)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && ret >= 0; i++) {
+		wlift_tensor_info ti;
+
+		ret = wlift_ckpt_info(ck, i, &ti);
+		if (ret < 0)
+			break;
+		if (nb && acc + ti.nbytes > batch_bytes) {
+			ret = load_batch(ck, lo, names, nb, st, d);
+			nb = 0;
+			acc = 0;
+		}
+		names[nb++] = ti.name;
+		acc += ti.nbytes;
+	}
+	if (ret >= 0 && nb)
+		ret = load_batch(ck, lo, names, nb, st, d);
+	free(names);
+	return ret;
+}
+
+/* ---- --expect ---------------------------------------------------------------------- */
+
+struct expect {
+	json_object *root; /* owns everything below */
+	json_object *map;  /* name -> sha256 string */
+	bool full;	   /* a verify --json output: extra tensors are mismatches too */
+};
+
+static bool is_hex64(const char *s)
+{
+	if (!s || strlen(s) != 64)
+		return false;
+	for (int i = 0; i < 64; i++)
+		if (!strchr("0123456789abcdefABCDEF", s[i]))
+			return false;
+	return true;
+}
+
+static int expect_load(const char *path, struct expect *e)
+{
+	json_object *tensors;
+	FILE *f;
+	int ret = 0;
+
+	memset(e, 0, sizeof(*e));
+	/* Open it ourselves first so that "missing" and "unreadable" give their errno. */
+	f = fopen(path, "r");
+	if (!f) {
+		ret = -errno;
+		cli_errorf("%s: %s", path, wlift_strerror(ret));
+		return cli_exit_code(ret);
+	}
+	fclose(f);
+	e->root = json_object_from_file(path);
+	if (!e->root || !json_object_is_type(e->root, json_type_object)) {
+		cli_errorf("%s: not a JSON object (%s) [expect.json]", path,
+			   json_util_get_last_err() ? json_util_get_last_err() : "wrong type");
+		json_object_put(e->root);
+		e->root = NULL;
+		return CLI_EXIT_INPUT;
+	}
+	e->map = json_object_new_object();
+	if (json_object_object_get_ex(e->root, "tensors", &tensors)) {
+		size_t n;
+
+		if (!json_object_is_type(tensors, json_type_array))
+			goto bad;
+		e->full = true;
+		n = json_object_array_length(tensors);
+		for (size_t i = 0; i < n; i++) {
+			json_object *t = json_object_array_get_idx(tensors, i), *name, *sha;
+
+			if (!json_object_object_get_ex(t, "name", &name) ||
+			    !json_object_object_get_ex(t, "sha256", &sha) ||
+			    !is_hex64(json_object_get_string(sha)))
+				goto bad;
+			json_object_object_add(e->map, json_object_get_string(name),
+					       json_object_get(sha));
+		}
+		return 0;
+	}
+	json_object_object_foreach(e->root, key, val)
+	{
+		if (strcmp(key, "schema") == 0)
+			continue;
+		if (!json_object_is_type(val, json_type_string) ||
+		    !is_hex64(json_object_get_string(val)))
+			goto bad;
+		json_object_object_add(e->map, key, json_object_get(val));
+	}
+	return 0;
+bad:
+	cli_errorf("%s: expected a 'verify --json' output or a {name: sha256} object "
+		   "[expect.format]",
+		   path);
+	json_object_put(e->map);
+	json_object_put(e->root);
+	memset(e, 0, sizeof(*e));
+	return CLI_EXIT_INPUT;
+}
+
+static json_object *mismatch(const char *name, const char *want, const char *got)
+{
+	json_object *m = json_object_new_object();
+
+	json_object_object_add(m, "tensor", json_object_new_string(name));
+	json_object_object_add(m, "expected", cli_json_str_or_null(want));
+	json_object_object_add(m, "actual", cli_json_str_or_null(got));
+	return m;
+}
+
+/* Compare got (name -> sha256) with e; returns the number of mismatches. */
+static size_t expect_compare(const struct expect *e, json_object *got, const char *path,
+			     json_object *out, bool print)
+{
+	size_t bad = 0;
+
+	json_object_object_foreach(e->map, name, wantv)
+	{
+		const char *want = json_object_get_string(wantv);
+		json_object *gv;
+
+		if (!json_object_object_get_ex(got, name, &gv)) {
+			if (print)
+				cli_errorf("%s: missing from the checkpoint (expected by %s) "
+					   "[expect.missing]",
+					   name, path);
+			json_object_array_add(out, mismatch(name, want, NULL));
+			bad++;
+		} else if (strcasecmp(want, json_object_get_string(gv)) != 0) {
+			if (print)
+				cli_errorf("%s: sha256 mismatch: expected %s, got %s "
+					   "[expect.sha256]",
+					   name, want, json_object_get_string(gv));
+			json_object_array_add(out,
+					      mismatch(name, want, json_object_get_string(gv)));
+			bad++;
+		}
+	}
+	if (!e->full)
+		return bad;
+	json_object_object_foreach(got, gname, gval)
+	{
+		if (json_object_object_get_ex(e->map, gname, NULL))
+			continue;
+		if (print)
+			cli_errorf("%s: not in %s [expect.extra]", gname, path);
+		json_object_array_add(out, mismatch(gname, NULL, json_object_get_string(gval)));
+		bad++;
+	}
+	return bad;
+}
+
+/* ---- command ----------------------------------------------------------------------- */
+
+int cli_verify(int argc, char **argv)
+{
+	enum { OPT_JSON = 256, OPT_EXPECT, OPT_BATCH, OPT_THREADS };
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"expect", required_argument, NULL, OPT_EXPECT},
+	    {"batch-size", required_argument, NULL, OPT_BATCH},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	wlift_load_opts lo = WLIFT_LOAD_OPTS_INIT;
+	struct cli_report rep;
+	struct expect exp;
+	json_object *got = NULL;
+	const char *expect_path = NULL;
+	uint64_t batch = DEFAULT_BATCH_BYTES;
+	unsigned long threads = 0;
+	wlift_ctx *ctx = NULL;
+	wlift_diag d;
+	bool json = false, quiet = false;
+	int verbosity = 0, c, rc = 0, ret;
+
+	while ((c = getopt_long(argc, argv, ":qvh", opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_JSON:
+			json = true;
+			break;
+		case OPT_EXPECT:
+			expect_path = optarg;
+			break;
+		case OPT_BATCH:
+			if (cli_parse_size(optarg, &batch, false) < 0)
+				return cli_usage_error("verify", "invalid --batch-size '%s'",
+						       optarg);
+			break;
+		case OPT_THREADS:
+			if (cli_parse_uint(optarg, 4096, &threads) < 0)
+				return cli_usage_error("verify", "invalid --threads '%s'", optarg);
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			verbosity++;
+			break;
+		case 'h':
+			usage(stdout);
+			return CLI_EXIT_OK;
+		default:
+			return cli_getopt_error("verify", c, argv);
+		}
+	}
+	if (optind >= argc)
+		return cli_usage_error("verify", "no URI given");
+
+	if (cli_pending_check("verify", true))
+		return 1;
+	memset(&exp, 0, sizeof(exp));
+	if (expect_path) {
+		ret = expect_load(expect_path, &exp);
+		if (ret)
+			return ret;
+	}
+	lo.threads = (unsigned)threads;
+	lo.device = "cpu";
+	wlift_diag_clear(&d);
+	ret = cli_ctx_create(&ctx, NULL, verbosity, &d);
+	if (ret < 0) {
+		rc = cli_exit_code(ret);
+		goto out;
+	}
+	cli_report_init(&rep);
+	got = json_object_new_object();
+	for (int i = optind; i < argc; i++) {
+		const char *uri = argv[i];
+		struct verify_state st = {0};
+		wlift_ckpt *ck = NULL;
+		size_t first = 0, n;
+
+		json_object_array_add(rep.uris, json_object_new_string(uri));
+		wlift_diag_clear(&d);
+		ret = wlift_open(ctx, uri, &ck, &d);
+		if (ret < 0) {
+			cli_report_add_error(&rep, uri, ret, &d);
+			if (!json)
+				cli_print_error(uri, ret, &d);
+			rc = cli_exit_merge(rc, cli_exit_code(ret));
+			continue;
+		}
+		n = wlift_ckpt_count(ck);
+		st.ck = ck;
+		st.hex = calloc(n ? n : 1, sizeof(*st.hex));
+		ret = st.hex ? verify_ckpt(ck, &lo, batch, &st, &d) : -ENOMEM;
+		cli_report_add_ckpt(&rep, ck, &first);
+		if (ret < 0) {
+			cli_report_add_error(&rep, uri, ret, &d);
+			if (!json)
+				cli_print_error(uri, ret, &d);
+			rc = cli_exit_merge(rc, cli_exit_code(ret));
+		}
+		for (size_t k = 0; k < n && st.hex; k++) {
+			json_object *t = json_object_array_get_idx(rep.tensors, first + k);
+			wlift_tensor_info ti;
+
+			json_object_object_add(t, "sha256", cli_json_str_or_null(st.hex[k]));
+			if (!st.hex[k] || wlift_ckpt_info(ck, k, &ti) < 0)
+				continue;
+			json_object_object_add(got, ti.name, json_object_new_string(st.hex[k]));
+			if (!json && !quiet)
+				printf("%s  %s\n", st.hex[k], ti.name);
+		}
+		if (ret >= 0 && !json && !quiet)
+			printf("%s: OK, %zu tensor%s\n", uri, n, n == 1 ? "" : "s");
+		for (size_t k = 0; k < n && st.hex; k++)
+			free(st.hex[k]);
+		free(st.hex);
+		wlift_ckpt_close(ck);
+	}
+	if (expect_path) {
+		json_object *mm = json_object_new_array();
+
+		if (expect_compare(&exp, got, expect_path, mm, !json) > 0)
+			rc = cli_exit_merge(rc, CLI_EXIT_INPUT);
+		json_object_object_add(rep.root, "expect", json_object_new_string(expect_path));
+		json_object_object_add(rep.root, "mismatches", mm);
+	}
+	json_object_object_add(rep.root, "ok", json_object_new_boolean(rc == 0));
+	if (json)
+		cli_json_print(rep.root);
+	else if (expect_path && !quiet && rc == 0)
+		printf("all digests match %s\n", expect_path);
+	cli_report_free(&rep);
+out:
+	fflush(stdout);
+	json_object_put(got);
+	json_object_put(exp.map);
+	json_object_put(exp.root);
+	wlift_ctx_destroy(ctx);
+	return rc;
+}

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Exit codes and error messages of the CLI contract: usage errors (2), bad files (1, with the
+# error code named in --json), missing or unreadable files (3 / 4), the message format
+# "weightlift: <file>: <tensor>: <message> [rule]", help and version, cp/cache.
+. "$(dirname "$0")/lib.sh"
+fixtures
+
+S=$D/small.safetensors
+
+# --- tool-level usage (no library needed) -----------------------------------------------------
+expect_rc 2 "$WEIGHTLIFT"
+grep_err "usage: weightlift"
+expect_rc 0 "$WEIGHTLIFT" --help
+grep_out "usage: weightlift"
+grep_out "inspect"
+expect_rc 0 "$WEIGHTLIFT" -h
+expect_rc 0 "$WEIGHTLIFT" --version
+grep_out "weightlift 0."
+expect_rc 2 "$WEIGHTLIFT" frobnicate "$S"
+grep_err "unknown command 'frobnicate'"
+expect_rc 2 "$WEIGHTLIFT" --frobnicate
+for cmd in cp cache; do
+	expect_rc 2 "$WEIGHTLIFT" "$cmd" "$S" "$T/x"
+	grep_err "weightlift: '$cmd' is not available yet (remote sources stage)"
+done
+for cmd in inspect verify load; do
+	expect_rc 0 "$WEIGHTLIFT" "$cmd" --help
+	grep_out "usage: weightlift $cmd"
+	grep_out "exit status"
+	expect_rc 0 "$WEIGHTLIFT" "$cmd" -h
+	expect_rc 0 "$WEIGHTLIFT" help "$cmd"
+	grep_out "usage: weightlift $cmd"
+	expect_rc 2 "$WEIGHTLIFT" "$cmd"
+	grep_err "no URI given"
+	expect_rc 2 "$WEIGHTLIFT" "$cmd" --no-such-option "$S"
+	grep_err "unknown option '--no-such-option'"
+	expect_rc 2 "$WEIGHTLIFT" "$cmd" -Z "$S"
+	grep_err "unknown option '-Z'"
+done
+expect_rc 2 "$WEIGHTLIFT" load --threads
+grep_err "needs a value"
+expect_rc 2 "$WEIGHTLIFT" inspect --json=yes "$S"
+
+need_library inspect
+
+# --- bad files: exit 1, the error named ----------------------------------------------------------
+check_bad() { # FILE CODE...
+	local f=$1
+	shift
+	local codes="$*"
+	expect_rc 1 "$WEIGHTLIFT" inspect "$D/$f"
+	grep_err "weightlift: $D/$f: "
+	NCHECK=$((NCHECK + 1))
+	[ "$(wc -l <"$ERR")" -ge 1 ] && [ ! -s "$OUT" ] || fail "$f: expected one error line, no stdout"
+	expect_rc 1 "$WEIGHTLIFT" inspect --json "$D/$f"
+	pycheck '
+assert j["schema"] == 1 and j["tensors"] == [] and j["files"] == [], j
+assert len(j["errors"]) == 1, j["errors"]
+err = j["errors"][0]
+assert err["code"] in "'"$codes"'".split(), err
+assert err["message"], err
+assert err["file"].endswith("'"$f"'"), err
+for k in ("tensor", "offset", "rule", "value"):
+    assert k in err, err
+'
+	if [ "$LOAD" = 1 ]; then
+		expect_rc 1 "$WEIGHTLIFT" verify "$D/$f"
+		expect_rc 1 "$WEIGHTLIFT" load "$D/$f"
+	fi
+}
+LOAD=0
+if have_load; then LOAD=1; fi
+check_bad truncated_data.safetensors WLIFT_ETRUNCATED
+check_bad truncated_header.safetensors WLIFT_ETRUNCATED WLIFT_EHEADER_LEN
+check_bad lfs.safetensors WLIFT_ELFS
+check_bad html.safetensors WLIFT_EHTML
+check_bad badjson.safetensors WLIFT_EJSON
+check_bad overlap.safetensors WLIFT_EOFFSETS
+check_bad gap.safetensors WLIFT_EOFFSETS
+check_bad baddtype.safetensors WLIFT_EDTYPE
+check_bad badshape.safetensors WLIFT_ESHAPE
+check_bad hugelen.safetensors WLIFT_EHEADER_LEN WLIFT_ETRUNCATED
+check_bad empty.safetensors WLIFT_EHEADER_LEN WLIFT_ETRUNCATED WLIFT_EFORMAT
+
+# The tensor and the rule appear in the message where the library names them.
+expect_rc 1 "$WEIGHTLIFT" inspect --json "$D/overlap.safetensors"
+pycheck '
+err = j["errors"][0]
+assert err["tensor"] in ("a", "b") and err["rule"], err
+'
+expect_rc 1 "$WEIGHTLIFT" inspect "$D/overlap.safetensors"
+NCHECK=$((NCHECK + 1))
+# the file once, the tensor once (as a prefix or quoted by the message), the rule last
+grep -Eq "^weightlift: $D/overlap.safetensors: ([ab]: |.*\"[ab]\").* \[[a-z_.]+\]\$" "$ERR" ||
+	fail "error line format: $(cat "$ERR")"
+NCHECK=$((NCHECK + 1))
+[ "$(grep -o "$D/overlap.safetensors" "$ERR" | wc -l)" = 1 ] || fail "file named twice: $(cat "$ERR")"
+expect_rc 1 "$WEIGHTLIFT" inspect --json "$D/baddtype.safetensors"
+pycheck 'assert j["errors"][0]["tensor"] == "a", j["errors"]'
+
+# --- missing, unreadable, directories without checkpoints -----------------------------------------
+expect_rc 3 "$WEIGHTLIFT" inspect "$T/missing.safetensors"
+grep_err "weightlift: $T/missing.safetensors: "
+expect_rc 3 "$WEIGHTLIFT" inspect --json "$T/missing.safetensors"
+pycheck 'assert j["errors"][0]["code"] == "ENOENT", j["errors"]'
+if [ "$LOAD" = 1 ]; then
+	expect_rc 3 "$WEIGHTLIFT" verify "$T/missing.safetensors"
+	expect_rc 3 "$WEIGHTLIFT" load "$T/missing.safetensors"
+	expect_rc 3 "$WEIGHTLIFT" load --json "$T/missing.safetensors"
+	pycheck 'assert j["schema"] == 1 and [x["code"] for x in j["errors"]] == ["ENOENT"], j'
+	expect_rc 1 "$WEIGHTLIFT" load --json "$D/overlap.safetensors"
+	pycheck 'assert j["errors"][0]["code"] == "WLIFT_EOFFSETS", j'
+fi
+if [ "$(id -u)" != 0 ]; then
+	cp "$S" "$T/noperm.safetensors"
+	chmod 000 "$T/noperm.safetensors"
+	expect_rc 4 "$WEIGHTLIFT" inspect "$T/noperm.safetensors"
+	[ "$LOAD" = 0 ] || expect_rc 4 "$WEIGHTLIFT" load "$T/noperm.safetensors"
+fi
+
+# --- several URIs: every one processed, the first failure decides the exit code ------------------
+expect_rc 1 "$WEIGHTLIFT" inspect "$D/lfs.safetensors" "$S" "$T/missing.safetensors"
+grep_out "embed.weight"
+grep_err "lfs.safetensors"
+grep_err "missing.safetensors"
+expect_rc 3 "$WEIGHTLIFT" inspect --json "$T/missing.safetensors" "$D/lfs.safetensors" "$S"
+pycheck '
+assert [x["code"] for x in j["errors"]] == ["ENOENT", "WLIFT_ELFS"], j["errors"]
+assert len(j["tensors"]) == 8 and len(j["files"]) == 1
+'
+finish

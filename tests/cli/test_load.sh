@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# `weightlift load`: every knob and their combinations, the --json fields, --touch (its XOR
+# must equal the one computed in Python over the same bytes), --names, --repeat, peak RssAnon
+# in copy and mapped mode, the progress bar on a terminal and never on a pipe.
+. "$(dirname "$0")/lib.sh"
+fixtures --big 64
+need_library load
+
+S=$D/small.safetensors
+B=$D/big.safetensors
+
+# --- defaults --------------------------------------------------------------------------------
+expect_rc 0 "$WEIGHTLIFT" load "$S"
+grep_out "loaded 8 tensors"
+grep_out "GB/s"
+grep_out "strategy"
+grep_out "peak RssAnon"
+NCHECK=$((NCHECK + 1))
+! grep -q $'\r' "$ERR" || fail "progress bar drawn on a pipe"
+
+expect_rc 0 "$WEIGHTLIFT" load --json "$S"
+pycheck '
+assert j["schema"] == 1
+for k in ("bytes", "seconds", "gb_per_s", "open_s", "plan_s", "read_s", "strategy", "direct",
+          "threads", "chunk_bytes", "peak_rss_anon"):
+    assert k in j, k
+assert j["bytes"] == sum(t["nbytes"] for t in e["small.safetensors"]["tensors"].values()), j
+assert j["tensors"] == 8
+assert isinstance(j["strategy"], str) and isinstance(j["direct"], bool)
+assert j["threads"] >= 1 and j["chunk_bytes"] >= 1 and j["peak_rss_anon"] >= 0
+assert j["seconds"] >= 0 and j["gb_per_s"] >= 0
+assert "ready_s" not in j and j["repeat"] == 1 and len(j["runs"]) == 1
+assert j["errors"] == []
+'
+
+# --- every strategy x direct x mmap, with the touch pass checking the bytes ------------------
+for strategy in auto pread uring; do
+	for direct in auto on off; do
+		for mmap in "" --mmap; do
+			args=(--strategy "$strategy" --direct "$direct" $mmap --touch --json)
+			expect_rc 0 "$WEIGHTLIFT" load "${args[@]}" "$S" || continue
+			pycheck '
+x = e["small.safetensors"]
+assert j["bytes"] == sum(t["nbytes"] for t in x["tensors"].values()), j
+assert j["touch_xor"] == x["xor"], (j["touch_xor"], x["xor"])
+assert j["ready_s"] >= j["touch_s"] >= 0, j
+assert j["mmap"] == ('"$([ -n "$mmap" ] && echo True || echo False)"'), j
+'
+		done
+	done
+done
+
+# --- threads, chunk size, bytes in flight -----------------------------------------------------
+for threads in 1 2 4; do
+	for chunk in 4K 64k 1M 8MiB; do
+		for inflight in 64K 256M; do
+			expect_rc 0 "$WEIGHTLIFT" load --threads "$threads" --chunk-size "$chunk" \
+				--max-inflight "$inflight" --touch --json "$S" || continue
+			pycheck 'assert j["touch_xor"] == e["small.safetensors"]["xor"], j'
+		done
+	done
+done
+expect_rc 0 "$WEIGHTLIFT" load --threads 3 --chunk-size 1M --json "$B"
+pycheck '
+assert j["bytes"] == e["big.safetensors"]["nbytes"], j
+assert j["threads"] == 3 and j["chunk_bytes"] == 1 << 20, j
+'
+
+# --- names, device, dtype, repeat --------------------------------------------------------------
+expect_rc 0 "$WEIGHTLIFT" load --names embed.weight,scale --json "$S"
+pycheck 'assert j["tensors"] == 2 and j["bytes"] == 48 + 8, j'
+expect_rc 0 "$WEIGHTLIFT" load --names embed.weight --names q.u8 --touch --json "$S"
+pycheck 'assert j["tensors"] == 2 and j["bytes"] == 48 + 13, j'
+expect_rc 1 "$WEIGHTLIFT" load --names no.such.tensor "$S"
+grep_err "no.such.tensor"
+expect_rc 0 "$WEIGHTLIFT" load --device cpu --json "$S"
+pycheck 'assert j["device"] == "cpu"'
+# No GPU in this stage: a CUDA device is a device error (5) or "not supported" (1).
+expect_rc_in "1 5" "$WEIGHTLIFT" load --device cuda:0 "$S"
+# dtype conversion: done (0) or reported as not supported yet (1), never a crash.
+for dt in F16 BF16 F32; do
+	expect_rc_in "0 1" "$WEIGHTLIFT" load --dtype "$dt" --json "$S"
+	if [ "$RC" = 0 ]; then pycheck 'assert j["dtype"] == "'"$dt"'"'; fi
+done
+expect_rc 0 "$WEIGHTLIFT" load --repeat 3 --touch --json "$S"
+pycheck '
+assert j["repeat"] == 3 and len(j["runs"]) == 3
+assert j["touch_xor"] == e["small.safetensors"]["xor"]
+r = sorted(x["ready_s"] for x in j["runs"])
+assert j["ready_s"] == r[1], (j["ready_s"], r)     # the median run
+'
+expect_rc 0 "$WEIGHTLIFT" load --repeat 2 "$S"
+grep_out "run 2:"
+grep_out "(median run)"
+expect_rc 0 "$WEIGHTLIFT" load --touch "$S"
+grep_out "ready (open + load + read pass)"
+grep_out "xor $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["small.safetensors"]["xor"])' "$D/expected.json")"
+expect_rc 0 "$WEIGHTLIFT" load -q "$S"
+no_out
+expect_rc 0 "$WEIGHTLIFT" load "file://$S"
+expect_rc 0 "$WEIGHTLIFT" load --json "$D/sharded"
+pycheck 'assert j["tensors"] == 3 and j["bytes"] == 32 + 12 + 9, j'
+
+# --- host memory: a copy costs the model bytes, a mapping costs nothing anonymous -------------
+expect_rc 0 "$WEIGHTLIFT" load --json --mmap --touch "$B"
+pycheck '
+n = e["big.safetensors"]["nbytes"]
+assert j["bytes"] == n
+assert j["peak_rss_anon"] < n // 4, ("mapped mode grew RssAnon", j["peak_rss_anon"], n)
+'
+expect_rc 0 "$WEIGHTLIFT" load --json --direct off --touch "$B"
+pycheck '
+n = e["big.safetensors"]["nbytes"]
+assert n * 0.9 <= j["peak_rss_anon"] <= n + (64 << 20), ("copy mode RssAnon", j["peak_rss_anon"], n)
+'
+
+# --- progress bar: on a terminal only, and never with --json or --quiet ---------------------
+if script -qec true /dev/null >/dev/null 2>&1; then
+	NCHECK=$((NCHECK + 1))
+	script -qec "'$WEIGHTLIFT' load --threads 1 --chunk-size 64K '$B'" /dev/null >"$T/tty.out" 2>&1 ||
+		fail "load on a terminal failed: $(tail -c 500 "$T/tty.out")"
+	grep -q '%' "$T/tty.out" || fail "no progress bar on a terminal"
+	NCHECK=$((NCHECK + 1))
+	script -qec "'$WEIGHTLIFT' load --json '$S'" /dev/null >"$T/tty.out" 2>&1
+	! grep -q '\[#*  *\]' "$T/tty.out" || fail "progress bar with --json"
+fi
+
+# --- usage -------------------------------------------------------------------------------------
+expect_rc 2 "$WEIGHTLIFT" load --strategy mmap "$S"
+expect_rc 2 "$WEIGHTLIFT" load --direct maybe "$S"
+expect_rc 2 "$WEIGHTLIFT" load --threads -1 "$S"
+expect_rc 2 "$WEIGHTLIFT" load --threads x "$S"
+expect_rc 2 "$WEIGHTLIFT" load --chunk-size 8X "$S"
+expect_rc 2 "$WEIGHTLIFT" load --chunk-size 0 "$S"
+expect_rc 2 "$WEIGHTLIFT" load --max-inflight "" "$S"
+expect_rc 2 "$WEIGHTLIFT" load --dtype I64 "$S"
+expect_rc 2 "$WEIGHTLIFT" load --dtype F99 "$S"
+expect_rc 2 "$WEIGHTLIFT" load --repeat 0 "$S"
+expect_rc 2 "$WEIGHTLIFT" load --names "" "$S"
+expect_rc 2 "$WEIGHTLIFT" load --names , "$S"
+expect_rc 2 "$WEIGHTLIFT" load "$S" "$S"
+expect_rc 2 "$WEIGHTLIFT" load
+expect_rc 2 "$WEIGHTLIFT" load --touch --device cuda:0 "$S"
+expect_rc 0 "$WEIGHTLIFT" load --help
+grep_out "usage: weightlift load"
+for opt in --threads --chunk-size --max-inflight --strategy --direct --mmap --names --device \
+	--dtype --repeat --touch --json --quiet; do
+	grep_out "$opt"
+done
+finish
