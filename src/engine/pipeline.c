@@ -253,8 +253,17 @@ static int run_uring(struct worker *w)
 				complete(r, ci);
 				continue;
 			}
-			wlift__uring_read(u, c->direct ? f->dfd : f->fd, dest_of(w, ci),
-					  (size_t)c->len, c->off, ci);
+			if (wlift__uring_read(u, c->direct ? f->dfd : f->fd, dest_of(w, ci),
+					      (size_t)c->len, c->off, ci) < 0) {
+				/* No submission slot (cannot happen while qd bounds the reads in
+				 * flight): read it here rather than lose the chunk. */
+				ret = read_sync(r, ci, dest_of(w, ci), 0, &d);
+				if (ret) {
+					fail(r, ret, &d);
+					break;
+				}
+				complete(r, ci);
+			}
 		}
 		if (!wlift__uring_inflight(u))
 			break;
