@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* DLPack export: dtype codes, shapes, raw-bytes views, versioned flags, lifetime. */
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -88,31 +87,12 @@ START_TEST(export)
 }
 END_TEST
 
-/* Remove this test process's directory when it exits (each test runs in its own process). */
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
-static void rm_tmpdir(void)
-{
-	nftw(wt_tmpdir(), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void setup_cleanup(void)
-{
-	atexit(rm_tmpdir);
-}
-
 int main(void)
 {
 	Suite *s = suite_create("dlpack");
 	TCase *tc = tcase_create("dlpack");
 
-	tcase_add_checked_fixture(tc, setup_cleanup, NULL);
+	tcase_add_checked_fixture(tc, wt_cleanup_at_exit, NULL);
 	tcase_add_test(tc, export);
 	suite_add_tcase(s, tc);
 	return wt_run(s);

@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -619,31 +618,12 @@ START_TEST(one_gib)
 }
 END_TEST
 
-/* Remove this test process's directory when it exits (each test runs in its own process). */
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
-static void rm_tmpdir(void)
-{
-	nftw(wt_tmpdir(), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void setup_cleanup(void)
-{
-	atexit(rm_tmpdir);
-}
-
 int main(void)
 {
 	Suite *s = suite_create("load");
 	TCase *tc = tcase_create("load");
 
-	tcase_add_checked_fixture(tc, setup_cleanup, NULL);
+	tcase_add_checked_fixture(tc, wt_cleanup_at_exit, NULL);
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, pread_buffered);
 	tcase_add_test(tc, pread_small_chunks);

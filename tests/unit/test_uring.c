@@ -2,7 +2,6 @@
 /* The io_uring reader: reads with tags, queue-depth limit, forced unavailability. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -90,31 +89,12 @@ START_TEST(probes)
 }
 END_TEST
 
-/* Remove this test process's directory when it exits (each test runs in its own process). */
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
-static void rm_tmpdir(void)
-{
-	nftw(wt_tmpdir(), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void setup_cleanup(void)
-{
-	atexit(rm_tmpdir);
-}
-
 int main(void)
 {
 	Suite *s = suite_create("uring");
 	TCase *tc = tcase_create("uring");
 
-	tcase_add_checked_fixture(tc, setup_cleanup, NULL);
+	tcase_add_checked_fixture(tc, wt_cleanup_at_exit, NULL);
 	tcase_add_test(tc, reads);
 	tcase_add_test(tc, forced_unavailable);
 	tcase_add_test(tc, probes);
