@@ -159,3 +159,18 @@ def test_tied_model_roundtrip(tmp_path):
     missing, unexpected = wt.load_model(m2, p)
     assert not missing and not unexpected
     assert torch.equal(m2[0].weight, m[0].weight)
+
+
+def test_cancel_and_interrupt(ckpt):
+    import _thread
+
+    p, _ = ckpt
+    ev = threading.Event()
+    ev.set()
+    with pytest.raises(weightlift.SafetensorError, match="cancel"):
+        weightlift._native.Checkpoint(str(p)).load(cancel=ev)
+    # Ctrl-C: the progress callback runs the signal handlers; the load stops and the
+    # KeyboardInterrupt surfaces (here the flag is set before the load starts).
+    with pytest.raises(KeyboardInterrupt):
+        _thread.interrupt_main()
+        weightlift._native.Checkpoint(str(p)).load()
