@@ -227,32 +227,32 @@ def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional
 # --- safe_open --------------------------------------------------------------------------
 
 def _norm_index(idx, shape: Tuple[int, ...]) -> Tuple[Any, ...]:
-    """The reference's __getitem__ argument as a tuple of ints and slices over every dim."""
+    """The reference's __getitem__ argument as a tuple of ints and slices over every dim, with
+    its error classes and texts (IndexError, ValueError for steps, TypeError for others)."""
+    if isinstance(idx, list):
+        idx = tuple(idx)
     if not isinstance(idx, tuple):
         idx = (idx,)
     if any(i is Ellipsis for i in idx):
         if sum(1 for i in idx if i is Ellipsis) > 1:
-            raise SafetensorError("Only one ellipsis is allowed in a slice")
+            raise IndexError("an index can only have a single ellipsis ('...')")
         k = idx.index(Ellipsis)
         fill = len(shape) - (len(idx) - 1)
         idx = idx[:k] + (slice(None),) * max(fill, 0) + idx[k + 1:]
     if len(idx) > len(shape):
-        raise SafetensorError(
-            f"Invalid index: {len(idx)} indices given for a tensor of rank {len(shape)}")
+        raise IndexError(f"too many indices for tensor of dimension {len(shape)}")
     out = []
     for i, (ix, n) in enumerate(zip(idx, shape)):
         if isinstance(ix, slice):
             if ix.step is not None and ix.step <= 0:
-                raise SafetensorError(f"Invalid index: slice step must be positive in dimension {i}")
+                raise ValueError("step must be greater than zero")
             out.append(ix)
         else:
-            try:
-                v = ix.__index__()
-            except AttributeError:
-                raise SafetensorError(f"Invalid index {ix!r} in dimension {i}") from None
+            if isinstance(ix, bool) or not hasattr(ix, "__index__"):
+                raise TypeError(f"invalid index of type {type(ix).__name__}: use ints, slices or ...")
+            v = ix.__index__()
             if v < -n or v >= n:
-                raise SafetensorError(
-                    f"Invalid index {v} for dimension {i} of size {n}")
+                raise IndexError(f"index {v} is out of bounds for dimension {i} with size {n}")
             out.append(v + n if v < 0 else v)
     out += [slice(None)] * (len(shape) - len(out))
     return tuple(out)
@@ -284,9 +284,7 @@ class PySafeSlice:
 
     def __getitem__(self, idx):
         shape = self._shape
-        if idx == () or (isinstance(idx, list) and not idx):
-            idx = ()
-        norm = _norm_index(idx, shape) if shape else ()
+        norm = _norm_index(idx, shape)
         bits = _native.dtype_bits(self._dtype)
         row = math.prod(shape[1:]) if shape else 1
         if not shape or bits % 8 or shape[0] == 0:
@@ -329,7 +327,7 @@ def _own(arr, framework):
         return arr.contiguous().clone()
     if framework in ("np", "numpy"):
         import numpy as np
-        return np.ascontiguousarray(arr).copy()
+        return np.array(arr, copy=True, order="C")
     return arr
 
 
@@ -392,6 +390,8 @@ class safe_open:
         return self._ck_checked().metadata(0)
 
     def get_tensor(self, name: str):
+        if not self._ck_checked().contains(name):
+            raise SafetensorError(f"File does not contain tensor {name}")
         res = self._ck_checked().load(names=[name], mmap=self._mmap, device=self._device)
         return self._convert(res.tensor(name))
 
