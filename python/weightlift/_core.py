@@ -344,8 +344,6 @@ class safe_open:
         self._mmap = backend_mmap(backend, self._device)
         self._ck = open_checkpoint(filename)
         self._files = [f[0] for f in self._ck.files()]
-        self._fds: Dict[int, int] = {}
-        self._lock = threading.Lock()
 
     def _ck_checked(self):
         if self._ck.closed:
@@ -353,19 +351,20 @@ class safe_open:
         return self._ck
 
     def _pread(self, file: int, buf: bytearray, off: int) -> None:
-        with self._lock:
-            self._ck_checked()
-            fd = self._fds.get(file)
-            if fd is None:
-                fd = os.open(self._files[file], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                self._fds[file] = fd
-        mv = memoryview(buf)
-        done = 0
-        while done < len(buf):
-            n = os.preadv(fd, [mv[done:]], off + done)
-            if n <= 0:
-                raise SafetensorError(f"{self._files[file]}: unexpected end of file")
-            done += n
+        """Read buf's length at off of file `file`: only the bytes a slice needs. The file is
+        opened per call so that concurrent slices and close() never share a descriptor."""
+        self._ck_checked()
+        fd = os.open(self._files[file], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            mv = memoryview(buf)
+            done = 0
+            while done < len(buf):
+                n = os.preadv(fd, [mv[done:]], off + done)
+                if n <= 0:
+                    raise SafetensorError(f"{self._files[file]}: unexpected end of file")
+                done += n
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> "safe_open":
         return self
@@ -374,11 +373,7 @@ class safe_open:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            self._ck.close()
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+        self._ck.close()
 
     def keys(self) -> List[str]:
         return sorted(self._ck_checked().names())

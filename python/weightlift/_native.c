@@ -63,6 +63,8 @@ typedef struct {
 	wlift_ckpt *ck;
 	Py_buffer buf;               /* memory image, when opened from bytes */
 	int has_buf;
+	int busy;                    /* loads running with the GIL released */
+	int closing;                 /* close() asked while busy: the last load closes */
 } CkptObject;
 
 typedef struct {
@@ -164,7 +166,7 @@ static int ckpt_init(CkptObject *self, PyObject *args, PyObject *kw)
 
 static int ckpt_check(CkptObject *self)
 {
-	if (!self->ck) {
+	if (!self->ck || self->closing) {
 		PyErr_SetString(SafetensorError, "File is closed");
 		return -1;
 	}
@@ -324,7 +326,13 @@ static PyObject *ckpt_files(CkptObject *self, PyObject *unused)
 
 static PyObject *ckpt_close(CkptObject *self, PyObject *unused)
 {
-	/* Results keep the sources they need alive, so closing never invalidates tensors. */
+	/* Results keep the sources they need alive, so closing never invalidates tensors. Loads
+	 * of other threads still running on this handle (GIL released) finish first: the last
+	 * one closes. */
+	if (self->busy) {
+		self->closing = 1;
+		Py_RETURN_NONE;
+	}
 	wlift_ckpt_close(self->ck);
 	self->ck = NULL;
 	Py_RETURN_NONE;
@@ -332,7 +340,7 @@ static PyObject *ckpt_close(CkptObject *self, PyObject *unused)
 
 static PyObject *ckpt_closed(CkptObject *self, void *unused)
 {
-	return PyBool_FromLong(self->ck == NULL);
+	return PyBool_FromLong(self->ck == NULL || self->closing);
 }
 
 /* Callback state of one wlift_load. */
@@ -456,9 +464,15 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	cb.cancel = cancel != Py_None ? cancel : NULL;
 	cb.owner = (PyObject *)self;
 	wlift_diag_clear(&d);
+	self->busy++;
 	Py_BEGIN_ALLOW_THREADS
 	ret = wlift_load(self->ck, &o, cb.ready ? ready_cb : NULL, &cb, &res, &d);
 	Py_END_ALLOW_THREADS
+	if (--self->busy == 0 && self->closing) {
+		wlift_ckpt_close(self->ck);
+		self->ck = NULL;
+		self->closing = 0;
+	}
 	if (cb.failed) {
 		wlift_result_free(res);
 		PyErr_Restore(cb.exc_type, cb.exc_value, cb.exc_tb);

@@ -174,3 +174,30 @@ def test_cancel_and_interrupt(ckpt):
     with pytest.raises(KeyboardInterrupt):
         _thread.interrupt_main()
         weightlift._native.Checkpoint(str(p)).load()
+
+
+def test_close_while_threads_load(ckpt):
+    p, d = ckpt
+    f = weightlift.safe_open(p, "pt")
+    got, errors = [], []
+
+    def work():
+        try:
+            while True:
+                got.append(f.get_tensor("a"))
+        except weightlift.SafetensorError as e:
+            if "File is closed" not in str(e):
+                errors.append(e)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ths = [threading.Thread(target=work) for _ in range(4)]
+    for th in ths:
+        th.start()
+    while len(got) < 50:
+        pass
+    f.close()
+    for th in ths:
+        th.join()
+    assert not errors
+    assert all(_same(t, d["a"]) for t in got[:50])
