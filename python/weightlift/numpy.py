@@ -24,7 +24,8 @@ def _items(tensor_dict: Dict[str, np.ndarray]):
         name = _core.np_dtype_name(v)
         if v.dtype.byteorder == ">" or (v.dtype.byteorder == "=" and sys.byteorder == "big"):
             v = v.byteswap(inplace=False)
-        v = np.ascontiguousarray(v)
+        if not v.flags.c_contiguous:
+            v = v.copy(order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
         items.append((k, name, v.shape, v.reshape(-1).view(np.uint8)))
     return items
 

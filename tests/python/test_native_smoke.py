@@ -67,7 +67,8 @@ def test_save_byte_identical(ckpt, tmp_path):
     q = tmp_path / "w.safetensors"
     wt.save_file(d, q, {"k": "v"})
     assert q.read_bytes() == p.read_bytes()
-    arrs = {"x": np.arange(6, dtype=np.int16).reshape(2, 3), "y": np.ones(3, np.float32)}
+    arrs = {"x": np.arange(6, dtype=np.int16).reshape(2, 3), "y": np.ones(3, np.float32),
+            "s": np.array(3.0), "e": np.zeros((0, 2), np.int64)}
     assert wnp.save(arrs) == snp.save(arrs)
 
 
