@@ -202,3 +202,24 @@ def test_close_while_threads_load(ckpt):
         th.join()
     assert not errors
     assert all(_same(t, d["a"]) for t in got[:50])
+
+
+def test_float4_packed(tmp_path):
+    f4 = getattr(torch, "float4_e2m1fn_x2", None)
+    if f4 is None:
+        pytest.skip("torch without float4_e2m1fn_x2")
+    x = torch.arange(8, dtype=torch.uint8).reshape(2, 4).view(f4)
+    p = tmp_path / "f4.safetensors"
+    assert wt.save({"f4": x}) == st.save({"f4": x})
+    wt.save_file({"f4": x}, p)
+    y = weightlift.load_file(p)["f4"]
+    assert y.dtype == f4 and y.shape == (2, 4)
+    assert torch.equal(y.view(torch.uint8), x.view(torch.uint8))
+
+
+def test_stream_early_close(ckpt):
+    p, _ = ckpt
+    g = weightlift.stream(p, framework="np")
+    name, arr = next(g)
+    g.close()
+    assert arr.shape is not None
