@@ -223,3 +223,27 @@ def test_stream_early_close(ckpt):
     name, arr = next(g)
     g.close()
     assert arr.shape is not None
+
+
+def test_numpy_bf16_without_ml_dtypes(ckpt, monkeypatch):
+    import sys
+
+    p, _ = ckpt
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)
+    with pytest.raises(ImportError, match="ml_dtypes"):
+        wnp.load_file(p)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", 0])
+def test_gpu_device_is_a_clear_error(ckpt, device):
+    p, _ = ckpt
+    with pytest.raises(RuntimeError, match="GPU"):
+        weightlift.load_file(p, device=device)
+
+
+def test_bad_device_and_backend(ckpt):
+    p, _ = ckpt
+    with pytest.raises(ValueError):
+        weightlift.load_file(p, device="tpu")
+    with pytest.raises(ValueError):
+        weightlift.load_file(p, backend="nope")
