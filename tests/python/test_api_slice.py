@@ -55,8 +55,8 @@ def make(tmp_path, seed):
     for i in range(6):
         shape = tuple(rnd.randrange(1, 7) for _ in range(rnd.randrange(0, 5)))
         dt = DTYPES[i % len(DTYPES)]
-        t[f"t{i}"] = (rng.integers(0, 2, shape).astype(dt) if dt == np.bool_
-                      else (rng.standard_normal(shape) * 50).astype(dt))
+        t[f"t{i}"] = np.asarray(rng.integers(0, 2, shape).astype(dt) if dt == np.bool_
+                      else np.asarray(rng.standard_normal(shape) * 50).astype(dt))
     p = tmp_path / f"s{seed}.safetensors"
     refnp.save_file(t, p)
     return p, t, rnd
@@ -123,14 +123,3 @@ def test_bad_index_like_reference(tmp_path, idx):
     else:
         assert isinstance(got.value, type(want.value))
     assert str(got.value) == str(want.value)
-
-
-def test_bad_index_raises_at_all(tmp_path):
-    """Weaker than the text comparison above: every bad index raises something."""
-    p = tmp_path / "b.safetensors"
-    refnp.save_file({"a": np.arange(24, dtype=np.float32).reshape(2, 3, 4)}, p)
-    with wl.safe_open(p, "np") as w:
-        s = w.get_slice("a")
-        for idx in BAD:
-            with pytest.raises(Exception):
-                s[idx]
