@@ -129,3 +129,24 @@ def test_backends(ckpt, backend):
     with wl.safe_open(p, "np", **kw) as f:
         for k, v in t.items():
             assert np.array_equal(f.get_tensor(k), v)
+
+
+def test_safe_open_sharded_directory(tmp_path):
+    import json
+    rng = np.random.default_rng(1)
+    t = {f"w{i}": rng.standard_normal((3, i + 1)).astype(np.float32) for i in range(6)}
+    d = tmp_path / "shards"
+    d.mkdir()
+    wm = {}
+    for j in range(2):
+        fn = f"model-{j + 1:05d}-of-00002.safetensors"
+        part = {k: v for i, (k, v) in enumerate(sorted(t.items())) if i % 2 == j}
+        refnp.save_file(part, d / fn)
+        wm.update({k: fn for k in part})
+    (d / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": wm}))
+    for path in [d, d / "model.safetensors.index.json"]:
+        with wl.safe_open(path, "np") as f:
+            assert f.keys() == sorted(t)
+            for k, v in t.items():
+                assert np.array_equal(f.get_tensor(k), v)
+                assert np.array_equal(f.get_slice(k)[1:], v[1:])

@@ -123,3 +123,24 @@ def test_bad_index_like_reference(tmp_path, idx):
     else:
         assert isinstance(got.value, type(want.value))
     assert str(got.value) == str(want.value)
+
+
+def test_torch_slices_bf16_float8_like_reference(tmp_path):
+    torch = pytest.importorskip("torch")
+    reft = pytest.importorskip("safetensors.torch")
+    g = torch.Generator().manual_seed(0)
+    t = {"bf": torch.randn(6, 5, 4, generator=g).to(torch.bfloat16)}
+    for n in ["float8_e4m3fn", "float8_e5m2"]:
+        if hasattr(torch, n):
+            t[n] = torch.randn(6, 5, 4, generator=g).to(getattr(torch, n))
+    p = tmp_path / "bf.safetensors"
+    reft.save_file(t, p)
+    rnd = random.Random(5)
+    with wl.safe_open(p, "pt") as w, ref.safe_open(p, "pt") as r:
+        for k in t:
+            assert w.get_slice(k).get_dtype() == r.get_slice(k).get_dtype()
+            for _ in range(20):
+                idx = rand_index(rnd, (6, 5, 4))
+                a, b = w.get_slice(k)[idx], r.get_slice(k)[idx]
+                assert a.dtype == b.dtype and a.shape == b.shape, (k, idx)
+                assert a.contiguous().view(torch.uint8).equal(b.contiguous().view(torch.uint8)) if a.dim() else True, (k, idx)
