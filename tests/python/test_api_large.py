@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Large checkpoints (marker `large`, skipped unless --run-large or WEIGHTLIFT_LARGE=1): loading
-a 2 GiB file does not take 4 GiB of memory (peak RSS and RssAnon of a child process), and a
+a 2 GiB file does not take 4 GiB of memory (peak RSS, RssAnon and the tracemalloc peak of a
+child process), and a
 file over 4 GiB holding a single tensor over 2 GiB loads correctly (every chunk checked, and
 slices across the 2 GiB and 4 GiB boundaries). Files are written chunk by chunk and deleted."""
 import json
@@ -69,17 +70,21 @@ def test_2gib_load_memory(bigdir):
     n = 2 * GiB
     write_file(p, [n // 2, n // 2])
     script = textwrap.dedent(f"""
-        import gc, numpy as np, weightlift.numpy as wlnp
+        import gc, tracemalloc, numpy as np, weightlift.numpy as wlnp
+        tracemalloc.start()
         d = wlnp.load_file({str(p)!r})
+        traced = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
         s = sum(int(v[::4096].sum(dtype=np.uint64)) for v in d.values())  # touch every page
         for v in d.values(): v.sum()
         st = dict(l.split(":", 1) for l in open("/proc/self/status"))
-        print(int(st["VmHWM"].split()[0]) * 1024, int(st["RssAnon"].split()[0]) * 1024)
+        print(int(st["VmHWM"].split()[0]) * 1024, int(st["RssAnon"].split()[0]) * 1024, traced)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr
-    hwm, anon = map(int, out.stdout.split())
+    hwm, anon, traced = map(int, out.stdout.split())
+    assert traced < int(2.5 * GiB), f"tracemalloc peak {traced / GiB:.2f} GiB loading 2 GiB"
     assert hwm < 3 * GiB, f"peak RSS {hwm / GiB:.2f} GiB loading a 2 GiB file"
     assert anon < int(2.5 * GiB), f"RssAnon {anon / GiB:.2f} GiB after loading a 2 GiB file"
 
