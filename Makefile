@@ -56,8 +56,12 @@ demo:
 bench: build venv
 	bash bench/local.sh
 
+# Installs the library, header, weightlift.pc and the CLI, then the Python package into
+# $(PYTHON)'s environment (PYTHON= to skip it).
+PYTHON ?= python3
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
+	if [ -n "$(PYTHON)" ]; then $(PYTHON) -m pip install ./; fi
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
