@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Write a Llama-shaped, sharded BF16 safetensors checkpoint of about a requested size.
+"""Write a Llama-shaped, sharded BF16 (or F16) safetensors checkpoint of about a requested size.
 
 Benchmarks need checkpoints that look like real ones (names, shapes, shard layout, index file)
 but are cheap to make: the bytes are a seeded random block reused with the block number
@@ -11,7 +11,7 @@ spaces to a multiple of 8, data); tensors are stored in model order, not the ref
 writer's order, which readers must not rely on anyway. The index is written last, so its
 presence means the checkpoint is complete.
 
-usage: gen_ckpt.py OUTDIR --size 4G [--shard-size 1G] [--seed 0]
+usage: gen_ckpt.py OUTDIR --size 4G [--shard-size 1G] [--seed 0] [--dtype BF16|F16]
 """
 import argparse
 import json
@@ -105,6 +105,8 @@ def main():
     ap.add_argument("--size", default="2G", help="total tensor bytes, e.g. 4G")
     ap.add_argument("--shard-size", default="1G", help="max data bytes per shard")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", default="BF16", choices=["BF16", "F16"],
+                    help="F16 lets safetensors.numpy (no bfloat16 in numpy) load it too")
     a = ap.parse_args()
     size, shard_max = parse_size(a.size), parse_size(a.shard_size)
 
@@ -128,7 +130,7 @@ def main():
         fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
         header, off = {"__metadata__": {"format": "pt"}}, 0
         for name, shape, nb in shard:
-            header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [off, off + nb]}
+            header[name] = {"dtype": a.dtype, "shape": shape, "data_offsets": [off, off + nb]}
             off += nb
             weight_map[name] = fname
         hj = json.dumps(header, separators=(",", ":")).encode()
