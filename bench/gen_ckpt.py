@@ -65,7 +65,7 @@ def tensors_for(size):
 
     layer_bytes = sum(nbytes(s) for _, s in layer)
     fixed = 2 * nbytes([vocab, hidden]) + nbytes([hidden])
-    layers = max(1, round((size - fixed) / layer_bytes))
+    layers = max(1, -(-(size - fixed) // layer_bytes))  # at least the size asked for
     out = [("model.embed_tokens.weight", [vocab, hidden])]
     for i in range(layers):
         out += [(f"model.layers.{i}.{n}", s) for n, s in layer]
