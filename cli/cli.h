@@ -16,7 +16,6 @@
 #include <json-c/json.h>
 
 #include "weightlift.h"
-#include "pending.h"
 
 /* Exit codes of the CLI contract. */
 enum {

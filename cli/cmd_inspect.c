@@ -61,8 +61,6 @@ int cli_inspect(int argc, char **argv)
 	if (optind >= argc)
 		return cli_usage_error("inspect", "no URI given");
 
-	if (cli_pending_check("inspect", false))
-		return 1;
 	wlift_diag_clear(&d);
 	ret = cli_ctx_create(&ctx, NULL, verbosity, &d);
 	if (ret < 0)

@@ -343,9 +343,6 @@ int cli_load(int argc, char **argv)
 		goto out;
 	}
 	uri = argv[optind];
-	rc = cli_pending_check("load", true);
-	if (rc)
-		goto out;
 
 	co.threads = (unsigned)threads;
 	co.chunk_bytes = (size_t)chunk;

@@ -369,8 +369,6 @@ int cli_verify(int argc, char **argv)
 	if (optind >= argc)
 		return cli_usage_error("verify", "no URI given");
 
-	if (cli_pending_check("verify", true))
-		return 1;
 	memset(&exp, 0, sizeof(exp));
 	if (expect_path) {
 		ret = expect_load(expect_path, &exp);

@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export WEIGHTLIFT_BUILD=${BUILD:-build}
 export WEIGHTLIFT_CLI=$PWD/$WEIGHTLIFT_BUILD/weightlift
+# Build and install the package (weightlift._native) into the venv; setuptools keeps its
+# objects in build-py/, so a rebuild after a small change only recompiles what changed.
+.venv/bin/python -m pip install -q --no-build-isolation ./ >/dev/null
 set +e
 .venv/bin/python -m pytest -q tests/python "$@"
 rc=$?

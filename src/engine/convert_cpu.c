@@ -11,9 +11,18 @@
 int wlift__dtype_is_float(wlift_dtype t)
 {
 	switch (t) {
-	case WLIFT_F8_E5M2: case WLIFT_F8_E4M3: case WLIFT_F8_E8M0: case WLIFT_F8_E4M3FNUZ:
-	case WLIFT_F8_E5M2FNUZ: case WLIFT_F16: case WLIFT_BF16: case WLIFT_F32: case WLIFT_F64:
-	case WLIFT_F4: case WLIFT_F6_E2M3: case WLIFT_F6_E3M2:
+	case WLIFT_F8_E5M2:
+	case WLIFT_F8_E4M3:
+	case WLIFT_F8_E8M0:
+	case WLIFT_F8_E4M3FNUZ:
+	case WLIFT_F8_E5M2FNUZ:
+	case WLIFT_F16:
+	case WLIFT_BF16:
+	case WLIFT_F32:
+	case WLIFT_F64:
+	case WLIFT_F4:
+	case WLIFT_F6_E2M3:
+	case WLIFT_F6_E3M2:
 		return 1;
 	default:
 		return 0;

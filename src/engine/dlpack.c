@@ -15,21 +15,58 @@ static int dl_type(wlift_dtype t, wlift_dl_dtype *out)
 	uint8_t code;
 
 	switch (t) {
-	case WLIFT_BOOL: code = WLIFT_DL_BOOL; break;
-	case WLIFT_U8: case WLIFT_U16: case WLIFT_U32: case WLIFT_U64: code = WLIFT_DL_UINT; break;
-	case WLIFT_I8: case WLIFT_I16: case WLIFT_I32: case WLIFT_I64: code = WLIFT_DL_INT; break;
-	case WLIFT_F16: case WLIFT_F32: case WLIFT_F64: code = WLIFT_DL_FLOAT; break;
-	case WLIFT_BF16: code = WLIFT_DL_BFLOAT; break;
-	case WLIFT_C64: code = WLIFT_DL_COMPLEX; break;
-	case WLIFT_F8_E4M3: code = WLIFT_DL_FLOAT8_E4M3FN; break;
-	case WLIFT_F8_E5M2: code = WLIFT_DL_FLOAT8_E5M2; break;
-	case WLIFT_F8_E4M3FNUZ: code = WLIFT_DL_FLOAT8_E4M3FNUZ; break;
-	case WLIFT_F8_E5M2FNUZ: code = WLIFT_DL_FLOAT8_E5M2FNUZ; break;
-	case WLIFT_F8_E8M0: code = WLIFT_DL_FLOAT8_E8M0FNU; break;
-	case WLIFT_F4: code = WLIFT_DL_FLOAT4_E2M1FN; break;
-	case WLIFT_F6_E2M3: code = WLIFT_DL_FLOAT6_E2M3FN; break;
-	case WLIFT_F6_E3M2: code = WLIFT_DL_FLOAT6_E3M2FN; break;
-	default: return 0;
+	case WLIFT_BOOL:
+		code = WLIFT_DL_BOOL;
+		break;
+	case WLIFT_U8:
+	case WLIFT_U16:
+	case WLIFT_U32:
+	case WLIFT_U64:
+		code = WLIFT_DL_UINT;
+		break;
+	case WLIFT_I8:
+	case WLIFT_I16:
+	case WLIFT_I32:
+	case WLIFT_I64:
+		code = WLIFT_DL_INT;
+		break;
+	case WLIFT_F16:
+	case WLIFT_F32:
+	case WLIFT_F64:
+		code = WLIFT_DL_FLOAT;
+		break;
+	case WLIFT_BF16:
+		code = WLIFT_DL_BFLOAT;
+		break;
+	case WLIFT_C64:
+		code = WLIFT_DL_COMPLEX;
+		break;
+	case WLIFT_F8_E4M3:
+		code = WLIFT_DL_FLOAT8_E4M3FN;
+		break;
+	case WLIFT_F8_E5M2:
+		code = WLIFT_DL_FLOAT8_E5M2;
+		break;
+	case WLIFT_F8_E4M3FNUZ:
+		code = WLIFT_DL_FLOAT8_E4M3FNUZ;
+		break;
+	case WLIFT_F8_E5M2FNUZ:
+		code = WLIFT_DL_FLOAT8_E5M2FNUZ;
+		break;
+	case WLIFT_F8_E8M0:
+		code = WLIFT_DL_FLOAT8_E8M0FNU;
+		break;
+	case WLIFT_F4:
+		code = WLIFT_DL_FLOAT4_E2M1FN;
+		break;
+	case WLIFT_F6_E2M3:
+		code = WLIFT_DL_FLOAT6_E2M3FN;
+		break;
+	case WLIFT_F6_E3M2:
+		code = WLIFT_DL_FLOAT6_E3M2FN;
+		break;
+	default:
+		return 0;
 	}
 	out->code = code;
 	out->bits = (uint8_t)wlift_dtype_bits(t);
@@ -39,7 +76,7 @@ static int dl_type(wlift_dtype t, wlift_dl_dtype *out)
 
 struct dl_ctx {
 	struct wlift_result *res;
-	int64_t bytes_shape;         /* shape of a WLIFT_DLPACK_BYTES export */
+	int64_t bytes_shape; /* shape of a WLIFT_DLPACK_BYTES export */
 };
 
 static int fill(const wlift_tensor *t, unsigned flags, wlift_dl_tensor *dl, struct dl_ctx *c,

@@ -31,7 +31,7 @@
 struct load {
 	struct wlift_result *res;
 	const wlift_tensor_info *t;
-	void **raw;                 /* where tensor i's stored bytes landed */
+	void **raw; /* where tensor i's stored bytes landed */
 	wlift_ready_fn ready;
 	void *ready_user;
 };
@@ -66,7 +66,8 @@ static int parse_device(const char *dev, wlift_diag *d)
 	if (strcmp(dev, "cuda") == 0 || strncmp(dev, "cuda:", 5) == 0)
 		return wlift__diag_set(d, WLIFT_ENODEV, NULL, NULL, -1, "load.device",
 				       "device \"%s\": the GPU path is not built yet (only \"cpu\" "
-				       "is supported by this version)", dev);
+				       "is supported by this version)",
+				       dev);
 	return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.device",
 			       "device \"%s\" not understood (use \"cpu\", \"cuda\" or \"cuda:N\")",
 			       dev);
@@ -98,7 +99,8 @@ static int select_tensors(const struct wlift_ckpt *ck, const wlift_load_opts *o,
 		if (idx < 0) {
 			free(s);
 			return wlift__diag_set(d, WLIFT_ENOTFOUND, NULL, o->names[i], -1,
-					       "load.names", "tensor \"%s\" is not in the checkpoint",
+					       "load.names",
+					       "tensor \"%s\" is not in the checkpoint",
 					       o->names[i] ? o->names[i] : "(null)");
 		}
 		s[k++] = (size_t)idx;
@@ -112,13 +114,13 @@ static int select_tensors(const struct wlift_ckpt *ck, const wlift_load_opts *o,
 	return 0;
 }
 
-int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready,
-	       void *ready_user, wlift_result **out, wlift_diag *d)
+int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready, void *ready_user,
+	       wlift_result **out, wlift_diag *d)
 {
 	wlift_load_opts defaults = WLIFT_LOAD_OPTS_INIT;
 	const wlift_load_opts *o = opts ? opts : &defaults;
 	double t_start = wlift__now(), t_plan, t_read;
-	struct wlift__plan plan = { 0 };
+	struct wlift__plan plan = {0};
 	struct wlift__plan_file *pf = NULL;
 	struct wlift__pipe_file *files = NULL;
 	struct wlift__sink *sink = NULL;
@@ -146,8 +148,8 @@ int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready
 	if (ret)
 		return ret;
 	if (o->strategy < WLIFT_STRATEGY_AUTO || o->strategy > WLIFT_STRATEGY_URING ||
-	    o->direct < WLIFT_DIRECT_AUTO || o->direct > WLIFT_DIRECT_OFF ||
-	    (int)o->dtype < 0 || o->dtype >= WLIFT_DTYPE_COUNT)
+	    o->direct < WLIFT_DIRECT_AUTO || o->direct > WLIFT_DIRECT_OFF || (int)o->dtype < 0 ||
+	    o->dtype >= WLIFT_DTYPE_COUNT)
 		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "api.args",
 				       "wlift_load: strategy, direct or dtype out of range");
 	if (o->world_size > 1)
@@ -184,14 +186,14 @@ int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready
 	/* dtype conversion: floating tensors only; wider targets get their own arena. */
 	for (size_t i = 0; i < n; i++) {
 		wlift_dtype from = ti[i].dtype;
-		if (o->dtype == WLIFT_DTYPE_NONE || !wlift__dtype_is_float(from) || from == o->dtype)
+		if (o->dtype == WLIFT_DTYPE_NONE || !wlift__dtype_is_float(from) ||
+		    from == o->dtype)
 			continue;
 		if (!wlift__convert_supported(from, o->dtype)) {
-			ret = wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, ti[i].name, -1,
-					      "load.dtype",
-					      "%s: converting %s to %s is not supported on the CPU",
-					      ti[i].name, wlift_dtype_name(from),
-					      wlift_dtype_name(o->dtype));
+			ret = wlift__diag_set(
+			    d, WLIFT_EUNSUPPORTED, NULL, ti[i].name, -1, "load.dtype",
+			    "%s: converting %s to %s is not supported on the CPU", ti[i].name,
+			    wlift_dtype_name(from), wlift_dtype_name(o->dtype));
 			goto out;
 		}
 		if (wlift_dtype_bits(o->dtype) > wlift_dtype_bits(from)) {
@@ -263,10 +265,9 @@ int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready
 			t_plan = wlift__now();
 			for (size_t i = 0; i < n; i++)
 				if (ck->files[ti[i].file].src->fd < 0) {
-					ret = wlift__diag_set(d, WLIFT_EUNSUPPORTED,
-							      ck->files[ti[i].file].src->uri, NULL,
-							      -1, "load.mmap",
-							      "mapped mode needs local files");
+					ret = wlift__diag_set(
+					    d, WLIFT_EUNSUPPORTED, ck->files[ti[i].file].src->uri,
+					    NULL, -1, "load.mmap", "mapped mode needs local files");
 					goto out;
 				}
 			/* Tensors whose data is not converted into a new arena are the mapping. */
@@ -300,8 +301,9 @@ int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready
 			continue;
 		all_memory = 0;
 		kind = wlift__fs_kind(src->fd);
-		dsize = src->size > ck->files[f].info.data_offset ?
-				src->size - ck->files[f].info.data_offset : 0;
+		dsize = src->size > ck->files[f].info.data_offset
+			    ? src->size - ck->files[f].info.data_offset
+			    : 0;
 		if (kind == WLIFT_FS_NETWORK || kind == WLIFT_FS_FUSE) {
 			if (!o->chunk_bytes && chunk < REMOTE_FS_CHUNK)
 				chunk = REMOTE_FS_CHUNK;
@@ -313,15 +315,15 @@ int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready
 				ret = wlift__diag_set(d, WLIFT_EUNSUPPORTED, src->uri, NULL, -1,
 						      "load.direct",
 						      "%s: the file system (%s) does not support "
-						      "O_DIRECT", src->uri,
-						      wlift__fs_kind_name(kind));
+						      "O_DIRECT",
+						      src->uri, wlift__fs_kind_name(kind));
 				goto out;
 			}
 			direct = 1;
 		} else if (o->direct == WLIFT_DIRECT_AUTO && ma && kind == WLIFT_FS_LOCAL &&
 			   dsize >= DIRECT_MIN_BYTES) {
-			resident = wlift__file_resident(src->fd, ck->files[f].info.data_offset,
-							dsize);
+			resident =
+			    wlift__file_resident(src->fd, ck->files[f].info.data_offset, dsize);
 			direct = resident >= 0 && resident < DIRECT_MAX_RESIDENT;
 		}
 		if (direct) {
@@ -352,8 +354,9 @@ int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready
 		goto out;
 	{
 		/* Pre-faulting the arena (MADV_POPULATE_WRITE from `threads` threads) instead of
-		 * faulting it in from the reading workers: measured slower or equal on the reference
-		 * machine (see docs/ARCHITECTURE.md), so off unless WEIGHTLIFT_POPULATE=1. */
+		 * faulting it in from the reading workers: measured slower or equal on the
+		 * reference machine (see docs/ARCHITECTURE.md), so off unless
+		 * WEIGHTLIFT_POPULATE=1. */
 		const char *pv;
 		int populate = wlift__env_str("WEIGHTLIFT_POPULATE", &pv) && strcmp(pv, "0") != 0;
 		ret = wlift__host_sink_create(populate, threads, &sink, d);
@@ -385,7 +388,7 @@ int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready
 	}
 	t_plan = wlift__now();
 	{
-		struct wlift__pipeline pl = { 0 };
+		struct wlift__pipeline pl = {0};
 		unsigned qd = 1;
 
 		if (use_uring) {
@@ -434,8 +437,8 @@ done_mapped:
 	if (o->mmap && !res->stats.bytes_read)
 		res->stats.bytes_read = res->stats.bytes;
 	res->stats.seconds = wlift__now() - t_start;
-	res->stats.gb_per_s = res->stats.seconds > 0 ?
-				      (double)res->stats.bytes / res->stats.seconds / 1e9 : 0;
+	res->stats.gb_per_s =
+	    res->stats.seconds > 0 ? (double)res->stats.bytes / res->stats.seconds / 1e9 : 0;
 	res->stats.open_s = ck->open_s;
 	res->stats.plan_s = t_plan - t_start;
 	res->stats.read_s = t_read - t_plan;

@@ -58,7 +58,7 @@ static int populate(uint8_t *p, size_t len, unsigned threads)
 {
 	struct pop_job jobs[64];
 	pthread_t tid[64];
-	int started[64] = { 0 };
+	int started[64] = {0};
 	unsigned nt = threads ? threads : 1;
 	size_t per, step = 2u << 20;
 	int err = 0;
@@ -89,9 +89,9 @@ static int populate(uint8_t *p, size_t len, unsigned threads)
 	return err;
 }
 
-int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res,
-		       const wlift_tensor_info *t, size_t n, unsigned threads, void **raw,
-		       int (*done)(void *user, size_t i), void *user, wlift_diag *d)
+int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res, const wlift_tensor_info *t,
+		       size_t n, unsigned threads, void **raw, int (*done)(void *user, size_t i),
+		       void *user, wlift_diag *d)
 {
 	long pg = sysconf(_SC_PAGESIZE);
 	size_t i = 0;
@@ -131,10 +131,11 @@ int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res,
 			uint64_t a = lo / (uint64_t)pg * (uint64_t)pg;
 			ret = populate(base + a, (size_t)(hi - a), threads);
 			if (ret)
-				return wlift__diag_set(d, WLIFT_ECHANGED, src->uri, NULL, -1,
-						       "file.changed",
-						       "%s: cannot populate the mapping (%s): was the "
-						       "file truncated?", src->uri, strerror(-ret));
+				return wlift__diag_set(
+				    d, WLIFT_ECHANGED, src->uri, NULL, -1, "file.changed",
+				    "%s: cannot populate the mapping (%s): was the "
+				    "file truncated?",
+				    src->uri, strerror(-ret));
 		}
 		for (size_t k = i; k < j; k++) {
 			ret = done(user, k);

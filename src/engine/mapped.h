@@ -11,8 +11,8 @@
  * the mappings in res, set raw[i] to tensor i's bytes, populate the pages of the selected
  * tensors for reading with `threads` threads, then call done(user, i) for each tensor
  * (non-zero cancels). Returns 0 or the first error. */
-int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res,
-		       const wlift_tensor_info *t, size_t n, unsigned threads, void **raw,
-		       int (*done)(void *user, size_t i), void *user, wlift_diag *d);
+int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res, const wlift_tensor_info *t,
+		       size_t n, unsigned threads, void **raw, int (*done)(void *user, size_t i),
+		       void *user, wlift_diag *d);
 
 #endif

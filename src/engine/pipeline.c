@@ -18,12 +18,12 @@
 
 struct run {
 	struct wlift__pipeline *pl;
-	uint64_t *left;              /* per tensor: bytes still to land (atomic) */
-	size_t *range_left;          /* per range: chunks still to land (atomic) */
-	size_t next;                 /* next chunk to claim (atomic) */
-	int stop;                    /* atomic */
-	uint64_t done;               /* tensor bytes landed (atomic) */
-	uint64_t read;               /* bytes read (atomic) */
+	uint64_t *left;	    /* per tensor: bytes still to land (atomic) */
+	size_t *range_left; /* per range: chunks still to land (atomic) */
+	size_t next;	    /* next chunk to claim (atomic) */
+	int stop;	    /* atomic */
+	uint64_t done;	    /* tensor bytes landed (atomic) */
+	uint64_t read;	    /* bytes read (atomic) */
 	uint64_t fixups, fixup_bytes;
 	int used_uring;
 	pthread_mutex_t mu;
@@ -114,7 +114,8 @@ static void complete(struct run *r, size_t ci)
 	}
 	for (size_t k = a; k < rg->t0 + rg->nt && t[k].file_offset < hi; k++) {
 		uint64_t s = t[k].file_offset > lo ? t[k].file_offset : lo;
-		uint64_t e = t[k].file_offset + t[k].nbytes < hi ? t[k].file_offset + t[k].nbytes : hi;
+		uint64_t e =
+		    t[k].file_offset + t[k].nbytes < hi ? t[k].file_offset + t[k].nbytes : hi;
 		if (e <= s)
 			continue;
 		if (__atomic_sub_fetch(&r->left[k], e - s, __ATOMIC_ACQ_REL) == 0 && fire(r, k))
@@ -133,12 +134,11 @@ static int check_got(struct run *r, size_t ci, size_t got, wlift_diag *d)
 
 	if (got == c->len || c->off + got >= rg->end)
 		return 0;
-	return wlift__diag_set(d, WLIFT_ECHANGED, s->uri, NULL, (int64_t)(c->off + got),
-			       "file.changed",
-			       "%s: unexpected end of file at offset %llu (the file was %llu "
-			       "bytes when opened; was it truncated while loading?)",
-			       s->uri, (unsigned long long)(c->off + got),
-			       (unsigned long long)s->size);
+	return wlift__diag_set(
+	    d, WLIFT_ECHANGED, s->uri, NULL, (int64_t)(c->off + got), "file.changed",
+	    "%s: unexpected end of file at offset %llu (the file was %llu "
+	    "bytes when opened; was it truncated while loading?)",
+	    s->uri, (unsigned long long)(c->off + got), (unsigned long long)s->size);
 }
 
 static int read_error(struct run *r, size_t ci, uint64_t at, int err, wlift_diag *d)
@@ -148,8 +148,8 @@ static int read_error(struct run *r, size_t ci, uint64_t at, int err, wlift_diag
 
 	return wlift__diag_set(d, err, s->uri, NULL, (int64_t)at, "io.read",
 			       "%s: read of %llu bytes at offset %llu failed: %s%s", s->uri,
-			       (unsigned long long)c->len, (unsigned long long)at,
-			       strerror(-err), c->direct ? " (O_DIRECT)" : "");
+			       (unsigned long long)c->len, (unsigned long long)at, strerror(-err),
+			       c->direct ? " (O_DIRECT)" : "");
 }
 
 /* Synchronous read of chunk ci (or of its remainder from byte `from` on) into dst. */
@@ -171,7 +171,7 @@ static int read_sync(struct run *r, size_t ci, uint8_t *dst, size_t from, wlift_
 
 struct worker {
 	struct run *r;
-	uint8_t *bounce;   /* sinks without host pointers */
+	uint8_t *bounce; /* sinks without host pointers */
 	size_t bounce_len;
 };
 
@@ -253,14 +253,24 @@ static int run_uring(struct worker *w)
 				complete(r, ci);
 				continue;
 			}
-			wlift__uring_read(u, c->direct ? f->dfd : f->fd, dest_of(w, ci),
-					  (size_t)c->len, c->off, ci);
+			if (wlift__uring_read(u, c->direct ? f->dfd : f->fd, dest_of(w, ci),
+					      (size_t)c->len, c->off, ci) < 0) {
+				/* No submission slot (cannot happen while qd bounds the reads in
+				 * flight): read it here rather than lose the chunk. */
+				ret = read_sync(r, ci, dest_of(w, ci), 0, &d);
+				if (ret) {
+					fail(r, ret, &d);
+					break;
+				}
+				complete(r, ci);
+			}
 		}
 		if (!wlift__uring_inflight(u))
 			break;
 		ret = wlift__uring_wait(u, &tag, &res);
 		if (ret < 0) {
-			wlift__diag_set(&d, ret, NULL, NULL, -1, "io.uring", "io_uring wait failed");
+			wlift__diag_set(&d, ret, NULL, NULL, -1, "io.uring",
+					"io_uring wait failed");
 			fail(r, ret, &d);
 			break;
 		}
@@ -398,7 +408,8 @@ int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
 			if (c) {
 				wlift_diag cd;
 				wlift_diag_clear(&cd);
-				wlift__diag_set(&cd, WLIFT_ECANCELED, NULL, NULL, -1, "load.canceled",
+				wlift__diag_set(&cd, WLIFT_ECANCELED, NULL, NULL, -1,
+						"load.canceled",
 						"the load was canceled by the progress callback");
 				fail(&r, WLIFT_ECANCELED, &cd);
 			}
@@ -415,8 +426,7 @@ int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
 		if (f)
 			fail(&r, f, &fd);
 	}
-	if (!r.err && pl->progress &&
-	    pl->progress(r.done, p->tensor_bytes, pl->progress_user)) {
+	if (!r.err && pl->progress && pl->progress(r.done, p->tensor_bytes, pl->progress_user)) {
 		wlift_diag cd;
 		wlift_diag_clear(&cd);
 		wlift__diag_set(&cd, WLIFT_ECANCELED, NULL, NULL, -1, "load.canceled",

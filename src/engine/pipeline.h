@@ -15,20 +15,20 @@
 #include "source/source.h"
 
 struct wlift__pipe_file {
-	struct wlift__source *src;  /* for diagnostics and memory images */
-	int fd;                     /* buffered fd, -1 for memory images */
-	int dfd;                    /* O_DIRECT fd, -1 when not used */
+	struct wlift__source *src; /* for diagnostics and memory images */
+	int fd;			   /* buffered fd, -1 for memory images */
+	int dfd;		   /* O_DIRECT fd, -1 when not used */
 };
 
 struct wlift__pipeline {
 	/* in */
 	const struct wlift__plan *plan;
-	const wlift_tensor_info *tensors;   /* plan order */
+	const wlift_tensor_info *tensors; /* plan order */
 	struct wlift__pipe_file *files;
 	struct wlift__sink *sink;
-	int uring;                          /* 1: io_uring workers (fall back to pread) */
+	int uring; /* 1: io_uring workers (fall back to pread) */
 	unsigned threads;
-	unsigned qd;                        /* io_uring queue depth per worker */
+	unsigned qd; /* io_uring queue depth per worker */
 	/* Called from a worker once tensor i has fully landed (after any fix-up). Non-zero
 	 * cancels the load with that code (WLIFT_ECANCELED for a callback's request). */
 	int (*tensor_done)(void *user, size_t i);
@@ -38,7 +38,7 @@ struct wlift__pipeline {
 	/* out */
 	uint64_t bytes_read;
 	uint64_t fixups, fixup_bytes;
-	int used_uring;                     /* 1 if any worker ran io_uring */
+	int used_uring; /* 1 if any worker ran io_uring */
 };
 
 /* Run the plan. 0, or the first error (d filled); on error every worker has stopped and no

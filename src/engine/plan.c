@@ -34,7 +34,7 @@ int wlift__plan_build(const wlift_tensor_info *t, size_t n, const struct wlift__
 		      size_t nfiles, uint64_t chunk_bytes, uint64_t max_range,
 		      struct wlift__plan *out, wlift_diag *d)
 {
-	struct wlift__plan p = { 0 };
+	struct wlift__plan p = {0};
 	uint64_t cursor = 0;
 	size_t capc = 0;
 	int ret = 0;

@@ -29,34 +29,34 @@ struct wlift__plan_file {
 
 struct wlift__plan_range {
 	uint32_t file;
-	uint64_t off, end;         /* tensor bytes covered, in the file */
-	uint64_t rd_off, rd_end;   /* bytes read (widened for O_DIRECT) */
-	uint64_t dest;             /* arena offset where rd_off lands */
-	uint32_t shift;            /* fix-up: move the range down by this many bytes after reading */
-	size_t t0, nt;             /* tensors [t0, t0+nt) of the plan */
-	size_t c0, nc;             /* chunks [c0, c0+nc) */
+	uint64_t off, end;	 /* tensor bytes covered, in the file */
+	uint64_t rd_off, rd_end; /* bytes read (widened for O_DIRECT) */
+	uint64_t dest;		 /* arena offset where rd_off lands */
+	uint32_t shift;		 /* fix-up: move the range down by this many bytes after reading */
+	size_t t0, nt;		 /* tensors [t0, t0+nt) of the plan */
+	size_t c0, nc;		 /* chunks [c0, c0+nc) */
 };
 
 struct wlift__plan_chunk {
 	uint32_t range;
 	uint32_t file;
-	uint64_t off;              /* file offset */
+	uint64_t off; /* file offset */
 	uint64_t len;
-	uint64_t dest;             /* arena offset */
-	int direct;                /* read through the O_DIRECT fd */
+	uint64_t dest; /* arena offset */
+	int direct;    /* read through the O_DIRECT fd */
 };
 
 struct wlift__plan {
 	size_t ntensors;
-	uint64_t *dest;            /* final arena offset of each tensor */
-	size_t *range_of;          /* range index of each tensor */
+	uint64_t *dest;	  /* final arena offset of each tensor */
+	size_t *range_of; /* range index of each tensor */
 	size_t nranges;
 	struct wlift__plan_range *ranges;
 	size_t nchunks;
 	struct wlift__plan_chunk *chunks;
-	uint64_t arena_bytes;      /* destination bytes needed */
-	uint64_t tensor_bytes;     /* sum of tensor sizes */
-	uint64_t read_bytes;       /* sum of chunk lengths */
+	uint64_t arena_bytes;  /* destination bytes needed */
+	uint64_t tensor_bytes; /* sum of tensor sizes */
+	uint64_t read_bytes;   /* sum of chunk lengths */
 };
 
 /* Build a plan for tensors t[0..n) (sorted by file, then file_offset; files index into

@@ -41,7 +41,7 @@ static void unmap(struct wlift__mapping *m)
 
 int wlift__result_own(struct wlift_result *r, void *base, size_t len, int anon)
 {
-	struct wlift__mapping m = { base, len, anon };
+	struct wlift__mapping m = {base, len, anon};
 
 	if (!base)
 		return 0;

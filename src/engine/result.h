@@ -12,21 +12,21 @@
 struct wlift_tensor {
 	wlift_tensor_view v;
 	struct wlift_result *res;
-	int64_t *shape64;            /* shape as int64 for DLPack (ndim entries, or NULL) */
+	int64_t *shape64; /* shape as int64 for DLPack (ndim entries, or NULL) */
 };
 
 struct wlift__mapping {
 	void *base;
 	size_t len;
-	int anon;                    /* 1: host arena (wlift__host_arena_free), 0: munmap */
+	int anon; /* 1: host arena (wlift__host_arena_free), 0: munmap */
 };
 
 struct wlift_result {
-	int refs;                    /* atomic */
-	struct wlift_ckpt *ck;       /* referenced */
+	int refs;	       /* atomic */
+	struct wlift_ckpt *ck; /* referenced */
 	size_t n;
-	struct wlift_tensor *t;      /* file order */
-	uint32_t *by_ckpt;           /* ckpt tensor index -> result index + 1, 0: not loaded */
+	struct wlift_tensor *t;		/* file order */
+	uint32_t *by_ckpt;		/* ckpt tensor index -> result index + 1, 0: not loaded */
 	struct wlift__mapping maps[64]; /* memory owned by the result */
 	size_t nmaps;
 	struct wlift__mapping *extra_maps; /* when a checkpoint has more than 64 files */

@@ -26,7 +26,7 @@ struct host_sink {
 	struct wlift__sink base;
 	uint8_t *mem;
 	size_t len;
-	int owned;         /* 0 after take(): destroy leaves the arena alone */
+	int owned; /* 0 after take(): destroy leaves the arena alone */
 	int populate;
 	unsigned threads;
 };
@@ -38,8 +38,8 @@ void *wlift__host_arena_alloc(size_t len)
 	if (len == 0)
 		len = 1;
 	len = (len + HUGE_SZ - 1) / HUGE_SZ * HUGE_SZ;
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		 -1, 0);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+		 0);
 	if (p == MAP_FAILED)
 		return NULL;
 	/* Best effort: THP may be disabled ("never"), then the arena uses small pages. */
@@ -76,7 +76,7 @@ static void populate_parallel(uint8_t *p, size_t len, unsigned threads)
 {
 	pthread_t tid[64];
 	struct populate_job jobs[64];
-	int started[64] = { 0 };
+	int started[64] = {0};
 	unsigned n = threads ? threads : 1;
 	size_t per;
 
@@ -147,16 +147,15 @@ static void host_destroy(struct wlift__sink *s)
 }
 
 static const struct wlift__sink_ops host_ops = {
-	.kind = "host",
-	.alloc = host_alloc,
-	.ptr = host_ptr,
-	.write = host_write,
-	.finish = host_finish,
-	.destroy = host_destroy,
+    .kind = "host",
+    .alloc = host_alloc,
+    .ptr = host_ptr,
+    .write = host_write,
+    .finish = host_finish,
+    .destroy = host_destroy,
 };
 
-int wlift__host_sink_create(int populate, unsigned threads, struct wlift__sink **out,
-			    wlift_diag *d)
+int wlift__host_sink_create(int populate, unsigned threads, struct wlift__sink **out, wlift_diag *d)
 {
 	struct host_sink *h = calloc(1, sizeof(*h));
 

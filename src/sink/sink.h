@@ -32,7 +32,7 @@ struct wlift__sink_ops {
 
 struct wlift__sink {
 	const struct wlift__sink_ops *ops;
-	int device;        /* -1 CPU, >= 0 CUDA ordinal */
+	int device; /* -1 CPU, >= 0 CUDA ordinal */
 };
 
 #endif

@@ -12,10 +12,10 @@
 #include "source/source.h"
 
 enum wlift__fs_kind {
-	WLIFT_FS_LOCAL = 0,   /* ext4, xfs, btrfs, ... */
-	WLIFT_FS_TMPFS,       /* tmpfs/ramfs: always "cached", no O_DIRECT */
-	WLIFT_FS_NETWORK,     /* NFS, Lustre, CIFS, ceph, 9p: large parallel preads */
-	WLIFT_FS_FUSE,        /* gcsfuse, s3fs, ...: large parallel preads, never mmap faults */
+	WLIFT_FS_LOCAL = 0, /* ext4, xfs, btrfs, ... */
+	WLIFT_FS_TMPFS,	    /* tmpfs/ramfs: always "cached", no O_DIRECT */
+	WLIFT_FS_NETWORK,   /* NFS, Lustre, CIFS, ceph, 9p: large parallel preads */
+	WLIFT_FS_FUSE,	    /* gcsfuse, s3fs, ...: large parallel preads, never mmap faults */
 };
 
 /* File system kind of fd. */

@@ -131,25 +131,41 @@ int wlift__uring_wait(struct wlift__uring *u, uint64_t *tag, int *res)
 
 #else /* !WLIFT_HAVE_URING */
 
-int wlift__uring_available(void) { return 0; }
+int wlift__uring_available(void)
+{
+	return 0;
+}
 int wlift__uring_create(unsigned qd, struct wlift__uring **out)
 {
 	WLIFT_UNUSED(qd);
 	*out = NULL;
 	return -ENOSYS;
 }
-void wlift__uring_destroy(struct wlift__uring *u) { WLIFT_UNUSED(u); }
+void wlift__uring_destroy(struct wlift__uring *u)
+{
+	WLIFT_UNUSED(u);
+}
 int wlift__uring_read(struct wlift__uring *u, int fd, void *buf, size_t len, uint64_t off,
 		      uint64_t tag)
 {
-	WLIFT_UNUSED(u); WLIFT_UNUSED(fd); WLIFT_UNUSED(buf); WLIFT_UNUSED(len);
-	WLIFT_UNUSED(off); WLIFT_UNUSED(tag);
+	WLIFT_UNUSED(u);
+	WLIFT_UNUSED(fd);
+	WLIFT_UNUSED(buf);
+	WLIFT_UNUSED(len);
+	WLIFT_UNUSED(off);
+	WLIFT_UNUSED(tag);
 	return -ENOSYS;
 }
-unsigned wlift__uring_inflight(const struct wlift__uring *u) { WLIFT_UNUSED(u); return 0; }
+unsigned wlift__uring_inflight(const struct wlift__uring *u)
+{
+	WLIFT_UNUSED(u);
+	return 0;
+}
 int wlift__uring_wait(struct wlift__uring *u, uint64_t *tag, int *res)
 {
-	WLIFT_UNUSED(u); WLIFT_UNUSED(tag); WLIFT_UNUSED(res);
+	WLIFT_UNUSED(u);
+	WLIFT_UNUSED(tag);
+	WLIFT_UNUSED(res);
 	return -ENOSYS;
 }
 #endif

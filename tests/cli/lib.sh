@@ -93,23 +93,6 @@ EOF
 	fi
 }
 
-# Tests that need the library skip while it lacks the functions the CLI uses (the format
-# and engine parts land separately); remove once they are merged everywhere.
-# need_library inspect: open and the checkpoint accessors; need_library load: loading too.
-need_library() {
-	run "$WEIGHTLIFT" "${1:-load}" "$D/nometa.safetensors"
-	if grep -q "library is incomplete" "$ERR"; then
-		echo "SKIP: $(cat "$ERR")"
-		exit 77
-	fi
-}
-
-# True when the library can load (test_errors.sh checks inspect alone before that lands).
-have_load() {
-	"$WEIGHTLIFT" load -q "$D/nometa.safetensors" 2>&1 | grep -q "library is incomplete" && return 1
-	return 0
-}
-
 finish() {
 	if [ "$NFAIL" -ne 0 ]; then
 		echo "$NFAIL of $NCHECK checks failed"

@@ -4,7 +4,6 @@
 # several URIs, sharded checkpoints (index.json and directory), file:// URIs, help.
 . "$(dirname "$0")/lib.sh"
 fixtures
-need_library inspect
 
 S=$D/small.safetensors
 

@@ -5,7 +5,6 @@
 # in copy and mapped mode, the progress bar on a terminal and never on a pipe.
 . "$(dirname "$0")/lib.sh"
 fixtures --big 64
-need_library load
 
 S=$D/small.safetensors
 B=$D/big.safetensors

@@ -4,7 +4,6 @@
 # --expect with a previous output and with a {name: sha256} map, mismatches, bad input.
 . "$(dirname "$0")/lib.sh"
 fixtures
-need_library load
 
 S=$D/small.safetensors
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* DLPack export: dtype codes, shapes, raw-bytes views, versioned flags, lifetime. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -38,14 +40,15 @@ START_TEST(export)
 		ck_assert_int_eq(m->dl_tensor.shape[1], 3);
 		ck_assert_ptr_null(m->dl_tensor.strides);
 		ck_assert_int_eq(m->dl_tensor.device.device_type, WLIFT_DL_CPU);
-		ck_assert_int_eq(wlift_tensor_dlpack(wlift_result_find(r, "b"), WLIFT_DLPACK_BYTES,
-						     &mb, NULL), 0);
+		ck_assert_int_eq(
+		    wlift_tensor_dlpack(wlift_result_find(r, "b"), WLIFT_DLPACK_BYTES, &mb, NULL),
+		    0);
 		ck_assert_int_eq(mb->dl_tensor.dtype.code, WLIFT_DL_UINT);
 		ck_assert_int_eq(mb->dl_tensor.ndim, 1);
 		ck_assert_int_eq(mb->dl_tensor.shape[0], 4);
 		ck_assert_int_eq(((uint8_t *)mb->dl_tensor.data)[0], 12);
-		ck_assert_int_eq(wlift_tensor_dlpack_versioned(wlift_result_find(r, "d"), 0, &mv,
-							       NULL), 0);
+		ck_assert_int_eq(
+		    wlift_tensor_dlpack_versioned(wlift_result_find(r, "d"), 0, &mv, NULL), 0);
 		ck_assert_int_eq(mv->version.major, 1);
 		ck_assert_int_eq(mv->version.minor, 1);
 		ck_assert_uint_eq(mv->flags, 0);
@@ -62,15 +65,18 @@ START_TEST(export)
 	{
 		wlift_dl_managed_versioned *x;
 		ck_assert_int_eq(wlift_load(ck, NULL, NULL, NULL, &r, NULL), 0);
-		ck_assert_int_eq(wlift_tensor_dlpack_versioned(wlift_result_find(r, "b"), 0, &x, NULL), 0);
+		ck_assert_int_eq(
+		    wlift_tensor_dlpack_versioned(wlift_result_find(r, "b"), 0, &x, NULL), 0);
 		ck_assert_int_eq(x->dl_tensor.dtype.code, WLIFT_DL_FLOAT8_E4M3FN);
 		x->deleter(x);
-		ck_assert_int_eq(wlift_tensor_dlpack_versioned(wlift_result_find(r, "c"), 0, &x, NULL), 0);
+		ck_assert_int_eq(
+		    wlift_tensor_dlpack_versioned(wlift_result_find(r, "c"), 0, &x, NULL), 0);
 		ck_assert_int_eq(x->dl_tensor.dtype.code, WLIFT_DL_BOOL);
 		ck_assert_int_eq(x->dl_tensor.dtype.bits, 8);
 		ck_assert_int_eq(x->dl_tensor.ndim, 0);
 		x->deleter(x);
-		ck_assert_int_eq(wlift_tensor_dlpack_versioned(wlift_result_find(r, "e"), 0, &x, NULL), 0);
+		ck_assert_int_eq(
+		    wlift_tensor_dlpack_versioned(wlift_result_find(r, "e"), 0, &x, NULL), 0);
 		ck_assert_int_eq(x->dl_tensor.dtype.code, WLIFT_DL_INT);
 		ck_assert_int_eq(x->dl_tensor.shape[0], 0);
 		x->deleter(x);
@@ -86,6 +92,7 @@ int main(void)
 	Suite *s = suite_create("dlpack");
 	TCase *tc = tcase_create("dlpack");
 
+	tcase_add_checked_fixture(tc, wt_cleanup_at_exit, NULL);
 	tcase_add_test(tc, export);
 	suite_add_tcase(s, tc);
 	return wt_run(s);

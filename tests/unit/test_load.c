@@ -4,8 +4,11 @@
  * conversion, alignment, and a 1 GiB file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -28,11 +31,12 @@ static uint8_t *make_st(const char *path, size_t n, const uint64_t *sizes, uint6
 
 	len += (size_t)snprintf(json + len, cap - len, "{");
 	for (size_t i = 0; i < n; i++) {
-		len += (size_t)snprintf(json + len, cap - len,
-					"%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[%llu],"
-					"\"data_offsets\":[%llu,%llu]}",
-					i ? "," : "", i, (unsigned long long)sizes[i],
-					(unsigned long long)off, (unsigned long long)(off + sizes[i]));
+		len +=
+		    (size_t)snprintf(json + len, cap - len,
+				     "%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[%llu],"
+				     "\"data_offsets\":[%llu,%llu]}",
+				     i ? "," : "", i, (unsigned long long)sizes[i],
+				     (unsigned long long)off, (unsigned long long)(off + sizes[i]));
 		off += sizes[i];
 	}
 	len += (size_t)snprintf(json + len, cap - len, "}");
@@ -78,7 +82,7 @@ static void check_bytes(const wlift_result *r, wlift_ckpt *ck, const uint8_t *da
 	}
 }
 
-static const uint64_t sizes[] = { 4096, 100, 3, 0, 1 << 20, 64, 128, 777, 5 << 20, 12, 65536 };
+static const uint64_t sizes[] = {4096, 100, 3, 0, 1 << 20, 64, 128, 777, 5 << 20, 12, 65536};
 #define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
 
 static int odirect_ok(void)
@@ -158,13 +162,25 @@ static void load_mode(int strategy, int direct, int mmap_mode, unsigned threads,
 	free(data);
 }
 
-START_TEST(pread_buffered) { load_mode(WLIFT_STRATEGY_PREAD, WLIFT_DIRECT_OFF, 0, 4, 0); }
+START_TEST(pread_buffered)
+{
+	load_mode(WLIFT_STRATEGY_PREAD, WLIFT_DIRECT_OFF, 0, 4, 0);
+}
 END_TEST
-START_TEST(pread_small_chunks) { load_mode(WLIFT_STRATEGY_PREAD, WLIFT_DIRECT_OFF, 0, 3, 4096); }
+START_TEST(pread_small_chunks)
+{
+	load_mode(WLIFT_STRATEGY_PREAD, WLIFT_DIRECT_OFF, 0, 3, 4096);
+}
 END_TEST
-START_TEST(uring_buffered) { load_mode(WLIFT_STRATEGY_URING, WLIFT_DIRECT_OFF, 0, 2, 65536); }
+START_TEST(uring_buffered)
+{
+	load_mode(WLIFT_STRATEGY_URING, WLIFT_DIRECT_OFF, 0, 2, 65536);
+}
 END_TEST
-START_TEST(auto_mode) { load_mode(WLIFT_STRATEGY_AUTO, WLIFT_DIRECT_AUTO, 0, 0, 0); }
+START_TEST(auto_mode)
+{
+	load_mode(WLIFT_STRATEGY_AUTO, WLIFT_DIRECT_AUTO, 0, 0, 0);
+}
 END_TEST
 START_TEST(pread_direct)
 {
@@ -180,7 +196,10 @@ START_TEST(uring_direct)
 	load_mode(WLIFT_STRATEGY_URING, WLIFT_DIRECT_ON, 0, 2, 8192);
 }
 END_TEST
-START_TEST(mapped) { load_mode(WLIFT_STRATEGY_AUTO, WLIFT_DIRECT_AUTO, 1, 2, 0); }
+START_TEST(mapped)
+{
+	load_mode(WLIFT_STRATEGY_AUTO, WLIFT_DIRECT_AUTO, 1, 2, 0);
+}
 END_TEST
 
 START_TEST(uring_fallback)
@@ -252,8 +271,8 @@ START_TEST(subset)
 	wlift_ckpt *ck;
 	wlift_result *r;
 	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
-	const char *names[] = { "t8", "t1", "t8", "t3" };
-	const char *bad[] = { "t1", "nope" };
+	const char *names[] = {"t8", "t1", "t8", "t3"};
+	const char *bad[] = {"t1", "nope"};
 	wlift_stats st;
 	wlift_diag d;
 
@@ -357,7 +376,7 @@ START_TEST(truncated_while_loading)
 	wlift_result *r = NULL;
 	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
 	wlift_diag d;
-	struct trunc tr = { path, 0 };
+	struct trunc tr = {path, 0};
 
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.threads = 1;
@@ -367,6 +386,60 @@ START_TEST(truncated_while_loading)
 	ck_assert_int_eq(wlift_load(ck, &o, truncate_ready, &tr, &r, &d), WLIFT_ECHANGED);
 	ck_assert_ptr_null(r);
 	ck_assert_ptr_nonnull(strstr(d.file, "t.safetensors"));
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	free(data);
+}
+END_TEST
+
+struct prog {
+	pthread_t self;
+	int calls, wrong_thread;
+	uint64_t last_done, total;
+};
+
+static int slow_ready(const wlift_tensor *t, void *user)
+{
+	(void)t;
+	(void)user;
+	usleep(30000);
+	return 0;
+}
+
+static int record_progress(uint64_t done, uint64_t total, void *user)
+{
+	struct prog *p = user;
+
+	p->calls++;
+	p->wrong_thread |= !pthread_equal(pthread_self(), p->self);
+	p->last_done = done;
+	p->total = total;
+	return 0;
+}
+
+/* Progress runs on the calling thread at least every 100 ms and once at the end. */
+START_TEST(progress_periodic)
+{
+	const char *path = wt_path("p.safetensors");
+	uint64_t total;
+	uint8_t *data = make_st(path, NSIZES, sizes, &total);
+	wlift_ctx *ctx = ctx_new();
+	wlift_ckpt *ck;
+	wlift_result *r = NULL;
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	struct prog pr = {pthread_self(), 0, 0, 0, 0};
+
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.threads = 1;
+	o.progress = record_progress;
+	o.progress_user = &pr;
+	/* about 10 x 30 ms of ready callbacks on one worker */
+	ck_assert_int_eq(wlift_load(ck, &o, slow_ready, NULL, &r, NULL), 0);
+	ck_assert_int_ge(pr.calls, 2);
+	ck_assert_int_eq(pr.wrong_thread, 0);
+	ck_assert_uint_eq(pr.last_done, total);
+	ck_assert_uint_eq(pr.total, total);
+	wlift_result_free(r);
 	wlift_ckpt_close(ck);
 	wlift_ctx_destroy(ctx);
 	free(data);
@@ -420,10 +493,10 @@ START_TEST(convert)
 			   "\"b\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[16,20]},"
 			   "\"c\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[20,24]},"
 			   "\"d\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[24,32]}}";
-	float a[4] = { 1.0f, -2.5f, 3.140625f, 65504.0f };
-	uint16_t b[2] = { 0x3f80, 0xc000 };   /* 1.0, -2.0 */
+	float a[4] = {1.0f, -2.5f, 3.140625f, 65504.0f};
+	uint16_t b[2] = {0x3f80, 0xc000}; /* 1.0, -2.0 */
 	int32_t c = 7;
-	uint16_t h[4] = { 0x3c00, 0xc000, 0x0001, 0x7c00 }; /* 1, -2, 2^-24, inf */
+	uint16_t h[4] = {0x3c00, 0xc000, 0x0001, 0x7c00}; /* 1, -2, 2^-24, inf */
 	uint8_t buf[32];
 	wlift_ctx *ctx = ctx_new();
 	wlift_ckpt *ck;
@@ -486,10 +559,11 @@ END_TEST
 START_TEST(one_gib)
 {
 	const char *path = wt_path("big.safetensors");
-	const uint64_t big[] = { 1ull << 29, (1ull << 29) - 4096, 4096 };
-	const char *json_fmt = "{\"a\":{\"dtype\":\"U8\",\"shape\":[%llu],\"data_offsets\":[0,%llu]},"
-			       "\"b\":{\"dtype\":\"U8\",\"shape\":[%llu],\"data_offsets\":[%llu,%llu]},"
-			       "\"c\":{\"dtype\":\"U8\",\"shape\":[4096],\"data_offsets\":[%llu,%llu]}}";
+	const uint64_t big[] = {1ull << 29, (1ull << 29) - 4096, 4096};
+	const char *json_fmt =
+	    "{\"a\":{\"dtype\":\"U8\",\"shape\":[%llu],\"data_offsets\":[0,%llu]},"
+	    "\"b\":{\"dtype\":\"U8\",\"shape\":[%llu],\"data_offsets\":[%llu,%llu]},"
+	    "\"c\":{\"dtype\":\"U8\",\"shape\":[4096],\"data_offsets\":[%llu,%llu]}}";
 	char json[512];
 	uint64_t total = big[0] + big[1] + big[2], hlen;
 	uint8_t hdr[8], *chunk;
@@ -549,6 +623,7 @@ int main(void)
 	Suite *s = suite_create("load");
 	TCase *tc = tcase_create("load");
 
+	tcase_add_checked_fixture(tc, wt_cleanup_at_exit, NULL);
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, pread_buffered);
 	tcase_add_test(tc, pread_small_chunks);
@@ -562,6 +637,7 @@ int main(void)
 	tcase_add_test(tc, subset);
 	tcase_add_test(tc, cancel);
 	tcase_add_test(tc, truncated_while_loading);
+	tcase_add_test(tc, progress_periodic);
 	tcase_add_test(tc, bad_args);
 	tcase_add_test(tc, convert);
 	if (!getenv("WLIFT_SKIP_BIG"))

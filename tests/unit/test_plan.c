@@ -9,7 +9,7 @@
 
 static wlift_tensor_info T(uint32_t file, uint64_t off, uint64_t n)
 {
-	wlift_tensor_info t = { 0 };
+	wlift_tensor_info t = {0};
 
 	t.name = "t";
 	t.file = file;
@@ -46,9 +46,9 @@ static void check_cover(const struct wlift__plan *p, const wlift_tensor_info *t)
 
 START_TEST(merge_and_align)
 {
-	wlift_tensor_info t[] = { T(0, 80, 64), T(0, 144, 128), T(0, 272, 10), T(0, 282, 6),
-				  T(0, 288, 0), T(0, 1000, 64), T(1, 8, 100) };
-	struct wlift__plan_file f[2] = { { 0 }, { 0 } };
+	wlift_tensor_info t[] = {T(0, 80, 64), T(0, 144, 128), T(0, 272, 10), T(0, 282, 6),
+				 T(0, 288, 0), T(0, 1000, 64), T(1, 8, 100)};
+	struct wlift__plan_file f[2] = {{0}, {0}};
 	struct wlift__plan p;
 
 	ck_assert_int_eq(wlift__plan_build(t, 7, f, 2, 64, 0, &p, NULL), 0);
@@ -59,7 +59,9 @@ START_TEST(merge_and_align)
 	ck_assert_uint_eq(p.ranges[1].nt, 2);
 	for (size_t i = 0; i < 7; i++)
 		if (i != 2 && t[i].nbytes)
-			ck_assert_uint_eq(p.dest[i] % 64, (t[i].file_offset - t[p.ranges[p.range_of[i]].t0].file_offset) % 64);
+			ck_assert_uint_eq(
+			    p.dest[i] % 64,
+			    (t[i].file_offset - t[p.ranges[p.range_of[i]].t0].file_offset) % 64);
 	ck_assert_uint_eq(p.dest[0] % 64, 0);
 	ck_assert_uint_eq(p.dest[3] % 64, 0);
 	ck_assert_uint_eq(p.tensor_bytes, 64 + 128 + 10 + 6 + 64 + 100);
@@ -71,8 +73,8 @@ END_TEST
 
 START_TEST(direct_widening)
 {
-	wlift_tensor_info t[] = { T(0, 8 + 1000, 4096), T(0, 8 + 1000 + 4096, 10000) };
-	struct wlift__plan_file f[1] = { { 512 } };
+	wlift_tensor_info t[] = {T(0, 8 + 1000, 4096), T(0, 8 + 1000 + 4096, 10000)};
+	struct wlift__plan_file f[1] = {{512}};
 	struct wlift__plan p;
 
 	ck_assert_int_eq(wlift__plan_build(t, 2, f, 1, 3000, 0, &p, NULL), 0);
@@ -96,9 +98,9 @@ END_TEST
 
 START_TEST(range_cap_and_errors)
 {
-	wlift_tensor_info t[] = { T(0, 0, 1 << 20), T(0, 1 << 20, 1 << 20), T(0, 2 << 20, 1 << 20) };
-	wlift_tensor_info bad[] = { T(0, 100, 1), T(0, 50, 1) };
-	struct wlift__plan_file f[1] = { { 0 } };
+	wlift_tensor_info t[] = {T(0, 0, 1 << 20), T(0, 1 << 20, 1 << 20), T(0, 2 << 20, 1 << 20)};
+	wlift_tensor_info bad[] = {T(0, 100, 1), T(0, 50, 1)};
+	struct wlift__plan_file f[1] = {{0}};
 	struct wlift__plan p;
 
 	ck_assert_int_eq(wlift__plan_build(t, 3, f, 1, 1 << 19, 2 << 20, &p, NULL), 0);

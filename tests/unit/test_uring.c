@@ -2,7 +2,9 @@
 /* The io_uring reader: reads with tags, queue-depth limit, forced unavailability. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -92,6 +94,7 @@ int main(void)
 	Suite *s = suite_create("uring");
 	TCase *tc = tcase_create("uring");
 
+	tcase_add_checked_fixture(tc, wt_cleanup_at_exit, NULL);
 	tcase_add_test(tc, reads);
 	tcase_add_test(tc, forced_unavailable);
 	tcase_add_test(tc, probes);

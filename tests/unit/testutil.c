@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers shared by the unit tests. */
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,4 +81,22 @@ int wt_run(Suite *s)
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed ? 1 : 0;
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static void rm_tmpdir(void)
+{
+	nftw(wt_tmpdir(), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void wt_cleanup_at_exit(void)
+{
+	atexit(rm_tmpdir);
 }

@@ -19,5 +19,8 @@ void wt_write_st(const char *path, const char *json, const void *data, size_t da
 uint8_t *wt_st_image(const char *json, const void *data, size_t datalen, size_t *len);
 /* Run a suite in fork mode; returns the process exit code (0 all passed, 1 otherwise). */
 int wt_run(Suite *s);
+/* Checked fixture: remove this test process's wt_tmpdir() when it exits (each test runs
+ * in its own process, so every test cleans up after itself). */
+void wt_cleanup_at_exit(void);
 
 #endif

@@ -1,0 +1,57 @@
+# SPDX-License-Identifier: Apache-2.0
+"""weightlift: load safetensors checkpoints into CPU (later GPU) memory as fast as the hardware
+allows, with the safetensors package's API.
+
+    import weightlift
+    sd = weightlift.load_file("model.safetensors")          # torch tensors, file order
+    with weightlift.safe_open("model.safetensors", "pt") as f:
+        w = f.get_slice("w")[0:2, :]
+    for name, t in weightlift.stream("model.safetensors"):  # as each tensor lands
+        ...
+
+weightlift.numpy, weightlift.torch and weightlift.jax (alias weightlift.flax) mirror
+safetensors.numpy / .torch / .flax. Tensors are zero-copy DLPack views of memory owned by
+weightlift (kept alive by the tensors themselves).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional, Union
+
+from . import _native
+from ._core import PySafeSlice, safe_open, stream
+from ._native import SafetensorError
+
+__version__ = _native.version
+__all__ = ["SafetensorError", "safe_open", "PySafeSlice", "stream", "load_file", "load",
+           "save_file", "save", "__version__"]
+
+
+def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu",
+              backend: Optional[str] = None) -> Dict[str, Any]:
+    """weightlift.torch.load_file: every tensor as torch tensors, in file order."""
+    from . import torch as _t
+
+    return _t.load_file(filename, device=device, backend=backend)
+
+
+def load(data: bytes) -> Dict[str, Any]:
+    """weightlift.torch.load."""
+    from . import torch as _t
+
+    return _t.load(data)
+
+
+def save_file(tensors: Dict[str, Any], filename: Union[str, os.PathLike],
+              metadata: Optional[Dict[str, str]] = None) -> None:
+    """weightlift.torch.save_file."""
+    from . import torch as _t
+
+    _t.save_file(tensors, filename, metadata)
+
+
+def save(tensors: Dict[str, Any], metadata: Optional[Dict[str, str]] = None) -> bytes:
+    """weightlift.torch.save."""
+    from . import torch as _t
+
+    return _t.save(tensors, metadata)

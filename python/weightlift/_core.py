@@ -1,0 +1,447 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Framework-neutral plumbing shared by weightlift.numpy, weightlift.torch and weightlift.jax:
+device parsing, opening checkpoints, turning native tensors into framework arrays (zero copy
+through DLPack), safe_open and the streaming iterator."""
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+
+from . import _native
+from ._native import SafetensorError
+
+PathLike = Union[str, "os.PathLike[str]"]
+Device = Union[str, int, Any]
+
+# dtypes that numpy has natively (DLPack codes numpy understands).
+_NP_NATIVE = {"BOOL", "U8", "I8", "I16", "U16", "F16", "I32", "U32", "F32", "F64", "I64", "U64", "C64"}
+# safetensors dtype -> ml_dtypes attribute
+_ML_DTYPES = {
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz",
+    "F8_E8M0": "float8_e8m0fnu",
+}
+_NP_NAMES = {
+    "bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16",
+    "float16": "F16", "int32": "I32", "uint32": "U32", "float32": "F32", "float64": "F64",
+    "int64": "I64", "uint64": "U64", "complex64": "C64",
+    "bfloat16": "BF16", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "float8_e4m3fnuz": "F8_E4M3FNUZ", "float8_e5m2fnuz": "F8_E5M2FNUZ",
+    "float8_e8m0fnu": "F8_E8M0",
+}
+
+
+def parse_device(device: Device) -> str:
+    """"cpu", "cuda", "cuda:N", an int N (CUDA ordinal) or a torch.device -> the C string."""
+    if isinstance(device, bool):
+        raise ValueError(f"invalid device {device!r}")
+    if isinstance(device, int):
+        if device < 0:
+            raise ValueError(f"invalid device {device!r}")
+        return f"cuda:{device}"
+    s = str(device)
+    if s == "cpu" or s == "cuda" or (s.startswith("cuda:") and s[5:].isdigit()):
+        return s
+    raise ValueError(f"invalid device {device!r}: use \"cpu\", \"cuda\", \"cuda:N\" or an int")
+
+
+def backend_mmap(backend: Optional[str], device: str) -> bool:
+    """Mapped mode (lazy private-mapping views, like the reference) for local CPU loads, copy
+    mode (owned memory) for backend="pread"."""
+    if backend is None or backend == "mmap":
+        return device == "cpu"
+    if backend == "pread":
+        return False
+    raise ValueError(f'backend must be "mmap" or "pread", got {backend!r}')
+
+
+def open_checkpoint(path: Union[PathLike, bytes, bytearray, memoryview]) -> "_native.Checkpoint":
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        return _native.Checkpoint(path, "<bytes>")
+    return _native.Checkpoint(os.fspath(path))
+
+
+# --- numpy ------------------------------------------------------------------------------
+
+def _ml_dtypes(dtype: str):
+    try:
+        import ml_dtypes  # noqa: F401
+    except ImportError as e:
+        raise ImportError(
+            f"weightlift: tensors of dtype {dtype} need the ml_dtypes package with numpy "
+            "(pip install ml_dtypes)") from e
+    return getattr(ml_dtypes, _ML_DTYPES[dtype])
+
+
+def to_numpy(t: "_native.Tensor"):
+    import numpy as np
+
+    dt = t.dtype
+    if dt in _NP_NATIVE:
+        return np.from_dlpack(t)
+    raw = np.from_dlpack(t.bytes())
+    shape = t.shape
+    if dt in _ML_DTYPES:
+        return raw.view(_ml_dtypes(dt)).reshape(shape)
+    if dt == "F4" and shape:
+        return raw.reshape(shape[:-1] + (shape[-1] // 2,))
+    return raw  # F6: packed bits, raw bytes
+
+
+def np_dtype_name(arr) -> str:
+    name = arr.dtype.name
+    if name not in _NP_NAMES:
+        raise ValueError(f"dtype {arr.dtype} is not supported by safetensors")
+    return _NP_NAMES[name]
+
+
+def numpy_from_bytes(buf, dtype: str, shape: Tuple[int, ...]):
+    import numpy as np
+
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    if dtype in _NP_NATIVE:
+        return raw.view(np.dtype(_NP_KIND[dtype])).reshape(shape)
+    if dtype in _ML_DTYPES:
+        return raw.view(_ml_dtypes(dtype)).reshape(shape)
+    return raw
+
+
+_NP_KIND = {v: k for k, v in _NP_NAMES.items() if v in _NP_NATIVE}
+
+
+# --- torch ------------------------------------------------------------------------------
+
+def _torch_dtypes():
+    import torch
+
+    m = {
+        "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16,
+        "F16": torch.float16, "BF16": torch.bfloat16, "I32": torch.int32, "F32": torch.float32,
+        "F64": torch.float64, "I64": torch.int64, "C64": torch.complex64,
+    }
+    for k, a in (("U16", "uint16"), ("U32", "uint32"), ("U64", "uint64"),
+                 ("F8_E4M3", "float8_e4m3fn"), ("F8_E5M2", "float8_e5m2"),
+                 ("F8_E4M3FNUZ", "float8_e4m3fnuz"), ("F8_E5M2FNUZ", "float8_e5m2fnuz"),
+                 ("F8_E8M0", "float8_e8m0fnu"), ("F4", "float4_e2m1fn_x2")):
+        if hasattr(torch, a):
+            m[k] = getattr(torch, a)
+    return m
+
+
+_TORCH_DTYPES: Optional[Dict[str, Any]] = None
+_TORCH_DLPACK_OK = {"BOOL", "U8", "I8", "I16", "F16", "BF16", "I32", "F32", "F64", "I64", "C64"}
+
+
+def torch_dtypes() -> Dict[str, Any]:
+    global _TORCH_DTYPES
+    if _TORCH_DTYPES is None:
+        _TORCH_DTYPES = _torch_dtypes()
+    return _TORCH_DTYPES
+
+
+def _torch_view(raw, dt: str, shape: Tuple[int, ...]):
+    import torch
+
+    tds = torch_dtypes()
+    if dt == "F4":
+        shape = shape[:-1] + (shape[-1] // 2,) if shape else shape
+        return raw.view(tds.get("F4", torch.uint8)).reshape(shape)
+    if dt not in tds:
+        return raw  # F6: raw bytes
+    return raw.view(tds[dt]).reshape(shape)
+
+
+def to_torch(t: "_native.Tensor"):
+    import torch
+
+    dt = t.dtype
+    if dt in _TORCH_DLPACK_OK:
+        try:
+            return torch.from_dlpack(t)
+        except Exception:
+            pass
+    return _torch_view(torch.from_dlpack(t.bytes()), dt, t.shape)
+
+
+def torch_from_bytes(buf, dtype: str, shape: Tuple[int, ...]):
+    import torch
+
+    if len(buf) == 0:
+        raw = torch.empty(0, dtype=torch.uint8)
+    else:
+        raw = torch.frombuffer(buf, dtype=torch.uint8)
+    return _torch_view(raw, dtype, shape)
+
+
+# --- jax --------------------------------------------------------------------------------
+
+def to_jax(t: "_native.Tensor"):
+    import jax.numpy as jnp
+
+    return jnp.asarray(to_numpy(t))
+
+
+def jax_from_bytes(buf, dtype: str, shape: Tuple[int, ...]):
+    import jax.numpy as jnp
+
+    return jnp.asarray(numpy_from_bytes(buf, dtype, shape))
+
+
+_FRAMEWORKS: Dict[str, Tuple[Callable, Callable]] = {
+    "pt": (to_torch, torch_from_bytes),
+    "torch": (to_torch, torch_from_bytes),
+    "pytorch": (to_torch, torch_from_bytes),
+    "np": (to_numpy, numpy_from_bytes),
+    "numpy": (to_numpy, numpy_from_bytes),
+    "flax": (to_jax, jax_from_bytes),
+    "jax": (to_jax, jax_from_bytes),
+}
+
+
+def converter(framework: str) -> Tuple[Callable, Callable]:
+    try:
+        return _FRAMEWORKS[framework]
+    except KeyError:
+        raise ValueError(
+            f"framework {framework!r} is not supported: use \"pt\", \"np\", \"flax\" or \"jax\"") from None
+
+
+def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional[str] = None,
+              names: Optional[List[str]] = None) -> Dict[str, Any]:
+    dev = parse_device(device)
+    ck = open_checkpoint(path)
+    try:
+        mapped = backend_mmap(backend, dev) and not isinstance(path, (bytes, bytearray, memoryview))
+        res = ck.load(names=names, mmap=mapped, device=dev)
+    finally:
+        ck.close()
+    return {t.name: convert(t) for t in res.tensors()}
+
+
+# --- safe_open --------------------------------------------------------------------------
+
+def _norm_index(idx, shape: Tuple[int, ...]) -> Tuple[Any, ...]:
+    """The reference's __getitem__ argument as a tuple of ints and slices over every dim, with
+    its error classes and texts (IndexError, ValueError for steps, TypeError for others)."""
+    if isinstance(idx, list):
+        idx = tuple(idx)
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    if any(i is Ellipsis for i in idx):
+        if sum(1 for i in idx if i is Ellipsis) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
+        k = idx.index(Ellipsis)
+        fill = len(shape) - (len(idx) - 1)
+        idx = idx[:k] + (slice(None),) * max(fill, 0) + idx[k + 1:]
+    if len(idx) > len(shape):
+        raise IndexError(f"too many indices for tensor of dimension {len(shape)}")
+    out = []
+    for i, (ix, n) in enumerate(zip(idx, shape)):
+        if isinstance(ix, slice):
+            if ix.step is not None and ix.step <= 0:
+                raise ValueError("step must be greater than zero")
+            out.append(ix)
+        else:
+            if isinstance(ix, bool) or not hasattr(ix, "__index__"):
+                raise TypeError(f"invalid index of type {type(ix).__name__}: use ints, slices or ...")
+            v = ix.__index__()
+            if v < -n or v >= n:
+                raise IndexError(f"index {v} is out of bounds for dimension {i} with size {n}")
+            out.append(v + n if v < 0 else v)
+    out += [slice(None)] * (len(shape) - len(out))
+    return tuple(out)
+
+
+class PySafeSlice:
+    """A lazily read tensor of a safe_open handle: get_shape(), get_dtype(), [...]."""
+
+    def __init__(self, handle: "safe_open", name: str):
+        self._h = handle
+        self._name = name
+        info = handle._ck_checked().info(name)
+        self._dtype = info[1]
+        self._shape = tuple(info[2])
+        self._file = info[4]
+        self._offset = info[5]
+        self._nbytes = info[3]
+
+    def get_shape(self) -> List[int]:
+        return list(self._shape)
+
+    def get_dtype(self) -> str:
+        return self._dtype
+
+    def __len__(self) -> int:
+        if not self._shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self._shape[0]
+
+    def __getitem__(self, idx):
+        shape = self._shape
+        norm = _norm_index(idx, shape)
+        bits = _native.dtype_bits(self._dtype)
+        row = math.prod(shape[1:]) if shape else 1
+        if not shape or bits % 8 or shape[0] == 0:
+            lo, hi = 0, shape[0] if shape else 1
+        else:
+            first = norm[0]
+            if isinstance(first, int):
+                lo, hi = first, first + 1
+            else:
+                r = range(*first.indices(shape[0]))
+                lo, hi = (r[0], r[-1] + 1) if len(r) else (0, 0)
+        # Read only the leading-dimension rows the index touches.
+        if bits % 8 == 0 and shape:
+            nb = (hi - lo) * row * bits // 8
+            off = self._offset + lo * row * bits // 8
+            sub_shape = (hi - lo,) + shape[1:]
+        else:
+            nb, off, sub_shape = self._nbytes, self._offset, shape
+            lo = 0
+        buf = bytearray(nb)
+        if nb:
+            self._h._pread(self._file, buf, off)
+        _, from_bytes = converter(self._h._framework)
+        arr = from_bytes(buf, self._dtype, sub_shape)
+        if shape:
+            first = norm[0]
+            if bits % 8 == 0:
+                if isinstance(first, int):
+                    first = first - lo
+                else:
+                    r = range(*first.indices(shape[0]))
+                    first = slice(r.start - lo, r.stop - lo, r.step) if len(r) else slice(0, 0)
+            arr = arr[(first,) + norm[1:]]
+        return _own(arr, self._h._framework)
+
+
+def _own(arr, framework):
+    """A compact copy owning its memory (slices of a scratch buffer)."""
+    if framework in ("pt", "torch", "pytorch"):
+        return arr.contiguous().clone()
+    if framework in ("np", "numpy"):
+        import numpy as np
+        return np.array(arr, copy=True, order="C")
+    return arr
+
+
+class safe_open:
+    """safe_open(filename, framework, device="cpu", backend=None): lazy access to a checkpoint
+    (file, index.json or directory), as in the safetensors package. Thread-safe: many threads
+    may call get_tensor on one handle (the GIL is released while reading)."""
+
+    def __init__(self, filename: PathLike, framework: str = "pt", device: Device = "cpu",
+                 backend: Optional[str] = None):
+        self._framework = framework
+        self._convert, _ = converter(framework)
+        self._device = parse_device(device)
+        self._mmap = backend_mmap(backend, self._device)
+        self._ck = open_checkpoint(filename)
+        self._files = [f[0] for f in self._ck.files()]
+
+    def _ck_checked(self):
+        if self._ck.closed:
+            raise SafetensorError("File is closed")
+        return self._ck
+
+    def _pread(self, file: int, buf: bytearray, off: int) -> None:
+        """Read buf's length at off of file `file`: only the bytes a slice needs. The file is
+        opened per call so that concurrent slices and close() never share a descriptor."""
+        self._ck_checked()
+        fd = os.open(self._files[file], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            mv = memoryview(buf)
+            done = 0
+            while done < len(buf):
+                n = os.preadv(fd, [mv[done:]], off + done)
+                if n <= 0:
+                    raise SafetensorError(f"{self._files[file]}: unexpected end of file")
+                done += n
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> "safe_open":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._ck.close()
+
+    def keys(self) -> List[str]:
+        return sorted(self._ck_checked().names())
+
+    def offset_keys(self) -> List[str]:
+        return self._ck_checked().names()
+
+    def metadata(self) -> Optional[Dict[str, str]]:
+        return self._ck_checked().metadata(0)
+
+    def get_tensor(self, name: str):
+        if not self._ck_checked().contains(name):
+            raise SafetensorError(f"File does not contain tensor {name}")
+        res = self._ck_checked().load(names=[name], mmap=self._mmap, device=self._device)
+        return self._convert(res.tensor(name))
+
+    def get_tensors(self) -> Dict[str, Any]:
+        res = self._ck_checked().load(mmap=self._mmap, device=self._device)
+        return {t.name: self._convert(t) for t in res.tensors()}
+
+    def get_slice(self, name: str) -> PySafeSlice:
+        return PySafeSlice(self, name)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# --- streaming --------------------------------------------------------------------------
+
+_END = object()
+
+
+def stream(uri: PathLike, device: Device = "cpu", framework: str = "pt",
+           backend: Optional[str] = None) -> Iterator[Tuple[str, Any]]:
+    """Yield (name, tensor) as each tensor's bytes have landed, while the rest is read.
+    Tensors stay valid after the iteration. Closing the generator early cancels the load."""
+    convert, _ = converter(framework)
+    dev = parse_device(device)
+    mapped = backend_mmap(backend, dev)
+    ck = open_checkpoint(uri)
+    q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+    cancel = threading.Event()
+    err: List[BaseException] = []
+
+    def run():
+        try:
+            ck.load(mmap=mapped, device=dev, ready=q.put, cancel=cancel)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            err.append(e)
+        finally:
+            q.put(_END)
+
+    th = threading.Thread(target=run, name="weightlift-stream", daemon=True)
+    th.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            yield item.name, convert(item)
+        th.join()
+        if err:
+            raise err[0]
+    finally:
+        if th.is_alive():
+            cancel.set()
+            th.join()
+        ck.close()
