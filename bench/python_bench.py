@@ -31,10 +31,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WL = os.path.join(ROOT, "build", "weightlift")
-PEERS = ["weightlift", "wl_cli", "wl_cli_mmap", "st_numpy", "st_torch", "fastsafetensors",
+PEERS = ["weightlift", "weightlift_pread", "wl_cli", "wl_cli_mmap", "st_numpy", "st_torch", "fastsafetensors",
          "runai"]
 LABEL = {
-    "weightlift": "weightlift.load_file",
+    "weightlift": "weightlift.load_file (default: mmap)",
+    "weightlift_pread": "weightlift.load_file(backend=pread)",
     "wl_cli": "weightlift CLI load --touch",
     "wl_cli_mmap": "weightlift CLI load --mmap --touch",
     "st_numpy": "safetensors.numpy.load_file",
@@ -101,10 +102,11 @@ def read_pass(tensors):
 def load_peer(peer, d):
     """Load the checkpoint with peer; return (tensors, keepalive)."""
     files = shard_files(d)
-    if peer == "weightlift":
+    if peer in ("weightlift", "weightlift_pread"):
         import weightlift
-        r = weightlift.load_file(d if os.path.isdir(d) else files[0])
-        return list(r.values()) if hasattr(r, "values") else list(r), r
+        kw = {"backend": "pread"} if peer == "weightlift_pread" else {}
+        r = weightlift.load_file(d if os.path.isdir(d) else files[0], **kw)
+        return list(r.values()), r
     if peer == "st_numpy":
         from safetensors.numpy import load_file
         out = []
@@ -143,7 +145,7 @@ def one(peer, d):
         return {"peer": peer, "load_s": j["seconds"], "ready_s": j["ready_s"],
                 "bytes": j["bytes"], "rss_growth": j["peak_rss_anon"]}
     # Import outside the timed region: module import is not loading.
-    if peer == "weightlift":
+    if peer.startswith("weightlift"):
         import weightlift  # noqa: F401
     elif peer in ("st_torch", "fastsafetensors", "runai"):
         import torch  # noqa: F401
@@ -160,7 +162,7 @@ def one(peer, d):
 
 
 def available(peer, py):
-    mod = {"weightlift": "weightlift", "st_numpy": "safetensors.numpy", "st_torch": "torch",
+    mod = {"weightlift": "weightlift", "weightlift_pread": "weightlift", "st_numpy": "safetensors.numpy", "st_torch": "torch",
            "fastsafetensors": "fastsafetensors", "runai": "runai_model_streamer"}.get(peer)
     if mod is None:
         return os.access(WL, os.X_OK)
