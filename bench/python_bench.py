@@ -7,7 +7,7 @@ every tensor (XOR over uint64 in numpy, single thread, the same pass for every p
 loaders (safetensors.torch maps the file and faults pages in on first touch) pay for what they
 defer. Each measurement runs in a fresh process (`--one PEER DIR`), peers alternate within
 each round, the median of --rounds rounds is reported. Peak RssAnon growth is sampled from
-/proc/self/status every 2 ms during the run.
+/proc/PID/status every 2 ms by a child process during the run.
 
 Peers: weightlift.load_file (row skipped when `import weightlift` fails), weightlift CLI
 (`build/weightlift load --touch`, copied and --mmap: a reference row so ratios exist even
@@ -25,7 +25,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,23 +59,30 @@ def rss_anon():
 
 
 class PeakRss:
+    """Peak RssAnon growth, sampled every 2 ms by a child process: a sampler thread here would
+    compete for the GIL with the loader being measured and slow it down."""
+
+    SAMPLER = ("import sys,time\n"
+               "p=f'/proc/{sys.argv[1]}/status'; peak=0\n"
+               "def r():\n"
+               "  for l in open(p):\n"
+               "    if l.startswith('RssAnon:'): return int(l.split()[1])*1024\n"
+               "  return 0\n"
+               "import select\n"
+               "while True:\n"
+               "  peak=max(peak,r())\n"
+               "  if select.select([sys.stdin],[],[],0.002)[0]: break\n"
+               "print(max(peak,r()))\n")
+
     def __init__(self):
         self.base = rss_anon()
-        self.peak = self.base
-        self.stop = False
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        while not self.stop:
-            self.peak = max(self.peak, rss_anon())
-            time.sleep(0.002)
+        self.p = subprocess.Popen([sys.executable, "-c", self.SAMPLER, str(os.getpid())],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        time.sleep(0.05)  # let it start before the clock does
 
     def done(self):
-        self.stop = True
-        self.t.join()
-        self.peak = max(self.peak, rss_anon())
-        return self.peak - self.base
+        peak = max(rss_anon(), int(self.p.communicate("x\n")[0].strip() or 0))
+        return peak - self.base
 
 
 def read_pass(tensors):
@@ -146,7 +152,7 @@ def one(peer, d):
                 "bytes": j["bytes"], "rss_growth": j["peak_rss_anon"]}
     # Import outside the timed region: module import is not loading.
     if peer.startswith("weightlift"):
-        import weightlift  # noqa: F401
+        import weightlift.torch  # noqa: F401
     elif peer in ("st_torch", "fastsafetensors", "runai"):
         import torch  # noqa: F401
     import numpy  # noqa: F401
