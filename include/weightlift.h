@@ -220,6 +220,14 @@ enum wlift_direct {
 	WLIFT_DIRECT_OFF,
 };
 
+enum wlift_mmap {
+	WLIFT_MMAP_OFF = 0,       /* copy into owned host memory */
+	WLIFT_MMAP_ON = 1,        /* views of a private mapping of each local file */
+	WLIFT_MMAP_AUTO = 2,      /* mapped when the selected data of every file is mostly in the
+				     page cache (a populated mapping is then nearly free), else copy
+				     (O_DIRECT/io_uring reads beat page faults on a cold file) */
+};
+
 /* Called on the calling thread at least every 100 ms while a load runs, and once at the end.
  * Non-zero return cancels the load (WLIFT_ECANCELED). */
 typedef int (*wlift_progress_fn)(uint64_t done_bytes, uint64_t total_bytes, void *user);
@@ -235,8 +243,9 @@ typedef struct wlift_load_opts {
 	wlift_dtype dtype;           /* convert floating-point tensors to this; NONE keeps */
 	int strategy;                /* enum wlift_strategy */
 	int direct;                  /* enum wlift_direct */
-	int mmap;                    /* 1: tensors are views of a private (copy-on-write) mapping
-					of each local file, populated for reading; CPU only */
+	int mmap;                    /* enum wlift_mmap: 0 copy into owned memory; 1 tensors are
+					views of a private (copy-on-write) mapping of each local
+					file, populated for reading; CPU only; 2 auto */
 	unsigned threads;            /* 0: context value */
 	size_t chunk_bytes;          /* 0: context value */
 	size_t max_inflight_bytes;   /* 0: context value */

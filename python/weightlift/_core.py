@@ -51,14 +51,19 @@ def parse_device(device: Device) -> str:
     raise ValueError(f"invalid device {device!r}: use \"cpu\", \"cuda\", \"cuda:N\" or an int")
 
 
-def backend_mmap(backend: Optional[str], device: str) -> bool:
-    """Mapped mode (lazy private-mapping views, like the reference) for local CPU loads, copy
-    mode (owned memory) for backend="pread"."""
-    if backend is None or backend == "mmap":
-        return device == "cpu"
-    if backend == "pread":
-        return False
-    raise ValueError(f'backend must be "mmap" or "pread", got {backend!r}')
+MMAP_OFF, MMAP_ON, MMAP_AUTO = 0, 1, 2  # enum wlift_mmap
+
+
+def backend_mmap(backend: Optional[str], device: str) -> int:
+    """The C load's mmap mode. backend=None (default): the library decides per load: mapped
+    views (like the reference's lazy private mappings) when the files are in the page cache,
+    copy with O_DIRECT reads when they are cold, chosen by ready time (bench/RESULTS.md).
+    backend="mmap": always mapped; backend="pread": always copy (owned memory)."""
+    if backend not in (None, "mmap", "pread"):
+        raise ValueError(f'backend must be "mmap" or "pread", got {backend!r}')
+    if device != "cpu" or backend == "pread":
+        return MMAP_OFF
+    return MMAP_AUTO if backend is None else MMAP_ON
 
 
 def open_checkpoint(path: Union[PathLike, bytes, bytearray, memoryview]) -> "_native.Checkpoint":
@@ -217,7 +222,7 @@ def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional
     dev = parse_device(device)
     ck = open_checkpoint(path)
     try:
-        mapped = backend_mmap(backend, dev) and not isinstance(path, (bytes, bytearray, memoryview))
+        mapped = MMAP_OFF if isinstance(path, (bytes, bytearray, memoryview)) else backend_mmap(backend, dev)
         res = ck.load(names=names, mmap=mapped, device=dev)
     finally:
         ck.close()

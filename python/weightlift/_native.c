@@ -428,7 +428,7 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	wlift_diag d;
 	int ret;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OpiiIzOO", kwlist, &names, &mmap, &strategy,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOO", kwlist, &names, &mmap, &strategy,
 					 &direct, &threads, &device, &ready, &cancel))
 		return NULL;
 	if (ckpt_check(self) < 0)
@@ -506,7 +506,7 @@ static PyMethodDef ckpt_methods[] = {
 	{"files", (PyCFunction)ckpt_files, METH_NOARGS,
 	 "[(uri, size, header_len, data_offset, ntensors)] per file."},
 	{"load", (PyCFunction)(void (*)(void))ckpt_load, METH_VARARGS | METH_KEYWORDS,
-	 "load(names=None, mmap=False, strategy=0, direct=0, threads=0, device=None, ready=None, "
+	 "load(names=None, mmap=0, strategy=0, direct=0, threads=0, device=None, ready=None, "
 	 "cancel=None) -> Result. The GIL is released while loading."},
 	{"close", (PyCFunction)ckpt_close, METH_NOARGS, "Close; loaded tensors stay valid."},
 	{NULL, NULL, 0, NULL},
