@@ -231,36 +231,72 @@ def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional
 
 # --- safe_open --------------------------------------------------------------------------
 
+def _fmt_index(items) -> str:
+    """An index as the reference prints it in errors: [0, 1:5, ::2, :]."""
+    def one(ix):
+        if isinstance(ix, slice):
+            txt = ("" if ix.start is None else str(ix.start)) + ":" + \
+                  ("" if ix.stop is None else str(ix.stop))
+            return txt if ix.step is None else f"{txt}:{ix.step}"
+        return str(ix)
+    return "[" + ", ".join(one(ix) for ix in items) + "]"
+
+
 def _norm_index(idx, shape: Tuple[int, ...]) -> Tuple[Any, ...]:
-    """The reference's __getitem__ argument as a tuple of ints and slices over every dim, with
-    its error classes and texts (IndexError, ValueError for steps, TypeError for others)."""
-    if isinstance(idx, list):
-        idx = tuple(idx)
+    """The reference's get_slice __getitem__ argument as a tuple of ints and slices over every
+    dim, with its rules and error texts (safetensors 0.8.0: one ellipsis; ints (bools too) and
+    slices with positive steps only; negative ints from -size; negative slice bounds are an
+    OverflowError; a slice's start must be inside the dim and its stop at most the size)."""
     if not isinstance(idx, tuple):
         idx = (idx,)
+    if sum(1 for i in idx if i is Ellipsis) > 1:
+        raise SafetensorError("Only one ellipsis (...) is allowed in slice index")
     if any(i is Ellipsis for i in idx):
-        if sum(1 for i in idx if i is Ellipsis) > 1:
-            raise IndexError("an index can only have a single ellipsis ('...')")
         k = idx.index(Ellipsis)
         fill = len(shape) - (len(idx) - 1)
         idx = idx[:k] + (slice(None),) * max(fill, 0) + idx[k + 1:]
-    if len(idx) > len(shape):
-        raise IndexError(f"too many indices for tensor of dimension {len(shape)}")
-    out = []
-    for i, (ix, n) in enumerate(zip(idx, shape)):
+    items = []
+    for pos, ix in enumerate(idx):
+        n = shape[pos] if pos < len(shape) else 0
         if isinstance(ix, slice):
-            if ix.step is not None and ix.step <= 0:
-                raise ValueError("step must be greater than zero")
-            out.append(ix)
-        else:
-            if isinstance(ix, bool) or not hasattr(ix, "__index__"):
-                raise TypeError(f"invalid index of type {type(ix).__name__}: use ints, slices or ...")
+            for v in (ix.start, ix.stop, ix.step):
+                if v is not None and not hasattr(v, "__index__"):
+                    raise SafetensorError(f"Unsupported slice index at position {pos}: "
+                                          "expected slice, int, or ellipsis")
+            if ix.step is not None and ix.step.__index__() <= 0:
+                raise SafetensorError(f"Slice step must be a positive integer, got {ix.step}")
+            if any(v is not None and v.__index__() < 0 for v in (ix.start, ix.stop)):
+                raise OverflowError("can't convert negative int to unsigned")
+            items.append(ix)
+        elif hasattr(ix, "__index__"):
             v = ix.__index__()
-            if v < -n or v >= n:
-                raise IndexError(f"index {v} is out of bounds for dimension {i} with size {n}")
-            out.append(v + n if v < 0 else v)
-    out += [slice(None)] * (len(shape) - len(out))
-    return tuple(out)
+            if v < 0:
+                if v < -n:
+                    raise SafetensorError(f"Invalid index {v} for dimension {pos} of size {n}")
+                v += n
+            items.append(v)
+        else:
+            raise SafetensorError(f"Unsupported slice index at position {pos}: "
+                                  "expected slice, int, or ellipsis")
+    where = f"Error during slicing {_fmt_index(items)} with shape {list(shape)}"
+    if len(items) > len(shape):
+        raise SafetensorError(f"{where}: more slicing indexes than dimensions in tensor")
+    # The reference checks the last indexed dimension first.
+    for dim, (ix, n) in reversed(list(enumerate(zip(items, shape)))):
+        bad = None
+        if isinstance(ix, slice):
+            start = 0 if ix.start is None else ix.start.__index__()
+            stop = n if ix.stop is None else ix.stop.__index__()
+            if start >= n and (n > 0 or start > 0):
+                bad = start
+            elif stop > n:
+                bad = stop - 1
+        elif ix >= n:
+            bad = ix
+        if bad is not None:
+            raise SafetensorError(f"{where}: index {bad} out of bounds for tensor dimension "
+                                  f"#{dim} of size {n}")
+    return tuple(items) + (slice(None),) * (len(shape) - len(items))
 
 
 class PySafeSlice:

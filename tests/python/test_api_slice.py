@@ -144,3 +144,23 @@ def test_torch_slices_bf16_float8_like_reference(tmp_path):
                 a, b = w.get_slice(k)[idx], r.get_slice(k)[idx]
                 assert a.dtype == b.dtype and a.shape == b.shape, (k, idx)
                 assert a.contiguous().view(torch.uint8).equal(b.contiguous().view(torch.uint8)) if a.dim() else True, (k, idx)
+
+
+def test_every_two_index_combination_like_reference(tmp_path):
+    """Results and error texts equal the reference's for every pair of index forms."""
+    import itertools
+    p = tmp_path / "c.safetensors"
+    refnp.save_file({"a": np.arange(24, dtype=np.float32).reshape(2, 3, 4)}, p)
+    forms = [0, 1, 2, 3, -1, -2, -3, slice(None), slice(1, None), slice(0, 2), slice(2, 2),
+             slice(1, 1), slice(None, 3), slice(None, None, 2), slice(-1, None), Ellipsis]
+
+    def outcome(sl, idx):
+        try:
+            return ("ok", sl[idx].tolist())
+        except Exception as e:  # noqa: BLE001 - the class and text are what is compared
+            return (type(e).__name__, str(e))
+
+    with ref.safe_open(p, "np") as r, wl.safe_open(p, "np") as w:
+        rs, ws = r.get_slice("a"), w.get_slice("a")
+        for idx in itertools.product(forms, repeat=2):
+            assert outcome(ws, idx) == outcome(rs, idx), idx
