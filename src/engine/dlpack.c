@@ -131,67 +131,76 @@ static void del_versioned(wlift_dl_managed_versioned *m)
 	free(m);
 }
 
+/* What both export flavours share: argument checks, the manager context (which holds a
+ * reference on the result and, for byte views, the shape) and the DLTensor itself. */
+static int export_ctx(const wlift_tensor *t, unsigned flags, wlift_dl_tensor *dl,
+		      struct dl_ctx **out, wlift_diag *d)
+{
+	struct dl_ctx *c = calloc(1, sizeof(*c));
+	int ret;
+
+	*out = NULL;
+	if (!c)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	ret = fill(t, flags, dl, c, d);
+	if (ret) {
+		free(c);
+		return ret;
+	}
+	c->res = wlift__result_ref(t->res);
+	*out = c;
+	return 0;
+}
+
 int wlift_tensor_dlpack(const wlift_tensor *t, unsigned flags, wlift_dl_managed **out,
 			wlift_diag *d)
 {
-	wlift_dl_managed *m = NULL;
-	struct dl_ctx *c = NULL;
+	wlift_dl_managed *m;
+	struct dl_ctx *c;
 	int ret;
 
 	if (!t || !out)
 		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "api.args", "NULL argument");
 	*out = NULL;
 	m = calloc(1, sizeof(*m));
-	c = calloc(1, sizeof(*c));
-	if (!m || !c) {
-		ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
-		goto out;
+	if (!m)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	ret = export_ctx(t, flags, &m->dl_tensor, &c, d);
+	if (ret) {
+		free(m);
+		return ret;
 	}
-	ret = fill(t, flags, &m->dl_tensor, c, d);
-	if (ret)
-		goto out;
-	c->res = wlift__result_ref(t->res);
 	m->manager_ctx = c;
 	m->deleter = del_legacy;
 	*out = m;
 	return 0;
-out:
-	free(m);
-	free(c);
-	return ret;
 }
 
 int wlift_tensor_dlpack_versioned(const wlift_tensor *t, unsigned flags,
 				  wlift_dl_managed_versioned **out, wlift_diag *d)
 {
-	wlift_dl_managed_versioned *m = NULL;
-	struct dl_ctx *c = NULL;
+	wlift_dl_managed_versioned *m;
+	struct dl_ctx *c;
 	int ret;
 
 	if (!t || !out)
 		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "api.args", "NULL argument");
 	*out = NULL;
 	m = calloc(1, sizeof(*m));
-	c = calloc(1, sizeof(*c));
-	if (!m || !c) {
-		ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
-		goto out;
+	if (!m)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	ret = export_ctx(t, flags, &m->dl_tensor, &c, d);
+	if (ret) {
+		free(m);
+		return ret;
 	}
-	ret = fill(t, flags, &m->dl_tensor, c, d);
-	if (ret)
-		goto out;
 	m->version.major = 1;
 	m->version.minor = 1;
 	/* Host arenas and copy-on-write mappings are both writable and never shared with the
 	 * file, so neither READ_ONLY nor IS_COPIED applies. */
 	m->flags = t->v.readonly ? WLIFT_DL_FLAG_READ_ONLY : 0;
-	c->res = wlift__result_ref(t->res);
 	m->manager_ctx = c;
 	m->deleter = del_versioned;
 	*out = m;
 	return 0;
-out:
-	free(m);
-	free(c);
-	return ret;
 }
