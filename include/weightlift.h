@@ -54,6 +54,7 @@ enum wlift_error {
 	WLIFT_ELFS = -5013,          /* file is a Git LFS pointer, not the data */
 	WLIFT_EHTML = -5014,         /* file is an HTML/text error page, not safetensors */
 	WLIFT_EURI = -5015,          /* URI scheme or syntax not understood */
+	WLIFT_EEMPTY = -5016,        /* a directory (or prefix) holds no checkpoint */
 
 	WLIFT_EHTTP = -5100,         /* HTTP error status */
 	WLIFT_EAUTH = -5101,         /* authentication or authorisation failed */
@@ -146,7 +147,9 @@ typedef struct wlift_ctx_opts {
 } wlift_ctx_opts;
 #define WLIFT_CTX_OPTS_INIT { .size = sizeof(wlift_ctx_opts), .log_level = WLIFT_LOG_WARN }
 
-/* Create a context. opts may be NULL for defaults. */
+/* Create a context. opts may be NULL for defaults. Every call that takes a wlift_ctx * also
+ * accepts NULL: it then uses a process-wide default context, created on first use from the
+ * WEIGHTLIFT_* environment and never destroyed (wlift_ctx_destroy ignores it). */
 WLIFT_API int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d);
 WLIFT_API void wlift_ctx_destroy(wlift_ctx *ctx);
 
@@ -235,6 +238,11 @@ typedef int (*wlift_progress_fn)(uint64_t done_bytes, uint64_t total_bytes, void
  * t is valid until wlift_result_free; it may be exported from here. Non-zero return cancels. */
 typedef int (*wlift_ready_fn)(const wlift_tensor *t, void *user);
 
+/* Leading-dimension rows [begin, end) of one tensor (wlift_load_opts.rows). */
+typedef struct wlift_rows {
+	uint64_t begin, end;
+} wlift_rows;
+
 typedef struct wlift_load_opts {
 	size_t size;                 /* sizeof(wlift_load_opts) */
 	const char *device;          /* NULL or "cpu"; "cuda", "cuda:N" (GPU stage) */
@@ -253,6 +261,13 @@ typedef struct wlift_load_opts {
 	int world_size;              /* 0 or 1: not distributed */
 	wlift_progress_fn progress;  /* NULL: none */
 	void *progress_user;
+	/* Partial tensors: NULL loads whole tensors. Else rows[i] selects the leading-dimension
+	 * rows [begin, end) of names[i] (names is then required; begin <= end <= shape[0]; the
+	 * tensor must have ndim >= 1 and whole bytes per row; a name given twice must give the
+	 * same rows). Only those rows' bytes are read, and the loaded tensor's view reports the
+	 * loaded part: info.shape[0] = end - begin, info.nbytes, data_begin, data_end and
+	 * file_offset of those rows. */
+	const wlift_rows *rows;
 } wlift_load_opts;
 #define WLIFT_LOAD_OPTS_INIT { .size = sizeof(wlift_load_opts) }
 

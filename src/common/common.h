@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/tunables.h"
 #include "weightlift.h"
 
 #define WLIFT_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -24,19 +25,28 @@ int wlift__diag_set(wlift_diag *d, int code, const char *file, const char *tenso
 int wlift__diag_vset(wlift_diag *d, int code, const char *file, const char *tensor,
 		     int64_t offset, const char *rule, const char *fmt, va_list ap);
 
+/* The context: every knob resolved once at creation (explicit option > WEIGHTLIFT_*
+ * environment variable > default), so that no other part of the library reads the
+ * environment. */
 struct wlift_ctx {
 	unsigned threads;
 	size_t chunk_bytes;
 	size_t max_inflight_bytes;
-	char *cache_dir;
+	int populate;      /* WEIGHTLIFT_POPULATE=1: pre-fault host arenas before reading */
+	int disable_uring; /* WEIGHTLIFT_DISABLE_URING=1: never use io_uring */
 	wlift_log_fn log;
 	void *log_user;
 	int log_level;
 };
 
-/* Defaults (tuned by bench/; see bench/RESULTS.md). */
-#define WLIFT_DEFAULT_CHUNK_BYTES (8u << 20)
-#define WLIFT_DEFAULT_INFLIGHT_BYTES (256u << 20)
+/* The process-wide default context, used wherever the caller passed a NULL ctx: created on
+ * first use from the environment, never destroyed. NULL only if that allocation failed. */
+wlift_ctx *wlift__ctx_default(void);
+/* ctx, or the default context when ctx is NULL. */
+static inline wlift_ctx *wlift__ctx_or_default(wlift_ctx *ctx)
+{
+	return ctx ? ctx : wlift__ctx_default();
+}
 
 void wlift__log(const wlift_ctx *ctx, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -61,8 +71,5 @@ static inline int wlift__add_u64(uint64_t a, uint64_t b, uint64_t *out)
 {
 	return __builtin_add_overflow(a, b, out) ? -75 : 0;
 }
-
-/* strdup that returns NULL on NULL. */
-char *wlift__strdup(const char *s);
 
 #endif

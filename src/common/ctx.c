@@ -4,6 +4,7 @@
  * log callback, and small shared utilities (environment parsing, clock).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,6 @@ double wlift__now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-char *wlift__strdup(const char *s)
-{
-	return s ? strdup(s) : NULL;
 }
 
 int wlift__parse_size(const char *s, uint64_t *out)
@@ -91,6 +87,14 @@ void wlift__log(const wlift_ctx *ctx, int level, const char *fmt, ...)
 	ctx->log(ctx->log_user, level, buf);
 }
 
+/* A boolean environment switch: set, non-empty and not "0". */
+static int env_flag(const char *name)
+{
+	const char *v;
+
+	return wlift__env_str(name, &v) && strcmp(v, "0") != 0;
+}
+
 /* Resolve one size knob: explicit value, else environment, else default. */
 static int knob(size_t explicit_v, const char *env, size_t def, size_t *out, wlift_diag *d)
 {
@@ -133,13 +137,14 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	if (ncpu < 1)
 		ncpu = 1;
-	/* Default I/O threads: at least 4, as parallel reads help even on few cores (the page
-	 * cache copy is per thread, and remote/NFS sources hide latency). */
-	ret = knob(opts->threads, "WEIGHTLIFT_THREADS", (size_t)(ncpu < 4 ? 4 : ncpu), &threads, d);
+	ret = knob(opts->threads, "WEIGHTLIFT_THREADS",
+		   (size_t)ncpu < WLIFT_MIN_DEFAULT_THREADS ? WLIFT_MIN_DEFAULT_THREADS
+							    : (size_t)ncpu,
+		   &threads, d);
 	if (ret)
 		goto out;
-	if (threads > 256)
-		threads = 256;
+	if (threads > WLIFT_MAX_THREADS)
+		threads = WLIFT_MAX_THREADS;
 	ctx->threads = (unsigned)threads;
 	ret = knob(opts->chunk_bytes, "WEIGHTLIFT_CHUNK_BYTES", WLIFT_DEFAULT_CHUNK_BYTES,
 		   &ctx->chunk_bytes, d);
@@ -149,13 +154,13 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 		   WLIFT_DEFAULT_INFLIGHT_BYTES, &ctx->max_inflight_bytes, d);
 	if (ret)
 		goto out;
-	if (opts->cache_dir) {
-		ctx->cache_dir = strdup(opts->cache_dir);
-	} else {
-		const char *v;
-		if (wlift__env_str("WEIGHTLIFT_CACHE_DIR", &v))
-			ctx->cache_dir = strdup(v);
-	}
+	/* Pre-faulting the arena (MADV_POPULATE_WRITE from `threads` threads) instead of
+	 * faulting it in from the reading workers measured slower or equal on the reference
+	 * machine (docs/ARCHITECTURE.md), so it is off unless asked for. */
+	ctx->populate = env_flag("WEIGHTLIFT_POPULATE");
+	ctx->disable_uring = env_flag("WEIGHTLIFT_DISABLE_URING");
+	/* opts->cache_dir is accepted for the remote sources' write-through cache; local
+	 * sources have nothing to cache, so it is not kept yet. */
 	ctx->log = opts->log;
 	ctx->log_user = opts->log_user;
 	ctx->log_level = opts->log_level;
@@ -167,10 +172,34 @@ out:
 	return ret;
 }
 
+static wlift_ctx *default_ctx;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
 void wlift_ctx_destroy(wlift_ctx *ctx)
 {
-	if (!ctx)
+	/* The default context lives for the process (checkpoints opened with a NULL ctx may
+	 * still use it). */
+	if (!ctx || ctx == __atomic_load_n(&default_ctx, __ATOMIC_ACQUIRE))
 		return;
-	free(ctx->cache_dir);
 	free(ctx);
+}
+
+static void default_init(void)
+{
+	/* A malformed WEIGHTLIFT_* size falls back to the built-in defaults here: there is no
+	 * caller to report it to (wlift_ctx_create reports it). */
+	if (wlift_ctx_create(&default_ctx, NULL, NULL) < 0) {
+		default_ctx = calloc(1, sizeof(*default_ctx));
+		if (default_ctx) {
+			default_ctx->threads = WLIFT_MIN_DEFAULT_THREADS;
+			default_ctx->chunk_bytes = WLIFT_DEFAULT_CHUNK_BYTES;
+			default_ctx->max_inflight_bytes = WLIFT_DEFAULT_INFLIGHT_BYTES;
+		}
+	}
+}
+
+wlift_ctx *wlift__ctx_default(void)
+{
+	pthread_once(&default_once, default_init);
+	return default_ctx;
 }

@@ -32,6 +32,7 @@ static const struct err_entry errs[] = {
 	{ WLIFT_ELFS, "WLIFT_ELFS", "file is a Git LFS pointer, not safetensors data" },
 	{ WLIFT_EHTML, "WLIFT_EHTML", "file is an HTML or text page, not safetensors data" },
 	{ WLIFT_EURI, "WLIFT_EURI", "unsupported or malformed URI" },
+	{ WLIFT_EEMPTY, "WLIFT_EEMPTY", "no checkpoint files found" },
 	{ WLIFT_EHTTP, "WLIFT_EHTTP", "HTTP error" },
 	{ WLIFT_EAUTH, "WLIFT_EAUTH", "authentication failed" },
 	{ WLIFT_ENET, "WLIFT_ENET", "network error" },

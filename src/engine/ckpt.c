@@ -1,23 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Opening checkpoints: a single .safetensors file (path or file:// URI), a sharded set named
- * by a *.safetensors.index.json, a directory (its index if it has one, else every
- * *.safetensors in name order) or a memory image. Each file's header is read with one small
+ * Opening checkpoints: the locator (locate.c) turns the URI into objects (a single file, the
+ * shards of an index.json, a directory's index or files), each is opened as a source, and the
+ * headers are read through the sources only. Each file's header is read with one small
  * read of its first bytes (more only when the header is larger), so that remote sources cost
  * one round trip per file. The tensor table is kept in file order with an open-addressing
  * name index; the checkpoint is reference counted so that loaded results can outlive it.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "engine/ckpt.h"
-#include "format/index.h"
-
-/* Index files larger than this are not plausible (real ones are well under 1 MiB). */
-#define INDEX_MAX_BYTES (256u << 20)
+#include "engine/locate.h"
 
 static uint64_t hash_name(const char *s)
 {
@@ -42,7 +37,6 @@ static void ckpt_destroy(struct wlift_ckpt *ck)
 	}
 	free(ck->files);
 	free(ck->tensors);
-	free(ck->names_blob);
 	free(ck->slots);
 	free(ck);
 }
@@ -71,7 +65,7 @@ static struct wlift_ckpt *ckpt_new(wlift_ctx *ctx, size_t nfiles)
 
 	if (!ck)
 		return NULL;
-	ck->ctx = ctx;
+	ck->ctx = wlift__ctx_or_default(ctx);
 	ck->refs = 1;
 	ck->files = calloc(nfiles ? nfiles : 1, sizeof(*ck->files));
 	if (!ck->files) {
@@ -94,7 +88,7 @@ static int read_header(struct wlift_ckpt *ck, size_t i, wlift_diag *d)
 	buf = malloc(got ? got : 1);
 	if (!buf)
 		return wlift__diag_set(d, -ENOMEM, s->uri, NULL, -1, NULL, NULL);
-	ret = wlift__source_pread(s, buf, got, 0, d);
+	ret = wlift__source_read(s, buf, got, 0, d);
 	if (ret)
 		goto out;
 	ret = wlift__header_check_prefix(buf, got, s->size, s->uri, &n, d);
@@ -108,7 +102,7 @@ static int read_header(struct wlift_ckpt *ck, size_t i, wlift_diag *d)
 			goto out;
 		}
 		buf = nb;
-		ret = wlift__source_pread(s, buf + got, (size_t)(8 + n - got), got, d);
+		ret = wlift__source_read(s, buf + got, (size_t)(8 + n - got), got, d);
 		if (ret)
 			goto out;
 	}
@@ -119,8 +113,6 @@ static int read_header(struct wlift_ckpt *ck, size_t i, wlift_diag *d)
 	f->info.header_len = n;
 	f->info.data_offset = 8 + n;
 	f->info.ntensors = f->hdr.ntensors;
-	f->meta = f->hdr.meta;
-	f->nmeta = f->hdr.nmeta;
 out:
 	free(buf);
 	return ret;
@@ -176,320 +168,95 @@ static int build_table(struct wlift_ckpt *ck, wlift_diag *d)
 	return 0;
 }
 
-static int open_file_at(struct wlift_ckpt *ck, size_t i, const char *uri, wlift_diag *d)
+/* Sources to checkpoint: headers, table. On failure every source reference taken is
+ * dropped with the checkpoint. */
+int wlift__ckpt_open_sources(wlift_ctx *ctx, struct wlift__source *const *srcs, size_t n,
+			     struct wlift_ckpt **out, wlift_diag *d)
 {
-	int ret;
-
-	ck->files[i].info.uri = strdup(uri);
-	if (!ck->files[i].info.uri)
-		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
-	ck->nfiles = i + 1; /* so that destroy releases it */
-	ck->files[i].nmeta = -1;
-	ck->files[i].hdr.nmeta = -1;
-	ret = wlift__source_open(ck->ctx, uri, &ck->files[i].src, d);
-	if (ret)
-		return ret;
-	return read_header(ck, i, d);
-}
-
-static int open_files(wlift_ctx *ctx, char *const *uris, size_t n, struct wlift_ckpt **out,
-		      wlift_diag *d)
-{
-	struct wlift_ckpt *ck = ckpt_new(ctx, n);
+	struct wlift_ckpt *ck;
 	int ret = 0;
 
+	*out = NULL;
+	ck = ckpt_new(ctx, n);
 	if (!ck)
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
-	for (size_t i = 0; i < n && !ret; i++)
-		ret = open_file_at(ck, i, uris[i], d);
-	if (!ret)
-		ret = build_table(ck, d);
-	if (ret) {
-		ckpt_destroy(ck);
-		return ret;
-	}
-	*out = ck;
-	return 0;
-}
-
-static int has_suffix(const char *s, const char *suf)
-{
-	size_t n = strlen(s), m = strlen(suf);
-
-	return n >= m && strcmp(s + n - m, suf) == 0;
-}
-
-static char *join(const char *dir, const char *name)
-{
-	size_t a = strlen(dir), b = strlen(name);
-	char *p = malloc(a + b + 2);
-
-	if (!p)
-		return NULL;
-	memcpy(p, dir, a);
-	p[a] = '/';
-	memcpy(p + a + 1, name, b + 1);
-	return p;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_strs(char **v, size_t n)
-{
-	for (size_t i = 0; v && i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
-static int push_str(char ***v, size_t *n, size_t *cap, char *s)
-{
-	if (!s)
-		return -ENOMEM;
-	if (*n == *cap) {
-		size_t nc = *cap ? 2 * *cap : 16;
-		char **nv = realloc(*v, nc * sizeof(char *));
-		if (!nv) {
-			free(s);
-			return -ENOMEM;
-		}
-		*v = nv;
-		*cap = nc;
-	}
-	(*v)[(*n)++] = s;
-	return 0;
-}
-
-static int read_small_file(const char *path, char **out, size_t *len, wlift_diag *d)
-{
-	struct wlift__source *s = NULL;
-	char *buf = NULL;
-	int ret;
-
-	*out = NULL;
-	ret = wlift__source_open(NULL, path, &s, d);
-	if (ret)
-		return ret;
-	if (s->size > INDEX_MAX_BYTES) {
-		ret = wlift__diag_set(d, WLIFT_EINDEX, path, NULL, -1, "index.size",
-				      "%s: %llu bytes is too large for an index file", path,
-				      (unsigned long long)s->size);
+	if (!ck->ctx) {
+		ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 		goto out;
 	}
-	buf = malloc((size_t)s->size + 1);
-	if (!buf) {
-		ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
-		goto out;
-	}
-	ret = wlift__source_pread(s, buf, (size_t)s->size, 0, d);
-	if (ret)
-		goto out;
-	buf[s->size] = '\0';
-	*len = (size_t)s->size;
-	*out = buf;
-	buf = NULL;
-out:
-	free(buf);
-	wlift__source_unref(s);
-	return ret;
-}
-
-/* Sharded checkpoint: open every shard the index names (relative to the index's directory),
- * then check that weight_map and the shards agree exactly. */
-static int open_index(wlift_ctx *ctx, const char *path, struct wlift_ckpt **out, wlift_diag *d)
-{
-	char *text = NULL, *dir = NULL, **uris = NULL;
-	size_t len = 0;
-	struct wlift__index ix = { 0 };
-	struct wlift_ckpt *ck = NULL;
-	const char *slash;
-	int ret;
-
-	ret = read_small_file(path, &text, &len, d);
-	if (ret)
-		goto out;
-	ret = wlift__index_parse(text, len, path, &ix, d);
-	if (ret)
-		goto out;
-	slash = strrchr(path, '/');
-	dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
-	uris = calloc(ix.nshards, sizeof(char *));
-	if (!dir || !uris) {
-		ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
-		goto out;
-	}
-	for (size_t i = 0; i < ix.nshards; i++) {
-		struct stat st;
-		uris[i] = ix.shards[i][0] == '/' ? strdup(ix.shards[i]) : join(dir, ix.shards[i]);
-		if (!uris[i]) {
-			ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
+	for (size_t i = 0; i < n; i++) {
+		struct wlift__ckpt_file *f = &ck->files[i];
+		f->hdr.nmeta = -1;
+		f->src = wlift__source_ref(srcs[i]);
+		ck->nfiles = i + 1; /* so that destroy releases it */
+		f->info.uri = strdup(srcs[i]->uri);
+		if (!f->info.uri) {
+			ret = wlift__diag_set(d, -ENOMEM, srcs[i]->uri, NULL, -1, NULL, NULL);
 			goto out;
 		}
-		if (stat(uris[i], &st) != 0) {
-			ret = wlift__diag_set(d, -errno, uris[i], NULL, -1, "index.shard",
-					      "%s: shard %s named by the index: %s", path, uris[i],
-					      strerror(errno));
+		ret = read_header(ck, i, d);
+		if (ret)
 			goto out;
-		}
 	}
-	ret = open_files(ctx, uris, ix.nshards, &ck, d);
+	ret = build_table(ck, d);
 	if (ret)
 		goto out;
-	/* Every mapped tensor must be in its shard; then equal counts mean that no shard holds
-	 * a tensor the map does not name (names are unique across shards, checked above). */
-	for (size_t i = 0; i < ix.nentries; i++) {
-		const char *name = ix.names[i], *want = ix.shards[ix.shard[i]];
-		int64_t k = wlift_ckpt_find(ck, name);
-		if (k < 0) {
-			ret = wlift__diag_set(d, WLIFT_EINDEX, path, name, -1, "index.missing",
-					      "%s: tensor \"%s\" is mapped to %s but that shard does "
-					      "not contain it", path, name, want);
-			goto out;
-		}
-		if (ck->tensors[k].file != ix.shard[i]) {
-			ret = wlift__diag_set(d, WLIFT_EINDEX, path, name, -1, "index.shard",
-					      "%s: tensor \"%s\" is mapped to %s but is stored in %s",
-					      path, name, want, ix.shards[ck->tensors[k].file]);
-			goto out;
-		}
-	}
-	if (ck->ntensors != ix.nentries) {
-		/* Find one the map lacks: mark what the map names, report the first other. */
-		uint8_t *named = calloc(ck->ntensors, 1);
-		if (!named) {
-			ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
-			goto out;
-		}
-		for (size_t i = 0; i < ix.nentries; i++)
-			named[wlift_ckpt_find(ck, ix.names[i])] = 1;
-		for (size_t i = 0; i < ck->ntensors; i++)
-			if (!named[i]) {
-				ret = wlift__diag_set(d, WLIFT_EINDEX, path, ck->tensors[i].name, -1,
-						      "index.unmapped",
-						      "%s: shard %s holds tensor \"%s\" which the "
-						      "index's weight_map does not name", path,
-						      ix.shards[ck->tensors[i].file],
-						      ck->tensors[i].name);
-				break;
-			}
-		free(named);
-		if (!ret) /* unreachable: counts differ only when a shard has more */
-			ret = WLIFT_EINDEX;
-		goto out;
-	}
 	*out = ck;
 	ck = NULL;
 out:
 	ckpt_destroy(ck);
-	for (size_t i = 0; uris && i < ix.nshards; i++)
-		free(uris[i]);
-	free(uris);
-	wlift__index_free(&ix);
-	free(dir);
-	free(text);
 	return ret;
 }
 
-static int open_dir(wlift_ctx *ctx, const char *path, struct wlift_ckpt **out, wlift_diag *d)
+/* Every mapped tensor must be in its shard; then equal counts mean that no shard holds a
+ * tensor the map does not name (names are unique across shards, checked by build_table). */
+static int check_index(const struct wlift_ckpt *ck, const struct wlift__index *ix,
+		       const char *path, wlift_diag *d)
 {
-	DIR *dh = NULL;
-	struct dirent *e;
-	char **files = NULL, **indexes = NULL;
-	size_t nf = 0, capf = 0, ni = 0, capi = 0;
-	const char *index = NULL;
-	char *ipath = NULL;
-	int ret = 0;
+	uint8_t *named;
 
-	dh = opendir(path);
-	if (!dh)
-		return wlift__diag_set(d, -errno, path, NULL, -1, "io.open", "%s: cannot open "
-				       "directory: %s", path, strerror(errno));
-	while ((e = readdir(dh))) {
-		if (e->d_name[0] == '.')
-			continue;
-		if (has_suffix(e->d_name, ".safetensors.index.json"))
-			ret = push_str(&indexes, &ni, &capi, strdup(e->d_name));
-		else if (has_suffix(e->d_name, ".safetensors"))
-			ret = push_str(&files, &nf, &capf, strdup(e->d_name));
-		if (ret) {
-			ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
-			goto out;
+	for (size_t i = 0; i < ix->nentries; i++) {
+		const char *name = ix->names[i], *want = ix->shards[ix->shard[i]];
+		int64_t k = wlift_ckpt_find(ck, name);
+		if (k < 0)
+			return wlift__diag_set(d, WLIFT_EINDEX, path, name, -1, "index.missing",
+					       "%s: tensor \"%s\" is mapped to %s but that shard "
+					       "does not contain it",
+					       path, name, want);
+		if (ck->tensors[k].file != ix->shard[i])
+			return wlift__diag_set(d, WLIFT_EINDEX, path, name, -1, "index.shard",
+					       "%s: tensor \"%s\" is mapped to %s but is stored in "
+					       "%s",
+					       path, name, want, ix->shards[ck->tensors[k].file]);
+	}
+	if (ck->ntensors == ix->nentries)
+		return 0;
+	/* Find one the map lacks: mark what the map names, report the first other. */
+	named = calloc(ck->ntensors, 1);
+	if (!named)
+		return wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
+	for (size_t i = 0; i < ix->nentries; i++)
+		named[wlift_ckpt_find(ck, ix->names[i])] = 1;
+	for (size_t i = 0; i < ck->ntensors; i++)
+		if (!named[i]) {
+			free(named);
+			return wlift__diag_set(d, WLIFT_EINDEX, path, ck->tensors[i].name, -1,
+					       "index.unmapped",
+					       "%s: shard %s holds tensor \"%s\" which the index's "
+					       "weight_map does not name",
+					       path, ix->shards[ck->tensors[i].file],
+					       ck->tensors[i].name);
 		}
-	}
-	if (nf)
-		qsort(files, nf, sizeof(char *), cmp_str);
-	if (ni)
-		qsort(indexes, ni, sizeof(char *), cmp_str);
-	for (size_t i = 0; i < ni; i++)
-		if (strcmp(indexes[i], "model.safetensors.index.json") == 0)
-			index = indexes[i];
-	if (!index && ni == 1)
-		index = indexes[0];
-	if (!index && ni > 1) {
-		ret = wlift__diag_set(d, WLIFT_EINDEX, path, NULL, -1, "index.ambiguous",
-				      "%s: %zu *.safetensors.index.json files and none is "
-				      "model.safetensors.index.json: open one of them explicitly",
-				      path, ni);
-		goto out;
-	}
-	if (index) {
-		ipath = join(path, index);
-		if (!ipath) {
-			ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
-			goto out;
-		}
-		ret = open_index(ctx, ipath, out, d);
-		if (ret)
-			goto out;
-		/* Tell the user about files the index leaves out: stale shards or a merged
-		 * copy are common and easy to mistake for part of the checkpoint. */
-		for (size_t i = 0; i < nf; i++) {
-			int used = 0;
-			for (size_t k = 0; k < (*out)->nfiles && !used; k++) {
-				const char *u = (*out)->files[k].info.uri, *b = strrchr(u, '/');
-				used = strcmp(b ? b + 1 : u, files[i]) == 0;
-			}
-			if (!used)
-				wlift__log(ctx, WLIFT_LOG_INFO, "%s: ignoring %s, which %s does not "
-					   "name", path, files[i], index);
-		}
-		for (size_t i = 0; i < ni; i++)
-			if (indexes[i] != index)
-				wlift__log(ctx, WLIFT_LOG_INFO, "%s: ignoring %s (using %s)", path,
-					   indexes[i], index);
-		goto out;
-	}
-	if (nf == 0) {
-		ret = wlift__diag_set(d, -ENOENT, path, NULL, -1, "ckpt.empty",
-				      "%s: no *.safetensors files or index in this directory", path);
-		goto out;
-	}
-	for (size_t i = 0; i < nf; i++) {
-		char *full = join(path, files[i]);
-		if (!full) {
-			ret = wlift__diag_set(d, -ENOMEM, path, NULL, -1, NULL, NULL);
-			goto out;
-		}
-		free(files[i]);
-		files[i] = full;
-	}
-	ret = open_files(ctx, files, nf, out, d);
-out:
-	if (dh)
-		closedir(dh);
-	free(ipath);
-	free_strs(files, nf);
-	free_strs(indexes, ni);
-	return ret;
+	free(named);
+	return WLIFT_EINDEX; /* unreachable: counts differ only when a shard has more */
 }
 
 int wlift_open(wlift_ctx *ctx, const char *uri, wlift_ckpt **out, wlift_diag *d)
 {
 	double t0 = wlift__now();
-	const char *path;
-	struct stat st;
+	struct wlift__located loc;
+	struct wlift__source **srcs = NULL;
+	struct wlift_ckpt *ck = NULL;
 	int ret;
 
 	if (!out)
@@ -497,20 +264,40 @@ int wlift_open(wlift_ctx *ctx, const char *uri, wlift_ckpt **out, wlift_diag *d)
 	*out = NULL;
 	if (!uri || !*uri)
 		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, NULL, "empty URI");
-	path = wlift__uri_local_path(uri);
-	if (!path)
-		return wlift__diag_set(d, WLIFT_EURI, uri, NULL, -1, "uri.scheme",
-				       "%s: URI scheme not supported by this build", uri);
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-		ret = open_dir(ctx, path, out, d);
-	} else if (has_suffix(path, ".index.json")) {
-		ret = open_index(ctx, path, out, d);
-	} else {
-		char *one = (char *)uri;
-		ret = open_files(ctx, &one, 1, out, d);
+	ctx = wlift__ctx_or_default(ctx);
+	ret = wlift__locate(ctx, uri, &loc, d);
+	if (ret)
+		return ret;
+	srcs = calloc(loc.n ? loc.n : 1, sizeof(*srcs));
+	if (!srcs) {
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		goto out;
 	}
-	if (ret == 0)
-		(*out)->open_s = wlift__now() - t0;
+	for (size_t i = 0; i < loc.n; i++) {
+		ret = wlift__source_open(ctx, loc.uris[i], &srcs[i], d);
+		if (ret)
+			goto out;
+	}
+	ret = wlift__ckpt_open_sources(ctx, srcs, loc.n, &ck, d);
+	if (ret)
+		goto out;
+	if (loc.index_uri) {
+		ret = check_index(ck, &loc.ix, loc.index_uri, d);
+		if (ret)
+			goto out;
+	}
+	for (size_t i = 0; i < loc.nignored; i++)
+		wlift__log(ctx, WLIFT_LOG_INFO, "%s: ignoring %s, which %s does not name",
+			   loc.dir_uri, loc.ignored[i], wlift__uri_basename(loc.index_uri));
+	ck->open_s = wlift__now() - t0;
+	*out = ck;
+	ck = NULL;
+out:
+	ckpt_destroy(ck);
+	for (size_t i = 0; srcs && i < loc.n; i++)
+		wlift__source_unref(srcs[i]);
+	free(srcs);
+	wlift__located_free(&loc);
 	return ret;
 }
 
@@ -518,7 +305,7 @@ int wlift_open_memory(wlift_ctx *ctx, const void *buf, size_t len, const char *n
 		      wlift_ckpt **out, wlift_diag *d)
 {
 	double t0 = wlift__now();
-	struct wlift_ckpt *ck;
+	struct wlift__source *src = NULL;
 	int ret;
 
 	if (!out)
@@ -526,33 +313,13 @@ int wlift_open_memory(wlift_ctx *ctx, const void *buf, size_t len, const char *n
 	*out = NULL;
 	if (!buf && len)
 		return wlift__diag_set(d, -EINVAL, name, NULL, -1, NULL, "buf is NULL");
-	if (!name)
-		name = "<memory>";
-	ck = ckpt_new(ctx, 1);
-	if (!ck)
-		return wlift__diag_set(d, -ENOMEM, name, NULL, -1, NULL, NULL);
-	ck->nfiles = 1;
-	ck->files[0].nmeta = -1;
-	ck->files[0].hdr.nmeta = -1;
-	ck->files[0].info.uri = strdup(name);
-	if (!ck->files[0].info.uri) {
-		ret = wlift__diag_set(d, -ENOMEM, name, NULL, -1, NULL, NULL);
-		goto out;
-	}
-	ret = wlift__source_open_memory(buf ? buf : "", len, name, &ck->files[0].src, d);
+	ret = wlift__source_open_memory(buf ? buf : "", len, name ? name : "<memory>", &src, d);
 	if (ret)
-		goto out;
-	ret = read_header(ck, 0, d);
-	if (ret)
-		goto out;
-	ret = build_table(ck, d);
-	if (ret)
-		goto out;
-	ck->open_s = wlift__now() - t0;
-	*out = ck;
-	ck = NULL;
-out:
-	ckpt_destroy(ck);
+		return ret;
+	ret = wlift__ckpt_open_sources(ctx, &src, 1, out, d);
+	wlift__source_unref(src);
+	if (ret == 0)
+		(*out)->open_s = wlift__now() - t0;
 	return ret;
 }
 
@@ -599,7 +366,7 @@ int wlift_ckpt_metadata_count(const wlift_ckpt *ck, size_t file)
 {
 	if (!ck || file >= ck->nfiles)
 		return -EINVAL;
-	return ck->files[file].nmeta < 0 ? -ENOENT : ck->files[file].nmeta;
+	return ck->files[file].hdr.nmeta < 0 ? -ENOENT : ck->files[file].hdr.nmeta;
 }
 
 int wlift_ckpt_metadata(const wlift_ckpt *ck, size_t file, size_t i, const char **key,
@@ -610,12 +377,12 @@ int wlift_ckpt_metadata(const wlift_ckpt *ck, size_t file, size_t i, const char 
 	if (!ck || file >= ck->nfiles)
 		return -EINVAL;
 	f = &ck->files[file];
-	if (f->nmeta < 0 || i >= (size_t)f->nmeta)
+	if (f->hdr.nmeta < 0 || i >= (size_t)f->hdr.nmeta)
 		return -EINVAL;
 	if (key)
-		*key = f->meta[2 * i];
+		*key = f->hdr.meta[2 * i];
 	if (value)
-		*value = f->meta[2 * i + 1];
+		*value = f->hdr.meta[2 * i + 1];
 	return 0;
 }
 

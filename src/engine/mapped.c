@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Mapped mode (opts->mmap = 1). Each file is mapped MAP_PRIVATE with PROT_READ|PROT_WRITE, so
+ * Mapped mode (opts->mmap = 1): the run stage for CPU loads that map instead of reading.
+ * Each file is mapped (by its source: ops->map) MAP_PRIVATE with PROT_READ|PROT_WRITE, so
  * tensors are writable and a write never reaches the file (the kernel copies the page on the
  * first write). The pages of the selected tensors are then populated with
  * madvise(MADV_POPULATE_READ), which maps the page-cache pages read-only into the process
@@ -65,7 +66,7 @@ static int populate(uint8_t *p, size_t len, unsigned threads)
 
 	if (nt > 64)
 		nt = 64;
-	if (len < 64u << 20)
+	if (len < WLIFT_POPULATE_MIN_PARALLEL)
 		nt = 1;
 	per = (len / nt + step - 1) / step * step;
 	memset(jobs, 0, sizeof(jobs));
@@ -102,8 +103,8 @@ int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res, const wl
 		struct wlift__source *src = ck->files[f].src;
 		uint64_t lo = UINT64_MAX, hi = 0;
 		size_t j = i;
+		struct wlift__mem m;
 		uint8_t *base;
-		size_t maplen = (size_t)src->size;
 
 		for (; j < n && t[j].file == f; j++) {
 			if (!t[j].nbytes)
@@ -113,16 +114,15 @@ int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res, const wl
 			if (t[j].file_offset + t[j].nbytes > hi)
 				hi = t[j].file_offset + t[j].nbytes;
 		}
-		if (src->fd < 0 || maplen == 0)
+		if (!src->ops->map)
 			return wlift__diag_set(d, WLIFT_EUNSUPPORTED, src->uri, NULL, -1,
 					       "load.mmap", "%s: mapped mode needs a local file",
 					       src->uri);
-		base = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE, src->fd, 0);
-		if (base == MAP_FAILED)
-			return wlift__diag_set(d, -errno, src->uri, NULL, -1, "io.mmap",
-					       "%s: cannot map the file: %s", src->uri,
-					       strerror(errno));
-		ret = wlift__result_own(res, base, maplen, 0);
+		ret = src->ops->map(src, &m, d);
+		if (ret)
+			return ret;
+		base = m.base;
+		ret = wlift__result_own(res, &m);
 		if (ret)
 			return wlift__diag_set(d, ret, NULL, NULL, -1, NULL, NULL);
 		for (size_t k = i; k < j; k++)

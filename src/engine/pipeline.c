@@ -1,10 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Pipeline: worker threads pull chunk indices from one atomic counter (chunks are in file
- * order, so the device sees mostly sequential reads spread over a few streams), read each
- * straight into the destination and account for the bytes landed per tensor. The calling
- * thread only waits, calling the progress callback at least every 100 ms; a cancel or the
- * first error raises a stop flag that every worker checks before its next read.
+ * order, so the device sees mostly sequential reads spread over a few streams) and keep up to
+ * qd reads in flight each, through the read queue of each chunk's source (created on first
+ * use, one per worker and source kind). A read lands straight in the destination when the
+ * sink has host memory there; otherwise in a staging buffer from the sink, committed when the
+ * read completes (the sink reports the commit's completion later, from whichever thread polls
+ * it). A short read is resubmitted for its remainder unless it ended past the tensors (O_DIRECT
+ * widening at the end of the file). The calling thread only waits, calling the progress
+ * callback at least every WLIFT_PROGRESS_MS; a cancel or the first error raises a stop flag
+ * that every worker checks before its next submission, and every read in flight is reaped
+ * (and every staging buffer given back) before the workers exit.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -13,19 +19,24 @@
 #include <time.h>
 
 #include "engine/pipeline.h"
-#include "source/file.h"
-#include "source/uring.h"
+
+#define NO_CHUNK SIZE_MAX
+#define MAX_KINDS 4 /* source kinds one load reads from (file, memory, ...) */
 
 struct run {
 	struct wlift__pipeline *pl;
+	int staged;	    /* the sink has no host destination: every chunk is staged */
 	uint64_t *left;	    /* per tensor: bytes still to land (atomic) */
 	size_t *range_left; /* per range: chunks still to land (atomic) */
+	uint64_t *got;	    /* per chunk: bytes read so far (owned by the worker reading it) */
+	void **stage;	    /* per chunk: its staging buffer while staged */
 	size_t next;	    /* next chunk to claim (atomic) */
 	int stop;	    /* atomic */
 	uint64_t done;	    /* tensor bytes landed (atomic) */
 	uint64_t read;	    /* bytes read (atomic) */
 	uint64_t fixups, fixup_bytes;
-	int used_uring;
+	int used_uring;	     /* atomic */
+	const char *first_q; /* name of the first read queue made (atomic) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	unsigned running;
@@ -62,14 +73,16 @@ static int fire(struct run *r, size_t k)
 	if (ret) {
 		wlift_diag d;
 		wlift_diag_clear(&d);
-		wlift__diag_set(&d, ret, NULL, r->pl->tensors[k].name, -1, "load.canceled",
-				"the load was canceled by the ready callback");
+		if (ret == WLIFT_ECANCELED)
+			wlift__diag_set(&d, ret, NULL, r->pl->tensors[k].name, -1, "load.canceled",
+					"the load was canceled by the ready callback");
 		fail(r, ret, &d);
 	}
 	return ret;
 }
 
-/* Account for chunk ci having landed: per-tensor counters, or the range's fix-up. */
+/* Account for chunk ci having landed in its destination: per-tensor counters, or the range's
+ * fix-up once all of the range has landed. */
 static void complete(struct run *r, size_t ci)
 {
 	const struct wlift__plan *p = r->pl->plan;
@@ -80,18 +93,25 @@ static void complete(struct run *r, size_t ci)
 	uint64_t hi = c->off + c->len < rg->end ? c->off + c->len : rg->end;
 	size_t a, b;
 
-	__atomic_add_fetch(&r->read, c->len, __ATOMIC_RELAXED);
 	if (hi > lo)
 		__atomic_add_fetch(&r->done, hi - lo, __ATOMIC_RELAXED);
 	if (rg->shift) {
 		/* O_DIRECT placed this range off a 64-byte boundary: once all of it has landed,
 		 * move it down in place (the slack before it is ours) and report its tensors. */
+		uint64_t from = rg->dest + (rg->off - rg->rd_off);
+		wlift_diag d;
+		int ret;
+
 		if (__atomic_sub_fetch(&r->range_left[c->range], 1, __ATOMIC_ACQ_REL) != 0)
 			return;
-		if (r->pl->sink->ops->ptr(r->pl->sink, 0)) {
-			uint8_t *base = r->pl->sink->ops->ptr(r->pl->sink, 0);
-			uint64_t from = rg->dest + (rg->off - rg->rd_off);
-			memmove(base + from - rg->shift, base + from, rg->end - rg->off);
+		if (stopped(r))
+			return;
+		wlift_diag_clear(&d);
+		ret = r->pl->sink->ops->move(r->pl->sink, from - rg->shift, from, rg->end - rg->off,
+					     &d);
+		if (ret) {
+			fail(r, ret, &d);
+			return;
 		}
 		__atomic_add_fetch(&r->fixups, rg->nt, __ATOMIC_RELAXED);
 		__atomic_add_fetch(&r->fixup_bytes, rg->end - rg->off, __ATOMIC_RELAXED);
@@ -123,179 +143,279 @@ static void complete(struct run *r, size_t ci)
 	}
 }
 
-/* Check the bytes a read returned: a short read is fine only past the tensors' end (O_DIRECT
- * widening at the end of the file). */
-static int check_got(struct run *r, size_t ci, size_t got, wlift_diag *d)
+/* The sink's report that the commit of chunk `cookie` has landed. */
+static void commit_done(void *user, uint64_t cookie, int err, const wlift_diag *d)
 {
-	const struct wlift__plan *p = r->pl->plan;
-	const struct wlift__plan_chunk *c = &p->chunks[ci];
-	const struct wlift__plan_range *rg = &p->ranges[c->range];
-	struct wlift__source *s = r->pl->files[c->file].src;
+	struct run *r = user;
 
-	if (got == c->len || c->off + got >= rg->end)
-		return 0;
-	return wlift__diag_set(
-	    d, WLIFT_ECHANGED, s->uri, NULL, (int64_t)(c->off + got), "file.changed",
-	    "%s: unexpected end of file at offset %llu (the file was %llu "
-	    "bytes when opened; was it truncated while loading?)",
-	    s->uri, (unsigned long long)(c->off + got), (unsigned long long)s->size);
+	if (err) {
+		fail(r, err, d);
+		return;
+	}
+	if (!stopped(r))
+		complete(r, (size_t)cookie);
 }
 
-static int read_error(struct run *r, size_t ci, uint64_t at, int err, wlift_diag *d)
-{
-	const struct wlift__plan_chunk *c = &r->pl->plan->chunks[ci];
-	struct wlift__source *s = r->pl->files[c->file].src;
-
-	return wlift__diag_set(d, err, s->uri, NULL, (int64_t)at, "io.read",
-			       "%s: read of %llu bytes at offset %llu failed: %s%s", s->uri,
-			       (unsigned long long)c->len, (unsigned long long)at, strerror(-err),
-			       c->direct ? " (O_DIRECT)" : "");
-}
-
-/* Synchronous read of chunk ci (or of its remainder from byte `from` on) into dst. */
-static int read_sync(struct run *r, size_t ci, uint8_t *dst, size_t from, wlift_diag *d)
-{
-	const struct wlift__plan_chunk *c = &r->pl->plan->chunks[ci];
-	struct wlift__pipe_file *f = &r->pl->files[c->file];
-	size_t got = 0;
-	int ret;
-
-	if (f->fd < 0) /* memory image: memcpy through the source */
-		return wlift__source_pread(f->src, dst + from, c->len - from, c->off + from, d);
-	ret = wlift__pread_full(c->direct ? f->dfd : f->fd, dst + from, c->len - from,
-				c->off + from, &got);
-	if (ret < 0)
-		return read_error(r, ci, c->off + from + got, ret, d);
-	return check_got(r, ci, from + got, d);
-}
+struct wq {
+	const struct wlift__source_ops *kind;
+	struct wlift__rq *q;
+};
 
 struct worker {
 	struct run *r;
-	uint8_t *bounce; /* sinks without host pointers */
-	size_t bounce_len;
+	struct wq qs[MAX_KINDS];
+	unsigned nq;
+	unsigned inflight; /* over all of this worker's queues */
+	unsigned rr;	   /* next queue to reap (round robin) */
+	size_t held;	   /* claimed, not yet submitted */
 };
 
-static uint8_t *dest_of(struct worker *w, size_t ci)
+static struct wlift__rq *queue_for(struct worker *w, struct wlift__source *s, wlift_diag *d)
 {
-	const struct wlift__plan_chunk *c = &w->r->pl->plan->chunks[ci];
-	struct wlift__sink *s = w->r->pl->sink;
-	void *p = s->ops->ptr(s, c->dest);
+	struct run *r = w->r;
+	struct wlift__rq *q;
+	const char *name;
 
-	return p ? p : w->bounce;
+	for (unsigned i = 0; i < w->nq; i++)
+		if (w->qs[i].kind == s->ops)
+			return w->qs[i].q;
+	if (w->nq == MAX_KINDS) {
+		wlift__diag_set(d, -ENOSPC, s->uri, NULL, -1, "load.sources",
+				"more than %d kinds of source in one load", MAX_KINDS);
+		return NULL;
+	}
+	if (s->ops->queue(s, r->pl->qd, r->pl->queue_flags, &q, d))
+		return NULL;
+	name = wlift__rq_name(q);
+	if (strcmp(name, "uring") == 0)
+		__atomic_store_n(&r->used_uring, 1, __ATOMIC_RELAXED);
+	{
+		const char *none = NULL;
+		__atomic_compare_exchange_n(&r->first_q, &none, name, 0, __ATOMIC_RELAXED,
+					    __ATOMIC_RELAXED);
+	}
+	w->qs[w->nq].kind = s->ops;
+	w->qs[w->nq].q = q;
+	w->nq++;
+	return q;
 }
 
-static int deliver(struct worker *w, size_t ci, wlift_diag *d)
+static void drop_stage(struct run *r, size_t ci)
 {
-	const struct wlift__plan_chunk *c = &w->r->pl->plan->chunks[ci];
-	struct wlift__sink *s = w->r->pl->sink;
-
-	if (s->ops->ptr(s, c->dest))
-		return 0;
-	return s->ops->write(s, c->dest, w->bounce, (size_t)c->len, d);
+	if (r->stage[ci]) {
+		r->pl->sink->ops->unacquire(r->pl->sink, r->stage[ci]);
+		r->stage[ci] = NULL;
+	}
 }
 
-static void run_pread(struct worker *w)
+static uint8_t *dest_of(struct run *r, size_t ci)
+{
+	const struct wlift__plan_chunk *c = &r->pl->plan->chunks[ci];
+
+	if (r->stage[ci])
+		return r->stage[ci];
+	return r->pl->sink->ops->dest(r->pl->sink, c->dest);
+}
+
+/* Submit the rest of chunk ci (from byte got[ci] on). */
+static int submit(struct worker *w, struct wlift__rq *q, size_t ci, wlift_diag *d)
+{
+	struct run *r = w->r;
+	const struct wlift__plan_chunk *c = &r->pl->plan->chunks[ci];
+	struct wlift__source *s = r->pl->srcs[c->file];
+	uint64_t g = r->got[ci];
+	struct wlift__read rd = { dest_of(r, ci) + g, c->off + g, (size_t)(c->len - g), ci,
+				  c->direct ? WLIFT__READ_DIRECT : 0 };
+	int ret = q->ops->submit(q, s, &rd, d);
+
+	if (ret == 0)
+		w->inflight++;
+	return ret;
+}
+
+/* Claim and submit chunks until this worker has qd reads in flight, the plan is done, or
+ * the sink has no staging buffer free. */
+static void fill(struct worker *w)
 {
 	struct run *r = w->r;
 	const struct wlift__plan *p = r->pl->plan;
 
-	while (!stopped(r)) {
-		size_t ci = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
+	while (!stopped(r) && w->inflight < r->pl->qd) {
+		const struct wlift__plan_chunk *c;
+		struct wlift__rq *q;
 		wlift_diag d;
 		int ret;
 
-		if (ci >= p->nchunks)
-			break;
-		wlift_diag_clear(&d);
-		ret = read_sync(r, ci, dest_of(w, ci), 0, &d);
-		if (!ret)
-			ret = deliver(w, ci, &d);
-		if (ret) {
-			fail(r, ret, &d);
-			break;
+		if (w->held == NO_CHUNK) {
+			size_t ci = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
+			if (ci >= p->nchunks)
+				return;
+			w->held = ci;
 		}
-		complete(r, ci);
+		c = &p->chunks[w->held];
+		wlift_diag_clear(&d);
+		q = queue_for(w, r->pl->srcs[c->file], &d);
+		if (!q) {
+			fail(r, d.code ? d.code : -ENOMEM, &d);
+			return;
+		}
+		if (q->inflight >= q->depth)
+			return;
+		if (r->staged && !r->stage[w->held]) {
+			ret = r->pl->sink->ops->acquire(r->pl->sink, (size_t)c->len,
+							&r->stage[w->held], &d);
+			if (ret == -EAGAIN)
+				return; /* reap, or wait for the sink (run_worker) */
+			if (ret) {
+				fail(r, ret, &d);
+				return;
+			}
+		}
+		ret = submit(w, q, w->held, &d);
+		if (ret == -EBUSY)
+			return;
+		if (ret) {
+			drop_stage(r, w->held);
+			fail(r, ret, &d);
+			return;
+		}
+		w->held = NO_CHUNK;
 	}
 }
 
-/* One ring per worker: keep up to qd chunk reads in flight, claim more as they complete.
- * Short reads (rare: signals, EOF) finish synchronously. */
-static int run_uring(struct worker *w)
+/* Handle the completion of one read of chunk ci. */
+static void landed(struct worker *w, struct wlift__rq *q, const struct wlift__rdone *c,
+		   const wlift_diag *rd)
 {
 	struct run *r = w->r;
-	const struct wlift__plan *p = r->pl->plan;
-	struct wlift__uring *u = NULL;
-	int ret = wlift__uring_create(r->pl->qd, &u);
+	size_t ci = (size_t)c->tag;
+	const struct wlift__plan_chunk *ch = &r->pl->plan->chunks[ci];
+	const struct wlift__plan_range *rg = &r->pl->plan->ranges[ch->range];
+	struct wlift__source *s = r->pl->srcs[ch->file];
+	wlift_diag d;
+	int ret;
 
-	if (ret < 0)
-		return ret;
-	__atomic_store_n(&r->used_uring, 1, __ATOMIC_RELAXED);
-	for (;;) {
-		uint64_t tag;
-		int res;
-		wlift_diag d;
-
-		wlift_diag_clear(&d);
-		while (!stopped(r) && wlift__uring_inflight(u) < r->pl->qd) {
-			size_t ci = __atomic_fetch_add(&r->next, 1, __ATOMIC_RELAXED);
-			const struct wlift__plan_chunk *c;
-			struct wlift__pipe_file *f;
-			if (ci >= p->nchunks)
-				break;
-			c = &p->chunks[ci];
-			f = &r->pl->files[c->file];
-			if (f->fd < 0 || c->len > (1u << 30)) {
-				ret = read_sync(r, ci, dest_of(w, ci), 0, &d);
-				if (ret) {
-					fail(r, ret, &d);
-					break;
-				}
-				complete(r, ci);
-				continue;
-			}
-			if (wlift__uring_read(u, c->direct ? f->dfd : f->fd, dest_of(w, ci),
-					      (size_t)c->len, c->off, ci) < 0) {
-				/* No submission slot (cannot happen while qd bounds the reads in
-				 * flight): read it here rather than lose the chunk. */
-				ret = read_sync(r, ci, dest_of(w, ci), 0, &d);
-				if (ret) {
-					fail(r, ret, &d);
-					break;
-				}
-				complete(r, ci);
-			}
-		}
-		if (!wlift__uring_inflight(u))
-			break;
-		ret = wlift__uring_wait(u, &tag, &res);
-		if (ret < 0) {
-			wlift__diag_set(&d, ret, NULL, NULL, -1, "io.uring",
-					"io_uring wait failed");
-			fail(r, ret, &d);
-			break;
-		}
-		if (stopped(r))
-			continue;
-		if (res < 0) {
-			read_error(r, (size_t)tag, p->chunks[tag].off, res, &d);
-			fail(r, res, &d);
-			continue;
-		}
-		if ((uint64_t)res < p->chunks[tag].len) {
-			if (res == 0)
-				ret = check_got(r, (size_t)tag, 0, &d);
-			else
-				ret = read_sync(r, (size_t)tag, dest_of(w, (size_t)tag),
-						(size_t)res, &d);
-			if (ret) {
-				fail(r, ret, &d);
-				continue;
-			}
-		}
-		complete(r, (size_t)tag);
+	if (c->res < 0) {
+		drop_stage(r, ci);
+		fail(r, (int)c->res, rd);
+		return;
 	}
-	wlift__uring_destroy(u); /* reaps anything still in flight */
-	return 0;
+	__atomic_add_fetch(&r->read, (uint64_t)c->res, __ATOMIC_RELAXED);
+	if (stopped(r)) {
+		drop_stage(r, ci);
+		return;
+	}
+	r->got[ci] += (uint64_t)c->res;
+	wlift_diag_clear(&d);
+	if (r->got[ci] < ch->len && ch->off + r->got[ci] < rg->end) {
+		if (c->res == 0) {
+			/* The end of the file came before the tensors' end. */
+			drop_stage(r, ci);
+			wlift__diag_set(&d, WLIFT_ECHANGED, s->uri, NULL,
+					(int64_t)(ch->off + r->got[ci]), "file.changed",
+					"%s: unexpected end of file at offset %llu (the file was "
+					"%llu bytes when opened; was it truncated while loading?)",
+					s->uri, (unsigned long long)(ch->off + r->got[ci]),
+					(unsigned long long)s->size);
+			fail(r, WLIFT_ECHANGED, &d);
+			return;
+		}
+		/* A short read before the end: ask for the rest (the slot just freed). */
+		ret = submit(w, q, ci, &d);
+		if (ret) {
+			drop_stage(r, ci);
+			fail(r, ret == -EBUSY ? -EIO : ret, &d);
+		}
+		return;
+	}
+	if (r->stage[ci]) {
+		void *buf = r->stage[ci];
+		r->stage[ci] = NULL;
+		ret = r->pl->sink->ops->commit(r->pl->sink, buf, ch->dest, (size_t)r->got[ci], ci,
+					       &d);
+		if (ret)
+			fail(r, ret, &d);
+		return;
+	}
+	complete(r, ci);
+}
+
+/* Reap one completion from one of this worker's queues (round robin among those with reads
+ * in flight). */
+static void reap_one(struct worker *w)
+{
+	struct run *r = w->r;
+
+	for (unsigned k = 0; k < w->nq; k++) {
+		unsigned i = (w->rr + k) % w->nq;
+		struct wlift__rq *q = w->qs[i].q;
+		struct wlift__rdone c;
+		wlift_diag d;
+		int ret;
+
+		if (!q->inflight)
+			continue;
+		w->rr = i + 1;
+		wlift_diag_clear(&d);
+		ret = q->ops->reap(q, 1, &c, &d);
+		if (ret < 0) {
+			/* The queue itself failed: its reads are lost. Stop; destroy waits. */
+			fail(r, ret, &d);
+			w->inflight = w->inflight > q->inflight ? w->inflight - q->inflight : 0;
+			return;
+		}
+		if (ret == 0)
+			continue;
+		w->inflight--;
+		landed(w, q, &c, &d);
+		return;
+	}
+	w->inflight = 0; /* nothing was in flight after all */
+}
+
+static void run_worker(struct worker *w)
+{
+	struct run *r = w->r;
+	struct wlift__sink *s = r->pl->sink;
+
+	w->held = NO_CHUNK;
+	for (;;) {
+		fill(w);
+		if (r->staged) {
+			wlift_diag d;
+			int ret;
+			wlift_diag_clear(&d);
+			/* Nothing of ours to reap but chunks left: wait for a staging buffer. */
+			ret = s->ops->poll(s, !w->inflight && w->held != NO_CHUNK && !stopped(r),
+					   &d);
+			if (ret < 0)
+				fail(r, ret, &d);
+		}
+		if (w->inflight) {
+			reap_one(w);
+			continue;
+		}
+		if (stopped(r) || w->held == NO_CHUNK)
+			break;
+	}
+	/* Stopped: reap every read still in flight so that its staging buffer goes back. */
+	for (unsigned i = 0; i < w->nq; i++) {
+		struct wlift__rq *q = w->qs[i].q;
+		if (stopped(r))
+			q->ops->cancel(q);
+		while (q->inflight) {
+			struct wlift__rdone c;
+			wlift_diag d;
+			wlift_diag_clear(&d);
+			if (q->ops->reap(q, 1, &c, &d) <= 0)
+				break;
+			drop_stage(r, (size_t)c.tag);
+		}
+		q->ops->destroy(q);
+	}
+	if (w->held != NO_CHUNK)
+		drop_stage(r, w->held);
+	w->nq = 0;
 }
 
 static void *worker_main(void *arg)
@@ -303,15 +423,22 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct run *r = w->r;
 
-	/* io_uring keeps several reads in flight per worker, which needs in-place destinations
-	 * (a bounce-buffer sink gets one read at a time). */
-	if (!r->pl->uring || !r->pl->sink->ops->ptr(r->pl->sink, 0) || run_uring(w) < 0)
-		run_pread(w);
+	run_worker(w);
 	pthread_mutex_lock(&r->mu);
 	r->running--;
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
+}
+
+static void progress_cancel(struct run *r)
+{
+	wlift_diag cd;
+
+	wlift_diag_clear(&cd);
+	wlift__diag_set(&cd, WLIFT_ECANCELED, NULL, NULL, -1, "load.canceled",
+			"the load was canceled by the progress callback");
+	fail(r, WLIFT_ECANCELED, &cd);
 }
 
 int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
@@ -326,13 +453,18 @@ int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
 
 	memset(&r, 0, sizeof(r));
 	r.pl = pl;
+	if (!pl->qd)
+		pl->qd = 1;
+	r.staged = !pl->sink->in_place;
 	if (nthreads > p->nchunks)
 		nthreads = p->nchunks ? (unsigned)p->nchunks : 1;
 	r.left = calloc(p->ntensors ? p->ntensors : 1, sizeof(*r.left));
 	r.range_left = calloc(p->nranges ? p->nranges : 1, sizeof(*r.range_left));
+	r.got = calloc(p->nchunks ? p->nchunks : 1, sizeof(*r.got));
+	r.stage = calloc(p->nchunks ? p->nchunks : 1, sizeof(*r.stage));
 	tid = calloc(nthreads, sizeof(*tid));
 	ws = calloc(nthreads, sizeof(*ws));
-	if (!r.left || !r.range_left || !tid || !ws) {
+	if (!r.left || !r.range_left || !r.got || !r.stage || !tid || !ws) {
 		ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 		goto out;
 	}
@@ -346,6 +478,8 @@ int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
 		goto out;
 	}
 	cv_ok = 1;
+	pl->sink->done = commit_done;
+	pl->sink->done_user = &r;
 	for (size_t k = 0; k < p->ntensors; k++)
 		r.left[k] = pl->tensors[k].nbytes;
 	for (size_t i = 0; i < p->nranges; i++)
@@ -354,26 +488,14 @@ int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
 	for (size_t k = 0; k < p->ntensors; k++)
 		if (!pl->tensors[k].nbytes && fire(&r, k))
 			break;
+	for (unsigned i = 0; i < nthreads; i++)
+		ws[i].r = &r;
 
-	if (!stopped(&r)) {
-		size_t blen = 0;
-		struct wlift__sink *s = pl->sink;
-		for (size_t i = 0; i < p->nchunks; i++)
-			if (p->chunks[i].len > blen)
-				blen = (size_t)p->chunks[i].len;
-		for (unsigned i = 0; i < nthreads; i++) {
-			ws[i].r = &r;
-			if (p->nchunks && !s->ops->ptr(s, 0)) {
-				/* Bounce buffers, aligned for O_DIRECT. */
-				if (posix_memalign((void **)&ws[i].bounce, 4096, blen)) {
-					fail(&r, -ENOMEM, NULL);
-					break;
-				}
-				ws[i].bounce_len = blen;
-			}
-		}
-	}
-	if (!stopped(&r)) {
+	if (!stopped(&r) && p->nchunks == 1) {
+		/* One read: a thread would cost more than it (a get_slice of a few rows). */
+		r.running = 1;
+		worker_main(&ws[0]);
+	} else if (!stopped(&r) && p->nchunks) {
 		pthread_mutex_lock(&r.mu);
 		for (unsigned i = 0; i < nthreads; i++) {
 			if (pthread_create(&tid[i], NULL, worker_main, &ws[i]) != 0)
@@ -382,19 +504,18 @@ int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
 			r.running++;
 		}
 		pthread_mutex_unlock(&r.mu);
-		if (!started && p->nchunks) {
+		if (!started) {
 			/* No thread could start: run the work on this thread. */
-			ws[0].r = &r;
 			r.running = 1;
 			worker_main(&ws[0]);
 		}
 	}
-	/* Wait, calling progress at least every 100 ms. */
+	/* Wait, calling progress at least every WLIFT_PROGRESS_MS. */
 	pthread_mutex_lock(&r.mu);
 	while (r.running) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 100 * 1000000L;
+		ts.tv_nsec += WLIFT_PROGRESS_MS * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
@@ -405,51 +526,46 @@ int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
 			int c;
 			pthread_mutex_unlock(&r.mu);
 			c = pl->progress(done, p->tensor_bytes, pl->progress_user);
-			if (c) {
-				wlift_diag cd;
-				wlift_diag_clear(&cd);
-				wlift__diag_set(&cd, WLIFT_ECANCELED, NULL, NULL, -1,
-						"load.canceled",
-						"the load was canceled by the progress callback");
-				fail(&r, WLIFT_ECANCELED, &cd);
-			}
+			if (c)
+				progress_cancel(&r);
 			pthread_mutex_lock(&r.mu);
 		}
 	}
 	pthread_mutex_unlock(&r.mu);
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(tid[i], NULL);
-	if (!r.err && pl->sink->ops->finish) {
+	if (r.staged) {
+		/* Every commit must have landed (or failed) before the memory can be used or
+		 * freed, whatever happened. */
 		wlift_diag fd;
+		int f;
 		wlift_diag_clear(&fd);
-		int f = pl->sink->ops->finish(pl->sink, &fd);
+		f = pl->sink->ops->finish(pl->sink, &fd);
 		if (f)
 			fail(&r, f, &fd);
 	}
-	if (!r.err && pl->progress && pl->progress(r.done, p->tensor_bytes, pl->progress_user)) {
-		wlift_diag cd;
-		wlift_diag_clear(&cd);
-		wlift__diag_set(&cd, WLIFT_ECANCELED, NULL, NULL, -1, "load.canceled",
-				"the load was canceled by the progress callback");
-		fail(&r, WLIFT_ECANCELED, &cd);
-	}
+	if (!r.err && pl->progress && pl->progress(r.done, p->tensor_bytes, pl->progress_user))
+		progress_cancel(&r);
 	pl->bytes_read = r.read;
 	pl->fixups = r.fixups;
 	pl->fixup_bytes = r.fixup_bytes;
-	pl->used_uring = r.used_uring;
+	pl->strategy = r.used_uring ? "uring" : r.first_q;
 	if (r.err) {
 		ret = r.err;
 		if (d && !d->code)
 			*d = r.diag;
 	}
 out:
-	if (ws)
-		for (unsigned i = 0; i < nthreads; i++)
-			free(ws[i].bounce);
+	if (mu_ok || cv_ok) {
+		pl->sink->done = NULL;
+		pl->sink->done_user = NULL;
+	}
 	free(ws);
 	free(tid);
 	free(r.left);
 	free(r.range_left);
+	free(r.got);
+	free(r.stage);
 	if (cv_ok)
 		pthread_cond_destroy(&r.cv);
 	if (mu_ok)

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The engine proper: run a plan's chunks with worker threads (pread, or one io_uring ring per
- * worker with a queue depth), reading each chunk straight into its destination, counting
- * per-tensor remaining bytes atomically so that a tensor is reported the moment its last byte
- * lands, doing O_DIRECT fix-ups, and polling progress/cancel on the calling thread.
+ * The run stage: worker threads claim a plan's chunks, read each through its source's read
+ * queue (one queue per worker and source kind) straight into the destination (the sink's
+ * final memory, or a staging buffer the sink hands out and then commits), account for the
+ * bytes landed per tensor so that a tensor is reported the moment its last byte lands, run
+ * O_DIRECT fix-ups through the sink, and poll progress/cancel on the calling thread. The
+ * pipeline knows chunks, buffers and completions, never file descriptors or devices.
  */
 #ifndef WLIFT_PIPELINE_H
 #define WLIFT_PIPELINE_H
@@ -14,23 +16,17 @@
 #include "sink/sink.h"
 #include "source/source.h"
 
-struct wlift__pipe_file {
-	struct wlift__source *src; /* for diagnostics and memory images */
-	int fd;			   /* buffered fd, -1 for memory images */
-	int dfd;		   /* O_DIRECT fd, -1 when not used */
-};
-
 struct wlift__pipeline {
 	/* in */
 	const struct wlift__plan *plan;
-	const wlift_tensor_info *tensors; /* plan order */
-	struct wlift__pipe_file *files;
+	const wlift_tensor_info *tensors;   /* plan order */
+	struct wlift__source *const *srcs;  /* per plan file */
 	struct wlift__sink *sink;
-	int uring; /* 1: io_uring workers (fall back to pread) */
+	unsigned queue_flags;		    /* WLIFT__RQ_* for the read queues */
 	unsigned threads;
-	unsigned qd; /* io_uring queue depth per worker */
-	/* Called from a worker once tensor i has fully landed (after any fix-up). Non-zero
-	 * cancels the load with that code (WLIFT_ECANCELED for a callback's request). */
+	unsigned qd;			    /* reads in flight per worker */
+	/* Called once tensor i has fully landed (after any fix-up), from a worker or from the
+	 * thread that polled the sink. Non-zero cancels the load with that code. */
 	int (*tensor_done)(void *user, size_t i);
 	void *user;
 	wlift_progress_fn progress;
@@ -38,11 +34,11 @@ struct wlift__pipeline {
 	/* out */
 	uint64_t bytes_read;
 	uint64_t fixups, fixup_bytes;
-	int used_uring; /* 1 if any worker ran io_uring */
+	const char *strategy; /* the read queues used: "uring" if any, else the first's name */
 };
 
-/* Run the plan. 0, or the first error (d filled); on error every worker has stopped and no
- * read is in flight when this returns. */
+/* Run the plan. 0, or the first error (d filled); on error every worker has stopped, and no
+ * read and no sink commit is in flight when this returns. */
 int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d);
 
 #endif

@@ -6,10 +6,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "engine/result.h"
-#include "sink/host.h"
 
 struct wlift_result *wlift__result_new(struct wlift_ckpt *ck, size_t n)
 {
@@ -31,33 +29,20 @@ struct wlift_result *wlift__result_new(struct wlift_ckpt *ck, size_t n)
 	return r;
 }
 
-static void unmap(struct wlift__mapping *m)
+int wlift__result_own(struct wlift_result *r, const struct wlift__mem *m)
 {
-	if (m->anon)
-		wlift__host_arena_free(m->base, m->len);
-	else if (m->base)
-		munmap(m->base, m->len);
-}
-
-int wlift__result_own(struct wlift_result *r, void *base, size_t len, int anon)
-{
-	struct wlift__mapping m = {base, len, anon};
-
-	if (!base)
-		return 0;
-	if (r->nmaps < WLIFT_ARRAY_SIZE(r->maps)) {
-		r->maps[r->nmaps++] = m;
-		return 0;
-	}
-	{
-		struct wlift__mapping *e = realloc(r->extra_maps, (r->nextra + 1) * sizeof(*e));
+	if (r->nmem == r->capmem) {
+		size_t nc = r->capmem ? 2 * r->capmem : 4;
+		struct wlift__mem *e = realloc(r->mem, nc * sizeof(*e));
 		if (!e) {
-			unmap(&m);
+			struct wlift__mem tmp = *m;
+			wlift__mem_free(&tmp);
 			return -ENOMEM;
 		}
-		r->extra_maps = e;
-		r->extra_maps[r->nextra++] = m;
+		r->mem = e;
+		r->capmem = nc;
 	}
+	r->mem[r->nmem++] = *m;
 	return 0;
 }
 
@@ -72,13 +57,13 @@ void wlift__result_unref(struct wlift_result *r)
 {
 	if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	for (size_t i = 0; i < r->nmaps; i++)
-		unmap(&r->maps[i]);
-	for (size_t i = 0; i < r->nextra; i++)
-		unmap(&r->extra_maps[i]);
-	free(r->extra_maps);
-	for (size_t i = 0; i < r->n; i++)
+	for (size_t i = 0; i < r->nmem; i++)
+		wlift__mem_free(&r->mem[i]);
+	free(r->mem);
+	for (size_t i = 0; i < r->n; i++) {
 		free(r->t[i].shape64);
+		free(r->t[i].shape);
+	}
 	free(r->t);
 	free(r->by_ckpt);
 	wlift__ckpt_unref(r->ck);

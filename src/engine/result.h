@@ -7,18 +7,14 @@
 #ifndef WLIFT_RESULT_H
 #define WLIFT_RESULT_H
 
+#include "common/mem.h"
 #include "engine/ckpt.h"
 
 struct wlift_tensor {
 	wlift_tensor_view v;
 	struct wlift_result *res;
-	int64_t *shape64; /* shape as int64 for DLPack (ndim entries, or NULL) */
-};
-
-struct wlift__mapping {
-	void *base;
-	size_t len;
-	int anon; /* 1: host arena (wlift__host_arena_free), 0: munmap */
+	int64_t *shape64; /* loaded shape as int64 for DLPack (ndim entries, or NULL) */
+	uint64_t *shape;  /* loaded shape when rows were asked for (v.info.shape), else NULL */
 };
 
 struct wlift_result {
@@ -27,17 +23,16 @@ struct wlift_result {
 	size_t n;
 	struct wlift_tensor *t;		/* file order */
 	uint32_t *by_ckpt;		/* ckpt tensor index -> result index + 1, 0: not loaded */
-	struct wlift__mapping maps[64]; /* memory owned by the result */
-	size_t nmaps;
-	struct wlift__mapping *extra_maps; /* when a checkpoint has more than 64 files */
-	size_t nextra;
+	struct wlift__mem *mem;		/* memory owned by the result, each with its free */
+	size_t nmem, capmem;
 	wlift_stats stats;
 };
 
 /* A result for n tensors of ck (takes a reference on ck). NULL on ENOMEM. */
 struct wlift_result *wlift__result_new(struct wlift_ckpt *ck, size_t n);
-/* Record memory the result owns and frees with it. 0 or -ENOMEM (the memory is then freed). */
-int wlift__result_own(struct wlift_result *r, void *base, size_t len, int anon);
+/* Record memory the result owns and frees with it (m->free). 0 or -ENOMEM (the memory is
+ * then freed). */
+int wlift__result_own(struct wlift_result *r, const struct wlift__mem *m);
 struct wlift_result *wlift__result_ref(struct wlift_result *r);
 void wlift__result_unref(struct wlift_result *r);
 

@@ -16,9 +16,6 @@
 
 /* The reference's limit on N (MAX_HEADER_SIZE). */
 #define WLIFT_HEADER_MAX 100000000ull
-/* How many bytes to read first: enough for the headers of almost every real checkpoint, so a
- * remote source costs one round trip. */
-#define WLIFT_HEADER_PROBE (64u << 10)
 
 struct wlift__htensor {
 	char *name;          /* NUL-terminated, in the header's names array */

@@ -6,14 +6,18 @@
  * transparent huge pages, so the arena is sized in 2 MiB steps and advised before first touch.
  * Pages are either faulted in by the reading threads themselves (each worker touches the pages
  * it reads into, so the faults run in parallel) or pre-faulted with MADV_POPULATE_WRITE from
- * several threads; bench/ measured both (see docs/ARCHITECTURE.md).
+ * several threads; bench/ measured both (see docs/ARCHITECTURE.md). The arena is exported
+ * to the result with its own free function; release gives back the pages of tensors nobody
+ * holds (MADV_DONTNEED on the whole pages inside the range).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
+#include "sink/convert_cpu.h"
 #include "sink/host.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -25,36 +29,41 @@
 struct host_sink {
 	struct wlift__sink base;
 	uint8_t *mem;
-	size_t len;
-	int owned; /* 0 after take(): destroy leaves the arena alone */
+	size_t len;	/* bytes asked for */
+	size_t maplen; /* bytes mapped (whole huge pages) */
+	int exported;	/* the result owns the arena: destroy leaves it alone */
 	int populate;
 	unsigned threads;
 };
 
-void *wlift__host_arena_alloc(size_t len)
-{
-	void *p;
+/* Small arenas (a get_slice of a few rows) are not worth a huge page: faulting one zeroes
+ * 2 MiB for a few bytes of data. */
+#define SMALL_ARENA (1u << 20)
 
+static size_t arena_len(size_t len)
+{
 	if (len == 0)
 		len = 1;
-	len = (len + HUGE_SZ - 1) / HUGE_SZ * HUGE_SZ;
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
-		 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	/* Best effort: THP may be disabled ("never"), then the arena uses small pages. */
-	madvise(p, len, MADV_HUGEPAGE);
-	return p;
+	return len < SMALL_ARENA ? len : (len + HUGE_SZ - 1) / HUGE_SZ * HUGE_SZ;
 }
 
-void wlift__host_arena_free(void *base, size_t len)
+static void arena_free(struct wlift__mem *m)
 {
-	if (!base)
-		return;
-	if (len == 0)
-		len = 1;
-	len = (len + HUGE_SZ - 1) / HUGE_SZ * HUGE_SZ;
-	munmap(base, len);
+	if (m->base)
+		munmap(m->base, arena_len(m->len));
+}
+
+static int arena_release(struct wlift__mem *m, uint64_t off, uint64_t len)
+{
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t lo = ((uintptr_t)m->base + off + pg - 1) / pg * pg;
+	uintptr_t hi = ((uintptr_t)m->base + off + len) / pg * pg;
+
+	if (off > m->len || len > m->len - off)
+		return -EINVAL;
+	if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) < 0)
+		return -errno;
+	return 0;
 }
 
 struct populate_job {
@@ -102,36 +111,78 @@ static void populate_parallel(uint8_t *p, size_t len, unsigned threads)
 static int host_alloc(struct wlift__sink *s, uint64_t bytes, wlift_diag *d)
 {
 	struct host_sink *h = (struct host_sink *)s;
+	size_t len = arena_len((size_t)bytes);
+	void *p;
 
-	h->mem = wlift__host_arena_alloc((size_t)bytes);
-	if (!h->mem)
+	if (bytes > SIZE_MAX / 2)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, "sink.alloc",
+				       "cannot allocate %llu bytes of host memory",
+				       (unsigned long long)bytes);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+		 0);
+	if (p == MAP_FAILED)
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, "sink.alloc",
 				       "cannot allocate %llu bytes of host memory: %s",
 				       (unsigned long long)bytes, strerror(errno));
+	/* Best effort: THP may be disabled ("never"), then the arena uses small pages. */
+	if (len >= SMALL_ARENA)
+		madvise(p, len, MADV_HUGEPAGE);
+	h->mem = p;
 	h->len = (size_t)bytes;
-	h->owned = 1;
+	h->maplen = len;
 	if (h->populate && bytes)
 		populate_parallel(h->mem, (size_t)bytes, h->threads);
 	return 0;
 }
 
-static void *host_ptr(struct wlift__sink *s, uint64_t off)
+static void *host_dest(struct wlift__sink *s, uint64_t off)
 {
 	return ((struct host_sink *)s)->mem + off;
 }
 
-static int host_write(struct wlift__sink *s, uint64_t off, const void *buf, size_t len,
-		      wlift_diag *d)
+static int host_move(struct wlift__sink *s, uint64_t to, uint64_t from, uint64_t len,
+		     wlift_diag *d)
 {
+	uint8_t *m = ((struct host_sink *)s)->mem;
+
 	WLIFT_UNUSED(d);
-	memcpy(((struct host_sink *)s)->mem + off, buf, len);
+	memmove(m + to, m + from, (size_t)len);
 	return 0;
 }
 
-static int host_finish(struct wlift__sink *s, wlift_diag *d)
+static int host_convert(struct wlift__sink *s, wlift_dtype from, wlift_dtype to, uint64_t src,
+			uint64_t dst, uint64_t nelem, wlift_diag *d)
 {
-	WLIFT_UNUSED(s);
+	uint8_t *m = ((struct host_sink *)s)->mem;
+	int ret = wlift__convert_cpu(from, to, m + src, m + dst, (size_t)nelem);
+
+	if (ret)
+		return wlift__diag_set(d, ret, NULL, NULL, -1, "load.dtype",
+				       "converting %s to %s is not supported on the CPU",
+				       wlift_dtype_name(from), wlift_dtype_name(to));
+	return 0;
+}
+
+static int host_release(struct wlift__sink *s, uint64_t off, uint64_t len)
+{
+	struct host_sink *h = (struct host_sink *)s;
+	struct wlift__mem m = { h->mem, h->len, -1, NULL, NULL, NULL };
+
+	return arena_release(&m, off, len);
+}
+
+static int host_export(struct wlift__sink *s, struct wlift__mem *out, wlift_diag *d)
+{
+	struct host_sink *h = (struct host_sink *)s;
+
 	WLIFT_UNUSED(d);
+	memset(out, 0, sizeof(*out));
+	out->base = h->mem;
+	out->len = h->len;
+	out->device = -1;
+	out->free = arena_free;
+	out->release = arena_release;
+	h->exported = 1;
 	return 0;
 }
 
@@ -141,21 +192,24 @@ static void host_destroy(struct wlift__sink *s)
 
 	if (!h)
 		return;
-	if (h->owned)
-		wlift__host_arena_free(h->mem, h->len);
+	if (!h->exported && h->mem)
+		munmap(h->mem, h->maplen);
 	free(h);
 }
 
 static const struct wlift__sink_ops host_ops = {
-    .kind = "host",
-    .alloc = host_alloc,
-    .ptr = host_ptr,
-    .write = host_write,
-    .finish = host_finish,
-    .destroy = host_destroy,
+	.kind = "host",
+	.alloc = host_alloc,
+	.dest = host_dest,
+	.move = host_move,
+	.convert = host_convert,
+	.release = host_release,
+	.export_mem = host_export,
+	.destroy = host_destroy,
 };
 
-int wlift__host_sink_create(int populate, unsigned threads, struct wlift__sink **out, wlift_diag *d)
+int wlift__host_sink_create(const struct wlift__sink_cfg *cfg, struct wlift__sink **out,
+			    wlift_diag *d)
 {
 	struct host_sink *h = calloc(1, sizeof(*h));
 
@@ -163,27 +217,9 @@ int wlift__host_sink_create(int populate, unsigned threads, struct wlift__sink *
 	if (!h)
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 	h->base.ops = &host_ops;
-	h->base.device = -1;
-	h->populate = populate;
-	h->threads = threads;
+	h->base.in_place = 1;
+	h->populate = cfg ? cfg->populate : 0;
+	h->threads = cfg ? cfg->threads : 1;
 	*out = &h->base;
 	return 0;
-}
-
-void wlift__host_sink_take(struct wlift__sink *s, void **base, size_t *len)
-{
-	struct host_sink *h = (struct host_sink *)s;
-
-	*base = h->mem;
-	*len = h->len;
-	h->owned = 0;
-}
-
-void wlift__host_sink_lend(struct wlift__sink *s, void *base, size_t len)
-{
-	struct host_sink *h = (struct host_sink *)s;
-
-	h->mem = base;
-	h->len = len;
-	h->owned = 0;
 }

@@ -1,9 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Sinks: where loaded bytes go. The engine sees only this interface, so a device sink (a ring
- * of pinned host buffers copied to GPU memory) plugs in beside the host arena: a sink whose
- * `ptr` returns NULL gets its bytes through `write` from a bounce buffer instead of having the
- * reads land in place. Sinks never include sources; the engine wires them.
+ * Sinks: where loaded bytes go, chosen by device (wlift__sink_open). The engine asks the sink
+ * for the destination of each chunk:
+ *  - a sink whose memory the readers can write (host) returns it from dest(), and reads land
+ *    in place: no copy;
+ *  - any other sink (a GPU: pinned staging buffers copied to device memory) returns NULL from
+ *    dest() and hands out staging buffers: acquire() a buffer, read into it, commit() it to a
+ *    destination offset. A commit completes asynchronously; the sink reports it through the
+ *    done callback from whichever engine thread calls poll() or finish(), and only then is
+ *    the buffer reused. The sink calls done without holding any lock of its own: the engine
+ *    may call move() and convert() (and the user's ready callback runs) from inside it.
+ * Fix-up moves (after O_DIRECT placement), dtype conversion and release (give back the memory
+ * of tensors nobody holds) are sink operations, so a device sink does them on the device.
+ * The destination memory is exported as a struct wlift__mem with its own free function, so
+ * that the result owns it whoever allocated it. Sinks never include sources.
  */
 #ifndef WLIFT_SINK_H
 #define WLIFT_SINK_H
@@ -12,27 +22,69 @@
 #include <stdint.h>
 
 #include "common/common.h"
+#include "common/mem.h"
 
 struct wlift__sink;
 
+/* Reports commit completions: cookie as given to commit; err 0, or a negative code with d. */
+typedef void (*wlift__sink_done_fn)(void *user, uint64_t cookie, int err, const wlift_diag *d);
+
 struct wlift__sink_ops {
 	const char *kind; /* "host", later "cuda" */
-	/* Reserve bytes of destination memory (one arena per load). */
+	/* Allocate the load's destination: bytes of memory, addressed by offset. */
 	int (*alloc)(struct wlift__sink *s, uint64_t bytes, wlift_diag *d);
-	/* Host-addressable destination at off, or NULL when reads must go through write. */
-	void *(*ptr)(struct wlift__sink *s, uint64_t off);
-	/* Deliver len bytes for destination offset off (sinks without ptr). Thread-safe. */
-	int (*write)(struct wlift__sink *s, uint64_t off, const void *buf, size_t len,
-		     wlift_diag *d);
-	/* All writes issued: wait for them to complete. */
+	/* Final memory at off that readers may write directly, or NULL (staged sink). */
+	void *(*dest)(struct wlift__sink *s, uint64_t off);
+	/* Staged sinks: a staging buffer of at least len (<= stage_bytes) bytes, aligned to
+	 * stage_align. 0; -EAGAIN when every buffer is in use (poll with wait, then retry). */
+	int (*acquire)(struct wlift__sink *s, size_t len, void **buf, wlift_diag *d);
+	/* Give back an acquired buffer that was not committed (a failed or canceled read). */
+	void (*unacquire)(struct wlift__sink *s, void *buf);
+	/* Deliver len bytes of buf to destination offset off, asynchronously; the buffer
+	 * belongs to the sink from here on. Completion: the done callback with cookie. */
+	int (*commit)(struct wlift__sink *s, void *buf, uint64_t off, size_t len, uint64_t cookie,
+		      wlift_diag *d);
+	/* Report finished commits (done callback). wait: block, briefly, until at least one
+	 * commit finishes or a buffer is given back. Returns the number reported, or < 0. */
+	int (*poll)(struct wlift__sink *s, int wait, wlift_diag *d);
+	/* Move len destination bytes from offset from down to offset to (to <= from; the
+	 * O_DIRECT fix-up). Every commit into [from, from+len) has completed. */
+	int (*move)(struct wlift__sink *s, uint64_t to, uint64_t from, uint64_t len,
+		    wlift_diag *d);
+	/* Convert nelem elements at src (dtype from) to dst (dtype to), both destination
+	 * offsets; in place when src == dst and to is not wider. */
+	int (*convert)(struct wlift__sink *s, wlift_dtype from, wlift_dtype to, uint64_t src,
+		       uint64_t dst, uint64_t nelem, wlift_diag *d);
+	/* Give back the memory of [off, off+len) (its bytes become undefined). */
+	int (*release)(struct wlift__sink *s, uint64_t off, uint64_t len);
+	/* Hand the destination memory to the caller (the result): the sink no longer frees it
+	 * but may go on writing to it until destroy. */
+	int (*export_mem)(struct wlift__sink *s, struct wlift__mem *out, wlift_diag *d);
+	/* Every commit issued: wait for all of them and report them. */
 	int (*finish)(struct wlift__sink *s, wlift_diag *d);
-	/* Free the sink and, unless ownership was taken, its memory. Accepts NULL. */
+	/* Wait for anything in flight, free the sink and (unless exported) its memory. */
 	void (*destroy)(struct wlift__sink *s);
 };
 
+/* The common part of every sink; each kind embeds it first. */
 struct wlift__sink {
 	const struct wlift__sink_ops *ops;
-	int device; /* -1 CPU, >= 0 CUDA ordinal */
+	int in_place;		    /* 1: dest() gives host memory the readers write (after alloc);
+				       0: staged (acquire/commit) */
+	size_t stage_bytes;	    /* staged sinks: size of a staging buffer (caps the chunk) */
+	uint32_t stage_align;	    /* staged sinks: alignment of staging buffers */
+	wlift__sink_done_fn done;   /* set by the engine before the first commit */
+	void *done_user;
 };
+
+struct wlift__sink_cfg {
+	unsigned threads; /* the load's threads (a host sink may pre-fault with them) */
+	int populate;	  /* host: pre-fault the arena before reading */
+};
+
+/* Open the sink for device: NULL, "" or "cpu" is host memory; "cuda", "cuda:N" a GPU (not in
+ * this build: WLIFT_ENODEV with a clear message); anything else -EINVAL. */
+int wlift__sink_open(wlift_ctx *ctx, const char *device, const struct wlift__sink_cfg *cfg,
+		     struct wlift__sink **out, wlift_diag *d);
 
 #endif

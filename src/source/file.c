@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Local file source: buffered pread. The engine uses the fd directly for io_uring, O_DIRECT
- * and mapped mode; this file provides the plain, always-available path and the probes the
- * engine's AUTO strategy uses (page-cache residency, file system kind, O_DIRECT alignment).
+ * Local file source. Reads are buffered preads done inside reap on the engine's worker (a
+ * synchronous queue), or io_uring reads with one ring per worker (queue flag
+ * WLIFT__RQ_URING), through the buffered descriptor or, for WLIFT__READ_DIRECT reads, a second
+ * O_DIRECT descriptor opened once by ops->direct. Probes: page-cache residency, file system
+ * kind, O_DIRECT alignment. Mapped mode gets a private writable mapping (ops->map). The
+ * locator's stat and list for local paths are here too.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,77 +22,321 @@
 #include <linux/magic.h>
 
 #include "source/file.h"
-#include "source/source.h"
+#include "source/uring.h"
 
-static int file_pread(struct wlift__source *s, void *buf, size_t len, uint64_t off,
-		      wlift_diag *d)
+struct file_source {
+	struct wlift__source base;
+	char *path;
+	int fd;		   /* buffered */
+	int dfd;	   /* O_DIRECT, -1 until ops->direct succeeds */
+	int direct_err;	   /* ops->direct failed with this (0: not tried or fine) */
+	pthread_mutex_t mu; /* guards dfd's opening */
+	int64_t mtime_ns;  /* at open, to detect changes */
+	int no_uring;	   /* the context disabled io_uring */
+};
+
+static int64_t mtime_of(const struct stat *st)
 {
-	uint8_t *p = buf;
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
 
-	while (len) {
-		ssize_t n = pread(s->fd, p, len, (off_t)off);
+/* ---- reads ------------------------------------------------------------------------------ */
+
+static int64_t read_error(struct wlift__source *s, const struct wlift__read *r, uint64_t at,
+			  int err, wlift_diag *d)
+{
+	return wlift__diag_set(d, err, s->uri, NULL, (int64_t)at, "io.read",
+			       "%s: read of %zu bytes at offset %llu failed: %s%s", s->uri, r->len,
+			       (unsigned long long)at, strerror(-err),
+			       r->flags & WLIFT__READ_DIRECT ? " (O_DIRECT)" : "");
+}
+
+/* pread until len bytes or the end of the file. */
+static int64_t file_read(struct wlift__source *s, const struct wlift__read *r, wlift_diag *d)
+{
+	const struct file_source *f = (const struct file_source *)s;
+	int fd = r->flags & WLIFT__READ_DIRECT ? f->dfd : f->fd;
+	uint8_t *p = r->dst;
+	size_t done = 0;
+
+	while (done < r->len) {
+		ssize_t n = pread(fd, p + done, r->len - done, (off_t)(r->off + done));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return wlift__diag_set(d, -errno, s->uri, NULL, (int64_t)off, "io.read",
-					       "%s: read failed at offset %llu: %s", s->uri,
-					       (unsigned long long)off, strerror(errno));
+			return read_error(s, r, r->off + done, -errno, d);
 		}
 		if (n == 0)
-			return wlift__diag_set(d, WLIFT_ECHANGED, s->uri, NULL, (int64_t)off,
-					       "file.changed",
-					       "%s: unexpected end of file at offset %llu (the file "
-					       "was %llu bytes when opened; was it truncated?)",
-					       s->uri, (unsigned long long)off,
-					       (unsigned long long)s->size);
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
+			break;
+		done += (size_t)n;
 	}
+	return (int64_t)done;
+}
+
+/* io_uring queue: each read in flight occupies a slot whose index is the ring's tag. */
+struct uring_slot {
+	struct wlift__read r;
+	struct wlift__source *s;
+	int used;
+};
+
+struct uring_rq {
+	struct wlift__rq base;
+	struct wlift__uring *u;
+	struct uring_slot *slots; /* depth entries */
+};
+
+static int uring_submit(struct wlift__rq *rq, struct wlift__source *s, const struct wlift__read *r,
+			wlift_diag *d)
+{
+	struct uring_rq *q = (struct uring_rq *)rq;
+	const struct file_source *f = (const struct file_source *)s;
+	size_t len = r->len < WLIFT_MAX_URING_READ ? r->len : WLIFT_MAX_URING_READ;
+	unsigned i;
+	int ret;
+
+	WLIFT_UNUSED(d);
+	if (rq->inflight >= rq->depth)
+		return -EBUSY;
+	for (i = 0; i < rq->depth && q->slots[i].used; i++)
+		;
+	if (i == rq->depth)
+		return -EBUSY;
+	/* A longer read completes short and the engine asks for the rest. */
+	ret = wlift__uring_read(q->u, r->flags & WLIFT__READ_DIRECT ? f->dfd : f->fd, r->dst, len,
+				r->off, i);
+	if (ret < 0)
+		return ret;
+	q->slots[i].r = *r;
+	q->slots[i].s = s;
+	q->slots[i].used = 1;
+	rq->inflight++;
+	return 0;
+}
+
+static int uring_reap(struct wlift__rq *rq, int wait, struct wlift__rdone *c, wlift_diag *d)
+{
+	struct uring_rq *q = (struct uring_rq *)rq;
+	struct uring_slot *sl;
+	uint64_t tag;
+	int res, ret;
+
+	WLIFT_UNUSED(wait); /* local reads complete in bounded time: always wait */
+	if (!rq->inflight)
+		return 0;
+	ret = wlift__uring_wait(q->u, &tag, &res);
+	if (ret < 0)
+		return wlift__diag_set(d, ret, NULL, NULL, -1, "io.uring",
+				       "io_uring wait failed: %s", strerror(-ret));
+	sl = &q->slots[tag];
+	sl->used = 0;
+	rq->inflight--;
+	c->tag = sl->r.tag;
+	c->res = res < 0 ? read_error(sl->s, &sl->r, sl->r.off, res, d) : res;
+	return 1;
+}
+
+static void uring_cancel(struct wlift__rq *rq)
+{
+	/* Local reads finish in bounded time; destroy reaps them. */
+	WLIFT_UNUSED(rq);
+}
+
+static void uring_destroy(struct wlift__rq *rq)
+{
+	struct uring_rq *q = (struct uring_rq *)rq;
+
+	if (!q)
+		return;
+	wlift__uring_destroy(q->u); /* reaps anything still in flight */
+	free(q->slots);
+	free(q);
+}
+
+static const struct wlift__rq_ops uring_rq_ops = {
+	.name = "uring",
+	.submit = uring_submit,
+	.reap = uring_reap,
+	.cancel = uring_cancel,
+	.destroy = uring_destroy,
+};
+
+static int uring_queue(unsigned depth, struct wlift__rq **out)
+{
+	struct uring_rq *q = calloc(1, sizeof(*q));
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (!q)
+		return -ENOMEM;
+	q->slots = calloc(depth, sizeof(*q->slots));
+	if (q->slots)
+		ret = wlift__uring_create(depth, &q->u);
+	if (ret < 0) {
+		free(q->slots);
+		free(q);
+		return ret;
+	}
+	q->base.ops = &uring_rq_ops;
+	q->base.depth = depth;
+	*out = &q->base;
+	return 0;
+}
+
+static int file_queue(struct wlift__source *s, unsigned depth, unsigned flags,
+		      struct wlift__rq **out, wlift_diag *d)
+{
+	const struct file_source *f = (const struct file_source *)s;
+
+	if (depth < 1)
+		depth = 1;
+	/* io_uring is probed at run time (ENOSYS on old kernels, EPERM under seccomp or
+	 * io_uring_disabled): without it the reads are preads. */
+	if ((flags & WLIFT__RQ_URING) && !f->no_uring && uring_queue(depth, out) == 0)
+		return 0;
+	if (wlift__syncq_create(depth, "pread", file_read, out))
+		return wlift__diag_set(d, -ENOMEM, s->uri, NULL, -1, NULL, NULL);
+	return 0;
+}
+
+/* ---- the other source operations -------------------------------------------------------- */
+
+static int file_probe(struct wlift__source *s, uint64_t off, uint64_t len, unsigned flags,
+		      struct wlift__source_probe *p)
+{
+	const struct file_source *f = (const struct file_source *)s;
+
+	memset(p, 0, sizeof(*p));
+	p->size = s->size;
+	p->mtime_ns = f->mtime_ns;
+	p->can_map = s->size > 0;
+	p->fs_kind = wlift__fs_kind(f->fd);
+	p->resident = -1.0;
+	if (p->fs_kind == WLIFT_FS_NETWORK || p->fs_kind == WLIFT_FS_FUSE)
+		p->chunk = WLIFT_REMOTE_FS_CHUNK;
+	if (flags & WLIFT__PROBE_DIRECT) {
+		uint32_t ma = 0, oa = 0;
+		wlift__file_dio_align(f->fd, f->path, &ma, &oa);
+		p->dio_align = ma > oa ? ma : oa;
+	}
+	if (flags & WLIFT__PROBE_RESIDENT)
+		p->resident = wlift__file_resident(f->fd, off, len);
+	return 0;
+}
+
+static int file_direct(struct wlift__source *s, wlift_diag *d)
+{
+	struct file_source *f = (struct file_source *)s;
+	int ret = 0;
+
+	pthread_mutex_lock(&f->mu);
+	if (f->dfd < 0 && !f->direct_err) {
+		f->dfd = open(f->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		if (f->dfd < 0)
+			f->direct_err = -errno;
+	}
+	ret = f->direct_err;
+	pthread_mutex_unlock(&f->mu);
+	if (ret)
+		return wlift__diag_set(d, ret, s->uri, NULL, -1, "load.direct",
+				       "%s: cannot open with O_DIRECT: %s", s->uri, strerror(-ret));
+	return 0;
+}
+
+static int file_validate(struct wlift__source *s, wlift_diag *d)
+{
+	const struct file_source *f = (const struct file_source *)s;
+	struct stat st;
+
+	if (fstat(f->fd, &st) < 0)
+		return wlift__diag_set(d, -errno, s->uri, NULL, -1, "io.stat", "%s: cannot stat: %s",
+				       s->uri, strerror(errno));
+	if ((uint64_t)st.st_size != s->size || mtime_of(&st) != f->mtime_ns)
+		return wlift__diag_set(d, WLIFT_ECHANGED, s->uri, NULL, -1, "file.changed",
+				       "%s: the file changed while loading (size %llu -> %llu%s)",
+				       s->uri, (unsigned long long)s->size,
+				       (unsigned long long)st.st_size,
+				       mtime_of(&st) != f->mtime_ns ? ", modification time changed"
+								    : "");
+	return 0;
+}
+
+static void unmap_mem(struct wlift__mem *m)
+{
+	munmap(m->base, m->len);
+}
+
+static int file_map(struct wlift__source *s, struct wlift__mem *out, wlift_diag *d)
+{
+	const struct file_source *f = (const struct file_source *)s;
+	void *base;
+
+	memset(out, 0, sizeof(*out));
+	if (!s->size)
+		return wlift__diag_set(d, WLIFT_EUNSUPPORTED, s->uri, NULL, -1, "load.mmap",
+				       "%s: an empty file cannot be mapped", s->uri);
+	/* Private and writable: tensors are writable and a write never reaches the file. */
+	base = mmap(NULL, (size_t)s->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, f->fd, 0);
+	if (base == MAP_FAILED)
+		return wlift__diag_set(d, -errno, s->uri, NULL, -1, "io.mmap",
+				       "%s: cannot map the file: %s", s->uri, strerror(errno));
+	out->base = base;
+	out->len = (size_t)s->size;
+	out->device = -1;
+	out->free = unmap_mem;
 	return 0;
 }
 
 static void file_destroy(struct wlift__source *s)
 {
-	if (s->fd >= 0)
-		close(s->fd);
+	struct file_source *f = (struct file_source *)s;
+
+	if (f->fd >= 0)
+		close(f->fd);
+	if (f->dfd >= 0)
+		close(f->dfd);
+	pthread_mutex_destroy(&f->mu);
+	free(f->path);
 	free(s->uri);
-	free(s);
+	free(f);
 }
 
 static const struct wlift__source_ops file_ops = {
 	.kind = "file",
-	.pread = file_pread,
+	.probe = file_probe,
+	.queue = file_queue,
+	.direct = file_direct,
+	.validate = file_validate,
+	.map = file_map,
 	.destroy = file_destroy,
 };
 
-int wlift__source_file_open(wlift_ctx *ctx, const char *path, const char *uri,
-			    struct wlift__source **out, wlift_diag *d)
+int wlift__file_open(wlift_ctx *ctx, const char *path, const char *uri,
+		     struct wlift__source **out, wlift_diag *d)
 {
-	struct wlift__source *s = NULL;
+	struct file_source *f;
 	struct stat st;
 	int ret;
 
-	WLIFT_UNUSED(ctx);
 	*out = NULL;
-	s = calloc(1, sizeof(*s));
-	if (!s)
+	f = calloc(1, sizeof(*f));
+	if (!f)
 		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
-	s->fd = -1;
-	s->refs = 1;
-	s->ops = &file_ops;
-	s->uri = strdup(uri);
-	if (!s->uri) {
+	f->fd = f->dfd = -1;
+	pthread_mutex_init(&f->mu, NULL);
+	f->no_uring = ctx && ctx->disable_uring;
+	f->path = strdup(path);
+	if (!f->path || wlift__source_init(&f->base, &file_ops, uri, 0)) {
 		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
 		goto out;
 	}
-	s->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (s->fd < 0) {
+	f->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (f->fd < 0) {
 		ret = wlift__diag_set(d, -errno, uri, NULL, -1, "io.open", "%s: cannot open: %s",
 				      uri, strerror(errno));
 		goto out;
 	}
-	if (fstat(s->fd, &st) < 0) {
+	if (fstat(f->fd, &st) < 0) {
 		ret = wlift__diag_set(d, -errno, uri, NULL, -1, "io.stat", "%s: cannot stat: %s",
 				      uri, strerror(errno));
 		goto out;
@@ -97,19 +346,79 @@ int wlift__source_file_open(wlift_ctx *ctx, const char *path, const char *uri,
 				      "%s: is a directory", uri);
 		goto out;
 	}
-	s->size = (uint64_t)st.st_size;
-	s->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	*out = s;
-	s = NULL;
-	ret = 0;
+	f->base.size = (uint64_t)st.st_size;
+	f->mtime_ns = mtime_of(&st);
+	*out = &f->base;
+	return 0;
 out:
-	if (s)
-		file_destroy(s);
+	file_destroy(&f->base);
 	return ret;
 }
 
-/* ---- probes used by the engine (declared in source/file.h) ----------------------------- */
+/* ---- the locator's scheme functions ----------------------------------------------------- */
 
+int wlift__file_stat(const char *path, const char *uri, int *kind, wlift_diag *d)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return wlift__diag_set(d, -errno, uri, NULL, -1, "io.stat", "%s: %s", uri,
+				       strerror(errno));
+	*kind = S_ISDIR(st.st_mode) ? WLIFT_STAT_CONTAINER : WLIFT_STAT_OBJECT;
+	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int wlift__file_list(const char *path, const char *uri, char ***names, size_t *n,
+		     wlift_diag *d)
+{
+	DIR *dh = opendir(path);
+	struct dirent *e;
+	char **v = NULL;
+	size_t cap = 0, k = 0;
+	int ret = 0;
+
+	if (!dh)
+		return wlift__diag_set(d, -errno, uri, NULL, -1, "io.open",
+				       "%s: cannot open directory: %s", uri, strerror(errno));
+	while ((e = readdir(dh))) {
+		char *s;
+		if (e->d_name[0] == '.')
+			continue;
+		if (k == cap) {
+			size_t nc = cap ? 2 * cap : 16;
+			char **nv = realloc(v, nc * sizeof(*nv));
+			if (!nv) {
+				ret = -ENOMEM;
+				break;
+			}
+			v = nv;
+			cap = nc;
+		}
+		s = strdup(e->d_name);
+		if (!s) {
+			ret = -ENOMEM;
+			break;
+		}
+		v[k++] = s;
+	}
+	closedir(dh);
+	if (ret) {
+		wlift__strv_free(v, k);
+		return wlift__diag_set(d, ret, uri, NULL, -1, NULL, NULL);
+	}
+	if (k)
+		qsort(v, k, sizeof(*v), cmp_str);
+	*names = v;
+	*n = k;
+	return 0;
+}
+
+/* ---- probes ----------------------------------------------------------------------------- */
 
 #ifndef FUSE_SUPER_MAGIC
 #define FUSE_SUPER_MAGIC 0x65735546
@@ -159,6 +468,8 @@ const char *wlift__fs_kind_name(int kind)
 {
 	static const char *names[] = { "local", "tmpfs", "network", "fuse" };
 
+	if (kind == WLIFT_FS_NONE)
+		return "none";
 	return kind >= 0 && kind < 4 ? names[kind] : "?";
 }
 
@@ -245,53 +556,5 @@ int wlift__file_dio_align(int fd, const char *path, uint32_t *mem_align, uint32_
 		close(dfd);
 		*mem_align = *off_align = (uint32_t)sysconf(_SC_PAGESIZE);
 	}
-	return 0;
-}
-
-int wlift__file_open_direct(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
-
-	return fd < 0 ? -errno : fd;
-}
-
-int wlift__file_check_unchanged(struct wlift__source *s, wlift_diag *d)
-{
-	struct stat st;
-	int64_t mt;
-
-	if (s->fd < 0)
-		return 0;
-	if (fstat(s->fd, &st) < 0)
-		return wlift__diag_set(d, -errno, s->uri, NULL, -1, "io.stat", "%s: cannot stat: %s",
-				       s->uri, strerror(errno));
-	mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-	if ((uint64_t)st.st_size != s->size || mt != s->mtime_ns)
-		return wlift__diag_set(d, WLIFT_ECHANGED, s->uri, NULL, -1, "file.changed",
-				       "%s: the file changed while loading (size %llu -> %llu%s)",
-				       s->uri, (unsigned long long)s->size,
-				       (unsigned long long)st.st_size,
-				       mt != s->mtime_ns ? ", modification time changed" : "");
-	return 0;
-}
-
-int wlift__pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got)
-{
-	uint8_t *p = buf;
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, p + done, len - done, (off_t)(off + done));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			*got = done;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	*got = done;
 	return 0;
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Local-file probes and helpers used by the engine to choose an I/O strategy per file:
- * page-cache residency (cachestat(2), else mincore on sampled mappings), the file system kind
- * (statfs), O_DIRECT alignment (statx STATX_DIOALIGN) and a lazily opened O_DIRECT fd.
+ * The local file source (file.c): buffered preads done on the engine's workers, or one
+ * io_uring ring per worker, and O_DIRECT through a second descriptor the source opens once;
+ * probes of page-cache residency (cachestat(2), else mincore on sampled mappings), file system
+ * kind (statfs) and O_DIRECT alignment (statx STATX_DIOALIGN); private mappings for mapped
+ * mode; stat and directory listing for the locator.
  */
 #ifndef WLIFT_SOURCE_FILE_H
 #define WLIFT_SOURCE_FILE_H
@@ -11,35 +13,21 @@
 
 #include "source/source.h"
 
-enum wlift__fs_kind {
-	WLIFT_FS_LOCAL = 0, /* ext4, xfs, btrfs, ... */
-	WLIFT_FS_TMPFS,	    /* tmpfs/ramfs: always "cached", no O_DIRECT */
-	WLIFT_FS_NETWORK,   /* NFS, Lustre, CIFS, ceph, 9p: large parallel preads */
-	WLIFT_FS_FUSE,	    /* gcsfuse, s3fs, ...: large parallel preads, never mmap faults */
-};
+/* Open the local file path (uri is what the user gave, for diagnostics). */
+int wlift__file_open(wlift_ctx *ctx, const char *path, const char *uri,
+		     struct wlift__source **out, wlift_diag *d);
+/* The scheme functions of source.h for local paths. */
+int wlift__file_stat(const char *path, const char *uri, int *kind, wlift_diag *d);
+int wlift__file_list(const char *path, const char *uri, char ***names, size_t *n,
+		     wlift_diag *d);
 
-/* File system kind of fd. */
+/* Probes of an open descriptor (also unit-tested on their own). */
 int wlift__fs_kind(int fd);
-const char *wlift__fs_kind_name(int kind);
-
 /* Fraction (0..1) of [off, off+len) of fd resident in the page cache; a negative value when
- * it cannot be measured. Uses cachestat(2) when the kernel has it, else mincore on a sample of
- * small mappings spread over the range. */
+ * it cannot be measured. */
 double wlift__file_resident(int fd, uint64_t off, uint64_t len);
-
-/* O_DIRECT alignment for fd: memory and file-offset alignment in bytes (statx
- * STATX_DIOALIGN); 0 when the file system does not support O_DIRECT. */
+/* O_DIRECT alignment for fd: memory and file-offset alignment in bytes; 0 when the file
+ * system does not support O_DIRECT. */
 int wlift__file_dio_align(int fd, const char *path, uint32_t *mem_align, uint32_t *off_align);
-
-/* Open path again with O_DIRECT. Returns the fd or -errno. */
-int wlift__file_open_direct(const char *path);
-
-/* Re-check size and mtime of a local file source against those seen at open.
- * Returns 0 or WLIFT_ECHANGED with d filled. */
-int wlift__file_check_unchanged(struct wlift__source *s, wlift_diag *d);
-
-/* Read len bytes at off from fd into buf, retrying short reads; reads past EOF stop at EOF
- * (*got holds the bytes read). Returns 0 or -errno. */
-int wlift__pread_full(int fd, void *buf, size_t len, uint64_t off, size_t *got);
 
 #endif

@@ -26,10 +26,7 @@ static int probe_state; /* 0 unknown, 1 available, -1 unavailable (atomic) */
 int wlift__uring_available(void)
 {
 	int st = __atomic_load_n(&probe_state, __ATOMIC_ACQUIRE);
-	const char *v;
 
-	if (wlift__env_str("WEIGHTLIFT_DISABLE_URING", &v) && strcmp(v, "0") != 0)
-		return 0;
 	if (st == 0) {
 		struct io_uring ring;
 		/* ENOSYS: kernel without io_uring; EPERM: seccomp or kernel.io_uring_disabled. */

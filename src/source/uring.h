@@ -3,7 +3,8 @@
  * A small io_uring reader (liburing): one ring per worker thread, reads submitted with a
  * user tag and reaped one at a time. Availability is detected at run time: io_uring_setup
  * fails with ENOSYS on old kernels and EPERM under seccomp or io_uring_disabled; the engine
- * then falls back to pread. WEIGHTLIFT_DISABLE_URING=1 forces "unavailable" (tests use it).
+ * then falls back to pread. (WEIGHTLIFT_DISABLE_URING=1, read into the context, makes the
+ * file source never ask for a ring.)
  */
 #ifndef WLIFT_SOURCE_URING_H
 #define WLIFT_SOURCE_URING_H

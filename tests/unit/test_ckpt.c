@@ -282,7 +282,7 @@ START_TEST(index_errors)
 	ck_assert_str_eq(d.rule, "index.ambiguous");
 	/* an empty directory */
 	mkdir(wt_path("empty"), 0755);
-	ck_assert_int_eq(wlift_open(NULL, wt_path("empty"), &ck, NULL), -ENOENT);
+	ck_assert_int_eq(wlift_open(NULL, wt_path("empty"), &ck, NULL), WLIFT_EEMPTY);
 }
 END_TEST
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "source/file.h"
+#include "source/source.h"
 #include "source/uring.h"
 #include "testutil.h"
 
@@ -56,15 +57,26 @@ START_TEST(reads)
 }
 END_TEST
 
+/* WEIGHTLIFT_DISABLE_URING=1 is read into the context once; the file source then never
+ * makes a ring, whatever the load asks for. */
 START_TEST(forced_unavailable)
 {
-	struct wlift__uring *u = (struct wlift__uring *)1;
+	const char *p = wt_path("u.bin");
+	static uint8_t data[8192];
+	struct wlift__source *s;
+	struct wlift__rq *q;
+	wlift_ctx *ctx;
 
+	wt_write_file(p, data, sizeof(data));
 	setenv("WEIGHTLIFT_DISABLE_URING", "1", 1);
-	ck_assert_int_eq(wlift__uring_available(), 0);
-	ck_assert_int_eq(wlift__uring_create(4, &u), -ENOSYS);
-	ck_assert_ptr_null(u);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, NULL), 0);
 	setenv("WEIGHTLIFT_DISABLE_URING", "0", 1);
+	ck_assert_int_eq(wlift__source_open(ctx, p, &s, NULL), 0);
+	ck_assert_int_eq(s->ops->queue(s, 4, WLIFT__RQ_URING, &q, NULL), 0);
+	ck_assert_str_eq(wlift__rq_name(q), "pread");
+	q->ops->destroy(q);
+	wlift__source_unref(s);
+	wlift_ctx_destroy(ctx);
 }
 END_TEST
 

@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "engine/convert_cpu.h"
+#include "sink/convert_cpu.h"
 
 int wlift__dtype_is_float(wlift_dtype t)
 {

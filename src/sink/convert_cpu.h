@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * CPU dtype conversion between BF16, F16 and F32 (plain C loops the compiler vectorises).
+ * CPU dtype conversion between BF16, F16 and F32 (plain C loops the compiler vectorises): the
+ * host sink's convert operation, also used by mapped mode.
  */
 #ifndef WLIFT_CONVERT_CPU_H
 #define WLIFT_CONVERT_CPU_H

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Memory that outlives the stage that made it: a host arena or device allocation exported by
+ * a sink, or a file mapping made by a source. A result owns a list of these and frees each with
+ * its own function, so that neither the result nor the engine needs to know who allocated it
+ * (host arena, file mapping, device memory, or later a caller-supplied allocator).
+ */
+#ifndef WLIFT_COMMON_MEM_H
+#define WLIFT_COMMON_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct wlift__mem {
+	void *base;   /* host or device address */
+	size_t len;   /* bytes usable at base */
+	int device;   /* -1: host memory; >= 0: CUDA ordinal */
+	/* Free the memory (called once, by the last owner). */
+	void (*free)(struct wlift__mem *m);
+	/* Optional: give back the pages of [off, off+len) (tensors nobody holds any more); the
+	 * bytes there become undefined. 0 or a negative code. NULL when unsupported. */
+	int (*release)(struct wlift__mem *m, uint64_t off, uint64_t len);
+	void *priv;   /* owner-specific */
+};
+
+static inline void wlift__mem_free(struct wlift__mem *m)
+{
+	if (m && m->free) {
+		m->free(m);
+		m->free = NULL;
+		m->base = NULL;
+	}
+}
+
+#endif

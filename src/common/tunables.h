@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Every tunable of the engine in one place, with the measurement behind its value
+ * (bench/RESULTS.md has the runs). Knobs a user can set (threads, chunk size, bytes in flight)
+ * are resolved once per load from the options and the context; these are their defaults and
+ * the engine's internal thresholds.
+ */
+#ifndef WLIFT_COMMON_TUNABLES_H
+#define WLIFT_COMMON_TUNABLES_H
+
+/* Read unit and the cap on bytes in flight (defaults of the user knobs). */
+#define WLIFT_DEFAULT_CHUNK_BYTES (8u << 20)
+#define WLIFT_DEFAULT_INFLIGHT_BYTES (256u << 20)
+/* Default I/O threads: at least this many, as parallel reads help even on few cores (the
+ * page-cache copy is per thread, and network file systems hide latency). */
+#define WLIFT_MIN_DEFAULT_THREADS 4u
+#define WLIFT_MAX_THREADS 256u
+
+/* AUTO direct: O_DIRECT when less than this fraction of a file's data is in the page cache. */
+#define WLIFT_DIRECT_MAX_RESIDENT 0.5
+/* AUTO direct: files smaller than this always use buffered reads (setup cost dominates). */
+#define WLIFT_DIRECT_MIN_BYTES (32u << 20)
+/* O_DIRECT ranges are capped so that a fix-up (and the readiness it delays) stays small. */
+#define WLIFT_DIRECT_MAX_RANGE (64u << 20)
+/* AUTO direct only when the plan's ranges average at least this much: a layout whose tensors
+ * break into many small ranges (neighbours whose offsets differ mod 64) pays a block-widened
+ * read, a queue slot and a fix-up per range, where buffered reads get the kernel's read-ahead.
+ * (The 87 MB MiniLM file is one range: auto O_DIRECT 1.42 GB/s cold against 0.91 GB/s
+ * buffered, so it keeps O_DIRECT.) */
+#define WLIFT_DIRECT_MIN_AVG_RANGE (4u << 20)
+/* Network and FUSE file systems want large requests. */
+#define WLIFT_REMOTE_FS_CHUNK (16u << 20)
+/* io_uring queue depth per worker is max_inflight / chunk / threads, capped here. */
+#define WLIFT_MAX_QD 64u
+/* One io_uring read is capped at this many bytes (its length field is 32-bit); the engine
+ * resubmits the rest as it does for any short read. */
+#define WLIFT_MAX_URING_READ (1u << 30)
+
+/* Mapped mode: populate spans shorter than this from one thread (thread start-up dominates). */
+#define WLIFT_POPULATE_MIN_PARALLEL (64u << 20)
+
+/* Header read: the first read of a file asks for this many bytes, enough for the headers of
+ * almost every real checkpoint, so that a remote source costs one round trip. */
+#define WLIFT_HEADER_PROBE (64u << 10)
+/* Index files larger than this are not plausible (real ones are well under 1 MiB). */
+#define WLIFT_INDEX_MAX_BYTES (256u << 20)
+
+/* The calling thread reports progress (and polls for a cancel) at least this often. */
+#define WLIFT_PROGRESS_MS 100
+
+#endif

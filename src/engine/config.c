@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The resolve stage: one configuration for the load from its options and the context (which
+ * read the WEIGHTLIFT_* environment once, at creation), every value range-checked here so
+ * that the later stages can trust it.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "engine/stages.h"
+
+static int bad(wlift_diag *d, const char *field, unsigned long long v, const char *range)
+{
+	return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.options",
+			       "wlift_load_opts.%s = %llu is out of range (%s)", field, v, range);
+}
+
+int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
+			struct wlift__load_cfg *c, wlift_diag *d)
+{
+	memset(c, 0, sizeof(*c));
+	if (o->size == 0 || o->size > sizeof(wlift_load_opts))
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "api.size",
+				       "wlift_load_opts.size is %zu (use WLIFT_LOAD_OPTS_INIT)",
+				       o->size);
+	if (o->strategy < WLIFT_STRATEGY_AUTO || o->strategy > WLIFT_STRATEGY_URING)
+		return bad(d, "strategy", (unsigned long long)o->strategy, "enum wlift_strategy");
+	if (o->direct < WLIFT_DIRECT_AUTO || o->direct > WLIFT_DIRECT_OFF)
+		return bad(d, "direct", (unsigned long long)o->direct, "enum wlift_direct");
+	if (o->mmap < WLIFT_MMAP_OFF || o->mmap > WLIFT_MMAP_AUTO)
+		return bad(d, "mmap", (unsigned long long)o->mmap, "enum wlift_mmap");
+	if ((int)o->dtype < 0 || o->dtype >= WLIFT_DTYPE_COUNT)
+		return bad(d, "dtype", (unsigned long long)o->dtype, "enum wlift_dtype");
+	if (o->threads > WLIFT_MAX_THREADS)
+		return bad(d, "threads", o->threads, "0 .. 256");
+	if (o->chunk_bytes > WLIFT_MAX_CHUNK_BYTES)
+		return bad(d, "chunk_bytes", (unsigned long long)o->chunk_bytes, "0 .. 1 GiB");
+	if (o->max_inflight_bytes > WLIFT_MAX_INFLIGHT_BYTES)
+		return bad(d, "max_inflight_bytes", (unsigned long long)o->max_inflight_bytes,
+			   "0 .. 1 TiB");
+	if (o->world_size > 1)
+		return wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, NULL, -1, "load.rank",
+				       "distributed loading is not built yet");
+	if (o->rows && !o->names)
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.rows",
+				       "wlift_load_opts.rows needs names (one range per name)");
+	c->device = o->device;
+	c->dtype = o->dtype;
+	c->strategy = o->strategy;
+	c->direct = o->direct;
+	c->mmap = o->mmap;
+	c->threads = o->threads ? o->threads : ctx->threads;
+	c->chunk_explicit = o->chunk_bytes != 0;
+	c->chunk_bytes = o->chunk_bytes ? o->chunk_bytes : ctx->chunk_bytes;
+	c->max_inflight_bytes = o->max_inflight_bytes ? o->max_inflight_bytes
+						      : ctx->max_inflight_bytes;
+	if (!c->threads)
+		c->threads = 1;
+	if (!c->chunk_bytes)
+		c->chunk_bytes = WLIFT_DEFAULT_CHUNK_BYTES;
+	if (c->chunk_bytes > WLIFT_MAX_CHUNK_BYTES)
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+				       "chunk size %zu (WEIGHTLIFT_CHUNK_BYTES or the context) is "
+				       "out of range (1 .. 1 GiB)",
+				       c->chunk_bytes);
+	if (c->max_inflight_bytes < c->chunk_bytes)
+		c->max_inflight_bytes = c->chunk_bytes;
+	c->populate = ctx->populate;
+	c->progress = o->progress;
+	c->progress_user = o->progress_user;
+	return 0;
+}

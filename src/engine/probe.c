@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The probe stage: per file, from what its source reports (ops->probe), whether to read it
+ * with O_DIRECT, the chunk size (network and FUSE file systems want larger requests), and
+ * whether the load wants io_uring; and, for WLIFT_MMAP_AUTO, whether mapping pays.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/stages.h"
+#include "source/source.h"
+
+/* Number of plan ranges file f's selected tensors form: the plan merges contiguous tensors
+ * with the same offset modulo 64 (plan.c), so every other neighbour starts one. */
+static size_t file_ranges(const wlift_tensor_info *ti, size_t n, uint32_t f)
+{
+	size_t ranges = 0;
+	const wlift_tensor_info *prev = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		if (ti[i].file != f || !ti[i].nbytes)
+			continue;
+		if (!prev || prev->data_end != ti[i].data_begin ||
+		    (prev->data_begin & 63) != (ti[i].data_begin & 63))
+			ranges++;
+		prev = &ti[i];
+	}
+	return ranges;
+}
+
+static int file_used(const wlift_tensor_info *ti, size_t n, size_t f)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ti[i].file == f)
+			return 1;
+	return 0;
+}
+
+int wlift__load_mapped_pays(const struct wlift_ckpt *ck, const wlift_tensor_info *ti, size_t n)
+{
+	for (size_t f = 0; f < ck->nfiles; f++) {
+		struct wlift__source *src = ck->files[f].src;
+		uint64_t off = ck->files[f].info.data_offset;
+		struct wlift__source_probe p;
+
+		if (!file_used(ti, n, f))
+			continue;
+		if (src->size <= off)
+			continue;
+		src->ops->probe(src, off, src->size - off, WLIFT__PROBE_RESIDENT, &p);
+		if (!p.can_map || p.resident < WLIFT_DIRECT_MAX_RESIDENT)
+			return 0;
+	}
+	return 1;
+}
+
+void wlift__probed_free(struct wlift__probed *p)
+{
+	if (!p)
+		return;
+	free(p->pf);
+	memset(p, 0, sizeof(*p));
+}
+
+int wlift__load_probe(const struct wlift_ckpt *ck, const struct wlift__load_cfg *c,
+		      const wlift_tensor_info *ti, size_t n, struct wlift__probed *out,
+		      wlift_diag *d)
+{
+	int ret = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->pf = calloc(ck->nfiles ? ck->nfiles : 1, sizeof(*out->pf));
+	if (!out->pf)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	out->chunk_bytes = c->chunk_bytes;
+	out->all_memory = 1;
+	for (size_t f = 0; f < ck->nfiles; f++) {
+		struct wlift__source *src = ck->files[f].src;
+		uint64_t off = ck->files[f].info.data_offset;
+		uint64_t dsize = src->size > off ? src->size - off : 0;
+		struct wlift__source_probe p;
+		uint32_t align;
+		int direct = 0;
+
+		if (!file_used(ti, n, f))
+			continue;
+		src->ops->probe(src, off, dsize, c->direct != WLIFT_DIRECT_OFF ? WLIFT__PROBE_DIRECT : 0,
+				&p);
+		align = p.dio_align;
+		if (!p.in_memory)
+			out->all_memory = 0;
+		if (p.chunk > out->chunk_bytes && !c->chunk_explicit)
+			out->chunk_bytes = p.chunk;
+		if (c->direct == WLIFT_DIRECT_ON) {
+			if (!align || !src->ops->direct) {
+				ret = wlift__diag_set(d, WLIFT_EUNSUPPORTED, src->uri, NULL, -1,
+						      "load.direct",
+						      "%s: the file system (%s) does not support "
+						      "O_DIRECT",
+						      src->uri, wlift__fs_kind_name(p.fs_kind));
+				goto out;
+			}
+			direct = 1;
+		} else if (c->direct == WLIFT_DIRECT_AUTO && align && src->ops->direct &&
+			   p.fs_kind == WLIFT_FS_LOCAL && dsize >= WLIFT_DIRECT_MIN_BYTES &&
+			   dsize / (file_ranges(ti, n, (uint32_t)f) + 1) >=
+			       WLIFT_DIRECT_MIN_AVG_RANGE) {
+			src->ops->probe(src, off, dsize, WLIFT__PROBE_RESIDENT, &p);
+			direct = p.resident >= 0 && p.resident < WLIFT_DIRECT_MAX_RESIDENT;
+		}
+		if (direct) {
+			wlift_diag dd;
+			wlift_diag_clear(&dd);
+			ret = src->ops->direct(src, &dd);
+			if (ret && c->direct == WLIFT_DIRECT_ON) {
+				if (d && !d->code)
+					*d = dd;
+				goto out;
+			}
+			if (!ret) {
+				out->pf[f].dio_align = align;
+				out->any_direct = 1;
+			}
+			ret = 0; /* AUTO: buffered reads when O_DIRECT cannot be had */
+		}
+	}
+	if (c->strategy == WLIFT_STRATEGY_URING ||
+	    (c->strategy == WLIFT_STRATEGY_AUTO && out->any_direct))
+		out->queue_flags |= WLIFT__RQ_URING;
+out:
+	if (ret)
+		wlift__probed_free(out);
+	return ret;
+}

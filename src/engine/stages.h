@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The stages of wlift_load before the run (each unit-testable on its own):
+ *   resolve (config.c): options + context -> one resolved configuration, range-checked;
+ *   select, partition (select.c): which tensors, and which bytes of each (whole tensors, or
+ *     the leading-dimension rows a caller asks for);
+ *   probe (probe.c): per file, through source ops only: O_DIRECT or buffered, chunk size,
+ *     io_uring or not, and whether mapped mode pays.
+ * Then plan (plan.c), the sink (sink/sink.c), run (pipeline.c or mapped.c), finish (load.c).
+ */
+#ifndef WLIFT_ENGINE_STAGES_H
+#define WLIFT_ENGINE_STAGES_H
+
+#include "engine/ckpt.h"
+#include "engine/plan.h"
+
+/* ---- resolve ---------------------------------------------------------------------------- */
+
+/* Largest accepted knob values: beyond them a value is a mistake (and chunk sizes near 2^64
+ * would overflow the plan's arithmetic). */
+#define WLIFT_MAX_CHUNK_BYTES (1ull << 30)
+#define WLIFT_MAX_INFLIGHT_BYTES (1ull << 40)
+
+struct wlift__load_cfg {
+	const char *device; /* NULL or "cpu", "cuda", "cuda:N" */
+	wlift_dtype dtype;  /* WLIFT_DTYPE_NONE: keep */
+	int strategy;	    /* enum wlift_strategy */
+	int direct;	    /* enum wlift_direct */
+	int mmap;	    /* enum wlift_mmap */
+	unsigned threads;
+	size_t chunk_bytes;
+	int chunk_explicit; /* set by the caller: a file system's preference does not change it */
+	size_t max_inflight_bytes;
+	int populate; /* host arenas pre-faulted before reading */
+	wlift_progress_fn progress;
+	void *progress_user;
+};
+
+/* Explicit option > context (which read WEIGHTLIFT_* once) > default. -EINVAL (d filled,
+ * naming the field) for a value out of range. */
+int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
+			struct wlift__load_cfg *c, wlift_diag *d);
+
+/* ---- select and partition --------------------------------------------------------------- */
+
+struct wlift__selection {
+	size_t n;
+	size_t *idx;	       /* checkpoint index of each selected tensor: file order, unique */
+	const wlift_rows **rows; /* per selected tensor: the rows asked for, or NULL (whole) */
+	wlift_tensor_info *ti; /* after partition: the part of each tensor to load */
+	uint64_t **shape;      /* after partition: the loaded shape when partial, else NULL */
+};
+
+/* All tensors, or opts->names (deduplicated, in file order; with opts->rows, each name's
+ * rows, which must agree for a name given twice). */
+int wlift__load_select(const struct wlift_ckpt *ck, const wlift_load_opts *o,
+		       struct wlift__selection *s, wlift_diag *d);
+/* The byte range of each selected tensor to read: the whole tensor, or its rows. */
+int wlift__load_partition(const struct wlift_ckpt *ck, struct wlift__selection *s,
+			  wlift_diag *d);
+void wlift__selection_free(struct wlift__selection *s);
+
+/* ---- probe ------------------------------------------------------------------------------ */
+
+struct wlift__probed {
+	struct wlift__plan_file *pf; /* per checkpoint file: dio_align when read with O_DIRECT */
+	size_t chunk_bytes;	     /* the read unit (a file system may ask for larger) */
+	int any_direct;
+	int all_memory; /* every file read is already in memory */
+	unsigned queue_flags; /* WLIFT__RQ_URING when io_uring is wanted */
+};
+
+/* 1 when WLIFT_MMAP_AUTO should map: every file with selected tensors can be mapped and its
+ * data is mostly in the page cache. */
+int wlift__load_mapped_pays(const struct wlift_ckpt *ck, const wlift_tensor_info *ti, size_t n);
+/* Decide per file. May make the sources ready for O_DIRECT reads (ops->direct). */
+int wlift__load_probe(const struct wlift_ckpt *ck, const struct wlift__load_cfg *c,
+		      const wlift_tensor_info *ti, size_t n, struct wlift__probed *p,
+		      wlift_diag *d);
+void wlift__probed_free(struct wlift__probed *p);
+
+#endif
