@@ -308,9 +308,6 @@ class PySafeSlice:
         info = handle._ck_checked().info(name)
         self._dtype = info[1]
         self._shape = tuple(info[2])
-        self._file = info[4]
-        self._offset = info[5]
-        self._nbytes = info[3]
 
     def get_shape(self) -> List[int]:
         return list(self._shape)
@@ -327,37 +324,23 @@ class PySafeSlice:
         shape = self._shape
         norm = _norm_index(idx, shape)
         bits = _native.dtype_bits(self._dtype)
-        row = math.prod(shape[1:]) if shape else 1
-        if not shape or bits % 8 or shape[0] == 0:
-            lo, hi = 0, shape[0] if shape else 1
-        else:
-            first = norm[0]
+        ck = self._h._ck_checked()
+        first = norm[0] if shape else None
+        if shape and bits % 8 == 0 and shape[0] > 0:
+            # Read only the leading-dimension rows the index touches, through the engine.
             if isinstance(first, int):
                 lo, hi = first, first + 1
+                first = 0
             else:
                 r = range(*first.indices(shape[0]))
                 lo, hi = (r[0], r[-1] + 1) if len(r) else (0, 0)
-        # Read only the leading-dimension rows the index touches.
-        if bits % 8 == 0 and shape:
-            nb = (hi - lo) * row * bits // 8
-            off = self._offset + lo * row * bits // 8
-            sub_shape = (hi - lo,) + shape[1:]
+                first = slice(r.start - lo, r.stop - lo, r.step) if len(r) else slice(0, 0)
+            res = ck.load(names=[self._name], rows=[(lo, hi)], mmap=MMAP_OFF)
         else:
-            nb, off, sub_shape = self._nbytes, self._offset, shape
-            lo = 0
-        buf = bytearray(nb)
-        if nb:
-            self._h._pread(self._file, buf, off)
-        _, from_bytes = converter(self._h._framework)
-        arr = from_bytes(buf, self._dtype, sub_shape)
+            # 0-d, empty, or sub-byte rows (F4/F6): the whole tensor.
+            res = ck.load(names=[self._name], mmap=MMAP_OFF)
+        arr = self._h._convert(res.tensor(self._name))
         if shape:
-            first = norm[0]
-            if bits % 8 == 0:
-                if isinstance(first, int):
-                    first = first - lo
-                else:
-                    r = range(*first.indices(shape[0]))
-                    first = slice(r.start - lo, r.stop - lo, r.step) if len(r) else slice(0, 0)
             arr = arr[(first,) + norm[1:]]
         return _own(arr, self._h._framework)
 
@@ -384,28 +367,11 @@ class safe_open:
         self._device = parse_device(device)
         self._mmap = backend_mmap(backend, self._device)
         self._ck = open_checkpoint(filename)
-        self._files = [f[0] for f in self._ck.files()]
 
     def _ck_checked(self):
         if self._ck.closed:
             raise SafetensorError("File is closed")
         return self._ck
-
-    def _pread(self, file: int, buf: bytearray, off: int) -> None:
-        """Read buf's length at off of file `file`: only the bytes a slice needs. The file is
-        opened per call so that concurrent slices and close() never share a descriptor."""
-        self._ck_checked()
-        fd = os.open(self._files[file], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            mv = memoryview(buf)
-            done = 0
-            while done < len(buf):
-                n = os.preadv(fd, [mv[done:]], off + done)
-                if n <= 0:
-                    raise SafetensorError(f"{self._files[file]}: unexpected end of file")
-                done += n
-        finally:
-            os.close(fd)
 
     def __enter__(self) -> "safe_open":
         return self

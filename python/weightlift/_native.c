@@ -415,10 +415,12 @@ static int ready_cb(const wlift_tensor *t, void *user)
 static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"names", "mmap", "strategy", "direct", "threads", "device",
-				 "ready", "cancel", NULL};
-	PyObject *names = Py_None, *ready = Py_None, *cancel = Py_None, *seq = NULL;
+				 "ready", "cancel", "rows", NULL};
+	PyObject *names = Py_None, *ready = Py_None, *cancel = Py_None, *rows = Py_None;
+	PyObject *seq = NULL, *rseq = NULL;
 	PyObject *res_obj = NULL;
 	const char **cnames = NULL;
+	wlift_rows *crows = NULL;
 	const char *device = NULL;
 	int mmap = 0, strategy = 0, direct = 0;
 	unsigned threads = 0;
@@ -428,8 +430,8 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	wlift_diag d;
 	int ret;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOO", kwlist, &names, &mmap, &strategy,
-					 &direct, &threads, &device, &ready, &cancel))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOOO", kwlist, &names, &mmap, &strategy,
+					 &direct, &threads, &device, &ready, &cancel, &rows))
 		return NULL;
 	if (ckpt_check(self) < 0)
 		return NULL;
@@ -452,6 +454,37 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 		}
 		o.names = cnames;
 		o.nnames = (size_t)n;
+	}
+	if (rows != Py_None) {
+		/* rows: one (begin, end) pair of leading-dimension rows per name. */
+		Py_ssize_t n;
+
+		if (!cnames) {
+			PyErr_SetString(PyExc_ValueError, "rows needs names");
+			goto out;
+		}
+		rseq = PySequence_Fast(rows, "rows must be a sequence of (begin, end)");
+		if (!rseq)
+			goto out;
+		n = PySequence_Fast_GET_SIZE(rseq);
+		if ((size_t)n != o.nnames) {
+			PyErr_SetString(PyExc_ValueError, "rows must have one (begin, end) per name");
+			goto out;
+		}
+		crows = PyMem_Calloc((size_t)n + 1, sizeof(*crows));
+		if (!crows) {
+			PyErr_NoMemory();
+			goto out;
+		}
+		for (Py_ssize_t i = 0; i < n; i++) {
+			unsigned long long b, e;
+
+			if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(rseq, i), "KK", &b, &e))
+				goto out;
+			crows[i].begin = b;
+			crows[i].end = e;
+		}
+		o.rows = crows;
 	}
 	o.device = device;
 	o.mmap = mmap;
@@ -491,7 +524,9 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	((ResultObject *)res_obj)->owner = (PyObject *)self;
 	Py_INCREF(self);
 out:
+	PyMem_Free(crows);
 	PyMem_Free(cnames);
+	Py_XDECREF(rseq);
 	Py_XDECREF(seq);
 	return res_obj;
 }
@@ -507,7 +542,8 @@ static PyMethodDef ckpt_methods[] = {
 	 "[(uri, size, header_len, data_offset, ntensors)] per file."},
 	{"load", (PyCFunction)(void (*)(void))ckpt_load, METH_VARARGS | METH_KEYWORDS,
 	 "load(names=None, mmap=0, strategy=0, direct=0, threads=0, device=None, ready=None, "
-	 "cancel=None) -> Result. The GIL is released while loading."},
+	 "cancel=None, rows=None) -> Result. rows: one (begin, end) of leading-dimension rows "
+	 "per name (only those bytes are read). The GIL is released while loading."},
 	{"close", (PyCFunction)ckpt_close, METH_NOARGS, "Close; loaded tensors stay valid."},
 	{NULL, NULL, 0, NULL},
 };

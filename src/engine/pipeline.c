@@ -233,6 +233,55 @@ static int submit(struct worker *w, struct wlift__rq *q, size_t ci, wlift_diag *
 	return ret;
 }
 
+/* GPU Direct Storage: the source reads chunk ci straight into the device destination (on this
+ * worker, synchronously). Returns 1 when it did (or failed: the run is then stopped), 0 when
+ * this chunk goes through the read queue. */
+static int read_direct_to_device(struct worker *w, size_t ci)
+{
+	struct run *r = w->r;
+	const struct wlift__plan_chunk *c = &r->pl->plan->chunks[ci];
+	const struct wlift__plan_range *rg = &r->pl->plan->ranges[c->range];
+	struct wlift__source *s = r->pl->srcs[c->file];
+	struct wlift__sink *sk = r->pl->sink;
+	uint8_t *dp;
+	int dev = -1;
+	wlift_diag d;
+
+	if (!s->ops->read_to_device || !sk->ops->device_ptr)
+		return 0;
+	dp = sk->ops->device_ptr(sk, c->dest, &dev);
+	if (!dp)
+		return 0;
+	wlift_diag_clear(&d);
+	while (r->got[ci] < c->len && !stopped(r)) {
+		int64_t n = s->ops->read_to_device(s, c->off + r->got[ci],
+						   (size_t)(c->len - r->got[ci]),
+						   dp + r->got[ci], dev, &d);
+		if (n < 0) {
+			fail(r, (int)n, &d);
+			return 1;
+		}
+		__atomic_add_fetch(&r->read, (uint64_t)n, __ATOMIC_RELAXED);
+		r->got[ci] += (uint64_t)n;
+		if (n == 0)
+			break;
+	}
+	if (stopped(r))
+		return 1;
+	if (r->got[ci] < c->len && c->off + r->got[ci] < rg->end) {
+		wlift__diag_set(&d, WLIFT_ECHANGED, s->uri, NULL, (int64_t)(c->off + r->got[ci]),
+				"file.changed",
+				"%s: unexpected end of file at offset %llu (the file was %llu bytes "
+				"when opened; was it truncated while loading?)",
+				s->uri, (unsigned long long)(c->off + r->got[ci]),
+				(unsigned long long)s->size);
+		fail(r, WLIFT_ECHANGED, &d);
+		return 1;
+	}
+	complete(r, ci);
+	return 1;
+}
+
 /* Claim and submit chunks until this worker has qd reads in flight, the plan is done, or
  * the sink has no staging buffer free. */
 static void fill(struct worker *w)
@@ -253,6 +302,10 @@ static void fill(struct worker *w)
 			w->held = ci;
 		}
 		c = &p->chunks[w->held];
+		if (read_direct_to_device(w, w->held)) {
+			w->held = NO_CHUNK;
+			continue;
+		}
 		wlift_diag_clear(&d);
 		q = queue_for(w, r->pl->srcs[c->file], &d);
 		if (!q) {
@@ -543,6 +596,15 @@ int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
 		f = pl->sink->ops->finish(pl->sink, &fd);
 		if (f)
 			fail(&r, f, &fd);
+	}
+	if (!r.err && r.done != p->tensor_bytes) {
+		/* Never hand out memory that was not read as data. */
+		wlift_diag id;
+		wlift_diag_clear(&id);
+		wlift__diag_set(&id, -EIO, NULL, NULL, -1, "load.cover",
+				"internal error: %llu of %llu tensor bytes landed",
+				(unsigned long long)r.done, (unsigned long long)p->tensor_bytes);
+		fail(&r, -EIO, &id);
 	}
 	if (!r.err && pl->progress && pl->progress(r.done, p->tensor_bytes, pl->progress_user))
 		progress_cancel(&r);

@@ -24,7 +24,6 @@ void wlift__plan_free(struct wlift__plan *p)
 	if (!p)
 		return;
 	free(p->dest);
-	free(p->range_of);
 	free(p->ranges);
 	free(p->chunks);
 	memset(p, 0, sizeof(*p));
@@ -44,9 +43,8 @@ int wlift__plan_build(const wlift_tensor_info *t, size_t n, const struct wlift__
 		chunk_bytes = WLIFT_DEFAULT_CHUNK_BYTES;
 	p.ntensors = n;
 	p.dest = calloc(n ? n : 1, sizeof(*p.dest));
-	p.range_of = calloc(n ? n : 1, sizeof(*p.range_of));
 	p.ranges = calloc(n ? n : 1, sizeof(*p.ranges));
-	if (!p.dest || !p.range_of || !p.ranges) {
+	if (!p.dest || !p.ranges) {
 		ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 		goto out;
 	}
@@ -83,7 +81,6 @@ int wlift__plan_build(const wlift_tensor_info *t, size_t n, const struct wlift__
 			r->t0 = i;
 			r->nt = 1;
 		}
-		p.range_of[i] = p.nranges - 1;
 		p.tensor_bytes += t[i].nbytes;
 	}
 
@@ -137,6 +134,22 @@ int wlift__plan_build(const wlift_tensor_info *t, size_t n, const struct wlift__
 			c->dest = r->dest + (o - r->rd_off);
 			c->direct = a != 0;
 			p.read_bytes += c->len;
+		}
+	}
+	/* Every byte asked for is read: the chunks of each range tile it exactly, so their sum is
+	 * at least the tensors'. Anything else is an arithmetic bug, and loading on would hand
+	 * out unread memory as data. */
+	{
+		uint64_t span = 0;
+		for (size_t ri = 0; ri < p.nranges; ri++)
+			span += p.ranges[ri].rd_end - p.ranges[ri].rd_off;
+		if (span != p.read_bytes || p.read_bytes < p.tensor_bytes) {
+			ret = wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "plan.cover",
+					      "internal error: the plan reads %llu bytes for %llu "
+					      "bytes of tensors",
+					      (unsigned long long)p.read_bytes,
+					      (unsigned long long)p.tensor_bytes);
+			goto out;
 		}
 	}
 	p.arena_bytes = cursor;

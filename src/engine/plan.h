@@ -49,14 +49,13 @@ struct wlift__plan_chunk {
 struct wlift__plan {
 	size_t ntensors;
 	uint64_t *dest;	  /* final arena offset of each tensor */
-	size_t *range_of; /* range index of each tensor */
 	size_t nranges;
 	struct wlift__plan_range *ranges;
 	size_t nchunks;
 	struct wlift__plan_chunk *chunks;
 	uint64_t arena_bytes;  /* destination bytes needed */
 	uint64_t tensor_bytes; /* sum of tensor sizes */
-	uint64_t read_bytes;   /* sum of chunk lengths */
+	uint64_t read_bytes;   /* sum of chunk lengths (>= tensor_bytes, checked) */
 };
 
 /* Build a plan for tensors t[0..n) (sorted by file, then file_offset; files index into

@@ -35,6 +35,10 @@ struct wlift__sink_ops {
 	int (*alloc)(struct wlift__sink *s, uint64_t bytes, wlift_diag *d);
 	/* Final memory at off that readers may write directly, or NULL (staged sink). */
 	void *(*dest)(struct wlift__sink *s, uint64_t off);
+	/* Optional: when the destination is device memory, its address at off and the device
+	 * ordinal, so that a source that can read straight into device memory (GPU Direct
+	 * Storage) is used instead of staging. NULL (or a NULL return): no such destination. */
+	void *(*device_ptr)(struct wlift__sink *s, uint64_t off, int *device);
 	/* Staged sinks: a staging buffer of at least len (<= stage_bytes) bytes, aligned to
 	 * stage_align. 0; -EAGAIN when every buffer is in use (poll with wait, then retry). */
 	int (*acquire)(struct wlift__sink *s, size_t len, void **buf, wlift_diag *d);
