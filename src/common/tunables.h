@@ -16,9 +16,11 @@
 #define WLIFT_MIN_DEFAULT_THREADS 4u
 #define WLIFT_MAX_THREADS 256u
 
-/* AUTO direct: O_DIRECT when less than this fraction of a file's data is in the page cache. */
+/* AUTO direct: O_DIRECT when less than this fraction of the bytes a load reads from a file is
+ * in the page cache; AUTO mmap maps when at least this fraction is. */
 #define WLIFT_DIRECT_MAX_RESIDENT 0.5
-/* AUTO direct: files smaller than this always use buffered reads (setup cost dominates). */
+/* AUTO direct: reading fewer bytes than this from a file always uses buffered reads (setup
+ * cost dominates). */
 #define WLIFT_DIRECT_MIN_BYTES (32u << 20)
 /* O_DIRECT ranges are capped so that a fix-up (and the readiness it delays) stays small. */
 #define WLIFT_DIRECT_MAX_RANGE (64u << 20)

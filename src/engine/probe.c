@@ -11,22 +11,36 @@
 #include "engine/stages.h"
 #include "source/source.h"
 
-/* Number of plan ranges file f's selected tensors form: the plan merges contiguous tensors
- * with the same offset modulo 64 (plan.c), so every other neighbour starts one. */
-static size_t file_ranges(const wlift_tensor_info *ti, size_t n, uint32_t f)
+/* What a load reads of file f: the plan ranges its selected tensors form (the plan merges
+ * contiguous tensors with the same offset modulo 64, so every other neighbour starts one),
+ * their bytes and the span [lo, hi) they cover. */
+struct file_sel {
+	size_t ranges;
+	uint64_t bytes, lo, hi;
+};
+
+static void file_selection(const wlift_tensor_info *ti, size_t n, uint32_t f,
+			   struct file_sel *fs)
 {
-	size_t ranges = 0;
 	const wlift_tensor_info *prev = NULL;
 
+	memset(fs, 0, sizeof(*fs));
+	fs->lo = UINT64_MAX;
 	for (size_t i = 0; i < n; i++) {
 		if (ti[i].file != f || !ti[i].nbytes)
 			continue;
 		if (!prev || prev->data_end != ti[i].data_begin ||
 		    (prev->data_begin & 63) != (ti[i].data_begin & 63))
-			ranges++;
+			fs->ranges++;
 		prev = &ti[i];
+		fs->bytes += ti[i].nbytes;
+		if (ti[i].file_offset < fs->lo)
+			fs->lo = ti[i].file_offset;
+		if (ti[i].file_offset + ti[i].nbytes > fs->hi)
+			fs->hi = ti[i].file_offset + ti[i].nbytes;
 	}
-	return ranges;
+	if (fs->lo > fs->hi)
+		fs->lo = fs->hi = 0;
 }
 
 static int file_used(const wlift_tensor_info *ti, size_t n, size_t f)
@@ -41,15 +55,16 @@ int wlift__load_mapped_pays(const struct wlift_ckpt *ck, const wlift_tensor_info
 {
 	for (size_t f = 0; f < ck->nfiles; f++) {
 		struct wlift__source *src = ck->files[f].src;
-		uint64_t off = ck->files[f].info.data_offset;
 		struct wlift__source_probe p;
+		struct file_sel fs;
 
 		if (!file_used(ti, n, f))
 			continue;
-		if (src->size <= off)
-			continue;
-		src->ops->probe(src, off, src->size - off, WLIFT__PROBE_RESIDENT, &p);
-		if (!p.can_map || p.resident < WLIFT_DIRECT_MAX_RESIDENT)
+		file_selection(ti, n, (uint32_t)f, &fs);
+		src->ops->probe(src, fs.lo, fs.hi - fs.lo, WLIFT__PROBE_RESIDENT, &p);
+		if (!p.can_map)
+			return 0;
+		if (fs.hi > fs.lo && p.resident < WLIFT_DIRECT_MAX_RESIDENT)
 			return 0;
 	}
 	return 1;
@@ -80,11 +95,13 @@ int wlift__load_probe(const struct wlift_ckpt *ck, const struct wlift__load_cfg 
 		uint64_t off = ck->files[f].info.data_offset;
 		uint64_t dsize = src->size > off ? src->size - off : 0;
 		struct wlift__source_probe p;
+		struct file_sel fs;
 		uint32_t align;
 		int direct = 0;
 
 		if (!file_used(ti, n, f))
 			continue;
+		file_selection(ti, n, (uint32_t)f, &fs);
 		src->ops->probe(src, off, dsize, c->direct != WLIFT_DIRECT_OFF ? WLIFT__PROBE_DIRECT : 0,
 				&p);
 		align = p.dio_align;
@@ -103,10 +120,12 @@ int wlift__load_probe(const struct wlift_ckpt *ck, const struct wlift__load_cfg 
 			}
 			direct = 1;
 		} else if (c->direct == WLIFT_DIRECT_AUTO && align && src->ops->direct &&
-			   p.fs_kind == WLIFT_FS_LOCAL && dsize >= WLIFT_DIRECT_MIN_BYTES &&
-			   dsize / (file_ranges(ti, n, (uint32_t)f) + 1) >=
-			       WLIFT_DIRECT_MIN_AVG_RANGE) {
-			src->ops->probe(src, off, dsize, WLIFT__PROBE_RESIDENT, &p);
+			   p.fs_kind == WLIFT_FS_LOCAL && fs.bytes >= WLIFT_DIRECT_MIN_BYTES &&
+			   fs.bytes / (fs.ranges + 1) >= WLIFT_DIRECT_MIN_AVG_RANGE) {
+			/* What is read decides, not the file: a few rows of a large file are a
+			 * small read (and measuring a whole large file's residency costs more than
+			 * reading them: cachestat walks the page cache). */
+			src->ops->probe(src, fs.lo, fs.hi - fs.lo, WLIFT__PROBE_RESIDENT, &p);
 			direct = p.resident >= 0 && p.resident < WLIFT_DIRECT_MAX_RESIDENT;
 		}
 		if (direct) {

@@ -33,6 +33,10 @@ struct file_source {
 	pthread_mutex_t mu; /* guards dfd's opening */
 	int64_t mtime_ns;  /* at open, to detect changes */
 	int no_uring;	   /* the context disabled io_uring */
+	/* Facts of the open file, probed once (a get_slice loads once per call): */
+	int fs_kind;	    /* statfs, at open */
+	uint32_t dio_align; /* statx, on the first probe that asks; atomic */
+	int dio_known;	    /* atomic: dio_align is set */
 };
 
 static int64_t mtime_of(const struct stat *st)
@@ -204,21 +208,24 @@ static int file_queue(struct wlift__source *s, unsigned depth, unsigned flags,
 static int file_probe(struct wlift__source *s, uint64_t off, uint64_t len, unsigned flags,
 		      struct wlift__source_probe *p)
 {
-	const struct file_source *f = (const struct file_source *)s;
+	struct file_source *f = (struct file_source *)s;
 
 	memset(p, 0, sizeof(*p));
 	p->size = s->size;
 	p->mtime_ns = f->mtime_ns;
 	p->can_map = s->size > 0;
-	p->fs_kind = wlift__fs_kind(f->fd);
+	p->fs_kind = f->fs_kind;
 	p->resident = -1.0;
 	if (p->fs_kind == WLIFT_FS_NETWORK || p->fs_kind == WLIFT_FS_FUSE)
 		p->chunk = WLIFT_REMOTE_FS_CHUNK;
-	if (flags & WLIFT__PROBE_DIRECT) {
+	if ((flags & WLIFT__PROBE_DIRECT) && !__atomic_load_n(&f->dio_known, __ATOMIC_ACQUIRE)) {
 		uint32_t ma = 0, oa = 0;
 		wlift__file_dio_align(f->fd, f->path, &ma, &oa);
-		p->dio_align = ma > oa ? ma : oa;
+		__atomic_store_n(&f->dio_align, ma > oa ? ma : oa, __ATOMIC_RELAXED);
+		__atomic_store_n(&f->dio_known, 1, __ATOMIC_RELEASE);
 	}
+	if (flags & WLIFT__PROBE_DIRECT)
+		p->dio_align = __atomic_load_n(&f->dio_align, __ATOMIC_RELAXED);
 	if (flags & WLIFT__PROBE_RESIDENT)
 		p->resident = wlift__file_resident(f->fd, off, len);
 	return 0;
@@ -348,6 +355,7 @@ int wlift__file_open(wlift_ctx *ctx, const char *path, const char *uri,
 	}
 	f->base.size = (uint64_t)st.st_size;
 	f->mtime_ns = mtime_of(&st);
+	f->fs_kind = wlift__fs_kind(f->fd);
 	*out = &f->base;
 	return 0;
 out:
