@@ -31,7 +31,7 @@ static PyObject *raise_diag(int ret, const wlift_diag *d)
 
 	if (PyErr_Occurred())
 		return NULL; /* a callback raised (KeyboardInterrupt, ...): keep that */
-	if (ret < 0 && ret > -4096) {
+	if (WLIFT_ERR_IS_ERRNO(ret)) {
 		PyObject *exc;
 
 		if (file)
@@ -46,9 +46,9 @@ static PyObject *raise_diag(int ret, const wlift_diag *d)
 	}
 	if (ret == WLIFT_EAUTH)
 		PyErr_SetString(PyExc_PermissionError, msg);
-	else if (ret <= -5100 && ret > -5200)
+	else if (WLIFT_ERR_IS_REMOTE(ret))
 		PyErr_SetString(PyExc_OSError, msg);
-	else if (ret <= -5200 && ret > -5400)
+	else if (WLIFT_ERR_IS_GPU(ret) || WLIFT_ERR_IS_COMM(ret))
 		PyErr_SetString(PyExc_RuntimeError, msg);
 	else
 		PyErr_SetString(SafetensorError, msg);
