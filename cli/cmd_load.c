@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `weightlift load URI`: open and load a checkpoint into memory with the given knobs, show a
- * progress bar on a terminal, and report throughput, the library's stats and the peak
- * anonymous-memory growth. --touch adds the "ready time" of DESIGN.md "Measuring": one read
- * pass over every byte (XOR over uint64) after the load, timed from the open. --repeat runs
- * the whole open + load (+ touch) several times and reports the median run.
+ * progress bar on a terminal, and report throughput (for a mapped load, the mapping and the
+ * time to populate it), the library's stats and the peak anonymous-memory growth. --touch
+ * adds the "ready time" (README.md, `load`; bench/README.md): one read pass over every byte
+ * (XOR over uint64) after the load, timed from the open. --repeat runs the whole open + load
+ * (+ touch) several times and reports the median run.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -418,7 +419,7 @@ int cli_load(int argc, char **argv)
 		rc = cli_exit_code(ret);
 		goto out;
 	}
-	/* The baseline is taken after the context exists, as DESIGN.md "Measuring" says. */
+	/* The baseline is taken after the context exists, as README.md (`load`) defines it. */
 	if (cli_rss_start(&rss) < 0)
 		rss = NULL;
 
