@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Shared declarations of the `weightlift` command-line tool: the command entry points, the
- * exit-code policy of the CLI contract (DESIGN.md), error printing from a wlift_diag, option
+ * exit-code policy of the CLI contract (README.md), error printing from a wlift_diag, option
  * parsing helpers and the JSON report that inspect and verify build. The tool uses only the
  * public header include/weightlift.h.
  */

@@ -22,17 +22,16 @@ int cli_exit_code(int err)
 	 * local file system: the fix is the same (credentials or access rights). */
 	if (err == WLIFT_EAUTH || err == -EACCES || err == -EPERM)
 		return CLI_EXIT_AUTH;
-	if (err <= -5200 && err > -5300)
+	switch (wlift_errclass(err)) {
+	case WLIFT_ERRCLASS_GPU:
 		return CLI_EXIT_DEVICE;
-	if (err <= -5100 && err > -5200)
+	case WLIFT_ERRCLASS_ERRNO:
+	case WLIFT_ERRCLASS_REMOTE:
+	case WLIFT_ERRCLASS_COMM:
 		return CLI_EXIT_IO;
-	if (err <= -5300 && err > -5400)
-		return CLI_EXIT_IO;
-	if (err <= -5000 && err > -5100)
+	default:
 		return CLI_EXIT_INPUT;
-	if (err > -4096)
-		return CLI_EXIT_IO;
-	return CLI_EXIT_INPUT;
+	}
 }
 
 void cli_errorf(const char *fmt, ...)

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What inspect and verify show about an opened checkpoint: the --json report (files,
- * metadata, tensors, errors; the shape is fixed by the CLI contract in DESIGN.md) and the
- * human-readable table. Both read the checkpoint through the public accessors only.
+ * metadata, tensors, errors; the shape is fixed by the CLI contract, README.md "The
+ * `weightlift` command") and the human-readable table. Both read the checkpoint through the
+ * public accessors only.
  */
 #include <inttypes.h>
 #include <stdlib.h>

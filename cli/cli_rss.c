@@ -2,7 +2,7 @@
 /*
  * Host-memory measurement for `load`: a thread samples RssAnon from /proc/self/status every
  * 10 ms and keeps the peak growth over a baseline taken when sampling starts (after the
- * context is created), as DESIGN.md "Measuring" defines it. Anonymous memory is what a copy
+ * context is created), as README.md (`load`) defines it. Anonymous memory is what a copy
  * costs; page-cache-backed mappings (the --mmap mode) are not anonymous and do not count.
  */
 #include <errno.h>

@@ -34,8 +34,9 @@ static void usage(FILE *out)
 	      "\"mismatches\")\n"
 	      "  --expect FILE       compare with FILE: a previous 'verify --json' output (every\n"
 	      "                      tensor must match, none missing or extra) or a JSON object\n"
-	      "                      {name: sha256} (the named tensors must match); exit 1 on any\n"
-	      "                      mismatch\n"
+	      "                      {name: sha256} (the named tensors must match); the last line\n"
+	      "                      says \"all digests match\" or \"FAILED\" with the counts;\n"
+	      "                      exit 1 on any mismatch\n"
 	      "  --batch-size SIZE   load at most SIZE bytes at a time (default 1G)\n"
 	      "  --threads N         I/O threads (default: library default)\n"
 	      "  -q, --quiet         print nothing but errors\n"
@@ -267,11 +268,18 @@ static json_object *mismatch(const char *name, const char *want, const char *got
 	return m;
 }
 
-/* Compare got (name -> sha256) with e; returns the number of mismatches. */
+/* Mismatches found by expect_compare, by kind. */
+struct expect_counts {
+	size_t digest;	/* in both, different sha256 */
+	size_t missing; /* expected, not in the checkpoint */
+	size_t extra;	/* in the checkpoint, not in a full previous output */
+};
+
+/* Compare got (name -> sha256) with e and count the mismatches in *n; returns their total. */
 static size_t expect_compare(const struct expect *e, json_object *got, const char *path,
-			     json_object *out, bool print)
+			     json_object *out, bool print, struct expect_counts *n)
 {
-	size_t bad = 0;
+	memset(n, 0, sizeof(*n));
 
 	json_object_object_foreach(e->map, name, wantv)
 	{
@@ -284,7 +292,7 @@ static size_t expect_compare(const struct expect *e, json_object *got, const cha
 					   "[expect.missing]",
 					   name, path);
 			json_object_array_add(out, mismatch(name, want, NULL));
-			bad++;
+			n->missing++;
 		} else if (strcasecmp(want, json_object_get_string(gv)) != 0) {
 			if (print)
 				cli_errorf("%s: sha256 mismatch: expected %s, got %s "
@@ -292,11 +300,11 @@ static size_t expect_compare(const struct expect *e, json_object *got, const cha
 					   name, want, json_object_get_string(gv));
 			json_object_array_add(out,
 					      mismatch(name, want, json_object_get_string(gv)));
-			bad++;
+			n->digest++;
 		}
 	}
 	if (!e->full)
-		return bad;
+		return n->digest + n->missing;
 	json_object_object_foreach(got, gname, gval)
 	{
 		if (json_object_object_get_ex(e->map, gname, NULL))
@@ -304,9 +312,9 @@ static size_t expect_compare(const struct expect *e, json_object *got, const cha
 		if (print)
 			cli_errorf("%s: not in %s [expect.extra]", gname, path);
 		json_object_array_add(out, mismatch(gname, NULL, json_object_get_string(gval)));
-		bad++;
+		n->extra++;
 	}
-	return bad;
+	return n->digest + n->missing + n->extra;
 }
 
 /* ---- command ----------------------------------------------------------------------- */
@@ -327,6 +335,8 @@ int cli_verify(int argc, char **argv)
 	wlift_load_opts lo = WLIFT_LOAD_OPTS_INIT;
 	struct cli_report rep;
 	struct expect exp;
+	struct expect_counts cnt = {0};
+	size_t nbad = 0;
 	json_object *got = NULL;
 	const char *expect_path = NULL;
 	uint64_t batch = DEFAULT_BATCH_BYTES;
@@ -423,8 +433,12 @@ int cli_verify(int argc, char **argv)
 			if (!json && !quiet)
 				printf("%s  %s\n", st.hex[k], ti.name);
 		}
-		if (ret >= 0 && !json && !quiet)
+		/* With --expect the verdict is the comparison's, printed once at the end: an
+		 * "OK" here would precede a mismatch. */
+		if (ret >= 0 && !json && !quiet && !expect_path)
 			printf("%s: OK, %zu tensor%s\n", uri, n, n == 1 ? "" : "s");
+		else if (ret >= 0 && !json && !quiet)
+			printf("%s: hashed %zu tensor%s\n", uri, n, n == 1 ? "" : "s");
 		for (size_t k = 0; k < n && st.hex; k++)
 			free(st.hex[k]);
 		free(st.hex);
@@ -433,7 +447,8 @@ int cli_verify(int argc, char **argv)
 	if (expect_path) {
 		json_object *mm = json_object_new_array();
 
-		if (expect_compare(&exp, got, expect_path, mm, !json) > 0)
+		nbad = expect_compare(&exp, got, expect_path, mm, !json, &cnt);
+		if (nbad > 0)
 			rc = cli_exit_merge(rc, CLI_EXIT_INPUT);
 		json_object_object_add(rep.root, "expect", json_object_new_string(expect_path));
 		json_object_object_add(rep.root, "mismatches", mm);
@@ -441,7 +456,15 @@ int cli_verify(int argc, char **argv)
 	json_object_object_add(rep.root, "ok", json_object_new_boolean(rc == 0));
 	if (json)
 		cli_json_print(rep.root);
-	else if (expect_path && !quiet && rc == 0)
+	else if (expect_path && !quiet && nbad > 0)
+		printf("FAILED: %zu mismatch%s against %s (%zu sha256, %zu missing, %zu extra)\n",
+		       nbad, nbad == 1 ? "" : "es", expect_path, cnt.digest, cnt.missing,
+		       cnt.extra);
+	else if (expect_path && !quiet && rc != 0)
+		printf("FAILED: no digest mismatch against %s, but not every URI could be "
+		       "verified (errors above)\n",
+		       expect_path);
+	else if (expect_path && !quiet)
 		printf("all digests match %s\n", expect_path);
 	cli_report_free(&rep);
 out:

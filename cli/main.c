@@ -2,7 +2,7 @@
 /*
  * `weightlift`: the command-line tool. This file dispatches to the commands (inspect, verify,
  * load; cp and cache arrive with the remote sources) and handles the tool-level options
- * (--help, --version). Exit codes follow the CLI contract in DESIGN.md: 0 ok, 1 bad input,
+ * (--help, --version). Exit codes follow the CLI contract in README.md: 0 ok, 1 bad input,
  * 2 usage, 3 I/O or network, 4 auth, 5 device.
  */
 #include <string.h>

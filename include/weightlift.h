@@ -68,6 +68,30 @@ enum wlift_error {
 	WLIFT_ECOMM = -5300,         /* collective communication failed */
 };
 
+/* Error classes. Each macro takes a return value and is true when it falls in that block:
+ * -errno (-1..-4095), format/common (-5000..-5099), remote (-5100..-5199), GPU
+ * (-5200..-5299), communication (-5300..-5399). They test the range only, so they also
+ * accept codes a newer library adds to a block. The argument is evaluated more than once. */
+#define WLIFT_ERR_IS_ERRNO(e) ((e) <= -1 && (e) >= -4095)
+#define WLIFT_ERR_IS_FORMAT(e) ((e) <= -5000 && (e) >= -5099)
+#define WLIFT_ERR_IS_REMOTE(e) ((e) <= -5100 && (e) >= -5199)
+#define WLIFT_ERR_IS_GPU(e) ((e) <= -5200 && (e) >= -5299)
+#define WLIFT_ERR_IS_COMM(e) ((e) <= -5300 && (e) >= -5399)
+
+enum wlift_errclass {
+	WLIFT_ERRCLASS_NONE = 0, /* not an error: err >= 0 */
+	WLIFT_ERRCLASS_ERRNO,    /* -errno */
+	WLIFT_ERRCLASS_FORMAT,   /* the -5000 block: format and common */
+	WLIFT_ERRCLASS_REMOTE,   /* the -5100 block: HTTP, auth, network, cache */
+	WLIFT_ERRCLASS_GPU,      /* the -5200 block: CUDA, devices, cuFile */
+	WLIFT_ERRCLASS_COMM,     /* the -5300 block: collective communication */
+	WLIFT_ERRCLASS_UNKNOWN,  /* negative but in no block */
+};
+
+/* The class of a return value (enum wlift_errclass), by the same ranges as the
+ * WLIFT_ERR_IS_* macros. Never fails; thread-safe. */
+WLIFT_API int wlift_errclass(int err);
+
 /* Human-readable text for any code returned by this library (including -errno).
  * Never NULL; the string is static. */
 WLIFT_API const char *wlift_strerror(int err);

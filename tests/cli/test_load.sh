@@ -114,6 +114,49 @@ n = e["big.safetensors"]["nbytes"]
 assert n * 0.9 <= j["peak_rss_anon"] <= n + (64 << 20), ("copy mode RssAnon", j["peak_rss_anon"], n)
 '
 
+# --- mapped loads are reported as mapped (nothing read yet: no GB/s); --touch leads with ready -
+# line_re N ERE: line N of stdout matches the extended regular expression.
+line_re() {
+	NCHECK=$((NCHECK + 1))
+	sed -n "$1p" "$OUT" | grep -Eq -- "$2" || fail "line $1 of stdout '$(sed -n "$1p" "$OUT")' !~ $2"
+}
+not_out() {
+	NCHECK=$((NCHECK + 1))
+	! grep -qF -- "$1" "$OUT" || fail "'$1' in stdout: $(head -c 600 "$OUT")"
+}
+num='[0-9]+\.[0-9]+'
+expect_rc 0 "$WEIGHTLIFT" load --mmap "$S"
+line_re 1 "^mapped 8 tensors, 121 B in 1 file, pages populated in $num s\$"
+line_re 2 "^  open $num s, plan $num s, populate $num s\$"
+line_re 3 "^  strategy mmap, [0-9]+ threads?, populated "
+not_out "GB/s"
+not_out "read "
+expect_rc 0 "$WEIGHTLIFT" load --mmap --touch "$D/sharded"
+line_re 1 "^ready in $num s: mapped 3 tensors, 53 B in 2 files, pages populated in $num s, read pass $num s\$"
+grep_out "ready (open + load + read pass)"
+not_out "GB/s"
+expect_rc 0 "$WEIGHTLIFT" load --mmap --names embed.weight "$S"
+line_re 1 "^mapped 1 tensor, .* in 1 file, "
+expect_rc 0 "$WEIGHTLIFT" load --mmap --repeat 2 --touch "$S"
+line_re 1 "^run 1: pages populated in $num s, ready $num s\$"
+line_re 3 "^ready in $num s: mapped 8 tensors, .* read pass $num s \(median run\)\$"
+# copy mode: the throughput stays; with --touch the ready time leads
+expect_rc 0 "$WEIGHTLIFT" load --direct off "$S"
+line_re 1 "^loaded 8 tensors, .* in $num s: $num GB/s\$"
+expect_rc 0 "$WEIGHTLIFT" load --direct off --touch "$S"
+line_re 1 "^ready in $num s: loaded 8 tensors, .* in $num s \($num GB/s\), read pass $num s\$"
+# --json keeps every field in both modes
+expect_rc 0 "$WEIGHTLIFT" load --json --touch "$S"
+cp "$OUT" "$T/copy.json"
+expect_rc 0 "$WEIGHTLIFT" load --json --mmap --touch "$S"
+pycheck '
+c = json.load(open("'"$T/copy.json"'"))
+assert set(j) == set(c), set(j) ^ set(c)
+assert j["mmap"] is True and j["strategy"] == "mmap" and j["bytes_read"] == j["bytes"], j
+for k in ("gb_per_s", "read_s", "ready_s", "touch_s", "touch_xor"):
+    assert k in j, k
+'
+
 # --- progress bar: on a terminal only, and never with --json or --quiet ---------------------
 if script -qec true /dev/null >/dev/null 2>&1; then
 	NCHECK=$((NCHECK + 1))

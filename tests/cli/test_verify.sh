@@ -7,6 +7,20 @@ fixtures
 
 S=$D/small.safetensors
 
+# last_line TEXT: the last line of stdout starts with TEXT.
+last_line() {
+	NCHECK=$((NCHECK + 1))
+	case "$(tail -n 1 "$OUT")" in
+	"$1"*) ;;
+	*) fail "last line of stdout is '$(tail -n 1 "$OUT")', want '$1...'" ;;
+	esac
+}
+# no_ok: no line of stdout says OK.
+no_ok() {
+	NCHECK=$((NCHECK + 1))
+	! grep -q "OK" "$OUT" || fail "stdout says OK: $(grep "OK" "$OUT" | head -3)"
+}
+
 # --- text: "<sha256>  <name>" lines ---------------------------------------------------------
 expect_rc 0 "$WEIGHTLIFT" verify "$S"
 python3 - "$D/expected.json" "$OUT" <<'PY' || fail "sha256 lines"
@@ -63,7 +77,8 @@ for t in j["tensors"]:
 
 # --- --expect ------------------------------------------------------------------------------
 expect_rc 0 "$WEIGHTLIFT" verify --expect "$T/small.verify.json" "$S"
-grep_out "all digests match"
+last_line "all digests match $T/small.verify.json"
+grep_out "small.safetensors: hashed 8 tensors"
 expect_rc 0 "$WEIGHTLIFT" verify --json --expect "$T/small.verify.json" "$S"
 pycheck 'assert j["ok"] is True and j["mismatches"] == [], j'
 
@@ -80,6 +95,9 @@ expect_rc 0 "$WEIGHTLIFT" verify --expect "$T/map.json" "$S"
 expect_rc 1 "$WEIGHTLIFT" verify --expect "$T/badmap.json" "$S"
 grep_err "embed.weight: sha256 mismatch"
 grep_err "no.such: missing"
+# the verdict is the comparison's: no "OK" anywhere, FAILED with the counts last
+no_ok
+last_line "FAILED: 2 mismatches against $T/badmap.json (1 sha256, 1 missing, 0 extra)"
 expect_rc 1 "$WEIGHTLIFT" verify --json --expect "$T/badmap.json" "$S"
 pycheck '
 assert j["ok"] is False
@@ -92,6 +110,8 @@ assert mm["no.such"]["actual"] is None
 # a full verify output must match exactly: an extra tensor is a mismatch
 expect_rc 1 "$WEIGHTLIFT" verify --expect "$T/small.verify.json" "$S" "$D/nometa.safetensors"
 grep_err "not in"
+no_ok
+last_line "FAILED: 2 mismatches against $T/small.verify.json (0 sha256, 0 missing, 2 extra)"
 # a changed tensor in a previous output
 python3 - "$T/small.verify.json" "$T/changed.json" <<'PY'
 import json, sys
@@ -101,6 +121,14 @@ json.dump(j, open(sys.argv[2], "w"))
 PY
 expect_rc 1 "$WEIGHTLIFT" verify --expect "$T/changed.json" "$S"
 grep_err "sha256 mismatch"
+no_ok
+last_line "FAILED: 1 mismatch against $T/changed.json (1 sha256, 0 missing, 0 extra)"
+# matching digests but a URI that cannot be read: still FAILED, never "all digests match"
+expect_rc 3 "$WEIGHTLIFT" verify --expect "$T/map.json" "$S" "$T/missing.safetensors"
+no_ok
+last_line "FAILED: no digest mismatch against $T/map.json"
+expect_rc 1 "$WEIGHTLIFT" verify -q --expect "$T/changed.json" "$S"
+no_out
 # unusable expect files
 expect_rc 3 "$WEIGHTLIFT" verify --expect "$T/no-such-file.json" "$S"
 echo '{"a": 5}' >"$T/wrong.json"

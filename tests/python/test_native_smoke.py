@@ -2,6 +2,8 @@
 """Smoke tests of the weightlift package (the thorough suite is tests/python/test_api_*.py):
 the extension imports, loads zero-copy through DLPack, saves byte-identically to the
 reference, safe_open/get_slice/stream work and errors map to the right classes."""
+import os
+import re
 import threading
 
 import numpy as np
@@ -247,3 +249,31 @@ def test_bad_device_and_backend(ckpt):
         weightlift.load_file(p, device="tpu")
     with pytest.raises(ValueError):
         weightlift.load_file(p, backend="nope")
+
+
+def _header_enum(prefix):
+    """{NAME: value} of the enum constants WLIFT_<prefix>_* in include/weightlift.h (explicit
+    values and implicit increments)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "include", "weightlift.h")) as f:
+        src = f.read()
+    body = re.search(r"enum wlift_%s \{(.*?)\};" % prefix.lower(), src, re.S).group(1)
+    out, nxt = {}, 0
+    for m in re.finditer(r"^\s*WLIFT_%s_(\w+)(?:\s*=\s*(-?\d+))?\s*," % prefix, body, re.M):
+        nxt = int(m.group(2)) if m.group(2) is not None else nxt
+        out[f"{prefix}_{m.group(1)}"] = nxt
+        nxt += 1
+    return out
+
+
+@pytest.mark.parametrize("prefix", ["MMAP", "STRATEGY", "DIRECT"])
+def test_enum_constants_come_from_the_header(prefix):
+    from weightlift import _core, _native
+
+    want = _header_enum(prefix)
+    assert len(want) == 3
+    for name, value in want.items():
+        assert getattr(_native, name) == value, name
+    if prefix == "MMAP":
+        assert (_core.MMAP_OFF, _core.MMAP_ON, _core.MMAP_AUTO) == (
+            _native.MMAP_OFF, _native.MMAP_ON, _native.MMAP_AUTO)

@@ -84,6 +84,49 @@ START_TEST(ctx_knob_precedence)
 }
 END_TEST
 
+START_TEST(error_classes)
+{
+	/* Block edges and every pinned code land in their class, by macro and by function. */
+	static const struct {
+		int err;
+		int cls;
+	} cases[] = {
+	    {0, WLIFT_ERRCLASS_NONE},
+	    {7, WLIFT_ERRCLASS_NONE},
+	    {-1, WLIFT_ERRCLASS_ERRNO},
+	    {-ENOENT, WLIFT_ERRCLASS_ERRNO},
+	    {-4095, WLIFT_ERRCLASS_ERRNO},
+	    {-4096, WLIFT_ERRCLASS_UNKNOWN},
+	    {-4999, WLIFT_ERRCLASS_UNKNOWN},
+	    {WLIFT_EFORMAT, WLIFT_ERRCLASS_FORMAT},
+	    {WLIFT_EURI, WLIFT_ERRCLASS_FORMAT},
+	    {-5099, WLIFT_ERRCLASS_FORMAT},
+	    {WLIFT_EHTTP, WLIFT_ERRCLASS_REMOTE},
+	    {WLIFT_EAUTH, WLIFT_ERRCLASS_REMOTE},
+	    {WLIFT_ECACHE, WLIFT_ERRCLASS_REMOTE},
+	    {-5199, WLIFT_ERRCLASS_REMOTE},
+	    {WLIFT_ECUDA, WLIFT_ERRCLASS_GPU},
+	    {WLIFT_ECUFILE, WLIFT_ERRCLASS_GPU},
+	    {-5299, WLIFT_ERRCLASS_GPU},
+	    {WLIFT_ECOMM, WLIFT_ERRCLASS_COMM},
+	    {-5399, WLIFT_ERRCLASS_COMM},
+	    {-5400, WLIFT_ERRCLASS_UNKNOWN},
+	    {INT32_MIN, WLIFT_ERRCLASS_UNKNOWN},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int e = cases[i].err, c = cases[i].cls;
+
+		ck_assert_int_eq(wlift_errclass(e), c);
+		ck_assert_int_eq(WLIFT_ERR_IS_ERRNO(e), c == WLIFT_ERRCLASS_ERRNO);
+		ck_assert_int_eq(WLIFT_ERR_IS_FORMAT(e), c == WLIFT_ERRCLASS_FORMAT);
+		ck_assert_int_eq(WLIFT_ERR_IS_REMOTE(e), c == WLIFT_ERRCLASS_REMOTE);
+		ck_assert_int_eq(WLIFT_ERR_IS_GPU(e), c == WLIFT_ERRCLASS_GPU);
+		ck_assert_int_eq(WLIFT_ERR_IS_COMM(e), c == WLIFT_ERRCLASS_COMM);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("common");
@@ -93,6 +136,7 @@ int main(void)
 	tcase_add_test(tc, diag_keeps_first_error);
 	tcase_add_test(tc, parse_sizes);
 	tcase_add_test(tc, ctx_knob_precedence);
+	tcase_add_test(tc, error_classes);
 	suite_add_tcase(s, tc);
 	return wt_run(s);
 }

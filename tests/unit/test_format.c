@@ -181,6 +181,8 @@ START_TEST(foreign_files)
 				  "oid sha256:abc\nsize 4242\n";
 	static const char html[] = "\n<!doctype html><html><body>Forbidden</body></html>";
 	static const char text[] = "Internal Server Error";
+	static const char json[] = "{\"error\":\"Repository not found\"}";
+	uint64_t len;
 	uint8_t big[16] = { 0, 0, 0, 0, 0, 0, 1, 0, '{', '}' };
 	uint8_t beyond[16] = { 100, 0, 0, 0, 0, 0, 0, 0, '{', '}' };
 	wlift_diag d;
@@ -192,6 +194,30 @@ START_TEST(foreign_files)
 	ck_assert_str_eq(d.rule, "file.html");
 	ck_assert_int_eq(prefix(text, strlen(text), strlen(text), &d), WLIFT_EHTML);
 	ck_assert_str_eq(d.rule, "file.text");
+	/* A local text file is named for what it is; the download remark (and the excerpt of
+	 * the body) is for remote objects, whose bodies are servers' error messages. */
+	ck_assert_str_eq(d.message, "f: this is a text file (21 bytes), not a safetensors file");
+	ck_assert_int_eq(prefix(json, strlen(json), strlen(json), &d), WLIFT_EHTML);
+	ck_assert_str_eq(d.rule, "file.text");
+	ck_assert_str_eq(d.message,
+			 "f: this looks like a JSON document (32 bytes), not a safetensors file");
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift__header_check_prefix((const uint8_t *)json, strlen(json),
+						    strlen(json), "file:///m/x.safetensors", &len,
+						    &d),
+			 WLIFT_EHTML);
+	ck_assert_ptr_null(strstr(d.message, "download"));
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift__header_check_prefix((const uint8_t *)json, strlen(json),
+						    strlen(json), "https://h/x.safetensors", &len,
+						    &d),
+			 WLIFT_EHTML);
+	ck_assert_str_eq(d.rule, "file.text");
+	ck_assert_ptr_nonnull(strstr(d.message, "the download probably returned an error"));
+	ck_assert_ptr_nonnull(strstr(d.message, "Repository not found"));
+	/* HTML pages keep the remark wherever they are. */
+	ck_assert_int_eq(prefix(html, strlen(html), strlen(html), &d), WLIFT_EHTML);
+	ck_assert_ptr_nonnull(strstr(d.message, "probably returned an error or login page"));
 	ck_assert_int_eq(prefix(big, 10, 10, &d), WLIFT_EHEADER_LEN);
 	ck_assert_str_eq(d.rule, "header.len");
 	ck_assert_int_eq(prefix(beyond, 10, 10, &d), WLIFT_ETRUNCATED);
