@@ -184,7 +184,7 @@ int wlift__locate(wlift_ctx *ctx, const char *uri, struct wlift__located *out, w
 	memset(out, 0, sizeof(*out));
 	out->ix.nshards = 0;
 	ret = wlift__source_stat(ctx, uri, &kind, d);
-	if (ret < -4095)
+	if (ret < 0 && !WLIFT_ERR_IS_ERRNO(ret))
 		return ret; /* a scheme this build lacks, or a URI it does not understand */
 	if (ret < 0) {
 		/* Let the open report it (with the file named as an object). */

@@ -142,6 +142,19 @@ if [ "$(id -u)" != 0 ]; then
 	[ "$LOAD" = 0 ] || expect_rc 4 "$WEIGHTLIFT" load "$T/noperm.safetensors"
 fi
 
+# --- an empty directory is bad input (1), not I/O (3); schemes not in this build say so ---------
+mkdir -p "$T/emptydir"
+expect_rc 1 "$WEIGHTLIFT" inspect "$T/emptydir"
+grep_err "no *.safetensors files or index in this directory [ckpt.empty]"
+expect_rc 1 "$WEIGHTLIFT" inspect --json "$T/emptydir"
+pycheck 'assert j["errors"][0]["code"] == "WLIFT_EEMPTY", j'
+for u in s3://bucket/model/ gs://bucket/m.safetensors https://host/m.safetensors; do
+	expect_rc 1 "$WEIGHTLIFT" inspect "$u"
+	grep_err "not supported by this build"
+done
+expect_rc 1 "$WEIGHTLIFT" inspect ftp://host/m.safetensors
+grep_err "URI scheme not understood"
+
 # --- several URIs: every one processed, the first failure decides the exit code ------------------
 expect_rc 1 "$WEIGHTLIFT" inspect "$D/lfs.safetensors" "$S" "$T/missing.safetensors"
 grep_out "embed.weight"
