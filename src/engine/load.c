@@ -317,13 +317,15 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		l.data_off = data_off;
 		t_plan = wlift__now();
 		/* run */
-		if (pr.queue_flags & WLIFT__RQ_URING) {
-			size_t q = cfg.max_inflight_bytes / chunk / threads;
-			qd = q < 1 ? 1 : q > WLIFT_MAX_QD ? WLIFT_MAX_QD : (unsigned)q;
-		} else if (threads > cfg.max_inflight_bytes / chunk) {
+		/* Bytes in flight stay under max_inflight_bytes: threads x qd x chunk. */
+		if (threads > cfg.max_inflight_bytes / chunk) {
 			threads = (unsigned)(cfg.max_inflight_bytes / chunk);
 			if (!threads)
 				threads = 1;
+		}
+		if (pr.queue_flags & WLIFT__RQ_URING) {
+			size_t q = cfg.max_inflight_bytes / chunk / threads;
+			qd = q < 1 ? 1 : q > WLIFT_MAX_QD ? WLIFT_MAX_QD : (unsigned)q;
 		}
 		for (size_t f = 0; f < ck->nfiles; f++)
 			srcs[f] = ck->files[f].src;

@@ -23,8 +23,12 @@
 #define NO_CHUNK SIZE_MAX
 #define MAX_KINDS 4 /* source kinds one load reads from (file, memory, ...) */
 
+struct worker;
+
 struct run {
 	struct wlift__pipeline *pl;
+	struct worker *ws; /* every worker, so that a stop can cancel their reads (under mu) */
+	unsigned nws;
 	int staged;	    /* the sink has no host destination: every chunk is staged */
 	uint64_t *left;	    /* per tensor: bytes still to land (atomic) */
 	size_t *range_left; /* per range: chunks still to land (atomic) */
@@ -44,18 +48,27 @@ struct run {
 	wlift_diag diag;
 };
 
+static void cancel_all(struct run *r);
+
+/* Record the first error, stop every worker and cancel every read in flight, so that a
+ * slow read (a stalled network request) does not hold up the return. */
 static void fail(struct run *r, int code, const wlift_diag *d)
 {
+	int first;
+
 	pthread_mutex_lock(&r->mu);
-	if (!r->err) {
+	first = !r->err;
+	if (first) {
 		r->err = code;
 		if (d && d->code)
 			r->diag = *d;
 		else
 			wlift__diag_set(&r->diag, code, NULL, NULL, -1, NULL, NULL);
 	}
-	pthread_mutex_unlock(&r->mu);
 	__atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+	if (first)
+		cancel_all(r);
+	pthread_mutex_unlock(&r->mu);
 }
 
 static int stopped(struct run *r)
@@ -164,11 +177,19 @@ struct wq {
 struct worker {
 	struct run *r;
 	struct wq qs[MAX_KINDS];
-	unsigned nq;
+	unsigned nq;	   /* changed under r->mu (a stop cancels the queues from any thread) */
 	unsigned inflight; /* over all of this worker's queues */
 	unsigned rr;	   /* next queue to reap (round robin) */
 	size_t held;	   /* claimed, not yet submitted */
 };
+
+/* Called with r->mu held. */
+static void cancel_all(struct run *r)
+{
+	for (unsigned i = 0; i < r->nws; i++)
+		for (unsigned k = 0; k < r->ws[i].nq; k++)
+			r->ws[i].qs[k].q->ops->cancel(r->ws[i].qs[k].q);
+}
 
 static struct wlift__rq *queue_for(struct worker *w, struct wlift__source *s, wlift_diag *d)
 {
@@ -194,9 +215,13 @@ static struct wlift__rq *queue_for(struct worker *w, struct wlift__source *s, wl
 		__atomic_compare_exchange_n(&r->first_q, &none, name, 0, __ATOMIC_RELAXED,
 					    __ATOMIC_RELAXED);
 	}
+	pthread_mutex_lock(&r->mu);
 	w->qs[w->nq].kind = s->ops;
 	w->qs[w->nq].q = q;
 	w->nq++;
+	if (stopped(r))
+		q->ops->cancel(q); /* a stop that came before this queue existed */
+	pthread_mutex_unlock(&r->mu);
 	return q;
 }
 
@@ -451,11 +476,10 @@ static void run_worker(struct worker *w)
 		if (stopped(r) || w->held == NO_CHUNK)
 			break;
 	}
-	/* Stopped: reap every read still in flight so that its staging buffer goes back. */
+	/* Stopped (the queues were canceled): reap every read still in flight so that its
+	 * staging buffer goes back, then destroy the queues. */
 	for (unsigned i = 0; i < w->nq; i++) {
 		struct wlift__rq *q = w->qs[i].q;
-		if (stopped(r))
-			q->ops->cancel(q);
 		while (q->inflight) {
 			struct wlift__rdone c;
 			wlift_diag d;
@@ -464,11 +488,20 @@ static void run_worker(struct worker *w)
 				break;
 			drop_stage(r, (size_t)c.tag);
 		}
-		q->ops->destroy(q);
 	}
 	if (w->held != NO_CHUNK)
 		drop_stage(r, w->held);
-	w->nq = 0;
+	{
+		struct wq qs[MAX_KINDS];
+		unsigned nq;
+		pthread_mutex_lock(&r->mu);
+		nq = w->nq;
+		memcpy(qs, w->qs, sizeof(qs));
+		w->nq = 0;
+		pthread_mutex_unlock(&r->mu);
+		for (unsigned i = 0; i < nq; i++)
+			qs[i].q->ops->destroy(qs[i].q);
+	}
 }
 
 static void *worker_main(void *arg)
@@ -543,6 +576,8 @@ int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
 			break;
 	for (unsigned i = 0; i < nthreads; i++)
 		ws[i].r = &r;
+	r.ws = ws;
+	r.nws = nthreads;
 
 	if (!stopped(&r) && p->nchunks == 1) {
 		/* One read: a thread would cost more than it (a get_slice of a few rows). */

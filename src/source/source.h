@@ -89,7 +89,9 @@ struct wlift__rq_ops {
 	 * failed (every read in flight is then lost: the engine stops). A failed read is
 	 * reported as c->res < 0 with d filled (the source's own message). */
 	int (*reap)(struct wlift__rq *q, int wait, struct wlift__rdone *c, wlift_diag *d);
-	/* Ask every read in flight to stop; they are still reaped (res may be -ECANCELED). */
+	/* Ask every read in flight to stop soon; they are still reaped (res may be
+	 * -ECANCELED). Thread-safe: called from any thread, also while the worker that drives
+	 * the queue waits in reap (which must then return promptly). */
 	void (*cancel)(struct wlift__rq *q);
 	/* Wait for every read in flight (none lands after this returns), then free. */
 	void (*destroy)(struct wlift__rq *q);
