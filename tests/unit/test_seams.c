@@ -135,7 +135,7 @@ struct testq {
 	int inited;
 };
 
-static const struct wlift__source_ops ts_ops, ts_ops_direct;
+static const struct wlift__source_ops ts_ops, ts_ops_direct, ts_ops_gds;
 static const struct wlift__rq_ops tq_ops;
 
 static void ts_violation(struct testsrc *s, const char *fmt, ...)
@@ -284,7 +284,7 @@ static int tq_submit(struct wlift__rq *rq, struct wlift__source *src, const stru
 	struct testsrc *s = (struct testsrc *)src;
 	struct tq_item *it;
 
-	if (src->ops != &ts_ops && src->ops != &ts_ops_direct) {
+	if (src->ops != &ts_ops && src->ops != &ts_ops_direct && src->ops != &ts_ops_gds) {
 		ts_violation(q->owner, "submit of a read of a foreign source (%s)", src->ops->kind);
 		return wlift__diag_set(d, -EINVAL, src->uri, NULL, -1, "testsrc",
 				       "testsrc: read of a source of another kind");
@@ -542,6 +542,33 @@ static const struct wlift__source_ops ts_ops = {
     .validate = ts_validate,
     .map = NULL,
     .read_to_device = NULL,
+    .destroy = ts_destroy,
+};
+
+/* GPU Direct Storage stand-in: reads straight into the sink's "device" memory, on the calling
+ * worker, counted. */
+static int g_gds_reads; /* atomic */
+
+static int64_t ts_read_to_device(struct wlift__source *src, uint64_t off, size_t len, void *dev,
+				 int device, wlift_diag *d)
+{
+	struct testsrc *s = (struct testsrc *)src;
+	uint64_t avail = off < src->size ? src->size - off : 0;
+	size_t n = len < avail ? len : (size_t)avail;
+
+	(void)d;
+	ck_assert_int_eq(device, 7);
+	__atomic_add_fetch(&g_gds_reads, 1, __ATOMIC_RELAXED);
+	memcpy(dev, s->img + off, n);
+	return (int64_t)n;
+}
+
+static const struct wlift__source_ops ts_ops_gds = {
+    .kind = "testsrc",
+    .probe = ts_probe,
+    .queue = ts_queue,
+    .validate = ts_validate,
+    .read_to_device = ts_read_to_device,
     .destroy = ts_destroy,
 };
 
@@ -1089,6 +1116,32 @@ static const struct wlift__sink_ops sk_ops = {
     .kind = "testsink",
     .alloc = sk_alloc,
     .dest = sk_dest,
+    .acquire = sk_acquire,
+    .unacquire = sk_unacquire,
+    .commit = sk_commit,
+    .poll = sk_poll,
+    .move = sk_move,
+    .convert = sk_convert,
+    .release = sk_release,
+    .export_mem = sk_export,
+    .finish = sk_finish,
+    .destroy = sk_destroy,
+};
+
+/* The sink's memory as "device" memory (ordinal 7), for the GPU Direct Storage seam. */
+static void *sk_device_ptr(struct wlift__sink *s, uint64_t off, int *device)
+{
+	struct testsink *k = (struct testsink *)s;
+
+	*device = 7;
+	return k->mem ? k->mem + off : NULL;
+}
+
+static const struct wlift__sink_ops sk_ops_gds = {
+    .kind = "testsink-device",
+    .alloc = sk_alloc,
+    .dest = sk_dest,
+    .device_ptr = sk_device_ptr,
     .acquire = sk_acquire,
     .unacquire = sk_unacquire,
     .commit = sk_commit,
@@ -1834,6 +1887,39 @@ START_TEST(staged_sink)
 }
 END_TEST
 
+/* A source that can read into device memory and a sink whose destination is device memory:
+ * the engine reads through read_to_device, never staging; a source without it is staged. */
+START_TEST(gds_seam)
+{
+	size_t len;
+	uint8_t *img = build_image(mixed, NMIXED, 21, &len);
+	struct ts_cfg cfg = ts_default();
+	struct testsrc *s = ts_open(img, len, &cfg);
+	wlift_ckpt *ck;
+	struct sk_stats sst;
+	struct wlift__sink *k;
+	wlift_load_opts o = opts_for(2, 65536, 4 * 65536);
+	wlift_result *r = NULL;
+	wlift_diag d;
+
+	s->base.ops = &ts_ops_gds;
+	ck = ts_ckpt(s);
+	k = sk_open(&sst, 65536, 500);
+	k->ops = &sk_ops_gds;
+	wlift_diag_clear(&d);
+	ck_assert_msg(wlift__load(ck, &o, k, NULL, NULL, &r, &d) == 0, "%s", d.message);
+	check_result(r, img, NMIXED);
+	ck_assert_int_gt(__atomic_load_n(&g_gds_reads, __ATOMIC_RELAXED), 0);
+	ck_assert_uint_eq(sst.commits, 0); /* nothing was staged */
+	ck_assert_uint_eq(sst.acquires, 0);
+	wlift_result_free(r);
+	wlift_ckpt_close(ck);
+	ts_assert_idle(s, 1);
+	wlift__source_unref(&s->base);
+	free(img);
+}
+END_TEST
+
 static const struct tdef floats[] = {
     {"f_a", WLIFT_F32, 1, {1}},	      {"f_b", WLIFT_F32, 2, {129, 257}},
     {"f_c", WLIFT_F32, 1, {3}},	      {"g_bf16", WLIFT_BF16, 1, {11}},
@@ -2082,6 +2168,7 @@ int main(void)
 	tcase_add_test(tc, cancel_from_progress);
 	tcase_add_test(tc, cancel_is_prompt);
 	tcase_add_test(tc, staged_sink);
+	tcase_add_test(tc, gds_seam);
 	tcase_add_test(tc, staged_convert);
 	tcase_add_test(tc, staged_direct);
 	tcase_add_test(tc, two_sources);
