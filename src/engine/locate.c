@@ -68,7 +68,7 @@ static int from_index(wlift_ctx *ctx, const char *uri, struct wlift__located *l,
 	for (size_t i = 0; i < l->ix.nshards; i++) {
 		const char *sh = l->ix.shards[i];
 		int kind;
-		l->uris[i] = sh[0] == '/' ? strdup(sh) : wlift__uri_join(dir, sh);
+		l->uris[i] = wlift__uri_join(dir, sh); /* relative, checked by the index parser */
 		if (!l->uris[i]) {
 			ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
 			goto out;

@@ -114,20 +114,15 @@ static int recognise(const uint8_t *p, size_t plen, uint64_t file_size, const ch
 					       "safetensors file: the download probably returned an "
 					       "error or login page", file,
 					       (unsigned long long)file_size);
-		if (is_remote_name(file)) {
-			char ex[61];
-			size_t k, m = look < 60 ? look : 60;
-			for (k = 0; k < m; k++)
-				ex[k] = p[k] >= 0x20 && p[k] < 0x7f ? (char)p[k] : ' ';
-			ex[k] = '\0';
+		/* Say what it looks like, never what it says: the file may be anything the
+		 * user (or a hostile index) pointed at. */
+		if (is_remote_name(file))
 			return wlift__diag_set(d, WLIFT_EHTML, file, NULL, 0, "file.text",
-					       "%s: this is a text file (%llu bytes, starting "
-					       "\"%s\"), not a safetensors file: the download "
-					       "probably returned an error message", file,
-					       (unsigned long long)file_size, ex);
-		}
-		/* A local file: say what it looks like, nothing about downloads (it may be a
-		 * config.json or notes passed by mistake), and quote none of its bytes. */
+					       "%s: this is a text file (%llu bytes), not a "
+					       "safetensors file: the download probably returned an "
+					       "error message", file, (unsigned long long)file_size);
+		/* A local file: nothing about downloads (it may be a config.json or notes
+		 * passed by mistake). */
 		return wlift__diag_set(d, WLIFT_EHTML, file, NULL, 0, "file.text",
 				       "%s: this %s (%llu bytes), not a safetensors file", file,
 				       i < look && (p[i] == '{' || p[i] == '[')

@@ -31,6 +31,23 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* A relative path without ".." components or NUL bytes. */
+static int shard_name_ok(const char *s, size_t len)
+{
+	if (strlen(s) != len || s[0] == '/')
+		return 0;
+	for (const char *c = s; *c;) {
+		const char *e = strchr(c, '/');
+		size_t n = e ? (size_t)(e - c) : strlen(c);
+		if (n == 2 && c[0] == '.' && c[1] == '.')
+			return 0;
+		c += n;
+		while (*c == '/')
+			c++;
+	}
+	return 1;
+}
+
 int wlift__index_parse(const char *text, size_t len, const char *file, struct wlift__index *ix,
 		       wlift_diag *d)
 {
@@ -81,6 +98,18 @@ int wlift__index_parse(const char *text, size_t len, const char *file, struct wl
 		if (!json_object_is_type(v, json_type_string) || !*(sn = json_object_get_string(v))) {
 			ret = wlift__diag_set(d, WLIFT_EINDEX, file, name, -1, "index.json",
 					      "%s: weight_map entry for \"%s\" must be a file name",
+					      file, name);
+			goto out;
+		}
+		/* The shard must lie inside the checkpoint's directory: a relative path with
+		 * no ".." component and no NUL (which would cut the name short). Symlinks
+		 * inside it are followed (the Hugging Face hub cache links every shard into
+		 * ../../blobs/), so this checks the name, not where it resolves. */
+		if (!shard_name_ok(sn, (size_t)json_object_get_string_len(v))) {
+			ret = wlift__diag_set(d, WLIFT_EINDEX, file, name, -1, "index.path",
+					      "%s: weight_map entry for \"%s\" must name a file "
+					      "inside the checkpoint's directory (a relative path "
+					      "without \"..\" or NUL)",
 					      file, name);
 			goto out;
 		}

@@ -142,6 +142,36 @@ if [ "$(id -u)" != 0 ]; then
 	[ "$LOAD" = 0 ] || expect_rc 4 "$WEIGHTLIFT" load "$T/noperm.safetensors"
 fi
 
+# --- an index cannot reach outside its checkpoint; hub-cache symlinks still load ------------------
+mkdir -p "$T/trav/ck" "$T/trav/outside"
+printf 'root:*:20228:0:99999:7:::\n' >"$T/trav/secret"
+cp "$S" "$T/trav/outside.safetensors"
+for target in /etc/shadow "$T/trav/secret" ../outside.safetensors ../../trav/secret sub/../../secret; do
+	printf '{"weight_map":{"x":"%s"}}' "$target" >"$T/trav/ck/model.safetensors.index.json"
+	expect_rc 1 "$WEIGHTLIFT" inspect "$T/trav/ck"
+	grep_err "[index.path]"
+	NCHECK=$((NCHECK + 1))
+	! grep -q "root:" "$ERR" || fail "$target: file bytes quoted: $(cat "$ERR")"
+	[ "$LOAD" = 0 ] || expect_rc 1 "$WEIGHTLIFT" load "$T/trav/ck"
+done
+printf '{"weight_map":{"x":"small.safetensors\\u0000/../../secret"}}' \
+	>"$T/trav/ck/model.safetensors.index.json"
+expect_rc 1 "$WEIGHTLIFT" inspect "$T/trav/ck"
+grep_err "[index.path]"
+# The Hugging Face hub cache: snapshots/<rev>/ holds relative symlinks into ../../blobs/.
+hub=$T/hub/models--org--m
+mkdir -p "$hub/blobs" "$hub/snapshots/abc123"
+cp "$D/sharded/"*.safetensors "$hub/blobs/"
+for f in "$D/sharded/"*.safetensors; do
+	b=$(basename "$f")
+	mv "$hub/blobs/$b" "$hub/blobs/sha-$b"
+	ln -s "../../blobs/sha-$b" "$hub/snapshots/abc123/$b"
+done
+cp "$D/sharded/model.safetensors.index.json" "$hub/blobs/sha-index"
+ln -s ../../blobs/sha-index "$hub/snapshots/abc123/model.safetensors.index.json"
+expect_rc 0 "$WEIGHTLIFT" inspect "$hub/snapshots/abc123"
+[ "$LOAD" = 0 ] || expect_rc 0 "$WEIGHTLIFT" verify "$hub/snapshots/abc123"
+
 # --- an empty directory is bad input (1), not I/O (3); schemes not in this build say so ---------
 mkdir -p "$T/emptydir"
 expect_rc 1 "$WEIGHTLIFT" inspect "$T/emptydir"

@@ -148,3 +148,22 @@ def test_save_unsupported_dtype_like_reference():
     assert want is not None
     with pytest.raises(Exception):
         wlnp.save({"x": x})
+
+
+@pytest.mark.parametrize("target", ["../outside.safetensors", "/etc/passwd", "a/../../secret"])
+def test_index_cannot_reach_outside(tmp_path, target):
+    """A weight_map value that is absolute or climbs out of the checkpoint is rejected, and no
+    byte of the file it names is quoted."""
+    (tmp_path / "outside.safetensors").write_bytes(GOOD)
+    (tmp_path / "secret").write_text("root:*:20228:0:99999:7:::\n")
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": target}}))
+    with pytest.raises(wl.SafetensorError) as e:
+        wlnp.load_file(str(ck))
+    assert "index" in str(e.value) and "root:" not in str(e.value)
+
+
+def test_empty_directory_is_bad_input(tmp_path):
+    with pytest.raises(wl.SafetensorError, match="no \\*.safetensors files"):
+        wlnp.load_file(str(tmp_path))
