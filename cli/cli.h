@@ -66,6 +66,9 @@ const char *cli_fmt_bytes(uint64_t n, char *buf, size_t cap);
 /* Create the context every command uses. verbosity: 0 warnings, 1 info, 2 debug; library log
  * lines go to stderr. Returns 0 or an error (already printed). */
 int cli_ctx_create(wlift_ctx **ctx, const wlift_ctx_opts *base, int verbosity, wlift_diag *d);
+/* Exit status for a failed cli_ctx_create: 2 for a bad WEIGHTLIFT_* setting, else as
+ * cli_exit_code. */
+int cli_ctx_exit_code(int err, const wlift_diag *d);
 
 /* Print json as the one --json object on stdout (pretty on a terminal, one line otherwise). */
 void cli_json_print(json_object *obj);

@@ -228,6 +228,14 @@ int cli_ctx_create(wlift_ctx **ctx, const wlift_ctx_opts *base, int verbosity, w
 	return ret;
 }
 
+int cli_ctx_exit_code(int err, const wlift_diag *d)
+{
+	/* A WEIGHTLIFT_* variable out of range or malformed is a usage error like a bad flag. */
+	if (d && strncmp(d->rule, "config.", 7) == 0)
+		return 2;
+	return cli_exit_code(err);
+}
+
 void cli_json_print(json_object *obj)
 {
 	int flags = JSON_C_TO_STRING_NOSLASHESCAPE;

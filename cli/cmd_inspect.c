@@ -64,7 +64,7 @@ int cli_inspect(int argc, char **argv)
 	wlift_diag_clear(&d);
 	ret = cli_ctx_create(&ctx, NULL, verbosity, &d);
 	if (ret < 0)
-		return cli_exit_code(ret);
+		return cli_ctx_exit_code(ret, &d);
 	if (json)
 		cli_report_init(&rep);
 	for (int i = optind; i < argc; i++) {

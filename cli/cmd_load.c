@@ -290,18 +290,20 @@ int cli_load(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":qvh", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_THREADS:
-			if (cli_parse_uint(optarg, 4096, &threads) < 0) {
+			if (cli_parse_uint(optarg, WLIFT_MAX_THREADS, &threads) < 0) {
 				rc = cli_usage_error("load", "invalid --threads '%s'", optarg);
 				goto out;
 			}
 			break;
 		case OPT_CHUNK:
 		case OPT_INFLIGHT:
-			if (cli_parse_size(optarg, c == OPT_CHUNK ? &chunk : &inflight, false) <
-			    0) {
+			if (cli_parse_size(optarg, c == OPT_CHUNK ? &chunk : &inflight, false) < 0 ||
+			    (c == OPT_CHUNK ? chunk > WLIFT_MAX_CHUNK_BYTES
+					    : inflight > WLIFT_MAX_INFLIGHT_BYTES)) {
 				rc = cli_usage_error(
-				    "load", "invalid %s '%s'",
-				    c == OPT_CHUNK ? "--chunk-size" : "--max-inflight", optarg);
+				    "load", "invalid %s '%s' (a size up to %s)",
+				    c == OPT_CHUNK ? "--chunk-size" : "--max-inflight", optarg,
+				    c == OPT_CHUNK ? "1G" : "1T");
 				goto out;
 			}
 			break;
@@ -416,7 +418,7 @@ int cli_load(int argc, char **argv)
 	wlift_diag_clear(&d);
 	ret = cli_ctx_create(&ctx, &co, verbosity, &d);
 	if (ret < 0) {
-		rc = cli_exit_code(ret);
+		rc = cli_ctx_exit_code(ret, &d);
 		goto out;
 	}
 	/* The baseline is taken after the context exists, as README.md (`load`) defines it. */

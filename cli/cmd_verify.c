@@ -360,7 +360,7 @@ int cli_verify(int argc, char **argv)
 						       optarg);
 			break;
 		case OPT_THREADS:
-			if (cli_parse_uint(optarg, 4096, &threads) < 0)
+			if (cli_parse_uint(optarg, WLIFT_MAX_THREADS, &threads) < 0)
 				return cli_usage_error("verify", "invalid --threads '%s'", optarg);
 			break;
 		case 'q':
@@ -390,7 +390,7 @@ int cli_verify(int argc, char **argv)
 	wlift_diag_clear(&d);
 	ret = cli_ctx_create(&ctx, NULL, verbosity, &d);
 	if (ret < 0) {
-		rc = cli_exit_code(ret);
+		rc = cli_ctx_exit_code(ret, &d);
 		goto out;
 	}
 	cli_report_init(&rep);

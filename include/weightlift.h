@@ -156,6 +156,13 @@ WLIFT_API unsigned wlift_dtype_bits(wlift_dtype t);
  * ------------------------------------------------------------------------------------- */
 typedef struct wlift_ctx wlift_ctx;
 
+/* The accepted range of every knob, wherever it is set (options structs, WEIGHTLIFT_*
+ * variables, CLI flags, Python keywords): 0 means "the default"; a value above the maximum is
+ * -EINVAL with a message naming the knob. */
+#define WLIFT_MAX_THREADS 256u
+#define WLIFT_MAX_CHUNK_BYTES (1ull << 30)
+#define WLIFT_MAX_INFLIGHT_BYTES (1ull << 40)
+
 enum wlift_log_level { WLIFT_LOG_ERROR = 0, WLIFT_LOG_WARN, WLIFT_LOG_INFO, WLIFT_LOG_DEBUG };
 typedef void (*wlift_log_fn)(void *user, int level, const char *msg);
 

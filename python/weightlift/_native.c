@@ -31,6 +31,13 @@ static PyObject *raise_diag(int ret, const wlift_diag *d)
 
 	if (PyErr_Occurred())
 		return NULL; /* a callback raised (KeyboardInterrupt, ...): keep that */
+	if (ret == -EINVAL && d && (strncmp(d->rule, "load.", 5) == 0 ||
+				    strncmp(d->rule, "config.", 7) == 0 ||
+				    strcmp(d->rule, "api.args") == 0)) {
+		/* A keyword or WEIGHTLIFT_* value out of range: the caller's mistake. */
+		PyErr_SetString(PyExc_ValueError, msg);
+		return NULL;
+	}
 	if (WLIFT_ERR_IS_ERRNO(ret)) {
 		PyObject *exc;
 

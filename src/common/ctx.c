@@ -95,13 +95,19 @@ static int env_flag(const char *name)
 	return wlift__env_str(name, &v) && strcmp(v, "0") != 0;
 }
 
-/* Resolve one size knob: explicit value, else environment, else default. */
-static int knob(size_t explicit_v, const char *env, size_t def, size_t *out, wlift_diag *d)
+/* Resolve one size knob: explicit value (field), else environment, else default; values
+ * above max are errors naming where they came from. */
+static int knob(size_t explicit_v, const char *field, const char *env, size_t def,
+		uint64_t max, size_t *out, wlift_diag *d)
 {
 	uint64_t v;
 	int ret;
 
 	if (explicit_v) {
+		if (explicit_v > max)
+			return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.range",
+					       "wlift_ctx_opts.%s = %zu is out of range (0 .. %llu)",
+					       field, explicit_v, (unsigned long long)max);
 		*out = explicit_v;
 		return 0;
 	}
@@ -109,6 +115,10 @@ static int knob(size_t explicit_v, const char *env, size_t def, size_t *out, wli
 	if (ret < 0)
 		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
 				       "environment variable %s is not a valid size", env);
+	if (ret == 1 && v > max)
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+				       "environment variable %s = %llu is out of range (0 .. %llu)",
+				       env, (unsigned long long)v, (unsigned long long)max);
 	*out = ret == 1 && v ? (size_t)v : def;
 	return 0;
 }
@@ -137,21 +147,21 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	if (ncpu < 1)
 		ncpu = 1;
-	ret = knob(opts->threads, "WEIGHTLIFT_THREADS",
+	ret = knob(opts->threads, "threads", "WEIGHTLIFT_THREADS",
 		   (size_t)ncpu < WLIFT_MIN_DEFAULT_THREADS ? WLIFT_MIN_DEFAULT_THREADS
+		   : (size_t)ncpu > WLIFT_MAX_THREADS	    ? WLIFT_MAX_THREADS
 							    : (size_t)ncpu,
-		   &threads, d);
+		   WLIFT_MAX_THREADS, &threads, d);
 	if (ret)
 		goto out;
-	if (threads > WLIFT_MAX_THREADS)
-		threads = WLIFT_MAX_THREADS;
 	ctx->threads = (unsigned)threads;
-	ret = knob(opts->chunk_bytes, "WEIGHTLIFT_CHUNK_BYTES", WLIFT_DEFAULT_CHUNK_BYTES,
-		   &ctx->chunk_bytes, d);
+	ret = knob(opts->chunk_bytes, "chunk_bytes", "WEIGHTLIFT_CHUNK_BYTES",
+		   WLIFT_DEFAULT_CHUNK_BYTES, WLIFT_MAX_CHUNK_BYTES, &ctx->chunk_bytes, d);
 	if (ret)
 		goto out;
-	ret = knob(opts->max_inflight_bytes, "WEIGHTLIFT_MAX_INFLIGHT_BYTES",
-		   WLIFT_DEFAULT_INFLIGHT_BYTES, &ctx->max_inflight_bytes, d);
+	ret = knob(opts->max_inflight_bytes, "max_inflight_bytes", "WEIGHTLIFT_MAX_INFLIGHT_BYTES",
+		   WLIFT_DEFAULT_INFLIGHT_BYTES, WLIFT_MAX_INFLIGHT_BYTES, &ctx->max_inflight_bytes,
+		   d);
 	if (ret)
 		goto out;
 	/* Pre-faulting the arena (MADV_POPULATE_WRITE from `threads` threads) instead of

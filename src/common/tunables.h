@@ -14,7 +14,6 @@
 /* Default I/O threads: at least this many, as parallel reads help even on few cores (the
  * page-cache copy is per thread, and network file systems hide latency). */
 #define WLIFT_MIN_DEFAULT_THREADS 4u
-#define WLIFT_MAX_THREADS 256u
 
 /* AUTO direct: O_DIRECT when less than this fraction of the bytes a load reads from a file is
  * in the page cache; AUTO mmap maps when at least this fraction is. */

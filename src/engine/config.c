@@ -32,7 +32,7 @@ int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
 	if ((int)o->dtype < 0 || o->dtype >= WLIFT_DTYPE_COUNT)
 		return bad(d, "dtype", (unsigned long long)o->dtype, "enum wlift_dtype");
 	if (o->threads > WLIFT_MAX_THREADS)
-		return bad(d, "threads", o->threads, "0 .. 256");
+		return bad(d, "threads", o->threads, "0 .. 256 (WLIFT_MAX_THREADS)");
 	if (o->chunk_bytes > WLIFT_MAX_CHUNK_BYTES)
 		return bad(d, "chunk_bytes", (unsigned long long)o->chunk_bytes, "0 .. 1 GiB");
 	if (o->max_inflight_bytes > WLIFT_MAX_INFLIGHT_BYTES)
@@ -58,11 +58,6 @@ int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
 		c->threads = 1;
 	if (!c->chunk_bytes)
 		c->chunk_bytes = WLIFT_DEFAULT_CHUNK_BYTES;
-	if (c->chunk_bytes > WLIFT_MAX_CHUNK_BYTES)
-		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
-				       "chunk size %zu (WEIGHTLIFT_CHUNK_BYTES or the context) is "
-				       "out of range (1 .. 1 GiB)",
-				       c->chunk_bytes);
 	if (c->max_inflight_bytes < c->chunk_bytes)
 		c->max_inflight_bytes = c->chunk_bytes;
 	c->populate = ctx->populate;

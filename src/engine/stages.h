@@ -16,10 +16,8 @@
 
 /* ---- resolve ---------------------------------------------------------------------------- */
 
-/* Largest accepted knob values: beyond them a value is a mistake (and chunk sizes near 2^64
- * would overflow the plan's arithmetic). */
-#define WLIFT_MAX_CHUNK_BYTES (1ull << 30)
-#define WLIFT_MAX_INFLIGHT_BYTES (1ull << 40)
+/* The knobs' maxima are public (weightlift.h, WLIFT_MAX_*): beyond them a value is a
+ * mistake, and chunk sizes near 2^64 would overflow the plan's arithmetic. */
 
 struct wlift__load_cfg {
 	const char *device; /* NULL or "cpu", "cuda", "cuda:N" */

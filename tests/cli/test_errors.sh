@@ -142,6 +142,22 @@ if [ "$(id -u)" != 0 ]; then
 	[ "$LOAD" = 0 ] || expect_rc 4 "$WEIGHTLIFT" load "$T/noperm.safetensors"
 fi
 
+# --- every knob is range-checked: flags and WEIGHTLIFT_* variables are usage errors (2) ---------
+if [ "$LOAD" != 0 ]; then
+	for v in 18446744073709551615 2G; do
+		expect_rc 2 "$WEIGHTLIFT" load --chunk-size "$v" "$S"
+		grep_err "invalid --chunk-size '$v' (a size up to 1G)"
+		expect_rc 2 "$WEIGHTLIFT" load --direct on --chunk-size "$v" "$S"
+	done
+	expect_rc 2 "$WEIGHTLIFT" load --threads 257 "$S"
+	expect_rc 2 "$WEIGHTLIFT" load --max-inflight 2T "$S"
+	expect_rc 2 env WEIGHTLIFT_CHUNK_BYTES=18446744073709551615 "$WEIGHTLIFT" verify "$S"
+	grep_err "WEIGHTLIFT_CHUNK_BYTES = 18446744073709551615 is out of range"
+	expect_rc 2 env WEIGHTLIFT_THREADS=9999 "$WEIGHTLIFT" load "$S"
+	expect_rc 2 env WEIGHTLIFT_MAX_INFLIGHT_BYTES=junk "$WEIGHTLIFT" inspect "$S"
+	expect_rc 0 env WEIGHTLIFT_CHUNK_BYTES=1G "$WEIGHTLIFT" verify "$S"
+fi
+
 # --- an index cannot reach outside its checkpoint; hub-cache symlinks still load ------------------
 mkdir -p "$T/trav/ck" "$T/trav/outside"
 printf 'root:*:20228:0:99999:7:::\n' >"$T/trav/secret"

@@ -167,3 +167,18 @@ def test_index_cannot_reach_outside(tmp_path, target):
 def test_empty_directory_is_bad_input(tmp_path):
     with pytest.raises(wl.SafetensorError, match="no \\*.safetensors files"):
         wlnp.load_file(str(tmp_path))
+
+
+def test_knobs_out_of_range_raise_valueerror(tmp_path):
+    """Every knob is range-checked in the library; from Python that is a ValueError."""
+    from weightlift import _core
+    p = tmp_path / "g.safetensors"
+    p.write_bytes(GOOD)
+    ck = _core.open_checkpoint(str(p))
+    with pytest.raises(ValueError, match="threads"):
+        ck.load(threads=100000)
+    with pytest.raises(ValueError, match="rows"):
+        ck.load(names=["a"], rows=[(1, 3)])
+    with pytest.raises(ValueError, match="rows"):
+        ck.load(names=["a"], rows=[(0, 1), (0, 1)])
+    ck.close()

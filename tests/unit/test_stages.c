@@ -76,6 +76,23 @@ START_TEST(resolve_precedence_and_ranges)
 		ck_assert_int_eq(wlift__load_resolve(ctx, &o, &c, NULL), -EINVAL); /* no names */
 	}
 	wlift_ctx_destroy(ctx);
+	/* The context range-checks its knobs too, from the options and from the environment. */
+	setenv("WEIGHTLIFT_CHUNK_BYTES", "18446744073709551615", 1);
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), -EINVAL);
+	ck_assert_str_eq(d.rule, "config.env");
+	unsetenv("WEIGHTLIFT_CHUNK_BYTES");
+	{
+		wlift_ctx_opts co = WLIFT_CTX_OPTS_INIT;
+		co.threads = WLIFT_MAX_THREADS + 1;
+		ck_assert_int_eq(wlift_ctx_create(&ctx, &co, NULL), -EINVAL);
+		co.threads = 0;
+		co.chunk_bytes = WLIFT_MAX_CHUNK_BYTES + 1;
+		ck_assert_int_eq(wlift_ctx_create(&ctx, &co, NULL), -EINVAL);
+		co.chunk_bytes = WLIFT_MAX_CHUNK_BYTES;
+		ck_assert_int_eq(wlift_ctx_create(&ctx, &co, NULL), 0);
+		wlift_ctx_destroy(ctx);
+	}
 }
 END_TEST
 
