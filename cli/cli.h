@@ -66,6 +66,10 @@ const char *cli_fmt_bytes(uint64_t n, char *buf, size_t cap);
 /* Create the context every command uses. verbosity: 0 warnings, 1 info, 2 debug; library log
  * lines go to stderr. Returns 0 or an error (already printed). */
 int cli_ctx_create(wlift_ctx **ctx, const wlift_ctx_opts *base, int verbosity, wlift_diag *d);
+/* Read a small user-named file whole (NUL-terminated, free with free()): a regular file of
+ * at most max bytes; opening never blocks (FIFOs). 0, or an exit status with the error
+ * printed. */
+int cli_read_small_file(const char *path, size_t max, char **buf, size_t *len);
 /* Exit status for a failed cli_ctx_create: 2 for a bad WEIGHTLIFT_* setting, else as
  * cli_exit_code. */
 int cli_ctx_exit_code(int err, const wlift_diag *d);

@@ -10,6 +10,8 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -225,6 +227,65 @@ int cli_ctx_create(wlift_ctx **ctx, const wlift_ctx_opts *base, int verbosity, w
 	ret = wlift_ctx_create(ctx, &o, d);
 	if (ret < 0)
 		cli_print_error(NULL, ret, d);
+	return ret;
+}
+
+int cli_read_small_file(const char *path, size_t max, char **buf, size_t *len)
+{
+	struct stat st;
+	char *b = NULL;
+	size_t got = 0;
+	int fd, ret = 0;
+
+	*buf = NULL;
+	*len = 0;
+	/* O_NONBLOCK: a FIFO would block the open until a writer came. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		ret = -errno;
+		cli_errorf("%s: %s", path, wlift_strerror(ret));
+		return cli_exit_code(ret);
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		cli_errorf("%s: not a regular file [file.type]", path);
+		ret = CLI_EXIT_INPUT;
+		goto out;
+	}
+	if ((uint64_t)st.st_size > max) {
+		cli_errorf("%s: %llu bytes is more than the %zu MiB accepted here [file.size]", path,
+			   (unsigned long long)st.st_size, max >> 20);
+		ret = CLI_EXIT_INPUT;
+		goto out;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	b = malloc((size_t)st.st_size + 1);
+	if (!b) {
+		cli_errorf("%s: out of memory", path);
+		ret = CLI_EXIT_IO;
+		goto out;
+	}
+	/* Read at most max bytes even if the file grows meanwhile. */
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, b + got, (size_t)st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			cli_errorf("%s: %s", path, wlift_strerror(ret));
+			ret = cli_exit_code(ret);
+			goto out;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	b[got] = '\0';
+	*buf = b;
+	*len = got;
+	b = NULL;
+out:
+	free(b);
+	close(fd);
 	return ret;
 }
 

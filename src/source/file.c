@@ -337,7 +337,8 @@ int wlift__file_open(wlift_ctx *ctx, const char *path, const char *uri,
 		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
 		goto out;
 	}
-	f->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever. */
+	f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (f->fd < 0) {
 		ret = wlift__diag_set(d, -errno, uri, NULL, -1, "io.open", "%s: cannot open: %s",
 				      uri, strerror(errno));
@@ -353,6 +354,19 @@ int wlift__file_open(wlift_ctx *ctx, const char *path, const char *uri,
 				      "%s: is a directory", uri);
 		goto out;
 	}
+	if (!S_ISREG(st.st_mode)) {
+		/* FIFOs, sockets and devices: no size, no offsets, possibly endless. ENODEV
+		 * is what the reference reports (its mmap of /dev/null fails so). */
+		ret = wlift__diag_set(d, -ENODEV, uri, NULL, -1, "io.type",
+				      "%s: not a regular file (%s)", uri,
+				      S_ISFIFO(st.st_mode)   ? "a FIFO"
+				      : S_ISCHR(st.st_mode)  ? "a character device"
+				      : S_ISBLK(st.st_mode)  ? "a block device"
+				      : S_ISSOCK(st.st_mode) ? "a socket"
+							     : "not a file");
+		goto out;
+	}
+	fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) & ~O_NONBLOCK);
 	f->base.size = (uint64_t)st.st_size;
 	f->mtime_ns = mtime_of(&st);
 	f->fs_kind = wlift__fs_kind(f->fd);

@@ -158,6 +158,29 @@ if [ "$LOAD" != 0 ]; then
 	expect_rc 0 env WEIGHTLIFT_CHUNK_BYTES=1G "$WEIGHTLIFT" verify "$S"
 fi
 
+# --- nothing reads without bound or blocks: FIFOs, devices, endless --expect files ------------
+mkfifo "$T/fifo.safetensors"
+expect_rc 3 timeout 20 "$WEIGHTLIFT" inspect "$T/fifo.safetensors"
+grep_err "not a regular file (a FIFO) [io.type]"
+mkdir -p "$T/fifock"
+ln -s ../fifo.safetensors "$T/fifock/a.safetensors"
+printf '{"weight_map":{"x":"a.safetensors"}}' >"$T/fifock/model.safetensors.index.json"
+expect_rc 3 timeout 20 "$WEIGHTLIFT" inspect "$T/fifock"
+grep_err "a FIFO"
+expect_rc 3 timeout 20 "$WEIGHTLIFT" inspect /dev/null
+grep_err "not a regular file (a character device)"
+if [ "$LOAD" != 0 ]; then
+	expect_rc 1 timeout 20 "$WEIGHTLIFT" verify --expect /dev/zero "$S"
+	grep_err "/dev/zero: not a regular file [file.type]"
+	expect_rc 1 timeout 20 "$WEIGHTLIFT" verify --expect "$T/fifo.safetensors" "$S"
+	truncate -s 65M "$T/huge.json"
+	expect_rc 1 timeout 20 "$WEIGHTLIFT" verify --expect "$T/huge.json" "$S"
+	grep_err "is more than the 64 MiB accepted here [file.size]"
+	printf '{"tensors": [' >"$T/trunc.json"
+	expect_rc 1 timeout 20 "$WEIGHTLIFT" verify --expect "$T/trunc.json" "$S"
+	grep_err "not a JSON object"
+fi
+
 # --- an index cannot reach outside its checkpoint; hub-cache symlinks still load ------------------
 mkdir -p "$T/trav/ck" "$T/trav/outside"
 printf 'root:*:20228:0:99999:7:::\n' >"$T/trav/secret"

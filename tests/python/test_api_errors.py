@@ -182,3 +182,19 @@ def test_knobs_out_of_range_raise_valueerror(tmp_path):
     with pytest.raises(ValueError, match="rows"):
         ck.load(names=["a"], rows=[(0, 1), (0, 1)])
     ck.close()
+
+
+def test_devices_and_fifos_like_the_reference(tmp_path):
+    """/dev/null raises OSError (ENODEV) as the reference does; a FIFO never blocks."""
+    import errno
+    import os
+    for p in ("/dev/null",):
+        with pytest.raises(OSError) as r:
+            ref.safe_open(p, framework="np")
+        with pytest.raises(OSError) as e:
+            wl.safe_open(p, framework="np")
+        assert type(e.value) is type(r.value) and e.value.errno == errno.ENODEV
+    fifo = tmp_path / "f.safetensors"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="FIFO"):
+        wlnp.load_file(str(fifo))
