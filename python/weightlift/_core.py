@@ -55,15 +55,28 @@ def parse_device(device: Device) -> str:
 MMAP_OFF, MMAP_ON, MMAP_AUTO = _native.MMAP_OFF, _native.MMAP_ON, _native.MMAP_AUTO
 
 
-def backend_mmap(backend: Optional[str], device: str) -> int:
-    """The C load's mmap mode. backend=None (default): the library decides per load: mapped
-    views (like the reference's lazy private mappings) when the files are in the page cache,
-    copy with O_DIRECT reads when they are cold, chosen by ready time (bench/RESULTS.md).
-    backend="mmap": always mapped; backend="pread": always copy (owned memory)."""
+# Frameworks whose reference module returns memory the caller owns (numpy, flax/jax, ...):
+# only torch's reference returns lazy views of a private file mapping.
+_OWNED_FRAMEWORKS = {"np", "numpy", "flax", "jax"}
+
+
+def backend_mmap(backend: Optional[str], device: str, owned: bool = False,
+                 mmap_views: bool = False) -> int:
+    """The C load's mmap mode. backend takes the reference's values ("mmap", "pread"; None is
+    our default), anything else raises the reference's SafetensorError.
+    Modules whose reference returns owned memory (owned=True: numpy, flax/jax) always copy
+    into owned memory, whatever the backend, so truncating the file later cannot SIGBUS the
+    process; mmap_views=True opts in to views of a private mapping instead.
+    torch (owned=False): backend=None: the library decides per load: mapped views (like the
+    reference's lazy private mappings) when the files are in the page cache, copy with O_DIRECT
+    reads when they are cold, chosen by ready time (bench/RESULTS.md); "mmap": always mapped;
+    "pread": always copied."""
     if backend not in (None, "mmap", "pread"):
-        raise ValueError(f'backend must be "mmap" or "pread", got {backend!r}')
+        raise SafetensorError(f'backend "{backend}" is invalid (expected one of: "mmap", "pread")')
     if device != "cpu" or backend == "pread":
         return MMAP_OFF
+    if owned:
+        return MMAP_ON if mmap_views else MMAP_OFF
     return MMAP_AUTO if backend is None else MMAP_ON
 
 
@@ -219,11 +232,14 @@ def converter(framework: str) -> Tuple[Callable, Callable]:
 
 
 def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional[str] = None,
-              names: Optional[List[str]] = None) -> Dict[str, Any]:
+              names: Optional[List[str]] = None, owned: bool = False,
+              mmap_views: bool = False) -> Dict[str, Any]:
     dev = parse_device(device)
+    mapped = backend_mmap(backend, dev, owned, mmap_views)
     ck = open_checkpoint(path)
     try:
-        mapped = MMAP_OFF if isinstance(path, (bytes, bytearray, memoryview)) else backend_mmap(backend, dev)
+        if isinstance(path, (bytes, bytearray, memoryview)):
+            mapped = MMAP_OFF
         res = ck.load(names=names, mmap=mapped, device=dev)
     finally:
         ck.close()
@@ -366,7 +382,7 @@ class safe_open:
         self._framework = framework
         self._convert, _ = converter(framework)
         self._device = parse_device(device)
-        self._mmap = backend_mmap(backend, self._device)
+        self._mmap = backend_mmap(backend, self._device, framework in _OWNED_FRAMEWORKS)
         self._ck = open_checkpoint(filename)
 
     def _ck_checked(self):
@@ -423,7 +439,7 @@ def stream(uri: PathLike, device: Device = "cpu", framework: str = "pt",
     Tensors stay valid after the iteration. Closing the generator early cancels the load."""
     convert, _ = converter(framework)
     dev = parse_device(device)
-    mapped = backend_mmap(backend, dev)
+    mapped = backend_mmap(backend, dev, framework in _OWNED_FRAMEWORKS)
     ck = open_checkpoint(uri)
     q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
     cancel = threading.Event()

@@ -31,4 +31,4 @@ def load(data: bytes) -> Dict[str, Any]:
 
 
 def load_file(filename: Union[str, os.PathLike], backend: Optional[str] = None) -> Dict[str, Any]:
-    return _core.load_dict(filename, _core.to_jax, "cpu", backend)
+    return _core.load_dict(filename, _core.to_jax, "cpu", backend, owned=True)

@@ -46,6 +46,12 @@ def load(data: bytes) -> Dict[str, np.ndarray]:
     return _core.load_dict(bytes(data), _core.to_numpy)
 
 
-def load_file(filename: Union[str, os.PathLike], backend: Optional[str] = None) -> Dict[str, np.ndarray]:
-    """Load every array of a file, index.json or directory, in file order."""
-    return _core.load_dict(filename, _core.to_numpy, "cpu", backend)
+def load_file(filename: Union[str, os.PathLike], backend: Optional[str] = None, *,
+              mmap_views: bool = False) -> Dict[str, np.ndarray]:
+    """Load every array of a file, index.json or directory, in file order, into memory the
+    arrays own (as safetensors.numpy does, whatever the backend: "mmap" or "pread").
+    mmap_views=True returns views of a private (copy-on-write) mapping of the files instead:
+    nearly free when the files are in the page cache, but truncating a file while its arrays
+    live kills the process with SIGBUS."""
+    return _core.load_dict(filename, _core.to_numpy, "cpu", backend, owned=True,
+                           mmap_views=mmap_views)
