@@ -75,6 +75,7 @@ static int dl_type(wlift_dtype t, wlift_dl_dtype *out)
 }
 
 struct dl_ctx {
+	struct wlift_tensor *t; /* its reference keeps the tensor\'s memory */
 	struct wlift_result *res;
 	int64_t bytes_shape; /* shape of a WLIFT_DLPACK_BYTES export */
 };
@@ -114,6 +115,7 @@ static void del_legacy(wlift_dl_managed *m)
 	if (!m)
 		return;
 	c = m->manager_ctx;
+	wlift__tensor_unref(c->t);
 	wlift__result_unref(c->res);
 	free(c);
 	free(m);
@@ -126,6 +128,7 @@ static void del_versioned(wlift_dl_managed_versioned *m)
 	if (!m)
 		return;
 	c = m->manager_ctx;
+	wlift__tensor_unref(c->t);
 	wlift__result_unref(c->res);
 	free(c);
 	free(m);
@@ -148,6 +151,7 @@ static int export_ctx(const wlift_tensor *t, unsigned flags, wlift_dl_tensor *dl
 		return ret;
 	}
 	c->res = wlift__result_ref(t->res);
+	c->t = wlift__tensor_ref((struct wlift_tensor *)t);
 	*out = c;
 	return 0;
 }

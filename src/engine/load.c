@@ -51,6 +51,10 @@ static int copy_done(void *user, size_t i)
 						NULL);
 		if (ret)
 			return ret;
+		/* Widened into the conversion area: the stored bytes are dead (host memory stays
+		 * at the loaded bytes, not both copies). */
+		if (l->data_off[i] != l->raw_off[i] && l->sink->ops->release)
+			l->sink->ops->release(l->sink, l->raw_off[i], t->v.info.nbytes);
 	}
 	return ready(l, t);
 }
@@ -370,6 +374,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	if (!res->stats.threads)
 		res->stats.threads = cfg.threads;
 	res->stats.chunk_bytes = chunk_used ? chunk_used : cfg.chunk_bytes;
+	wlift__result_index_memory(res);
 	*out = res;
 	res = NULL;
 	ret = 0;

@@ -70,8 +70,51 @@ void wlift__result_unref(struct wlift_result *r)
 	free(r);
 }
 
+void wlift__result_index_memory(struct wlift_result *r)
+{
+	for (size_t i = 0; i < r->n; i++) {
+		struct wlift_tensor *t = &r->t[i];
+		uintptr_t p = (uintptr_t)t->v.data;
+
+		t->mem = -1;
+		t->refs = 1;
+		for (size_t k = 0; k < r->nmem && t->v.nbytes; k++) {
+			uintptr_t b = (uintptr_t)r->mem[k].base;
+			if (p >= b && p - b <= r->mem[k].len && t->v.nbytes <= r->mem[k].len - (p - b)) {
+				t->mem = (int)k;
+				t->mem_off = p - b;
+				break;
+			}
+		}
+	}
+}
+
+struct wlift_tensor *wlift__tensor_ref(struct wlift_tensor *t)
+{
+	if (t)
+		__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+	return t;
+}
+
+void wlift__tensor_unref(struct wlift_tensor *t)
+{
+	struct wlift__mem *m;
+
+	if (!t || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) != 0 || t->mem < 0)
+		return;
+	/* Nobody holds the tensor any more: its pages can go (the result's other tensors
+	 * keep theirs; pages shared with a neighbour stay). */
+	m = &t->res->mem[t->mem];
+	if (m->release)
+		m->release(m, t->mem_off, t->v.nbytes);
+}
+
 void wlift_result_free(wlift_result *r)
 {
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		wlift__tensor_unref(&r->t[i]);
 	wlift__result_unref(r);
 }
 

@@ -15,6 +15,12 @@ struct wlift_tensor {
 	struct wlift_result *res;
 	int64_t *shape64; /* loaded shape as int64 for DLPack (ndim entries, or NULL) */
 	uint64_t *shape;  /* loaded shape when rows were asked for (v.info.shape), else NULL */
+	/* Memory follows the tensors the user keeps: the caller's result reference and each
+	 * DLPack export count here (atomic); at zero, the whole pages of the tensor's bytes go
+	 * back (mem[mem].release). */
+	int refs;
+	int mem;	  /* index in res->mem of the block holding v.data, -1: none */
+	uint64_t mem_off; /* v.data - that block's base */
 };
 
 struct wlift_result {
@@ -34,6 +40,12 @@ struct wlift_result *wlift__result_new(struct wlift_ckpt *ck, size_t n);
  * then freed). */
 int wlift__result_own(struct wlift_result *r, const struct wlift__mem *m);
 struct wlift_result *wlift__result_ref(struct wlift_result *r);
+/* After a successful load: each tensor's memory block, and one reference per tensor for the
+ * caller. */
+void wlift__result_index_memory(struct wlift_result *r);
+struct wlift_tensor *wlift__tensor_ref(struct wlift_tensor *t);
+/* Drop a tensor reference; at zero its whole pages are released. */
+void wlift__tensor_unref(struct wlift_tensor *t);
 void wlift__result_unref(struct wlift_result *r);
 
 #endif

@@ -153,3 +153,40 @@ def test_threads_share_one_handle(ckpt):
         for th in threads:
             th.join()
     assert not errors, errors[:5]
+
+
+def _status_kb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+@pytest.mark.parametrize("mod,kw,key", [("numpy", {}, "RssAnon:"),
+                                        ("torch", {"backend": "pread"}, "RssAnon:"),
+                                        ("torch", {"backend": "mmap"}, "RssFile:")])
+def test_memory_follows_kept_tensors(tmp_path, mod, kw, key):
+    """Keep one 16 MiB tensor of a 128 MiB load: the rest of the memory goes back."""
+    import gc
+    import importlib
+    import numpy as np
+    m = importlib.import_module(f"weightlift.{mod}")
+    if mod == "torch":
+        pytest.importorskip("torch")
+    p = tmp_path / "m.safetensors"
+    refnp = pytest.importorskip("safetensors.numpy")
+    refnp.save_file({f"t{i}": np.full(16 << 20, i, np.uint8) for i in range(8)}, str(p))
+    gc.collect()
+    base = _status_kb(key)
+    d = m.load_file(str(p), **kw)
+    s = sum(int(v[:: 4096].sum()) for v in d.values())  # touch every page
+    assert s > 0
+    full = _status_kb(key)
+    assert full - base > 100 * 1024, (base, full)
+    kept = d["t3"]
+    del d
+    gc.collect()
+    now = _status_kb(key)
+    assert now - base < (16 + 8) * 1024, (base, full, now)
+    assert int(kept[7]) == 3
