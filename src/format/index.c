@@ -60,10 +60,27 @@ int wlift__index_parse(const char *text, size_t len, const char *file, struct wl
 	if (len > INT32_MAX)
 		return wlift__diag_set(d, WLIFT_EINDEX, file, NULL, -1, "index.size",
 				       "%s: too large for an index file", file);
+	{
+		size_t i = 0;
+		while (i < len && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' ||
+				   text[i] == '\t'))
+			i++;
+		if (i == len)
+			return wlift__diag_set(d, WLIFT_EINDEX, file, NULL, 0, "index.empty",
+					       "%s: the index file is empty", file);
+	}
 	tok = json_tokener_new();
 	if (!tok)
 		return wlift__diag_set(d, -ENOMEM, file, NULL, -1, NULL, NULL);
 	root = json_tokener_parse_ex(tok, text, (int)len);
+	if (!root && json_tokener_get_error(tok) == json_tokener_continue) {
+		/* json-c's own word for this is "continue". */
+		ret = wlift__diag_set(d, WLIFT_EINDEX, file, NULL, (int64_t)len, "index.truncated",
+				      "%s: the index is truncated (its JSON ends at byte %zu, "
+				      "before its last value is complete)",
+				      file, len);
+		goto out;
+	}
 	if (!root || !json_object_is_type(root, json_type_object) ||
 	    !json_object_object_get_ex(root, "weight_map", &wm) ||
 	    !json_object_is_type(wm, json_type_object)) {

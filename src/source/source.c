@@ -15,8 +15,15 @@
 
 const char *wlift__uri_local_path(const char *uri)
 {
-	if (strncmp(uri, "file://", 7) == 0)
-		return uri + 7;
+	/* RFC 8089: file:///p and file://localhost/p are the local /p; file://host/p names
+	 * another machine (not a local path: the dispatcher rejects it). */
+	if (strncmp(uri, "file://", 7) == 0) {
+		if (uri[7] == '/')
+			return uri + 7;
+		if (strncmp(uri + 7, "localhost/", 10) == 0)
+			return uri + 16;
+		return NULL;
+	}
 	if (strstr(uri, "://"))
 		return NULL;
 	return uri;
@@ -29,6 +36,11 @@ static const char *const planned_schemes[] = { "http://", "https://", "s3://", "
 
 static int no_scheme(const char *uri, wlift_diag *d)
 {
+	if (strncmp(uri, "file://", 7) == 0)
+		return wlift__diag_set(d, WLIFT_EURI, uri, NULL, -1, "uri.file",
+				       "%s: a file:// URI names a local file: its host must be empty "
+				       "or localhost",
+				       uri);
 	for (size_t i = 0; i < WLIFT_ARRAY_SIZE(planned_schemes); i++)
 		if (strncmp(uri, planned_schemes[i], strlen(planned_schemes[i])) == 0)
 			return wlift__diag_set(d, WLIFT_EUNSUPPORTED, uri, NULL, -1, "uri.scheme",

@@ -186,8 +186,8 @@ int wlift__source_read_all(wlift_ctx *ctx, const char *uri, size_t max, char **b
 			   size_t *len, wlift_diag *d);
 void wlift__strv_free(char **v, size_t n);
 
-/* URI helpers. A local path or file:// URI maps to a path (a pointer into uri); NULL for
- * other schemes. */
+/* URI helpers. A local path or file:// URI (empty or localhost authority, RFC 8089) maps to a
+ * path (a pointer into uri); NULL for other schemes and other hosts. */
 const char *wlift__uri_local_path(const char *uri);
 /* "dir/name" (one '/' between them); malloc'd, NULL on ENOMEM. */
 char *wlift__uri_join(const char *dir, const char *name);

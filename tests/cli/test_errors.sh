@@ -181,6 +181,11 @@ if [ "$LOAD" != 0 ]; then
 	grep_err "not a JSON object"
 fi
 
+# --- file:// URIs (RFC 8089): an empty or localhost authority is local; other hosts are errors ---
+expect_rc 0 "$WEIGHTLIFT" inspect "file://localhost$S"
+expect_rc 1 "$WEIGHTLIFT" inspect "file://otherhost$S"
+grep_err "its host must be empty or localhost [uri.file]"
+
 # --- an index cannot reach outside its checkpoint; hub-cache symlinks still load ------------------
 mkdir -p "$T/trav/ck" "$T/trav/outside"
 printf 'root:*:20228:0:99999:7:::\n' >"$T/trav/secret"

@@ -309,6 +309,15 @@ START_TEST(index_paths)
 		ck_assert_str_eq(d.tensor, "x");
 		ck_assert_ptr_null(strstr(d.message, "etc"));
 	}
+	/* empty and truncated indexes say so (json-c alone says "continue") */
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift__index_parse(" \n", 2, "i.json", &ix, &d), WLIFT_EINDEX);
+	ck_assert_str_eq(d.rule, "index.empty");
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift__index_parse("{\"weight_map\": {\"a\": \"x.s", 24, "i.json", &ix, &d),
+			 WLIFT_EINDEX);
+	ck_assert_str_eq(d.rule, "index.truncated");
+	ck_assert_uint_eq(d.offset, 24);
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		ck_assert_msg(wlift__index_parse(good[i], strlen(good[i]), "i.json", &ix, NULL) == 0,
 			      "rejected %s", good[i]);
