@@ -85,6 +85,13 @@ void cli_print_error(const char *uri, int err, const wlift_diag *d)
 	if (d && d->rule[0])
 		fprintf(stderr, " [%s]", d->rule);
 	fputc('\n', stderr);
+	/* Resource limits are not I/O failures of the file: say which limit to raise. */
+	if (err == -ENOMEM)
+		fputs("weightlift: out of memory: free memory, or load fewer tensors at once "
+		      "(--names)\n", stderr);
+	else if (err == -EMFILE || err == -ENFILE)
+		fputs("weightlift: too many open files: every shard is opened at once; raise the "
+		      "limit (ulimit -n)\n", stderr);
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)

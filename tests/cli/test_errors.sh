@@ -181,6 +181,12 @@ if [ "$LOAD" != 0 ]; then
 	grep_err "not a JSON object"
 fi
 
+# --- resource limits say which limit to raise ------------------------------------------------------
+mkdir -p "$T/many"
+for i in $(seq 10 40); do cp "$S" "$T/many/m$i.safetensors"; done
+expect_rc 3 bash -c "ulimit -n 16; exec \"\$0\" inspect \"\$1\"" "$WEIGHTLIFT" "$T/many"
+grep_err "too many open files: every shard is opened at once; raise the limit (ulimit -n)"
+
 # --- file:// URIs (RFC 8089): an empty or localhost authority is local; other hosts are errors ---
 expect_rc 0 "$WEIGHTLIFT" inspect "file://localhost$S"
 expect_rc 1 "$WEIGHTLIFT" inspect "file://otherhost$S"
