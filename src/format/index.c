@@ -48,6 +48,85 @@ static int shard_name_ok(const char *s, size_t len)
 	return 1;
 }
 
+/* json-c keeps the last of duplicate keys silently; a weight_map naming a tensor twice (two
+ * shards for one name) must be an error. Scan the text once for the keys of the top-level
+ * "weight_map" object (raw, escapes not decoded: a duplicate spelled differently is not
+ * caught) and return the first key given twice, or NULL. The text has been parsed by json-c
+ * already, so it is well-formed JSON. */
+struct rawkey {
+	const char *p;
+	size_t n;
+};
+
+static int cmp_rawkey(const void *a, const void *b)
+{
+	const struct rawkey *x = a, *y = b;
+	size_t n = x->n < y->n ? x->n : y->n;
+	int c = memcmp(x->p, y->p, n);
+
+	return c ? c : x->n < y->n ? -1 : x->n > y->n;
+}
+
+static char *duplicate_key(const char *t, size_t len, size_t nkeys)
+{
+	enum { MAXD = 64 };
+	unsigned char isobj[MAXD] = { 0 }, keypos[MAXD] = { 0 };
+	struct rawkey *keys = calloc(nkeys + 1, sizeof(*keys));
+	size_t k = 0, depth = 0, wm_depth = 0;
+	int pending_wm = 0;
+	char *dup = NULL;
+
+	if (!keys)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		char c = t[i];
+		if (c == '"') {
+			size_t j = i + 1;
+			while (j < len && t[j] != '"')
+				j += t[j] == '\\' ? 2 : 1;
+			if (depth && depth < MAXD && isobj[depth] && keypos[depth]) {
+				if (depth == 1)
+					pending_wm = j - i - 1 == 10 && memcmp(t + i + 1, "weight_map", 10) == 0;
+				else if (wm_depth && depth == wm_depth && k <= nkeys)
+					keys[k++] = (struct rawkey){ t + i + 1, j - i - 1 };
+				keypos[depth] = 0;
+			} else {
+				pending_wm = 0;
+			}
+			i = j;
+		} else if (c == '{' || c == '[') {
+			depth++;
+			if (depth < MAXD) {
+				isobj[depth] = c == '{';
+				keypos[depth] = c == '{';
+			}
+			if (c == '{' && pending_wm && depth == 2 && !wm_depth)
+				wm_depth = 2;
+			pending_wm = 0;
+		} else if (c == '}' || c == ']') {
+			if (wm_depth && depth == wm_depth)
+				break; /* json-c uses the first weight_map's keys only if it is unique */
+			if (depth)
+				depth--;
+		} else if (c == ',') {
+			if (depth && depth < MAXD && isobj[depth])
+				keypos[depth] = 1;
+		} else if (c != ':' && c != ' ' && c != '\n' && c != '\r' && c != '\t') {
+			pending_wm = 0; /* a number or literal value */
+		}
+	}
+	if (k > 1) {
+		qsort(keys, k, sizeof(*keys), cmp_rawkey);
+		for (size_t i = 1; i < k; i++)
+			if (cmp_rawkey(&keys[i - 1], &keys[i]) == 0) {
+				dup = strndup(keys[i].p, keys[i].n);
+				break;
+			}
+	}
+	free(keys);
+	return dup;
+}
+
 int wlift__index_parse(const char *text, size_t len, const char *file, struct wlift__index *ix,
 		       wlift_diag *d)
 {
@@ -92,6 +171,17 @@ int wlift__index_parse(const char *text, size_t len, const char *file, struct wl
 		goto out;
 	}
 	n = (size_t)json_object_object_length(wm);
+	{
+		/* More keys in the text than in the object: some key came twice. */
+		char *dup = duplicate_key(text, len, n);
+		if (dup) {
+			ret = wlift__diag_set(d, WLIFT_EINDEX, file, dup, -1, "index.duplicate",
+					      "%s: weight_map names tensor \"%s\" more than once",
+					      file, dup);
+			free(dup);
+			goto out;
+		}
+	}
 	if (n == 0) {
 		ret = wlift__diag_set(d, WLIFT_EINDEX, file, NULL, -1, "index.empty",
 				      "%s: the index's weight_map names no tensors", file);

@@ -309,6 +309,20 @@ START_TEST(index_paths)
 		ck_assert_str_eq(d.tensor, "x");
 		ck_assert_ptr_null(strstr(d.message, "etc"));
 	}
+	/* a tensor named twice (json-c would keep the last silently) */
+	{
+		static const char dupj[] = "{\"metadata\":{\"a\":1,\"a\":2},\"weight_map\":{\"w\":"
+					   "\"a.safetensors\",\"v\":[1],\"w\":\"b.safetensors\"}}";
+		static const char okj[] = "{\"weight_map\":{\"w\":\"a.safetensors\",\"x\":"
+					  "\"a.safetensors\"},\"w\":{\"w\":1}}";
+		wlift_diag_clear(&d);
+		ck_assert_int_eq(wlift__index_parse(dupj, strlen(dupj), "i.json", &ix, &d),
+				 WLIFT_EINDEX);
+		ck_assert_str_eq(d.rule, "index.duplicate");
+		ck_assert_str_eq(d.tensor, "w");
+		ck_assert_int_eq(wlift__index_parse(okj, strlen(okj), "i.json", &ix, NULL), 0);
+		wlift__index_free(&ix);
+	}
 	/* empty and truncated indexes say so (json-c alone says "continue") */
 	wlift_diag_clear(&d);
 	ck_assert_int_eq(wlift__index_parse(" \n", 2, "i.json", &ix, &d), WLIFT_EINDEX);
