@@ -32,4 +32,9 @@ static inline void wlift__mem_free(struct wlift__mem *m)
 	}
 }
 
+/* The usual release: give back the whole pages inside [off, off+len) of m
+ * (MADV_DONTNEED; pages shared with the bytes around the range stay). 0, -EINVAL for a range
+ * outside m, or -errno. */
+int wlift__mem_release_pages(struct wlift__mem *m, uint64_t off, uint64_t len);
+
 #endif

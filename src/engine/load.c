@@ -287,7 +287,6 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		if (ret)
 			goto out;
 		strategy = "mmap";
-		res->stats.bytes_read = 0;
 	} else {
 		/* probe, plan */
 		struct wlift__mem m;

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "sink/convert_cpu.h"
 #include "sink/host.h"
@@ -65,17 +64,9 @@ static void arena_free(struct wlift__mem *m)
 
 static int arena_release(struct wlift__mem *m, uint64_t off, uint64_t len)
 {
-	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t lo = ((uintptr_t)m->base + off + pg - 1) / pg * pg;
-	uintptr_t hi = ((uintptr_t)m->base + off + len) / pg * pg;
-
-	if (off > m->len || len > m->len - off)
-		return -EINVAL;
-	if (m->len <= SMALL_ARENA)
-		return 0; /* heap memory: not ours to give back page by page */
-	if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) < 0)
-		return -errno;
-	return 0;
+	if (m->len <= SMALL_ARENA) /* heap memory: not ours to give back page by page */
+		return off > m->len || len > m->len - off ? -EINVAL : 0;
+	return wlift__mem_release_pages(m, off, len);
 }
 
 struct populate_job {

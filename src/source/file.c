@@ -273,21 +273,6 @@ static void unmap_mem(struct wlift__mem *m)
 	munmap(m->base, m->len);
 }
 
-/* Give back the whole pages of [off, off+len) of a private mapping: written (copied) pages are
- * freed, file pages unmapped; touching them again would read the file. */
-static int map_release(struct wlift__mem *m, uint64_t off, uint64_t len)
-{
-	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	uintptr_t lo = ((uintptr_t)m->base + off + pg - 1) / pg * pg;
-	uintptr_t hi = ((uintptr_t)m->base + off + len) / pg * pg;
-
-	if (off > m->len || len > m->len - off)
-		return -EINVAL;
-	if (hi > lo && madvise((void *)lo, hi - lo, MADV_DONTNEED) < 0)
-		return -errno;
-	return 0;
-}
-
 static int file_map(struct wlift__source *s, struct wlift__mem *out, wlift_diag *d)
 {
 	const struct file_source *f = (const struct file_source *)s;
@@ -306,7 +291,9 @@ static int file_map(struct wlift__source *s, struct wlift__mem *out, wlift_diag 
 	out->len = (size_t)s->size;
 	out->device = -1;
 	out->free = unmap_mem;
-	out->release = map_release;
+	/* Release: written (copied) pages are freed, file pages unmapped; touching them
+	 * again would read the file. */
+	out->release = wlift__mem_release_pages;
 	return 0;
 }
 
