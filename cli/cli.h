@@ -74,6 +74,22 @@ int cli_read_small_file(const char *path, size_t max, char **buf, size_t *len);
  * cli_exit_code. */
 int cli_ctx_exit_code(int err, const wlift_diag *d);
 
+/* Split the --names argument "a,b,c" at commas into *names (appending; empty items are
+ * skipped); the strings point into s, which is modified. 0, or -ENOMEM. */
+int cli_names_split(char *s, const char ***names, size_t *n);
+
+/* A parsed --expect file: a previous `verify --json` output or a {name: sha256} object. */
+struct cli_expect {
+	json_object *root; /* owns everything below */
+	json_object *map;  /* name -> sha256 string */
+	bool full;	   /* a verify --json output: extra tensors are mismatches too */
+};
+/* Parse len bytes of text as an --expect file into *e (free with cli_expect_free). 0, or -1
+ * with a message (ending in its [rule], quoting none of the text) in msg[0..cap). */
+int cli_expect_parse(const char *text, size_t len, struct cli_expect *e, char *msg, size_t cap);
+/* Free what cli_expect_parse built; e may be zeroed or already freed. */
+void cli_expect_free(struct cli_expect *e);
+
 /* Print json as the one --json object on stdout (pretty on a terminal, one line otherwise). */
 void cli_json_print(json_object *obj);
 /* A JSON string or null for an empty C string. */

@@ -183,20 +183,6 @@ static uint64_t touch_pass(const wlift_result *res)
 	return x;
 }
 
-/* Split "a,b,c" into *names (appending); the strings point into s. */
-static int add_names(char *s, const char ***names, size_t *n)
-{
-	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
-		const char **nv = realloc(*names, (*n + 1) * sizeof(**names));
-
-		if (!nv)
-			return -ENOMEM;
-		*names = nv;
-		nv[(*n)++] = tok;
-	}
-	return 0;
-}
-
 static int cmp_runs(const void *a, const void *b)
 {
 	const struct run *x = a, *y = b;
@@ -334,7 +320,7 @@ int cli_load(int argc, char **argv)
 			lo.mmap = 1;
 			break;
 		case OPT_NAMES:
-			if (!optarg[0] || add_names(optarg, &names, &nnames) < 0 || !nnames) {
+			if (!optarg[0] || cli_names_split(optarg, &names, &nnames) < 0 || !nnames) {
 				rc = cli_usage_error("load", "invalid --names '%s'", optarg);
 				goto out;
 			}

@@ -182,98 +182,25 @@ static int verify_ckpt(wlift_ckpt *ck, const wlift_load_opts *lo, uint64_t batch
 
 /* ---- --expect ---------------------------------------------------------------------- */
 
-struct expect {
-	json_object *root; /* owns everything below */
-	json_object *map;  /* name -> sha256 string */
-	bool full;	   /* a verify --json output: extra tensors are mismatches too */
-};
-
-static bool is_hex64(const char *s)
+/* Load path (a regular file of at most EXPECT_MAX bytes: json-c alone reads /dev/zero forever)
+ * into *e. 0, or an exit status with the error printed. */
+static int expect_load(const char *path, struct cli_expect *e)
 {
-	if (!s || strlen(s) != 64)
-		return false;
-	for (int i = 0; i < 64; i++)
-		if (!strchr("0123456789abcdefABCDEF", s[i]))
-			return false;
-	return true;
-}
-
-static int expect_load(const char *path, struct expect *e)
-{
-	json_object *tensors;
-	char *text = NULL;
-	const char *errtxt;
+	char *text = NULL, msg[256];
 	size_t len = 0;
-	int ret = 0;
+	int ret;
 
 	memset(e, 0, sizeof(*e));
-	/* Bounded: a regular file of at most EXPECT_MAX bytes (json-c alone reads /dev/zero
-	 * forever). */
 	ret = cli_read_small_file(path, EXPECT_MAX, &text, &len);
 	if (ret)
 		return ret;
-	{
-		struct json_tokener *tok = json_tokener_new();
-		enum json_tokener_error jerr = json_tokener_error_parse_eof;
-		if (tok && len <= INT32_MAX) {
-			e->root = json_tokener_parse_ex(tok, text, (int)len);
-			jerr = json_tokener_get_error(tok);
-			if (e->root && tok->char_offset < (int)len) {
-				json_object_put(e->root); /* trailing garbage */
-				e->root = NULL;
-			}
-		}
-		json_tokener_free(tok);
-		free(text);
-		if (!e->root && jerr == json_tokener_continue)
-			jerr = json_tokener_error_parse_eof;
-		errtxt = e->root ? NULL : json_tokener_error_desc(jerr);
-	}
-	if (!e->root || !json_object_is_type(e->root, json_type_object)) {
-		cli_errorf("%s: not a JSON object (%s) [expect.json]", path,
-			   errtxt ? errtxt : "wrong type");
-		json_object_put(e->root);
-		e->root = NULL;
+	ret = cli_expect_parse(text, len, e, msg, sizeof(msg));
+	free(text);
+	if (ret < 0) {
+		cli_errorf("%s: %s", path, msg);
 		return CLI_EXIT_INPUT;
 	}
-	e->map = json_object_new_object();
-	if (json_object_object_get_ex(e->root, "tensors", &tensors)) {
-		size_t n;
-
-		if (!json_object_is_type(tensors, json_type_array))
-			goto bad;
-		e->full = true;
-		n = json_object_array_length(tensors);
-		for (size_t i = 0; i < n; i++) {
-			json_object *t = json_object_array_get_idx(tensors, i), *name, *sha;
-
-			if (!json_object_object_get_ex(t, "name", &name) ||
-			    !json_object_object_get_ex(t, "sha256", &sha) ||
-			    !is_hex64(json_object_get_string(sha)))
-				goto bad;
-			json_object_object_add(e->map, json_object_get_string(name),
-					       json_object_get(sha));
-		}
-		return 0;
-	}
-	json_object_object_foreach(e->root, key, val)
-	{
-		if (strcmp(key, "schema") == 0)
-			continue;
-		if (!json_object_is_type(val, json_type_string) ||
-		    !is_hex64(json_object_get_string(val)))
-			goto bad;
-		json_object_object_add(e->map, key, json_object_get(val));
-	}
 	return 0;
-bad:
-	cli_errorf("%s: expected a 'verify --json' output or a {name: sha256} object "
-		   "[expect.format]",
-		   path);
-	json_object_put(e->map);
-	json_object_put(e->root);
-	memset(e, 0, sizeof(*e));
-	return CLI_EXIT_INPUT;
 }
 
 static json_object *mismatch(const char *name, const char *want, const char *got)
@@ -294,7 +221,7 @@ struct expect_counts {
 };
 
 /* Compare got (name -> sha256) with e and count the mismatches in *n; returns their total. */
-static size_t expect_compare(const struct expect *e, json_object *got, const char *path,
+static size_t expect_compare(const struct cli_expect *e, json_object *got, const char *path,
 			     json_object *out, bool print, struct expect_counts *n)
 {
 	memset(n, 0, sizeof(*n));
@@ -352,7 +279,7 @@ int cli_verify(int argc, char **argv)
 	};
 	wlift_load_opts lo = WLIFT_LOAD_OPTS_INIT;
 	struct cli_report rep;
-	struct expect exp;
+	struct cli_expect exp;
 	struct expect_counts cnt = {0};
 	size_t nbad = 0;
 	json_object *got = NULL;
@@ -488,8 +415,7 @@ int cli_verify(int argc, char **argv)
 out:
 	fflush(stdout);
 	json_object_put(got);
-	json_object_put(exp.map);
-	json_object_put(exp.root);
+	cli_expect_free(&exp);
 	wlift_ctx_destroy(ctx);
 	return rc;
 }
