@@ -295,9 +295,11 @@ def _norm_index(idx, shape: Tuple[int, ...]) -> Tuple[Any, ...]:
         else:
             raise SafetensorError(f"Unsupported slice index at position {pos}: "
                                   "expected slice, int, or ellipsis")
-    where = f"Error during slicing {_fmt_index(items)} with shape {list(shape)}"
+    def where() -> str:  # error paths only: no formatting on success
+        return f"Error during slicing {_fmt_index(items)} with shape {list(shape)}"
+
     if len(items) > len(shape):
-        raise SafetensorError(f"{where}: more slicing indexes than dimensions in tensor")
+        raise SafetensorError(f"{where()}: more slicing indexes than dimensions in tensor")
     # The reference checks the last indexed dimension first.
     for dim, (ix, n) in reversed(list(enumerate(zip(items, shape)))):
         bad = None
@@ -311,13 +313,45 @@ def _norm_index(idx, shape: Tuple[int, ...]) -> Tuple[Any, ...]:
         elif ix >= n:
             bad = ix
         if bad is not None:
-            raise SafetensorError(f"{where}: index {bad} out of bounds for tensor dimension "
+            raise SafetensorError(f"{where()}: index {bad} out of bounds for tensor dimension "
                                   f"#{dim} of size {n}")
     return tuple(items) + (slice(None),) * (len(shape) - len(items))
 
 
+def _is_full(ix, n: int) -> bool:
+    """ix (a normalised index of one dimension) selects all of a dimension of size n, in order."""
+    return isinstance(ix, slice) and ix.indices(n) == (0, n, 1)
+
+
+def _rows_of(first, n: int) -> Tuple[int, int, Any, bool]:
+    """The leading-dimension rows [lo, hi) that a normalised index of dimension 0 touches, the
+    index relative to those rows, and whether the rows are taken whole and in order (the
+    loaded rows are then the answer: no indexing, no copy)."""
+    if isinstance(first, int):
+        return first, first + 1, 0, True
+    if isinstance(first, slice):
+        r = range(*first.indices(n))
+        if not len(r):
+            return 0, 0, slice(0, 0), True
+        lo, hi = r[0], r[-1] + 1
+        return lo, hi, slice(0, hi - lo, r.step), len(r) == 1 or r.step == 1
+    # Other forms (lists, ...): the span they touch, indexed relative to it.
+    items = [int(i) for i in first]
+    if not items:
+        return 0, 0, first, False
+    lo = min(items)
+    return lo, max(items) + 1, [i - lo for i in items], False
+
+
 class PySafeSlice:
-    """A lazily read tensor of a safe_open handle: get_shape(), get_dtype(), [...]."""
+    """A lazily read tensor of a safe_open handle: get_shape(), get_dtype(), [...].
+
+    Indexing reads only the leading-dimension rows the index touches, in one engine load
+    (wlift_load_opts.rows) in the handle's mode: views of a private mapping on a mapped handle,
+    owned memory on a copying one. Whole tensors, leading-dimension ranges and leading ints
+    (what transformers' `get_slice(name)[...]` asks for) are those loaded rows themselves, zero
+    copy, kept alive by the returned tensor; any other index returns a compact copy owning its
+    memory, and the loaded rows are freed (or unmapped) at once."""
 
     def __init__(self, handle: "safe_open", name: str):
         self._h = handle
@@ -325,6 +359,9 @@ class PySafeSlice:
         info = handle._ck_checked().info(name)
         self._dtype = info[1]
         self._shape = tuple(info[2])
+        # Rows can be read alone when each holds whole bytes (not F4/F6 of an odd count).
+        self._rowwise = bool(self._shape) and self._shape[0] > 0 and \
+            _native.dtype_bits(self._dtype) % 8 == 0
 
     def get_shape(self) -> List[int]:
         return list(self._shape)
@@ -338,38 +375,37 @@ class PySafeSlice:
         return self._shape[0]
 
     def __getitem__(self, idx):
+        h = self._h
+        if idx is Ellipsis:  # transformers' tensor[...]: the whole tensor
+            return h._load_one(self._name)
         shape = self._shape
         norm = _norm_index(idx, shape)
-        bits = _native.dtype_bits(self._dtype)
-        ck = self._h._ck_checked()
-        first = norm[0] if shape else None
-        if shape and bits % 8 == 0 and shape[0] > 0:
-            # Read only the leading-dimension rows the index touches, through the engine.
-            if isinstance(first, int):
-                lo, hi = first, first + 1
-                first = 0
-            else:
-                r = range(*first.indices(shape[0]))
-                lo, hi = (r[0], r[-1] + 1) if len(r) else (0, 0)
-                first = slice(r.start - lo, r.stop - lo, r.step) if len(r) else slice(0, 0)
-            res = ck.load(names=[self._name], rows=[(lo, hi)], mmap=MMAP_OFF)
-        else:
-            # 0-d, empty, or sub-byte rows (F4/F6): the whole tensor.
-            res = ck.load(names=[self._name], mmap=MMAP_OFF)
-        arr = self._h._convert(res.tensor(self._name))
-        if shape:
-            arr = arr[(first,) + norm[1:]]
-        return _own(arr, self._h._framework)
+        if not self._rowwise:
+            # 0-d, empty, or sub-byte rows (F4/F6): the whole tensor, then the index.
+            arr = h._load_one(self._name)
+            if not norm or all(_is_full(ix, n) for ix, n in zip(norm, shape)):
+                return arr
+            return _compact(arr[norm], h._framework)
+        lo, hi, first, whole = _rows_of(norm[0], shape[0])
+        arr = h._load_one(self._name, (lo, hi))
+        if all(_is_full(ix, n) for ix, n in zip(norm[1:], shape[1:])):
+            if whole:
+                # A leading int drops that dimension (a view: numpy's arr[0] of a 1-d array
+                # would be a scalar).
+                return arr.reshape(shape[1:]) if isinstance(first, int) else arr
+            return _compact(arr[first], h._framework)
+        return _compact(arr[(first,) + norm[1:]], h._framework)
 
 
-def _own(arr, framework):
-    """A compact copy owning its memory (slices of a scratch buffer)."""
+def _compact(arr, framework):
+    """A compact copy of a view, owning its memory (one pass; the view's rows are released)."""
     if framework in ("pt", "torch", "pytorch"):
-        return arr.contiguous().clone()
+        import torch
+        return arr.clone(memory_format=torch.contiguous_format)
     if framework in ("np", "numpy"):
         import numpy as np
         return np.array(arr, copy=True, order="C")
-    return arr
+    return arr  # jax arrays are immutable copies already
 
 
 class safe_open:
@@ -408,11 +444,20 @@ class safe_open:
     def metadata(self) -> Optional[Dict[str, str]]:
         return self._ck_checked().metadata(0)
 
+    def _load_one(self, name: str, rows: Optional[Tuple[int, int]] = None):
+        """One engine load of one tensor (or of its leading-dimension rows [lo, hi)) in the
+        handle's mode, as a framework array viewing the loaded memory."""
+        ck = self._ck_checked()
+        if rows is None:
+            res = ck.load(names=(name,), mmap=self._mmap, device=self._device)
+        else:
+            res = ck.load(names=(name,), rows=(rows,), mmap=self._mmap, device=self._device)
+        return self._convert(res.tensor(0))
+
     def get_tensor(self, name: str):
         if not self._ck_checked().contains(name):
             raise SafetensorError(f"File does not contain tensor {name}")
-        res = self._ck_checked().load(names=[name], mmap=self._mmap, device=self._device)
-        return self._convert(res.tensor(name))
+        return self._load_one(name)
 
     def get_tensors(self) -> Dict[str, Any]:
         res = self._ck_checked().load(mmap=self._mmap, device=self._device)

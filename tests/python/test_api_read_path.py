@@ -1,0 +1,195 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The read path under safe_open's get_slice/get_tensor and load(bytes), as the client
+libraries use it (transformers 5.x: safe_open(f, "pt", device="cpu", backend="mmap") then
+get_slice(name)[...] per tensor; vLLM: get_tensor per tensor):
+- on a mapped handle, whole tensors, leading-dimension ranges and leading ints are zero-copy
+  views of a private mapping of the file, which lives exactly as long as the tensors do;
+- other indices return compact copies that own their memory (the mapping goes at once);
+- on a copying handle every index is one engine read into owned memory;
+- Python opens and reads no file itself, and formats no string on the success path;
+- the bytes equal the reference's for every backend."""
+import gc
+import os
+
+import numpy as np
+import pytest
+
+wl = pytest.importorskip("weightlift")
+torch = pytest.importorskip("torch")
+ref = pytest.importorskip("safetensors")
+reft = pytest.importorskip("safetensors.torch")
+
+from weightlift import _core  # noqa: E402
+import weightlift.torch  # noqa: E402,F401
+
+
+def _mappings_of(path):
+    """[(start, end)] of the process's mappings of path."""
+    real = os.path.realpath(path)
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and parts[5].strip() == real:
+                a, b = (int(x, 16) for x in parts[0].split("-"))
+                out.append((a, b))
+    return out
+
+
+def _in_mapping(t, path):
+    p = t.data_ptr()
+    return any(a <= p < b for a, b in _mappings_of(path))
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    t = {
+        "w": torch.randn(64, 32, generator=g).to(torch.bfloat16),
+        "b": torch.randn(64, generator=g),
+        "e": torch.randint(0, 100, (16, 8, 4), generator=g, dtype=torch.int32),
+        "s": torch.tensor(3.5),
+        "z": torch.zeros(0, 4),
+    }
+    p = tmp_path / "m.safetensors"
+    reft.save_file(t, p)
+    return p, t
+
+
+def _same(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert a.reshape(-1).contiguous().view(torch.uint8).equal(
+        b.reshape(-1).contiguous().view(torch.uint8))
+
+
+VIEWS = [Ellipsis, slice(None), slice(2, 10), slice(5, 6), 3, -1, (slice(1, 4), slice(None)),
+         (7, Ellipsis)]
+
+
+@pytest.mark.parametrize("idx", VIEWS, ids=repr)
+def test_mapped_leading_slices_are_views(ckpt, idx):
+    p, t = ckpt
+    with wl.safe_open(p, "pt", device="cpu", backend="mmap") as f, \
+            ref.safe_open(p, "pt", device="cpu", backend="mmap") as r:
+        for k in ("w", "b", "e"):
+            if isinstance(idx, tuple) and t[k].dim() < 2:
+                continue
+            got = f.get_slice(k)[idx]
+            _same(got, r.get_slice(k)[idx])
+            assert _in_mapping(got, p), (k, idx)
+            assert got.is_contiguous()
+
+
+COPIES = [(slice(None), slice(0, 4)), (slice(0, 8, 2),), (Ellipsis, 1), (2, 3),
+          (slice(None), slice(None), 0)]
+
+
+@pytest.mark.parametrize("idx", COPIES, ids=repr)
+def test_mapped_other_slices_are_compact_copies(ckpt, idx):
+    p, t = ckpt
+    with ref.safe_open(p, "pt") as r:
+        want = {k: r.get_slice(k)[idx].clone() for k in ("w", "e") if len(idx) <= t[k].dim()}
+    gc.collect()
+    with wl.safe_open(p, "pt", backend="mmap") as f:
+        for k in want:
+            got = f.get_slice(k)[idx]
+            _same(got, want[k])
+            assert not _in_mapping(got, p), (k, idx)
+            assert got.is_contiguous()
+            gc.collect()
+            # The loaded rows' mapping went with the view they were copied from.
+            assert _mappings_of(p) == [], (k, idx)
+
+
+@pytest.mark.parametrize("backend", ["mmap", "pread", None])
+def test_every_form_equals_reference(ckpt, backend):
+    p, t = ckpt
+    with wl.safe_open(p, "pt", backend=backend) as f, ref.safe_open(p, "pt") as r:
+        for k, v in t.items():
+            forms = [Ellipsis]
+            if v.dim():
+                forms += [slice(None), slice(0, 0), slice(1, None)] if v.shape[0] else [slice(None)]
+            for idx in forms:
+                _same(f.get_slice(k)[idx], r.get_slice(k)[idx])
+            _same(f.get_tensor(k), r.get_tensor(k))
+
+
+def test_mapping_lives_as_long_as_the_tensors(ckpt):
+    p, _ = ckpt
+    with wl.safe_open(p, "pt", backend="mmap") as f:
+        a = f.get_slice("w")[...]
+        b = f.get_tensor("b")
+    assert _in_mapping(a, p) and _in_mapping(b, p)
+    ref_w = reft.load_file(p)["w"].clone()
+    _same(a, ref_w)  # the handle is closed: the views stay valid
+    a.add_(1)  # writable, copy-on-write: the file is untouched
+    _same(wl.torch.load(p.read_bytes())["w"], ref_w)
+    del a, b
+    gc.collect()
+    assert _mappings_of(p) == []
+
+
+def test_copying_handle_returns_owned_memory(ckpt):
+    p, t = ckpt
+    with wl.safe_open(p, "pt", backend="pread") as f:
+        for idx in VIEWS[:4]:
+            got = f.get_slice("w")[idx]
+            _same(got, t["w"][idx])
+            assert not _in_mapping(got, p)
+        assert not _in_mapping(f.get_tensor("w"), p)
+    assert _mappings_of(p) == []
+
+
+@pytest.mark.parametrize("backend", ["mmap", "pread"])
+def test_python_opens_and_formats_nothing(ckpt, backend, monkeypatch):
+    """get_slice/get_tensor on an open handle: the library does the reading (no os.open,
+    os.pread*, open()), and the success path formats no index text."""
+    p, t = ckpt
+    import builtins
+
+    def boom(*a, **k):
+        raise AssertionError("python-side file access or formatting on the success path")
+
+    with wl.safe_open(p, "pt", backend=backend) as f:
+        monkeypatch.setattr(builtins, "open", boom)
+        for name in ("open", "pread", "preadv", "read"):
+            monkeypatch.setattr(os, name, boom)
+        monkeypatch.setattr(_core, "_fmt_index", boom)
+        for k in ("w", "e"):
+            s = f.get_slice(k)
+            for idx in VIEWS + COPIES:
+                if isinstance(idx, tuple) and len(idx) > t[k].dim():
+                    continue
+                _same(s[idx], t[k][idx])
+            _same(f.get_tensor(k), t[k])
+        monkeypatch.undo()
+
+
+def test_numpy_handle_owns_its_slices(ckpt):
+    """A numpy handle copies into owned memory (as the reference's numpy module): slices are
+    that memory or compact copies of it, never views of the file."""
+    p, t = ckpt
+    with wl.safe_open(p, "np") as f:
+        for idx in VIEWS + COPIES:
+            if isinstance(idx, tuple) and len(idx) > 3:
+                continue
+            got = f.get_slice("e")[idx]
+            assert isinstance(got, np.ndarray)
+            assert np.array_equal(got, t["e"].numpy()[idx])
+            assert got.flags.c_contiguous and got.flags.writeable
+    assert _mappings_of(p) == []
+
+
+def test_load_bytes_owns_its_memory(ckpt):
+    p, t = ckpt
+    data = p.read_bytes()
+    got = wl.torch.load(data)
+    want = reft.load(data)
+    assert sorted(got) == sorted(want)
+    for k in want:
+        _same(got[k], want[k])
+    del data
+    gc.collect()
+    for k in want:  # owned memory: the bytes object is gone
+        _same(got[k], want[k])
+    _same(wl.torch.load(bytearray(p.read_bytes()))["w"], t["w"])
