@@ -90,6 +90,54 @@ static int populate(uint8_t *p, size_t len, unsigned threads)
 	return err;
 }
 
+/* Offset (from p) of the first page of [p, p + len) that cannot be populated, or len: the
+ * failed populate is repeated in 2 MiB steps, then page by page within the failing step (only
+ * on the error path; populating pages already mapped is a page-table walk). */
+static size_t first_bad_page(uint8_t *p, size_t len, size_t pg)
+{
+	size_t step = 2u << 20, o = 0;
+
+	while (o < len) {
+		size_t l = len - o < step ? len - o : step;
+		if (madvise(p + o, l, MADV_POPULATE_READ) == 0) {
+			o += l;
+			continue;
+		}
+		if (errno != EFAULT && errno != EIO)
+			return len;
+		if (step == pg)
+			return o;
+		step = pg;
+	}
+	return len;
+}
+
+/* A populate failed with err: a page could not be read (EFAULT: the fault would have raised
+ * SIGBUS). The file shrank (validate says so) or the read failed (an I/O error: the page of
+ * a file still of its size could not be read). Either way, name the offset. */
+static int populate_error(struct wlift__source *src, uint8_t *base, uint64_t a, uint64_t hi,
+			  int err, wlift_diag *d)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	uint64_t at = a + first_bad_page(base + a, (size_t)(hi - a), pg);
+	wlift_diag vd;
+
+	wlift_diag_clear(&vd);
+	if (at < hi && err == -EFAULT && src->ops->validate && src->ops->validate(src, &vd) == 0)
+		return wlift__diag_set(d, -EIO, src->uri, NULL, (int64_t)at, "io.read",
+				       "%s: read of the mapping failed at offset %llu: %s",
+				       src->uri, (unsigned long long)at, strerror(EIO));
+	if (at < hi)
+		return wlift__diag_set(d, WLIFT_ECHANGED, src->uri, NULL, (int64_t)at,
+				       "file.changed",
+				       "%s: cannot populate the mapping at offset %llu (%s): was "
+				       "the file truncated?",
+				       src->uri, (unsigned long long)at, strerror(-err));
+	return wlift__diag_set(d, WLIFT_ECHANGED, src->uri, NULL, -1, "file.changed",
+			       "%s: cannot populate the mapping (%s): was the file truncated?",
+			       src->uri, strerror(-err));
+}
+
 int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res, const wlift_tensor_info *t,
 		       size_t n, unsigned threads, void **raw, int (*done)(void *user, size_t i),
 		       void *user, wlift_diag *d)
@@ -131,11 +179,7 @@ int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res, const wl
 			uint64_t a = lo / (uint64_t)pg * (uint64_t)pg;
 			ret = populate(base + a, (size_t)(hi - a), threads);
 			if (ret)
-				return wlift__diag_set(
-				    d, WLIFT_ECHANGED, src->uri, NULL, -1, "file.changed",
-				    "%s: cannot populate the mapping (%s): was the "
-				    "file truncated?",
-				    src->uri, strerror(-ret));
+				return populate_error(src, base, a, hi, ret, d);
 		}
 		for (size_t k = i; k < j; k++) {
 			ret = done(user, k);
