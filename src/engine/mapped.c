@@ -116,19 +116,24 @@ static size_t first_bad_page(uint8_t *p, size_t len, size_t pg)
  * SIGBUS). The file shrank (validate says so) or the read failed (an I/O error: the page of
  * a file still of its size could not be read). Either way, name the offset. */
 static int populate_error(struct wlift__source *src, uint8_t *base, uint64_t a, uint64_t hi,
-			  int err, wlift_diag *d)
+			  const wlift_tensor_info *t, size_t n, int err, wlift_diag *d)
 {
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
 	uint64_t at = a + first_bad_page(base + a, (size_t)(hi - a), pg);
+	const char *name = NULL;
 	wlift_diag vd;
 
+	/* The tensor holding the page (the first one ending after its start). */
+	for (size_t k = 0; k < n && !name; k++)
+		if (t[k].nbytes && t[k].file_offset + t[k].nbytes > at)
+			name = t[k].name;
 	wlift_diag_clear(&vd);
 	if (at < hi && err == -EFAULT && src->ops->validate && src->ops->validate(src, &vd) == 0)
-		return wlift__diag_set(d, -EIO, src->uri, NULL, (int64_t)at, "io.read",
+		return wlift__diag_set(d, -EIO, src->uri, name, (int64_t)at, "io.read",
 				       "%s: read of the mapping failed at offset %llu: %s",
 				       src->uri, (unsigned long long)at, strerror(EIO));
 	if (at < hi)
-		return wlift__diag_set(d, WLIFT_ECHANGED, src->uri, NULL, (int64_t)at,
+		return wlift__diag_set(d, WLIFT_ECHANGED, src->uri, name, (int64_t)at,
 				       "file.changed",
 				       "%s: cannot populate the mapping at offset %llu (%s): was "
 				       "the file truncated?",
@@ -179,7 +184,7 @@ int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res, const wl
 			uint64_t a = lo / (uint64_t)pg * (uint64_t)pg;
 			ret = populate(base + a, (size_t)(hi - a), threads);
 			if (ret)
-				return populate_error(src, base, a, hi, ret, d);
+				return populate_error(src, base, a, hi, t + i, j - i, ret, d);
 		}
 		for (size_t k = i; k < j; k++) {
 			ret = done(user, k);

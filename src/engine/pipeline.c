@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -361,6 +362,25 @@ static void fill(struct worker *w)
 	}
 }
 
+/* Name in d the tensor that a read of chunk ci failing at file offset `at` costs: the first
+ * tensor of the chunk's range that ends after it (O_DIRECT slack before a tensor counts as
+ * that tensor's), unless the source named one. The error path only: a linear scan. */
+static void name_tensor(const struct run *r, size_t ci, uint64_t at, wlift_diag *d)
+{
+	const struct wlift__plan *p = r->pl->plan;
+	const struct wlift__plan_range *rg = &p->ranges[p->chunks[ci].range];
+	const wlift_tensor_info *t = r->pl->tensors;
+
+	if (d->tensor[0])
+		return;
+	for (size_t k = rg->t0; k < rg->t0 + rg->nt; k++) {
+		if (t[k].nbytes && t[k].file_offset + t[k].nbytes > at) {
+			snprintf(d->tensor, sizeof(d->tensor), "%s", t[k].name);
+			return;
+		}
+	}
+}
+
 /* Handle the completion of one read of chunk ci. */
 static void landed(struct worker *w, struct wlift__rq *q, const struct wlift__rdone *c,
 		   const wlift_diag *rd)
@@ -375,7 +395,9 @@ static void landed(struct worker *w, struct wlift__rq *q, const struct wlift__rd
 
 	if (c->res < 0) {
 		drop_stage(r, ci);
-		fail(r, (int)c->res, rd);
+		d = *rd;
+		name_tensor(r, ci, d.has_offset ? d.offset : ch->off + r->got[ci], &d);
+		fail(r, (int)c->res, &d);
 		return;
 	}
 	__atomic_add_fetch(&r->read, (uint64_t)c->res, __ATOMIC_RELAXED);
@@ -395,6 +417,7 @@ static void landed(struct worker *w, struct wlift__rq *q, const struct wlift__rd
 					"%llu bytes when opened; was it truncated while loading?)",
 					s->uri, (unsigned long long)(ch->off + r->got[ci]),
 					(unsigned long long)s->size);
+			name_tensor(r, ci, ch->off + r->got[ci], &d);
 			fail(r, WLIFT_ECHANGED, &d);
 			return;
 		}

@@ -20,6 +20,7 @@
  *                an offset in [N, size)
  *     trunc      it fails with WLIFT_ECHANGED or WLIFT_ETRUNCATED naming the file (the kernel
  *                took a short reply for the end of the file and shrank it)
+ * An eio or eof failure in the load (not the open) must also name the tensor at its offset.
  * Whatever the expectation, a load that succeeds must have the right bytes (never silent
  * wrong data), and a failed one must leave *out NULL; ASan's leak check covers the rest.
  * Exit 0 when every mode met the expectation, 1 otherwise, 2 on usage errors.
@@ -219,12 +220,24 @@ out:
 	return bad;
 }
 
+/* A load's read error names the tensor it cost: the one holding the offset, or the next one
+ * when the offset lies in the few bytes an O_DIRECT read was widened by before it. */
+static int tensor_fits(const wlift_ckpt *ck, const wlift_diag *d)
+{
+	wlift_tensor_info ti;
+	int64_t k = wlift_ckpt_find(ck, d->tensor);
+
+	if (!d->tensor[0] || k < 0 || wlift_ckpt_info(ck, (size_t)k, &ti) != 0)
+		return 0;
+	return ti.file_offset + ti.nbytes > d->offset && ti.file_offset <= d->offset + 4096;
+}
+
 /* The error must name a file below base (in d->file and in the message) and, for eio and eof,
  * an offset in that file that is right for the fault: any read covering a byte >= N fails, so
  * with several reads in flight the first failure reported may lie anywhere after N, or up to
  * one read request (at most 1 MiB) before it; an eof read is empty at N and anywhere past it. */
-static int check_error(const struct expect *e, int ret, const wlift_diag *d, const char *refdir,
-		       const char *base)
+static int check_error(const struct expect *e, int ret, const wlift_diag *d, const wlift_ckpt *ck,
+		       const char *refdir, const char *base)
 {
 	size_t blen = strlen(base);
 	char off[32], ref[4096];
@@ -270,6 +283,12 @@ static int check_error(const struct expect *e, int ret, const wlift_diag *d, con
 			"  expected an offset in [%" PRIu64 ", %" PRIu64 "), in the message "
 			"too\n",
 			lo, size);
+		ok = 0;
+	}
+	if (ck && e->kind != EXP_TRUNC && !tensor_fits(ck, d)) {
+		fprintf(stderr,
+			"  a load error must name the tensor at its offset (tensor \"%s\")\n",
+			d->tensor);
 		ok = 0;
 	}
 	return ok;
@@ -330,7 +349,7 @@ static int run_mode(const struct mode *m, const char *refdir, const char *base, 
 		ok = res == NULL;
 		if (!ok)
 			fprintf(stderr, "  a failed load left *out set\n");
-		ok = check_error(e, ret, &d, refdir, base) && ok;
+		ok = check_error(e, ret, &d, ck, refdir, base) && ok;
 	}
 	wlift_ckpt_close(ck);
 	return ok;
