@@ -39,13 +39,14 @@ test-asan:
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
-# ThreadSanitizer build of the threaded engine tests (pipeline workers, callbacks, refcounts).
+# ThreadSanitizer build of the threaded engine tests (pipeline workers, callbacks, refcounts),
+# and of the fault-injection test (real io_uring completions, late and out of order).
 test-tsan:
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DWLIFT_WERROR=ON \
 	  -DWLIFT_SANITIZE=thread $(CMAKE_FLAGS)
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	cd $(TSAN_BUILD) && WLIFT_SKIP_BIG=1 TSAN_OPTIONS=halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS) -R '^unit/test_(load|plan|dlpack|uring|seams|stages)$$'
+	  ctest --output-on-failure -j $(JOBS) -R '^(unit/test_(load|plan|dlpack|uring|seams|stages)|fault/test_fault)$$'
 
 test-python: venv
 	bash tools/test-python.sh
