@@ -10,7 +10,7 @@ import queue
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
-from . import _native
+from . import _native, _slicing
 from ._native import SafetensorError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -248,99 +248,26 @@ def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional
 
 # --- safe_open --------------------------------------------------------------------------
 
-def _fmt_index(items) -> str:
-    """An index as the reference prints it in errors: [0, 1:5, ::2, :]."""
-    def one(ix):
-        if isinstance(ix, slice):
-            txt = ("" if ix.start is None else str(ix.start)) + ":" + \
-                  ("" if ix.stop is None else str(ix.stop))
-            return txt if ix.step is None else f"{txt}:{ix.step}"
-        return str(ix)
-    return "[" + ", ".join(one(ix) for ix in items) + "]"
-
-
-def _norm_index(idx, shape: Tuple[int, ...]) -> Tuple[Any, ...]:
-    """The reference's get_slice __getitem__ argument as a tuple of ints and slices over every
-    dim, with its rules and error texts (safetensors 0.8.0: one ellipsis; ints (bools too) and
-    slices with positive steps only; negative ints from -size; negative slice bounds are an
-    OverflowError; a slice's start must be inside the dim and its stop at most the size)."""
-    if not isinstance(idx, tuple):
-        idx = (idx,)
-    if sum(1 for i in idx if i is Ellipsis) > 1:
-        raise SafetensorError("Only one ellipsis (...) is allowed in slice index")
-    if any(i is Ellipsis for i in idx):
-        k = idx.index(Ellipsis)
-        fill = len(shape) - (len(idx) - 1)
-        idx = idx[:k] + (slice(None),) * max(fill, 0) + idx[k + 1:]
-    items = []
-    for pos, ix in enumerate(idx):
-        n = shape[pos] if pos < len(shape) else 0
-        if isinstance(ix, slice):
-            for v in (ix.start, ix.stop, ix.step):
-                if v is not None and not hasattr(v, "__index__"):
-                    raise SafetensorError(f"Unsupported slice index at position {pos}: "
-                                          "expected slice, int, or ellipsis")
-            if ix.step is not None and ix.step.__index__() <= 0:
-                raise SafetensorError(f"Slice step must be a positive integer, got {ix.step}")
-            if any(v is not None and v.__index__() < 0 for v in (ix.start, ix.stop)):
-                raise OverflowError("can't convert negative int to unsigned")
-            items.append(ix)
-        elif hasattr(ix, "__index__"):
-            v = ix.__index__()
-            if v < 0:
-                if v < -n:
-                    raise SafetensorError(f"Invalid index {v} for dimension {pos} of size {n}")
-                v += n
-            items.append(v)
-        else:
-            raise SafetensorError(f"Unsupported slice index at position {pos}: "
-                                  "expected slice, int, or ellipsis")
-    def where() -> str:  # error paths only: no formatting on success
-        return f"Error during slicing {_fmt_index(items)} with shape {list(shape)}"
-
-    if len(items) > len(shape):
-        raise SafetensorError(f"{where()}: more slicing indexes than dimensions in tensor")
-    # The reference checks the last indexed dimension first.
-    for dim, (ix, n) in reversed(list(enumerate(zip(items, shape)))):
-        bad = None
-        if isinstance(ix, slice):
-            start = 0 if ix.start is None else ix.start.__index__()
-            stop = n if ix.stop is None else ix.stop.__index__()
-            if start >= n and (n > 0 or start > 0):
-                bad = start
-            elif stop > n:
-                bad = stop - 1
-        elif ix >= n:
-            bad = ix
-        if bad is not None:
-            raise SafetensorError(f"{where()}: index {bad} out of bounds for tensor dimension "
-                                  f"#{dim} of size {n}")
-    return tuple(items) + (slice(None),) * (len(shape) - len(items))
-
-
 def _is_full(ix, n: int) -> bool:
-    """ix (a normalised index of one dimension) selects all of a dimension of size n, in order."""
-    return isinstance(ix, slice) and ix.indices(n) == (0, n, 1)
+    """ix (one dimension's index) selects all of a dimension of size n, in order."""
+    try:
+        return isinstance(ix, slice) and ix.indices(n) == (0, n, 1)
+    except Exception:  # noqa: BLE001 - e.g. float bounds: the framework's indexing raises
+        return False
 
 
-def _rows_of(first, n: int) -> Tuple[int, int, Any, bool]:
-    """The leading-dimension rows [lo, hi) that a normalised index of dimension 0 touches, the
-    index relative to those rows, and whether the rows are taken whole and in order (the
-    loaded rows are then the answer: no indexing, no copy)."""
-    if isinstance(first, int):
-        return first, first + 1, 0, True
-    if isinstance(first, slice):
-        r = range(*first.indices(n))
-        if not len(r):
-            return 0, 0, slice(0, 0), True
-        lo, hi = r[0], r[-1] + 1
-        return lo, hi, slice(0, hi - lo, r.step), len(r) == 1 or r.step == 1
-    # Other forms (lists, ...): the span they touch, indexed relative to it.
-    items = [int(i) for i in first]
-    if not items:
-        return 0, 0, first, False
-    lo = min(items)
-    return lo, max(items) + 1, [i - lo for i in items], False
+def _selects_all(index, dims: Tuple[int, ...]) -> bool:
+    """index (a tuple, or one item) selects every element of dims, in order: full slices and at
+    most one Ellipsis, no more items than dimensions."""
+    items = index if type(index) is tuple else (index,)
+    ells = [i for i, ix in enumerate(items) if ix is Ellipsis]
+    if len(ells) > 1:
+        return False
+    head, tail = (items[:ells[0]], items[ells[0] + 1:]) if ells else (items, ())
+    if len(head) + len(tail) > len(dims):
+        return False
+    pairs = list(zip(head, dims)) + list(zip(tail, dims[len(dims) - len(tail):]))
+    return all(_is_full(ix, n) for ix, n in pairs)
 
 
 class PySafeSlice:
@@ -369,32 +296,32 @@ class PySafeSlice:
     def get_dtype(self) -> str:
         return self._dtype
 
-    def __len__(self) -> int:
-        if not self._shape:
-            raise TypeError("len() of a 0-d tensor")
-        return self._shape[0]
-
     def __getitem__(self, idx):
         h = self._h
-        if idx is Ellipsis:  # transformers' tensor[...]: the whole tensor
-            return h._load_one(self._name)
         shape = self._shape
-        norm = _norm_index(idx, shape)
-        if not self._rowwise:
-            # 0-d, empty, or sub-byte rows (F4/F6): the whole tensor, then the index.
+        if idx is Ellipsis and (h._slice_rules == _slicing.FRAMEWORK or 0 not in shape):
+            return h._load_one(self._name)  # transformers' tensor[...]: the whole tensor
+        # Which rows to read and what index to apply to them, under the rules the reference
+        # applies to this handle (_slicing.plan raises the reference's errors).
+        plan = _slicing.plan(idx, shape, h._slice_rules, rows_ok=self._rowwise)
+        if plan.rows is None:
+            # 0-d, empty, sub-byte rows (F4/F6), or an index the framework must see whole.
             arr = h._load_one(self._name)
-            if not norm or all(_is_full(ix, n) for ix, n in zip(norm, shape)):
+            if _selects_all(plan.index, shape):
                 return arr
-            return _compact(arr[norm], h._framework)
-        lo, hi, first, whole = _rows_of(norm[0], shape[0])
+            return _compact(arr[plan.index], h._framework)
+        lo, hi = plan.rows
         arr = h._load_one(self._name, (lo, hi))
-        if all(_is_full(ix, n) for ix, n in zip(norm[1:], shape[1:])):
-            if whole:
+        first, rest = plan.index[0], plan.index[1:]
+        if _selects_all(rest, shape[1:]):
+            if isinstance(first, int):
                 # A leading int drops that dimension (a view: numpy's arr[0] of a 1-d array
                 # would be a scalar).
-                return arr.reshape(shape[1:]) if isinstance(first, int) else arr
+                return arr.reshape(shape[1:])
+            if first.step in (None, 1) or hi - lo <= 1:
+                return arr
             return _compact(arr[first], h._framework)
-        return _compact(arr[(first,) + norm[1:]], h._framework)
+        return _compact(arr[plan.index], h._framework)
 
 
 def _compact(arr, framework):
@@ -419,6 +346,7 @@ class safe_open:
         self._convert, _ = converter(framework)
         self._device = parse_device(device)
         self._mmap = backend_mmap(backend, self._device, framework in _OWNED_FRAMEWORKS)
+        self._slice_rules = _slicing.rules_for(framework, backend)
         self._ck = open_checkpoint(filename)
 
     def _ck_checked(self):
