@@ -144,12 +144,16 @@ def _reference_items(idx: Any, shape: Tuple[int, ...]) -> list:
     return items
 
 
+def _format_index(items: list) -> str:
+    """Parsed items as the reference prints them in errors: [0, 1:5, ::2, :]."""
+    return "[" + ", ".join(it.text() if isinstance(it, _Narrow) else str(it) for it in items) + "]"
+
+
 def _reference_plan(idx: Any, shape: Tuple[int, ...], rows_ok: bool) -> SlicePlan:
     items = _reference_items(idx, shape)
 
     def where() -> str:  # error paths only: no formatting on success
-        text = ", ".join(it.text() if isinstance(it, _Narrow) else str(it) for it in items)
-        return f"Error during slicing [{text}] with shape {list(shape)}"
+        return f"Error during slicing {_format_index(items)} with shape {list(shape)}"
 
     if len(items) > len(shape):
         raise SafetensorError(f"{where()}: more slicing indexes than dimensions in tensor")
