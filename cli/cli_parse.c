@@ -81,7 +81,10 @@ int cli_expect_parse(const char *text, size_t len, struct cli_expect *e, char *m
 			    errtxt ? errtxt : "wrong type");
 	}
 	e->map = json_object_new_object();
-	if (json_object_object_get_ex(e->root, "tensors", &tensors)) {
+	/* A "tensors" array makes a verify --json output; a "tensors" string is a tensor of
+	 * that name in a map (and so is a "schema" string: only a number is the schema). */
+	if (json_object_object_get_ex(e->root, "tensors", &tensors) &&
+	    !json_object_is_type(tensors, json_type_string)) {
 		size_t n;
 
 		if (!json_object_is_type(tensors, json_type_array))
@@ -92,6 +95,7 @@ int cli_expect_parse(const char *text, size_t len, struct cli_expect *e, char *m
 			json_object *t = json_object_array_get_idx(tensors, i), *name, *sha;
 
 			if (!json_object_object_get_ex(t, "name", &name) ||
+			    !json_object_is_type(name, json_type_string) ||
 			    !json_object_object_get_ex(t, "sha256", &sha) ||
 			    !is_hex64(json_object_get_string(sha)))
 				goto bad;
@@ -102,7 +106,7 @@ int cli_expect_parse(const char *text, size_t len, struct cli_expect *e, char *m
 	}
 	json_object_object_foreach(e->root, key, val)
 	{
-		if (strcmp(key, "schema") == 0)
+		if (strcmp(key, "schema") == 0 && !json_object_is_type(val, json_type_string))
 			continue;
 		if (!json_object_is_type(val, json_type_string) ||
 		    !is_hex64(json_object_get_string(val)))

@@ -135,6 +135,10 @@ echo '{"a": 5}' >"$T/wrong.json"
 expect_rc 1 "$WEIGHTLIFT" verify --expect "$T/wrong.json" "$S"
 echo 'not json' >"$T/notjson.json"
 expect_rc 1 "$WEIGHTLIFT" verify --expect "$T/notjson.json" "$S"
+# a tensor without a string name (fuzz/corpus/expect/crash-null-name: was a NULL dereference)
+echo "{\"tensors\":[{\"name\":null,\"sha256\":\"$(printf 'a%.0s' $(seq 64))\"}]}" >"$T/nullname.json"
+expect_rc 1 "$WEIGHTLIFT" verify --expect "$T/nullname.json" "$S"
+grep_err "expect.format"
 expect_rc 2 "$WEIGHTLIFT" verify --expect
 
 # --- bad input -----------------------------------------------------------------------------
