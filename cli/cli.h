@@ -92,31 +92,67 @@ void cli_expect_free(struct cli_expect *e);
 
 /* Print json as the one --json object on stdout (pretty on a terminal, one line otherwise). */
 void cli_json_print(json_object *obj);
-/* A JSON string or null for an empty C string. */
-json_object *cli_json_str_or_null(const char *s);
+
+/* Streaming JSON writer (cli_jw.c): one line for pipes, indented on a terminal. */
+struct cli_jw {
+	FILE *f;
+	bool pretty;
+	int depth;
+	bool first;     /* no element yet in the open container */
+	bool after_key; /* a key was written, its value comes next */
+};
+void cli_jw_init(struct cli_jw *w, FILE *f);
+void cli_jw_open(struct cli_jw *w, char c); /* '{' or '[' */
+void cli_jw_close(struct cli_jw *w, char c);
+void cli_jw_key(struct cli_jw *w, const char *k);
+void cli_jw_str(struct cli_jw *w, const char *s); /* NULL: null */
+void cli_jw_str_or_null(struct cli_jw *w, const char *s); /* NULL or "": null */
+void cli_jw_u64(struct cli_jw *w, uint64_t v);
+void cli_jw_i64(struct cli_jw *w, int64_t v);
+void cli_jw_bool(struct cli_jw *w, bool v);
+void cli_jw_null(struct cli_jw *w);
 /* The {code,value,message,file,tensor,offset,rule} object of an error. */
-json_object *cli_json_error(const char *uri, int err, const wlift_diag *d);
+void cli_jw_error(struct cli_jw *w, const char *uri, int err, const wlift_diag *d);
+/* Newline, flush; -1 if writing failed. */
+int cli_jw_end(struct cli_jw *w);
 
 /*
  * The report inspect and verify print with --json: {schema, uris, files, metadata, tensors,
- * errors}. One object even when several URIs are given: files and tensors of every
- * checkpoint are concatenated (each tensor names its file's path).
+ * errors, ...}. One object even when several URIs are given: files and tensors of every
+ * checkpoint are concatenated (each tensor names its file's path). The report keeps the
+ * opened checkpoints (their tables are all it needs) and writes the JSON as it goes, so its
+ * size is no limit.
  */
-struct cli_report {
-	json_object *root;
-	json_object *uris;
-	json_object *files;
-	json_object *tensors;
-	json_object *errors;
-	bool have_metadata; /* top-level "metadata" set from the first file that has one */
+struct cli_report_ckpt {
+	wlift_ckpt *ck;
+	uint8_t (*md)[32]; /* verify: sha256 per tensor, NULL for inspect */
+	uint8_t *done;     /* verify: md[i] is set */
 };
+struct cli_report_error {
+	const char *uri;
+	int err;
+	wlift_diag d;
+};
+struct cli_report {
+	char *const *uris;
+	size_t nuris;
+	struct cli_report_ckpt *ckpts;
+	size_t nckpts;
+	struct cli_report_error *errors;
+	size_t nerrors;
+};
+/* Members written after "errors" (verify's verdict). */
+typedef void (*cli_report_tail_fn)(struct cli_jw *w, void *user);
 
-void cli_report_init(struct cli_report *r);
+void cli_report_init(struct cli_report *r, char *const *uris, size_t nuris);
+/* Closes every kept checkpoint. */
 void cli_report_free(struct cli_report *r);
-/* Add files, metadata and tensors of ck. *first receives the index in r->tensors of ck's
- * tensor 0 (tensor i of ck is r->tensors[*first + i]). */
-void cli_report_add_ckpt(struct cli_report *r, const wlift_ckpt *ck, size_t *first);
+/* Keep ck (and md, done: malloc'd, or NULL) for the report; they are freed with it, or at
+ * once on failure (-ENOMEM). */
+int cli_report_keep(struct cli_report *r, wlift_ckpt *ck, uint8_t (*md)[32], uint8_t *done);
 void cli_report_add_error(struct cli_report *r, const char *uri, int err, const wlift_diag *d);
+/* Write the report on stdout as one JSON object; 0, or -1 if stdout failed. */
+int cli_report_print(const struct cli_report *r, cli_report_tail_fn tail, void *user);
 
 /* Print the human-readable inspect table of ck on out. sha256: NULL, or one hex digest per
  * tensor printed as an extra column (verify). */

@@ -316,26 +316,3 @@ void cli_json_print(json_object *obj)
 	fputc('\n', stdout);
 	fflush(stdout);
 }
-
-json_object *cli_json_str_or_null(const char *s)
-{
-	return s && s[0] ? json_object_new_string(s) : NULL;
-}
-
-json_object *cli_json_error(const char *uri, int err, const wlift_diag *d)
-{
-	json_object *e = json_object_new_object();
-	bool have = d && d->code;
-
-	json_object_object_add(e, "code", json_object_new_string(wlift_errname(err)));
-	json_object_object_add(e, "value", json_object_new_int(err));
-	json_object_object_add(
-	    e, "message",
-	    json_object_new_string(have && d->message[0] ? d->message : wlift_strerror(err)));
-	json_object_object_add(e, "file", cli_json_str_or_null(have && d->file[0] ? d->file : uri));
-	json_object_object_add(e, "tensor", cli_json_str_or_null(have ? d->tensor : NULL));
-	json_object_object_add(e, "offset",
-			       have && d->has_offset ? json_object_new_uint64(d->offset) : NULL);
-	json_object_object_add(e, "rule", cli_json_str_or_null(have ? d->rule : NULL));
-	return e;
-}

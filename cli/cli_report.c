@@ -5,125 +5,210 @@
  * `weightlift` command") and the human-readable table. Both read the checkpoint through the
  * public accessors only.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
-void cli_report_init(struct cli_report *r)
+void cli_report_init(struct cli_report *r, char *const *uris, size_t nuris)
 {
 	memset(r, 0, sizeof(*r));
-	r->root = json_object_new_object();
-	r->uris = json_object_new_array();
-	r->files = json_object_new_array();
-	r->tensors = json_object_new_array();
-	r->errors = json_object_new_array();
-	json_object_object_add(r->root, "schema", json_object_new_int(CLI_JSON_SCHEMA));
-	json_object_object_add(r->root, "uris", r->uris);
-	json_object_object_add(r->root, "files", r->files);
-	/* null until a file with __metadata__ is seen: "no metadata" differs from "{}" */
-	json_object_object_add(r->root, "metadata", NULL);
-	json_object_object_add(r->root, "tensors", r->tensors);
-	json_object_object_add(r->root, "errors", r->errors);
+	r->uris = uris;
+	r->nuris = nuris;
 }
 
 void cli_report_free(struct cli_report *r)
 {
-	json_object_put(r->root);
+	for (size_t i = 0; i < r->nckpts; i++) {
+		wlift_ckpt_close(r->ckpts[i].ck);
+		free(r->ckpts[i].md);
+		free(r->ckpts[i].done);
+	}
+	free(r->ckpts);
+	free(r->errors);
 	memset(r, 0, sizeof(*r));
 }
 
-static json_object *file_metadata(const wlift_ckpt *ck, size_t f)
+int cli_report_keep(struct cli_report *r, wlift_ckpt *ck, uint8_t (*md)[32], uint8_t *done)
+{
+	struct cli_report_ckpt *nc = realloc(r->ckpts, (r->nckpts + 1) * sizeof(*nc));
+
+	if (!nc) {
+		wlift_ckpt_close(ck);
+		free(md);
+		free(done);
+		return -ENOMEM;
+	}
+	r->ckpts = nc;
+	nc[r->nckpts++] = (struct cli_report_ckpt){ .ck = ck, .md = md, .done = done };
+	return 0;
+}
+
+void cli_report_add_error(struct cli_report *r, const char *uri, int err, const wlift_diag *d)
+{
+	struct cli_report_error *ne = realloc(r->errors, (r->nerrors + 1) * sizeof(*ne));
+
+	if (!ne)
+		return; /* the exit status still says it failed */
+	r->errors = ne;
+	ne[r->nerrors].uri = uri;
+	ne[r->nerrors].err = err;
+	if (d)
+		ne[r->nerrors].d = *d;
+	else
+		wlift_diag_clear(&ne[r->nerrors].d);
+	r->nerrors++;
+}
+
+/* The metadata object of file f of ck, or null. */
+static void file_metadata(struct cli_jw *w, const wlift_ckpt *ck, size_t f)
 {
 	int n = wlift_ckpt_metadata_count(ck, f);
-	json_object *m;
 
-	if (n < 0)
-		return NULL;
-	m = json_object_new_object();
+	if (n < 0) {
+		cli_jw_null(w);
+		return;
+	}
+	cli_jw_open(w, '{');
 	for (int i = 0; i < n; i++) {
 		const char *k = NULL, *v = NULL;
 
 		if (wlift_ckpt_metadata(ck, f, (size_t)i, &k, &v) < 0 || !k)
 			continue;
-		json_object_object_add(m, k, json_object_new_string(v ? v : ""));
+		cli_jw_key(w, k);
+		cli_jw_str(w, v ? v : "");
 	}
-	return m;
+	cli_jw_close(w, '}');
 }
 
-static json_object *u64_array(const uint64_t *v, size_t n)
+static void hex32(const uint8_t *md, char out[65])
 {
-	json_object *a = json_object_new_array_ext((int)n);
+	static const char hex[] = "0123456789abcdef";
 
-	for (size_t i = 0; i < n; i++)
-		json_object_array_add(a, json_object_new_uint64(v[i]));
-	return a;
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
 }
 
-void cli_report_add_ckpt(struct cli_report *r, const wlift_ckpt *ck, size_t *first)
+static void tensors(struct cli_jw *w, const struct cli_report_ckpt *c)
 {
-	size_t nfiles = wlift_ckpt_nfiles(ck), n = wlift_ckpt_count(ck);
-	const char **paths = calloc(nfiles ? nfiles : 1, sizeof(*paths));
+	size_t nfiles = wlift_ckpt_nfiles(c->ck), n = wlift_ckpt_count(c->ck);
 
-	*first = json_object_array_length(r->tensors);
-	for (size_t f = 0; f < nfiles; f++) {
-		wlift_file_info fi;
-		json_object *o, *meta;
-
-		memset(&fi, 0, sizeof(fi));
-		if (wlift_ckpt_file(ck, f, &fi) < 0)
-			continue;
-		if (paths)
-			paths[f] = fi.uri;
-		meta = file_metadata(ck, f);
-		o = json_object_new_object();
-		json_object_object_add(o, "path", json_object_new_string(fi.uri ? fi.uri : ""));
-		json_object_object_add(o, "size", json_object_new_uint64(fi.size));
-		json_object_object_add(o, "header_len", json_object_new_uint64(fi.header_len));
-		json_object_object_add(o, "data_offset", json_object_new_uint64(fi.data_offset));
-		json_object_object_add(o, "ntensors", json_object_new_uint64(fi.ntensors));
-		json_object_object_add(o, "metadata", meta ? json_object_get(meta) : NULL);
-		json_object_array_add(r->files, o);
-		if (meta && !r->have_metadata) {
-			json_object_object_add(r->root, "metadata", json_object_get(meta));
-			r->have_metadata = true;
-		}
-		json_object_put(meta);
-	}
 	for (size_t i = 0; i < n; i++) {
 		wlift_tensor_info ti;
-		json_object *o, *off;
+		wlift_file_info fi;
 		const char *dt;
 
 		memset(&ti, 0, sizeof(ti));
-		o = json_object_new_object();
-		if (wlift_ckpt_info(ck, i, &ti) < 0) {
-			/* keep the index mapping: tensor i is always r->tensors[first + i] */
-			json_object_array_add(r->tensors, o);
+		cli_jw_open(w, '{');
+		if (wlift_ckpt_info(c->ck, i, &ti) < 0) {
+			cli_jw_close(w, '}');
 			continue;
 		}
+		memset(&fi, 0, sizeof(fi));
+		if (ti.file >= nfiles || wlift_ckpt_file(c->ck, ti.file, &fi) < 0)
+			fi.uri = NULL;
 		dt = wlift_dtype_name(ti.dtype);
-		off = json_object_new_array_ext(2);
-		json_object_array_add(off, json_object_new_uint64(ti.data_begin));
-		json_object_array_add(off, json_object_new_uint64(ti.data_end));
-		json_object_object_add(o, "name", json_object_new_string(ti.name ? ti.name : ""));
-		json_object_object_add(o, "dtype", json_object_new_string(dt ? dt : "?"));
-		json_object_object_add(o, "shape", u64_array(ti.shape, ti.ndim));
-		json_object_object_add(
-		    o, "file",
-		    json_object_new_string(
-			paths && ti.file < nfiles && paths[ti.file] ? paths[ti.file] : ""));
-		json_object_object_add(o, "data_offsets", off);
-		json_object_object_add(o, "nbytes", json_object_new_uint64(ti.nbytes));
-		json_object_array_add(r->tensors, o);
+		cli_jw_key(w, "name");
+		cli_jw_str(w, ti.name ? ti.name : "");
+		cli_jw_key(w, "dtype");
+		cli_jw_str(w, dt ? dt : "?");
+		cli_jw_key(w, "shape");
+		cli_jw_open(w, '[');
+		for (uint32_t k = 0; k < ti.ndim; k++)
+			cli_jw_u64(w, ti.shape[k]);
+		cli_jw_close(w, ']');
+		cli_jw_key(w, "file");
+		cli_jw_str(w, fi.uri ? fi.uri : "");
+		cli_jw_key(w, "data_offsets");
+		cli_jw_open(w, '[');
+		cli_jw_u64(w, ti.data_begin);
+		cli_jw_u64(w, ti.data_end);
+		cli_jw_close(w, ']');
+		cli_jw_key(w, "nbytes");
+		cli_jw_u64(w, ti.nbytes);
+		if (c->md) {
+			char hex[65];
+			cli_jw_key(w, "sha256");
+			if (c->done[i]) {
+				hex32(c->md[i], hex);
+				cli_jw_str(w, hex);
+			} else {
+				cli_jw_null(w);
+			}
+		}
+		cli_jw_close(w, '}');
 	}
-	free(paths);
 }
 
-void cli_report_add_error(struct cli_report *r, const char *uri, int err, const wlift_diag *d)
+int cli_report_print(const struct cli_report *r, cli_report_tail_fn tail, void *user)
 {
-	json_object_array_add(r->errors, cli_json_error(uri, err, d));
+	struct cli_jw w;
+	bool have_meta = false;
+
+	cli_jw_init(&w, stdout);
+	cli_jw_open(&w, '{');
+	cli_jw_key(&w, "schema");
+	cli_jw_i64(&w, CLI_JSON_SCHEMA);
+	cli_jw_key(&w, "uris");
+	cli_jw_open(&w, '[');
+	for (size_t i = 0; i < r->nuris; i++)
+		cli_jw_str(&w, r->uris[i]);
+	cli_jw_close(&w, ']');
+	cli_jw_key(&w, "files");
+	cli_jw_open(&w, '[');
+	for (size_t i = 0; i < r->nckpts; i++)
+		for (size_t f = 0; f < wlift_ckpt_nfiles(r->ckpts[i].ck); f++) {
+			wlift_file_info fi;
+
+			memset(&fi, 0, sizeof(fi));
+			if (wlift_ckpt_file(r->ckpts[i].ck, f, &fi) < 0)
+				continue;
+			cli_jw_open(&w, '{');
+			cli_jw_key(&w, "path");
+			cli_jw_str(&w, fi.uri ? fi.uri : "");
+			cli_jw_key(&w, "size");
+			cli_jw_u64(&w, fi.size);
+			cli_jw_key(&w, "header_len");
+			cli_jw_u64(&w, fi.header_len);
+			cli_jw_key(&w, "data_offset");
+			cli_jw_u64(&w, fi.data_offset);
+			cli_jw_key(&w, "ntensors");
+			cli_jw_u64(&w, fi.ntensors);
+			cli_jw_key(&w, "metadata");
+			file_metadata(&w, r->ckpts[i].ck, f);
+			cli_jw_close(&w, '}');
+		}
+	cli_jw_close(&w, ']');
+	/* The first file that has __metadata__: null when none has ("no metadata" differs
+	 * from "{}"). */
+	cli_jw_key(&w, "metadata");
+	for (size_t i = 0; i < r->nckpts && !have_meta; i++)
+		for (size_t f = 0; f < wlift_ckpt_nfiles(r->ckpts[i].ck) && !have_meta; f++)
+			if (wlift_ckpt_metadata_count(r->ckpts[i].ck, f) >= 0) {
+				file_metadata(&w, r->ckpts[i].ck, f);
+				have_meta = true;
+			}
+	if (!have_meta)
+		cli_jw_null(&w);
+	cli_jw_key(&w, "tensors");
+	cli_jw_open(&w, '[');
+	for (size_t i = 0; i < r->nckpts; i++)
+		tensors(&w, &r->ckpts[i]);
+	cli_jw_close(&w, ']');
+	cli_jw_key(&w, "errors");
+	cli_jw_open(&w, '[');
+	for (size_t i = 0; i < r->nerrors; i++)
+		cli_jw_error(&w, r->errors[i].uri, r->errors[i].err, &r->errors[i].d);
+	cli_jw_close(&w, ']');
+	if (tail)
+		tail(&w, user);
+	cli_jw_close(&w, '}');
+	return cli_jw_end(&w);
 }
 
 /* ---- human-readable table ---------------------------------------------------------- */

@@ -65,15 +65,11 @@ int cli_inspect(int argc, char **argv)
 	ret = cli_ctx_create(&ctx, NULL, verbosity, &d);
 	if (ret < 0)
 		return cli_ctx_exit_code(ret, &d);
-	if (json)
-		cli_report_init(&rep);
+	cli_report_init(&rep, argv + optind, (size_t)(argc - optind));
 	for (int i = optind; i < argc; i++) {
 		const char *uri = argv[i];
 		wlift_ckpt *ck = NULL;
-		size_t first;
 
-		if (json)
-			json_object_array_add(rep.uris, json_object_new_string(uri));
 		wlift_diag_clear(&d);
 		ret = wlift_open(ctx, uri, &ck, &d);
 		if (ret < 0) {
@@ -85,18 +81,22 @@ int cli_inspect(int argc, char **argv)
 			continue;
 		}
 		if (json) {
-			cli_report_add_ckpt(&rep, ck, &first);
-		} else {
-			if (i > optind)
-				fputc('\n', stdout);
-			cli_print_ckpt(stdout, uri, ck, NULL);
+			/* Kept open: the report is written from the tables at the end. */
+			ret = cli_report_keep(&rep, ck, NULL, NULL);
+			if (ret < 0) {
+				cli_report_add_error(&rep, uri, ret, NULL);
+				rc = cli_exit_merge(rc, cli_exit_code(ret));
+			}
+			continue;
 		}
+		if (i > optind)
+			fputc('\n', stdout);
+		cli_print_ckpt(stdout, uri, ck, NULL);
 		wlift_ckpt_close(ck);
 	}
-	if (json) {
-		cli_json_print(rep.root);
-		cli_report_free(&rep);
-	}
+	if (json && cli_report_print(&rep, NULL, NULL) < 0)
+		rc = cli_exit_merge(rc, CLI_EXIT_IO);
+	cli_report_free(&rep);
 	fflush(stdout);
 	wlift_ctx_destroy(ctx);
 	return rc;

@@ -212,14 +212,20 @@ static json_object *run_json(const struct run *r, bool touch)
 /* --json prints one object even when the load fails: {schema, uri, errors}. */
 static void print_json_error(const char *uri, int err, const wlift_diag *d)
 {
-	json_object *root = json_object_new_object(), *errs = json_object_new_array();
+	struct cli_jw w;
 
-	json_object_array_add(errs, cli_json_error(uri, err, d));
-	json_object_object_add(root, "schema", json_object_new_int(CLI_JSON_SCHEMA));
-	json_object_object_add(root, "uri", json_object_new_string(uri));
-	json_object_object_add(root, "errors", errs);
-	cli_json_print(root);
-	json_object_put(root);
+	cli_jw_init(&w, stdout);
+	cli_jw_open(&w, '{');
+	cli_jw_key(&w, "schema");
+	cli_jw_i64(&w, CLI_JSON_SCHEMA);
+	cli_jw_key(&w, "uri");
+	cli_jw_str(&w, uri);
+	cli_jw_key(&w, "errors");
+	cli_jw_open(&w, '[');
+	cli_jw_error(&w, uri, err, d);
+	cli_jw_close(&w, ']');
+	cli_jw_close(&w, '}');
+	cli_jw_end(&w);
 }
 
 int cli_load(int argc, char **argv)

@@ -52,45 +52,39 @@ static void usage(FILE *out)
 
 struct verify_state {
 	const wlift_ckpt *ck;
-	char **hex; /* per tensor of ck, malloc'd, NULL until hashed */
-	int err;    /* first hashing error (set from callbacks) */
+	uint8_t (*md)[32]; /* sha256 per tensor of ck */
+	uint8_t *done;     /* md[i] is set */
+	int err;           /* first hashing error (set from callbacks) */
 };
 
-static int sha256_hex(const void *data, uint64_t n, char **out)
+static void to_hex(const uint8_t *md, char out[65])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	char *hex;
+	static const char hex[] = "0123456789abcdef";
 
-	/* EVP_Digest takes a size_t; a tensor larger than that cannot be in memory anyway. */
-	if (!EVP_Digest(n ? data : "", (size_t)n, md, &mdlen, EVP_sha256(), NULL))
-		return -EIO;
-	hex = malloc(2 * mdlen + 1);
-	if (!hex)
-		return -ENOMEM;
-	for (unsigned i = 0; i < mdlen; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
-	*out = hex;
-	return 0;
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
 }
 
 static int hash_tensor(struct verify_state *st, const wlift_tensor *t)
 {
 	wlift_tensor_view v;
+	unsigned mdlen = 0;
 	int64_t idx;
-	char *hex = NULL;
-	int ret;
 
 	wlift_tensor_get(t, &v);
 	idx = wlift_ckpt_find(st->ck, v.info.name);
-	if (idx < 0 || st->hex[idx])
+	if (idx < 0 || st->done[idx])
 		return 0;
 	if (v.device >= 0)
 		return -EINVAL; /* verify loads to the CPU only */
-	ret = sha256_hex(v.data, v.nbytes, &hex);
-	if (ret < 0)
-		return ret;
-	st->hex[idx] = hex;
+	/* EVP_Digest takes a size_t; a tensor larger than that cannot be in memory anyway. */
+	if (!EVP_Digest(v.nbytes ? v.data : "", (size_t)v.nbytes, st->md[idx], &mdlen,
+			EVP_sha256(), NULL) || mdlen != 32)
+		return -EIO;
+	st->done[idx] = 1;
 	return 0;
 }
 
@@ -203,15 +197,12 @@ static int expect_load(const char *path, struct cli_expect *e)
 	return 0;
 }
 
-static json_object *mismatch(const char *name, const char *want, const char *got)
-{
-	json_object *m = json_object_new_object();
-
-	json_object_object_add(m, "tensor", json_object_new_string(name));
-	json_object_object_add(m, "expected", cli_json_str_or_null(want));
-	json_object_object_add(m, "actual", cli_json_str_or_null(got));
-	return m;
-}
+/* A mismatch: expected digest (NULL: extra) against the checkpoint's (NULL: missing). */
+struct mismatch {
+	const char *name;
+	const char *want;
+	const uint8_t *got;
+};
 
 /* Mismatches found by expect_compare, by kind. */
 struct expect_counts {
@@ -220,46 +211,133 @@ struct expect_counts {
 	size_t extra;	/* in the checkpoint, not in a full previous output */
 };
 
-/* Compare got (name -> sha256) with e and count the mismatches in *n; returns their total. */
-static size_t expect_compare(const struct cli_expect *e, json_object *got, const char *path,
-			     json_object *out, bool print, struct expect_counts *n)
+/* The digest of tensor name in the report: from the last URI that has it (a later
+ * checkpoint's tensor of the same name replaces an earlier one's). *ckpt: its index. */
+static const uint8_t *report_digest(const struct cli_report *r, const char *name, size_t *ckpt)
 {
-	memset(n, 0, sizeof(*n));
+	for (size_t i = r->nckpts; i-- > 0;) {
+		int64_t k = wlift_ckpt_find(r->ckpts[i].ck, name);
+		if (k >= 0 && r->ckpts[i].done[k]) {
+			*ckpt = i;
+			return r->ckpts[i].md[k];
+		}
+	}
+	return NULL;
+}
 
+static int add_mismatch(struct mismatch **mm, size_t *n, size_t *cap, const char *name,
+			const char *want, const uint8_t *got)
+{
+	if (*n == *cap) {
+		size_t nc = *cap ? 2 * *cap : 64;
+		struct mismatch *m = realloc(*mm, nc * sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+		*mm = m;
+		*cap = nc;
+	}
+	(*mm)[(*n)++] = (struct mismatch){ .name = name, .want = want, .got = got };
+	return 0;
+}
+
+/* Compare the report's digests with e: the mismatches go to *mm (*nmm of them), counted by
+ * kind in *n, and are printed on stderr when print. */
+static int expect_compare(const struct cli_expect *e, const struct cli_report *r, const char *path,
+			  bool print, struct mismatch **mm, size_t *nmm, struct expect_counts *n)
+{
+	size_t cap = 0, at;
+	char hex[65];
+	int ret = 0;
+
+	memset(n, 0, sizeof(*n));
 	json_object_object_foreach(e->map, name, wantv)
 	{
 		const char *want = json_object_get_string(wantv);
-		json_object *gv;
+		const uint8_t *got = report_digest(r, name, &at);
 
-		if (!json_object_object_get_ex(got, name, &gv)) {
+		if (!got) {
 			if (print)
 				cli_errorf("%s: missing from the checkpoint (expected by %s) "
 					   "[expect.missing]",
 					   name, path);
-			json_object_array_add(out, mismatch(name, want, NULL));
+			ret = add_mismatch(mm, nmm, &cap, name, want, NULL);
 			n->missing++;
-		} else if (strcasecmp(want, json_object_get_string(gv)) != 0) {
+		} else {
+			to_hex(got, hex);
+			if (strcasecmp(want, hex) == 0)
+				continue;
 			if (print)
 				cli_errorf("%s: sha256 mismatch: expected %s, got %s "
 					   "[expect.sha256]",
-					   name, want, json_object_get_string(gv));
-			json_object_array_add(out,
-					      mismatch(name, want, json_object_get_string(gv)));
+					   name, want, hex);
+			ret = add_mismatch(mm, nmm, &cap, name, want, got);
 			n->digest++;
 		}
+		if (ret)
+			return ret;
 	}
 	if (!e->full)
-		return n->digest + n->missing;
-	json_object_object_foreach(got, gname, gval)
-	{
-		if (json_object_object_get_ex(e->map, gname, NULL))
-			continue;
-		if (print)
-			cli_errorf("%s: not in %s [expect.extra]", gname, path);
-		json_object_array_add(out, mismatch(gname, NULL, json_object_get_string(gval)));
-		n->extra++;
+		return 0;
+	for (size_t i = 0; i < r->nckpts; i++) {
+		const struct cli_report_ckpt *c = &r->ckpts[i];
+		size_t nt = wlift_ckpt_count(c->ck);
+
+		for (size_t k = 0; k < nt; k++) {
+			wlift_tensor_info ti;
+
+			if (!c->done[k] || wlift_ckpt_info(c->ck, k, &ti) < 0 ||
+			    json_object_object_get_ex(e->map, ti.name, NULL))
+				continue;
+			if (report_digest(r, ti.name, &at) && at != i)
+				continue; /* a later URI has it: counted there */
+			if (print)
+				cli_errorf("%s: not in %s [expect.extra]", ti.name, path);
+			ret = add_mismatch(mm, nmm, &cap, ti.name, NULL, c->md[k]);
+			if (ret)
+				return ret;
+			n->extra++;
+		}
 	}
-	return n->digest + n->missing + n->extra;
+	return 0;
+}
+
+/* What verify --json adds after the report: "expect", "mismatches" (with --expect), "ok". */
+struct verdict {
+	const char *expect_path;
+	const struct mismatch *mm;
+	size_t nmm;
+	bool ok;
+};
+
+static void write_verdict(struct cli_jw *w, void *user)
+{
+	const struct verdict *v = user;
+	char hex[65];
+
+	if (v->expect_path) {
+		cli_jw_key(w, "expect");
+		cli_jw_str(w, v->expect_path);
+		cli_jw_key(w, "mismatches");
+		cli_jw_open(w, '[');
+		for (size_t i = 0; i < v->nmm; i++) {
+			cli_jw_open(w, '{');
+			cli_jw_key(w, "tensor");
+			cli_jw_str(w, v->mm[i].name);
+			cli_jw_key(w, "expected");
+			cli_jw_str_or_null(w, v->mm[i].want);
+			cli_jw_key(w, "actual");
+			if (v->mm[i].got) {
+				to_hex(v->mm[i].got, hex);
+				cli_jw_str(w, hex);
+			} else {
+				cli_jw_null(w);
+			}
+			cli_jw_close(w, '}');
+		}
+		cli_jw_close(w, ']');
+	}
+	cli_jw_key(w, "ok");
+	cli_jw_bool(w, v->ok);
 }
 
 /* ---- command ----------------------------------------------------------------------- */
@@ -282,7 +360,8 @@ int cli_verify(int argc, char **argv)
 	struct cli_expect exp;
 	struct expect_counts cnt = {0};
 	size_t nbad = 0;
-	json_object *got = NULL;
+	struct mismatch *mm = NULL;
+	size_t nmm = 0;
 	const char *expect_path = NULL;
 	uint64_t batch = DEFAULT_BATCH_BYTES;
 	unsigned long threads = 0;
@@ -338,15 +417,13 @@ int cli_verify(int argc, char **argv)
 		rc = cli_ctx_exit_code(ret, &d);
 		goto out;
 	}
-	cli_report_init(&rep);
-	got = json_object_new_object();
+	cli_report_init(&rep, argv + optind, (size_t)(argc - optind));
 	for (int i = optind; i < argc; i++) {
 		const char *uri = argv[i];
 		struct verify_state st = {0};
 		wlift_ckpt *ck = NULL;
-		size_t first = 0, n;
+		size_t n;
 
-		json_object_array_add(rep.uris, json_object_new_string(uri));
 		wlift_diag_clear(&d);
 		ret = wlift_open(ctx, uri, &ck, &d);
 		if (ret < 0) {
@@ -358,25 +435,23 @@ int cli_verify(int argc, char **argv)
 		}
 		n = wlift_ckpt_count(ck);
 		st.ck = ck;
-		st.hex = calloc(n ? n : 1, sizeof(*st.hex));
-		ret = st.hex ? verify_ckpt(ck, &lo, batch, &st, &d) : -ENOMEM;
-		cli_report_add_ckpt(&rep, ck, &first);
+		st.md = malloc((n ? n : 1) * sizeof(*st.md));
+		st.done = calloc(n ? n : 1, 1);
+		ret = st.md && st.done ? verify_ckpt(ck, &lo, batch, &st, &d) : -ENOMEM;
 		if (ret < 0) {
 			cli_report_add_error(&rep, uri, ret, &d);
 			if (!json)
 				cli_print_error(uri, ret, &d);
 			rc = cli_exit_merge(rc, cli_exit_code(ret));
 		}
-		for (size_t k = 0; k < n && st.hex; k++) {
-			json_object *t = json_object_array_get_idx(rep.tensors, first + k);
+		for (size_t k = 0; k < n && st.done && !json && !quiet; k++) {
 			wlift_tensor_info ti;
+			char hex[65];
 
-			json_object_object_add(t, "sha256", cli_json_str_or_null(st.hex[k]));
-			if (!st.hex[k] || wlift_ckpt_info(ck, k, &ti) < 0)
+			if (!st.done[k] || wlift_ckpt_info(ck, k, &ti) < 0)
 				continue;
-			json_object_object_add(got, ti.name, json_object_new_string(st.hex[k]));
-			if (!json && !quiet)
-				printf("%s  %s\n", st.hex[k], ti.name);
+			to_hex(st.md[k], hex);
+			printf("%s  %s\n", hex, ti.name);
 		}
 		/* With --expect the verdict is the comparison's, printed once at the end: an
 		 * "OK" here would precede a mismatch. */
@@ -384,37 +459,51 @@ int cli_verify(int argc, char **argv)
 			printf("%s: OK, %zu tensor%s\n", uri, n, n == 1 ? "" : "s");
 		else if (ret >= 0 && !json && !quiet)
 			printf("%s: hashed %zu tensor%s\n", uri, n, n == 1 ? "" : "s");
-		for (size_t k = 0; k < n && st.hex; k++)
-			free(st.hex[k]);
-		free(st.hex);
-		wlift_ckpt_close(ck);
+		if (!st.md || !st.done || (!json && !expect_path)) {
+			free(st.md);
+			free(st.done);
+			wlift_ckpt_close(ck);
+			continue;
+		}
+		/* Kept for the report and the comparison, which read the tables. */
+		ret = cli_report_keep(&rep, ck, st.md, st.done);
+		if (ret < 0) {
+			cli_report_add_error(&rep, uri, ret, NULL);
+			if (!json)
+				cli_print_error(uri, ret, NULL);
+			rc = cli_exit_merge(rc, cli_exit_code(ret));
+		}
 	}
 	if (expect_path) {
-		json_object *mm = json_object_new_array();
-
-		nbad = expect_compare(&exp, got, expect_path, mm, !json, &cnt);
+		ret = expect_compare(&exp, &rep, expect_path, !json, &mm, &nmm, &cnt);
+		if (ret < 0) {
+			cli_print_error(expect_path, ret, NULL);
+			rc = cli_exit_merge(rc, cli_exit_code(ret));
+		}
+		nbad = cnt.digest + cnt.missing + cnt.extra;
 		if (nbad > 0)
 			rc = cli_exit_merge(rc, CLI_EXIT_INPUT);
-		json_object_object_add(rep.root, "expect", json_object_new_string(expect_path));
-		json_object_object_add(rep.root, "mismatches", mm);
 	}
-	json_object_object_add(rep.root, "ok", json_object_new_boolean(rc == 0));
-	if (json)
-		cli_json_print(rep.root);
-	else if (expect_path && !quiet && nbad > 0)
+	if (json) {
+		struct verdict v = { .expect_path = expect_path, .mm = mm, .nmm = nmm,
+				     .ok = rc == 0 };
+		if (cli_report_print(&rep, write_verdict, &v) < 0)
+			rc = cli_exit_merge(rc, CLI_EXIT_IO);
+	} else if (expect_path && !quiet && nbad > 0) {
 		printf("FAILED: %zu mismatch%s against %s (%zu sha256, %zu missing, %zu extra)\n",
 		       nbad, nbad == 1 ? "" : "es", expect_path, cnt.digest, cnt.missing,
 		       cnt.extra);
-	else if (expect_path && !quiet && rc != 0)
+	} else if (expect_path && !quiet && rc != 0) {
 		printf("FAILED: no digest mismatch against %s, but not every URI could be "
 		       "verified (errors above)\n",
 		       expect_path);
-	else if (expect_path && !quiet)
+	} else if (expect_path && !quiet) {
 		printf("all digests match %s\n", expect_path);
+	}
+	free(mm);
 	cli_report_free(&rep);
 out:
 	fflush(stdout);
-	json_object_put(got);
 	cli_expect_free(&exp);
 	wlift_ctx_destroy(ctx);
 	return rc;

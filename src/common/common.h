@@ -62,6 +62,18 @@ int wlift__parse_size(const char *s, uint64_t *out);
 /* Monotonic seconds. */
 double wlift__now(void);
 
+/* FNV-1a of a C string: name tables (checkpoint index, header duplicates). */
+static inline uint64_t wlift__hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++) {
+		h ^= (uint8_t)*s;
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
 /* Overflow-checked arithmetic: 0 on success, -EOVERFLOW on overflow. */
 static inline int wlift__mul_u64(uint64_t a, uint64_t b, uint64_t *out)
 {

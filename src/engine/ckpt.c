@@ -14,17 +14,6 @@
 #include "engine/ckpt.h"
 #include "engine/locate.h"
 
-static uint64_t hash_name(const char *s)
-{
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	for (; *s; s++) {
-		h ^= (uint8_t)*s;
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 static void ckpt_destroy(struct wlift_ckpt *ck)
 {
 	if (!ck)
@@ -141,7 +130,7 @@ static int build_table(struct wlift_ckpt *ck, wlift_diag *d)
 		for (size_t j = 0; j < f->hdr.ntensors; j++, k++) {
 			const struct wlift__htensor *h = &f->hdr.tensors[j];
 			wlift_tensor_info *t = &ck->tensors[k];
-			size_t mask = ck->nslots - 1, s = (size_t)hash_name(h->name) & mask;
+			size_t mask = ck->nslots - 1, s = (size_t)wlift__hash_str(h->name) & mask;
 
 			t->name = h->name;
 			t->dtype = h->dtype;
@@ -163,6 +152,12 @@ static int build_table(struct wlift_ckpt *ck, wlift_diag *d)
 			}
 			ck->slots[s] = (uint32_t)(k + 1);
 		}
+	}
+	/* The table now holds everything the entries did (names and shapes stay in the
+	 * headers' arrays): with millions of tensors the entries are a third of the memory. */
+	for (size_t i = 0; i < ck->nfiles; i++) {
+		free(ck->files[i].hdr.tensors);
+		ck->files[i].hdr.tensors = NULL;
 	}
 	ck->ntensors = n;
 	return 0;
@@ -343,7 +338,7 @@ int64_t wlift_ckpt_find(const wlift_ckpt *ck, const char *name)
 	if (!ck || !name || !ck->slots)
 		return WLIFT_ENOTFOUND;
 	mask = ck->nslots - 1;
-	for (s = (size_t)hash_name(name) & mask; ck->slots[s]; s = (s + 1) & mask)
+	for (s = (size_t)wlift__hash_str(name) & mask; ck->slots[s]; s = (s + 1) & mask)
 		if (strcmp(ck->tensors[ck->slots[s] - 1].name, name) == 0)
 			return (int64_t)ck->slots[s] - 1;
 	return WLIFT_ENOTFOUND;

@@ -108,10 +108,20 @@ static int build_result(struct wlift_ckpt *ck, struct wlift__selection *sel,
 			const struct wlift__load_cfg *c, struct wlift_result **out, wlift_diag *d)
 {
 	struct wlift_result *res = wlift__result_new(ck, sel->n);
+	size_t ndims = 0;
 
 	*out = NULL;
-	if (!res)
+	for (size_t i = 0; i < sel->n; i++)
+		ndims += sel->ti[i].ndim;
+	/* One array for every shape: with millions of tensors a malloc each costs more than
+	 * the shapes. */
+	if (res)
+		res->shape64 = malloc((ndims ? ndims : 1) * sizeof(int64_t));
+	if (!res || !res->shape64) {
+		wlift__result_unref(res);
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	}
+	ndims = 0;
 	for (size_t i = 0; i < sel->n; i++) {
 		struct wlift_tensor *t = &res->t[i];
 		const wlift_tensor_info *ti = &sel->ti[i];
@@ -130,13 +140,10 @@ static int build_result(struct wlift_ckpt *ck, struct wlift__selection *sel,
 				      (wlift_dtype_bits(c->dtype) / 8);
 		}
 		if (ti->ndim) {
-			t->shape64 = malloc(ti->ndim * sizeof(int64_t));
-			if (!t->shape64) {
-				wlift__result_unref(res);
-				return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
-			}
+			t->shape64 = res->shape64 + ndims;
 			for (uint32_t k = 0; k < ti->ndim; k++)
 				t->shape64[k] = (int64_t)ti->shape[k];
+			ndims += ti->ndim;
 		}
 	}
 	*out = res;

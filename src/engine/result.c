@@ -60,10 +60,9 @@ void wlift__result_unref(struct wlift_result *r)
 	for (size_t i = 0; i < r->nmem; i++)
 		wlift__mem_free(&r->mem[i]);
 	free(r->mem);
-	for (size_t i = 0; i < r->n; i++) {
-		free(r->t[i].shape64);
+	for (size_t i = 0; i < r->n; i++)
 		free(r->t[i].shape);
-	}
+	free(r->shape64);
 	free(r->t);
 	free(r->by_ckpt);
 	wlift__ckpt_unref(r->ck);

@@ -13,7 +13,7 @@
 struct wlift_tensor {
 	wlift_tensor_view v;
 	struct wlift_result *res;
-	int64_t *shape64; /* loaded shape as int64 for DLPack (ndim entries, or NULL) */
+	int64_t *shape64; /* loaded shape as int64 for DLPack (ndim entries in res->shape64) */
 	uint64_t *shape;  /* loaded shape when rows were asked for (v.info.shape), else NULL */
 	/* Memory follows the tensors the user keeps: the caller's result reference and each
 	 * DLPack export count here (atomic); at zero, the whole pages of the tensor's bytes go
@@ -29,6 +29,7 @@ struct wlift_result {
 	size_t n;
 	struct wlift_tensor *t;		/* file order */
 	uint32_t *by_ckpt;		/* ckpt tensor index -> result index + 1, 0: not loaded */
+	int64_t *shape64;		/* every tensor's shape64, one allocation */
 	struct wlift__mem *mem;		/* memory owned by the result, each with its free */
 	size_t nmem, capmem;
 	wlift_stats stats;

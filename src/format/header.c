@@ -3,7 +3,7 @@
  * Safetensors header parsing and validation, decision for decision as the reference
  * (huggingface/safetensors 0.8.0, whose Python package is the test oracle): the length
  * field and its 100,000,000-byte limit, UTF-8, JSON as serde_json reads it into the
- * reference's types (jsonlint.c covers where json-c differs), each tensor's dtype, shape and
+ * reference's types (hjson.c: one streaming pass, no tree), each tensor's dtype, shape and
  * data_offsets, then the offsets sorted by (begin, end) must tile the data area from 0 to the
  * end of the file, and every tensor's shape × dtype bits must be a whole number of bytes equal
  * to its extent. Before that, files that are not safetensors at all are recognised by their
@@ -11,11 +11,10 @@
  * message says what happened instead of "header too large".
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include <json-c/json.h>
 
 #include "format/header.h"
 
@@ -219,187 +218,50 @@ void wlift__header_free(struct wlift__header *h)
 	free(h->tensors);
 	free(h->names);
 	free(h->dims);
-	if (h->meta)
-		for (int i = 0; i < 2 * h->nmeta; i++)
-			free(h->meta[i]);
 	free(h->meta);
 	memset(h, 0, sizeof(*h));
 	h->nmeta = -1;
 }
 
-/* Names and shapes live in two arrays per header rather than two allocations per tensor:
- * with 10^5 tensors the allocator churn otherwise costs as much as the JSON parse. */
 struct walk {
 	const char *file;
-	uint64_t base;     /* absolute offset of the JSON */
+	uint64_t base; /* absolute offset of the JSON */
 	wlift_diag *d;
-	struct wlift__header *h;
-	size_t names_len;  /* bytes used in h->names */
-	size_t ndims, dims_cap;
 };
 
-static int jerr(struct walk *w, const char *tensor, const char *rule, const char *fmt,
-		const char *what)
+/* Keep the last of entries with equal keys, at the first one's place (the reference reads
+ * both tensors and metadata into HashMaps, which keep the last value). Entries are size
+ * bytes, their key the string at offset key_at; *n shrinks to what is left. */
+static int dedupe(void *base, size_t *n, size_t size, size_t key_at)
 {
-	return wlift__diag_set(w->d, WLIFT_EJSON, w->file, tensor, (int64_t)w->base, rule, fmt,
-			       w->file, tensor ? tensor : "", what);
-}
+	size_t nslots = 16, k = 0;
+	uint32_t *slots;
+	char *a = base;
 
-/* A usize as serde reads it: json-c integer, non-negative (jsonlint.c has already rejected
- * -0 and values beyond 2^64-1, which json-c would have turned into 0 and 2^64-1). */
-static int get_usize(struct json_object *o, uint64_t *out)
-{
-	if (!json_object_is_type(o, json_type_int))
-		return -1;
-	if (json_object_get_int64(o) < 0)
-		return -1;
-	*out = json_object_get_uint64(o);
-	return 0;
-}
-
-/* Check an array of usize; with out, store it (n must then be what the caller expects). */
-static int parse_dims(struct walk *w, const char *name, struct json_object *o,
-		      const char *field, uint64_t *out, size_t *n)
-{
-	if (!json_object_is_type(o, json_type_array))
-		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s must be an array",
-			    field);
-	*n = json_object_array_length(o);
-	if (*n > UINT32_MAX)
-		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s has too many entries",
-			    field);
+	if (*n < 2)
+		return 0;
+	while (nslots < 2 * *n)
+		nslots *= 2;
+	slots = calloc(nslots, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
 	for (size_t i = 0; i < *n; i++) {
-		uint64_t v;
-		if (get_usize(json_object_array_get_idx(o, i), &v))
-			return jerr(w, name, "json.type", "%s: tensor \"%s\": every element of %s "
-				    "must be a non-negative integer", field);
-		if (out)
-			out[i] = v;
+		const char *key = *(char *const *)(a + i * size + key_at);
+		size_t s = (size_t)wlift__hash_str(key) & (nslots - 1);
+		for (; slots[s]; s = (s + 1) & (nslots - 1))
+			if (strcmp(*(char *const *)(a + (slots[s] - 1) * size + key_at), key) == 0)
+				break;
+		if (slots[s]) {
+			memmove(a + (slots[s] - 1) * size, a + i * size, size);
+		} else {
+			slots[s] = (uint32_t)(k + 1);
+			if (k != i)
+				memmove(a + k * size, a + i * size, size);
+			k++;
+		}
 	}
-	return 0;
-}
-
-static int parse_tensor(struct walk *w, const char *name, size_t name_len,
-			struct json_object *v, struct wlift__htensor *t)
-{
-	struct json_object *jd = NULL, *js = NULL, *jo = NULL;
-	uint64_t offs[2];
-	size_t noffs = 0, ndim = 0;
-	const char *dname;
-	size_t dlen;
-	int dt, ret;
-
-	if (json_object_is_type(v, json_type_object)) {
-		if (!json_object_object_get_ex(v, "dtype", &jd))
-			return jerr(w, name, "json.missing", "%s: tensor \"%s\": missing field %s",
-				    "\"dtype\"");
-		if (!json_object_object_get_ex(v, "shape", &js))
-			return jerr(w, name, "json.missing", "%s: tensor \"%s\": missing field %s",
-				    "\"shape\"");
-		if (!json_object_object_get_ex(v, "data_offsets", &jo))
-			return jerr(w, name, "json.missing", "%s: tensor \"%s\": missing field %s",
-				    "\"data_offsets\"");
-	} else if (json_object_is_type(v, json_type_array)) {
-		/* serde also reads a struct from a sequence of its fields in order. */
-		if (json_object_array_length(v) != 3)
-			return jerr(w, name, "json.type", "%s: tensor \"%s\": %s",
-				    "an array entry must be [dtype, shape, data_offsets]");
-		jd = json_object_array_get_idx(v, 0);
-		js = json_object_array_get_idx(v, 1);
-		jo = json_object_array_get_idx(v, 2);
-	} else {
-		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s",
-			    "the entry must be an object {dtype, shape, data_offsets}");
-	}
-	/* dtype: a string, or the externally tagged unit-variant form {"F32": null}. */
-	if (json_object_is_type(jd, json_type_string)) {
-		dname = json_object_get_string(jd);
-		dlen = (size_t)json_object_get_string_len(jd);
-	} else if (json_object_is_type(jd, json_type_object) &&
-		   json_object_object_length(jd) == 1) {
-		struct json_object_iterator it = json_object_iter_begin(jd);
-		dname = json_object_iter_peek_name(&it);
-		dlen = strlen(dname);
-		if (json_object_iter_peek_value(&it) != NULL)
-			return jerr(w, name, "json.type", "%s: tensor \"%s\": %s",
-				    "dtype must be a string");
-	} else {
-		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s",
-			    "dtype must be a string");
-	}
-	dt = wlift__dtype_from_name_n(dname, dlen);
-	if (dt < 0)
-		return wlift__diag_set(w->d, WLIFT_EDTYPE, w->file, name, (int64_t)w->base,
-				       "dtype.unknown", "%s: tensor \"%s\": unknown dtype \"%.*s\"",
-				       w->file, name, (int)(dlen > 64 ? 64 : dlen), dname);
-	t->dtype = (wlift_dtype)dt;
-	ret = parse_dims(w, name, js, "shape", NULL, &ndim);
-	if (ret)
-		return ret;
-	if (w->ndims + ndim > w->dims_cap) {
-		size_t nc = w->dims_cap ? w->dims_cap : 256;
-		uint64_t *nd;
-		while (nc < w->ndims + ndim)
-			nc *= 2;
-		nd = realloc(w->h->dims, nc * sizeof(*nd));
-		if (!nd)
-			return wlift__diag_set(w->d, -ENOMEM, w->file, name, -1, NULL, NULL);
-		w->h->dims = nd;
-		w->dims_cap = nc;
-	}
-	if (ndim)
-		parse_dims(w, name, js, "shape", w->h->dims + w->ndims, &ndim);
-	/* Pointers are set once the array stops moving; keep the index meanwhile. */
-	t->shape = NULL;
-	t->shape_at = w->ndims;
-	w->ndims += ndim;
-	t->ndim = (uint32_t)ndim;
-	ret = parse_dims(w, name, jo, "data_offsets", NULL, &noffs);
-	if (ret)
-		return ret;
-	if (noffs != 2)
-		return jerr(w, name, "json.type", "%s: tensor \"%s\": %s",
-			    "data_offsets must be [begin, end]");
-	parse_dims(w, name, jo, "data_offsets", offs, &noffs);
-	t->begin = offs[0];
-	t->end = offs[1];
-	/* h->names holds n + ntensors bytes: a decoded name is never longer than its JSON. */
-	t->name = w->h->names + w->names_len;
-	memcpy(t->name, name, name_len + 1);
-	w->names_len += name_len + 1;
-	t->name_len = name_len;
-	return 0;
-}
-
-static int parse_meta(struct walk *w, struct json_object *m, struct wlift__header *h)
-{
-	size_t n, i = 0;
-
-	if (json_object_is_type(m, json_type_null))
-		return 0; /* Option::None */
-	if (!json_object_is_type(m, json_type_object))
-		return jerr(w, NULL, "json.metadata", "%s%s: __metadata__ must be %s",
-			    "an object of strings");
-	n = (size_t)json_object_object_length(m);
-	h->meta = calloc(2 * n + 1, sizeof(char *));
-	if (!h->meta)
-		return wlift__diag_set(w->d, -ENOMEM, w->file, NULL, -1, NULL, NULL);
-	h->nmeta = 0;
-	for (struct json_object_iterator it_key = json_object_iter_begin(m),
-	     end_key = json_object_iter_end(m);
-	     !json_object_iter_equal(&it_key, &end_key); json_object_iter_next(&it_key)) {
-		const char *key = json_object_iter_peek_name(&it_key);
-		struct json_object *val = json_object_iter_peek_value(&it_key);
-		if (!json_object_is_type(val, json_type_string))
-			return wlift__diag_set(w->d, WLIFT_EJSON, w->file, NULL, (int64_t)w->base,
-					       "json.metadata", "%s: __metadata__ value of \"%s\" "
-					       "must be a string", w->file, key);
-		h->meta[2 * i] = strdup(key);
-		h->meta[2 * i + 1] = strdup(json_object_get_string(val));
-		h->nmeta = (int)++i;
-		if (!h->meta[2 * i - 2] || !h->meta[2 * i - 1])
-			return wlift__diag_set(w->d, -ENOMEM, w->file, NULL, -1, NULL, NULL);
-	}
+	free(slots);
+	*n = k;
 	return 0;
 }
 
@@ -419,7 +281,8 @@ static int validate(struct walk *w, struct wlift__header *h, uint64_t file_size)
 {
 	uint64_t start = 0, data = w->base + h->len;
 
-	qsort(h->tensors, h->ntensors, sizeof(*h->tensors), cmp_tensor);
+	if (h->ntensors > 1)
+		qsort(h->tensors, h->ntensors, sizeof(*h->tensors), cmp_tensor);
 	for (size_t i = 0; i < h->ntensors; i++) {
 		struct wlift__htensor *t = &h->tensors[i];
 		uint64_t nel = 1, nbits;
@@ -497,11 +360,8 @@ static int validate(struct walk *w, struct wlift__header *h, uint64_t file_size)
 int wlift__header_parse(const uint8_t *json, uint64_t n, uint64_t file_size, const char *file,
 			struct wlift__header *h, wlift_diag *d)
 {
-	struct json_tokener *tok = NULL;
-	struct json_object *root = NULL;
-	struct walk w = { .file = file, .base = 8, .d = d, .h = h };
-	size_t bad, cap, type_off = 0;
-	const char *type_msg = NULL;
+	struct walk w = { .file = file, .base = 8, .d = d };
+	size_t bad, nmeta;
 	int ret;
 
 	memset(h, 0, sizeof(*h));
@@ -516,72 +376,20 @@ int wlift__header_parse(const uint8_t *json, uint64_t n, uint64_t file_size, con
 		return wlift__diag_set(d, WLIFT_EJSON, file, NULL, (int64_t)(8 + bad), "json.utf8",
 				       "%s: the header is not valid UTF-8 (byte %llu)", file,
 				       (unsigned long long)(8 + bad));
-	ret = wlift__json_lint(json, (size_t)n, 8, file, &type_off, &type_msg, d);
+	ret = wlift__header_json(json, (size_t)n, 8, file, h, d);
 	if (ret)
-		return ret;
-	/* The lint pass has checked the grammar and depth, so json-c sees a document it reads
-	 * the same way; its own depth limit only has to be above ours. */
-	tok = json_tokener_new_ex(256);
-	if (!tok) {
+		goto out;
+	nmeta = h->nmeta > 0 ? (size_t)h->nmeta : 0;
+	if (dedupe(h->tensors, &h->ntensors, sizeof(*h->tensors),
+		   offsetof(struct wlift__htensor, name)) ||
+	    dedupe(h->meta, &nmeta, 2 * sizeof(*h->meta), 0)) {
 		ret = wlift__diag_set(d, -ENOMEM, file, NULL, -1, NULL, NULL);
 		goto out;
 	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	root = json_tokener_parse_ex(tok, (const char *)json, (int)n);
-	if (!root) {
-		enum json_tokener_error e = json_tokener_get_error(tok);
-		ret = wlift__diag_set(d, WLIFT_EJSON, file, NULL,
-				      (int64_t)(8 + json_tokener_get_parse_end(tok)), "json.syntax",
-				      "%s: header JSON is invalid: %s", file,
-				      json_tokener_error_desc(e));
-		goto out;
-	}
-	if (!json_object_is_type(root, json_type_object)) {
-		ret = wlift__diag_set(d, WLIFT_EJSON, file, NULL, 8, "json.object",
-				      "%s: the header must be a JSON object, not %s", file,
-				      json_type_to_name(json_object_get_type(root)));
-		goto out;
-	}
-	cap = (size_t)json_object_object_length(root);
-	h->tensors = calloc(cap ? cap : 1, sizeof(*h->tensors));
-	h->names = malloc((size_t)n + cap + 1);
-	if (!h->tensors || !h->names) {
-		ret = wlift__diag_set(d, -ENOMEM, file, NULL, -1, NULL, NULL);
-		goto out;
-	}
-	for (struct json_object_iterator it_key = json_object_iter_begin(root),
-	     end_key = json_object_iter_end(root);
-	     !json_object_iter_equal(&it_key, &end_key); json_object_iter_next(&it_key)) {
-		const char *key = json_object_iter_peek_name(&it_key);
-		struct json_object *val = json_object_iter_peek_value(&it_key);
-		if (strcmp(key, "__metadata__") == 0) {
-			ret = parse_meta(&w, val, h);
-			if (ret)
-				goto out;
-			continue;
-		}
-		ret = parse_tensor(&w, key, strlen(key), val, &h->tensors[h->ntensors]);
-		if (ret)
-			goto out;
-		h->ntensors++;
-	}
-	for (size_t i = 0; i < h->ntensors; i++)
-		if (h->tensors[i].ndim)
-			h->tensors[i].shape = h->dims + h->tensors[i].shape_at;
-	if (type_msg) {
-		/* Only reachable through duplicate keys: json-c kept the last value, serde
-		 * type-checks every one of them. */
-		ret = wlift__diag_set(d, WLIFT_EJSON, file, NULL, (int64_t)(8 + type_off),
-				      "json.type", "%s: header JSON is invalid at byte %llu: %s (in "
-				      "an entry whose key appears again later)", file,
-				      (unsigned long long)(8 + type_off), type_msg);
-		goto out;
-	}
+	if (h->nmeta > 0)
+		h->nmeta = (int)nmeta;
 	ret = validate(&w, h, file_size);
 out:
-	json_object_put(root);
-	if (tok)
-		json_tokener_free(tok);
 	if (ret)
 		wlift__header_free(h);
 	return ret;

@@ -31,10 +31,10 @@ struct wlift__header {
 	uint64_t len;                   /* N */
 	size_t ntensors;
 	struct wlift__htensor *tensors; /* sorted by (begin, end, name): file order */
-	char *names;                    /* every tensor name, NUL-separated */
+	char *names;                    /* every name and metadata string, NUL-separated */
 	uint64_t *dims;                 /* every shape, concatenated */
 	int nmeta;                      /* -1: no (or null) __metadata__ */
-	char **meta;                    /* 2*nmeta owned strings: key, value, in header order */
+	char **meta;                    /* 2*nmeta strings in names: key, value, header order */
 };
 
 /* Check the first plen bytes p of a file of file_size bytes (plen >= min(8, file_size)):
@@ -50,13 +50,12 @@ int wlift__header_parse(const uint8_t *json, uint64_t n, uint64_t file_size, con
 			struct wlift__header *h, wlift_diag *d);
 void wlift__header_free(struct wlift__header *h);
 
-/* Reject what serde_json (the reference's JSON parser, with the reference's types) rejects but
- * json-c accepts: see jsonlint.c. Returns 0 or WLIFT_EJSON with d filled; offsets in d are
- * absolute (base added). On success *type_msg is NULL, or describes the first value whose
- * type the reference would reject (at *type_off, relative to s): the caller reports it if its
- * own walk of the parsed tree finds nothing (it can only differ for duplicate keys). */
-int wlift__json_lint(const uint8_t *s, size_t n, uint64_t base, const char *file,
-		     size_t *type_off, const char **type_msg, wlift_diag *d);
+/* hjson.c: parse the n header JSON bytes s (UTF-8 checked; base: their offset in the file) in
+ * one streaming pass into h's tensors (in header order, duplicate names kept), names and
+ * metadata (pointers into h->names), shapes (h->dims). Returns 0, or the first syntax error,
+ * or else the first type error, with d filled; h then holds what was built so far (free it). */
+int wlift__header_json(const uint8_t *s, size_t n, uint64_t base, const char *file,
+		       struct wlift__header *h, wlift_diag *d);
 
 /* dtype.c */
 int wlift__dtype_from_name_n(const char *name, size_t len);

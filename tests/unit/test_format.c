@@ -259,6 +259,86 @@ START_TEST(header_parse_direct)
 }
 END_TEST
 
+/* The streaming parser (hjson.c): escapes decoded to UTF-8, duplicates resolved as the
+ * reference's HashMaps do, type errors reported after the syntax is known good, first in
+ * document order, naming the tensor and its offset. */
+static int parse_js(const char *js, uint64_t data_len, struct wlift__header *h, wlift_diag *d)
+{
+	wlift_diag_clear(d);
+	return wlift__header_parse((const uint8_t *)js, strlen(js), 8 + strlen(js) + data_len,
+				   "f", h, d);
+}
+
+START_TEST(header_streaming_parser)
+{
+	struct wlift__header h;
+	wlift_diag d;
+
+	/* \u escapes (a surrogate pair is one 4-byte character), duplicates: the last value,
+	 * at the first one's place for metadata */
+	ck_assert_int_eq(parse_js("{\"a\\u00e9\\ud83d\\ude00\\/\":[\"U8\",[1],[0,1]],"
+				  "\"__metadata__\":{\"k\":\"1\",\"j\":\"x\",\"k\":\"2\"},"
+				  "\"d\":[\"U8\",[5],[0,5]],\"d\":[\"U8\",[1],[1,2]]}",
+				  2, &h, &d), 0);
+	ck_assert_uint_eq(h.ntensors, 2);
+	ck_assert_str_eq(h.tensors[0].name, "a\xc3\xa9\xf0\x9f\x98\x80/");
+	ck_assert_str_eq(h.tensors[1].name, "d");
+	ck_assert_uint_eq(h.tensors[1].begin, 1);
+	ck_assert_uint_eq(h.tensors[1].shape[0], 1);
+	ck_assert_int_eq(h.nmeta, 2);
+	ck_assert_str_eq(h.meta[0], "k");
+	ck_assert_str_eq(h.meta[1], "2");
+	ck_assert_str_eq(h.meta[2], "j");
+	wlift__header_free(&h);
+
+	/* a type error in an earlier duplicate still counts (serde checks every value) */
+	ck_assert_int_eq(parse_js("{\"d\":[\"U8\",\"x\",[0,1]],\"d\":[\"U8\",[1],[0,1]]}", 1,
+				  &h, &d), WLIFT_EJSON);
+	ck_assert_str_eq(d.tensor, "d");
+	ck_assert_str_eq(d.rule, "json.type");
+	ck_assert_uint_eq(d.offset, 8 + 11); /* the "x" */
+	/* the first type error in document order, with the tensor's name */
+	ck_assert_int_eq(parse_js("{\"p\":{\"dtype\":\"Q9\",\"shape\":[1],\"data_offsets\":[0,1]},"
+				  "\"q\":{\"shape\":[1],\"data_offsets\":[1,2]}}", 2, &h, &d),
+			 WLIFT_EDTYPE);
+	ck_assert_str_eq(d.tensor, "p");
+	ck_assert_ptr_nonnull(strstr(d.message, "unknown dtype \"Q9\""));
+	ck_assert_int_eq(parse_js("{\"q\":{\"shape\":[1],\"data_offsets\":[1,2]},"
+				  "\"p\":{\"dtype\":\"Q9\",\"shape\":[1],\"data_offsets\":[0,1]}}", 2,
+				  &h, &d), WLIFT_EJSON);
+	ck_assert_str_eq(d.rule, "json.missing");
+	ck_assert_str_eq(d.tensor, "q");
+	/* a syntax error anywhere wins over a type error before it */
+	ck_assert_int_eq(parse_js("{\"q\":{\"shape\":[1]},\"p\":[1,]}", 0, &h, &d), WLIFT_EJSON);
+	ck_assert_str_eq(d.rule, "json.syntax");
+	ck_assert_str_eq(d.tensor, "");
+	/* the map form of a dtype, and what is not it */
+	ck_assert_int_eq(parse_js("{\"a\":{\"dtype\":{\"U8\":null},\"shape\":[1],"
+				  "\"data_offsets\":[0,1]}}", 1, &h, &d), 0);
+	ck_assert_int_eq(h.tensors[0].dtype, WLIFT_U8);
+	wlift__header_free(&h);
+	ck_assert_int_eq(parse_js("{\"a\":{\"dtype\":{\"U8\":1},\"shape\":[1],"
+				  "\"data_offsets\":[0,1]}}", 1, &h, &d), WLIFT_EJSON);
+	ck_assert_int_eq(parse_js("{\"a\":{\"dtype\":{\"U8\":null,\"U8\":null},\"shape\":[1],"
+				  "\"data_offsets\":[0,1]}}", 1, &h, &d), WLIFT_EJSON);
+	/* other members of an entry are ignored; data_offsets needs exactly two */
+	ck_assert_int_eq(parse_js("{\"a\":{\"x\":[{}],\"dtype\":\"U8\",\"shape\":[1],"
+				  "\"data_offsets\":[0,1]}}", 1, &h, &d), 0);
+	wlift__header_free(&h);
+	ck_assert_int_eq(parse_js("{\"a\":[\"U8\",[1],[0,1,1]]}", 1, &h, &d), WLIFT_EJSON);
+	ck_assert_int_eq(parse_js("{\"a\":[\"U8\",[1],[0,1],null]}", 1, &h, &d), WLIFT_EJSON);
+	ck_assert_int_eq(parse_js("[]", 0, &h, &d), WLIFT_EJSON);
+	ck_assert_str_eq(d.rule, "json.object");
+	ck_assert_int_eq(parse_js("{}", 0, &h, &d), 0);
+	ck_assert_uint_eq(h.ntensors, 0);
+	ck_assert_int_eq(h.nmeta, -1);
+	wlift__header_free(&h);
+	ck_assert_int_eq(parse_js("{\"__metadata__\":{}}", 0, &h, &d), 0);
+	ck_assert_int_eq(h.nmeta, 0);
+	wlift__header_free(&h);
+}
+END_TEST
+
 START_TEST(big_header_needs_second_read)
 {
 	/* A header larger than the first read (64 KiB) from a file source. */
@@ -378,6 +458,7 @@ int main(void)
 	tcase_add_test(tc, dtype_names_and_bits);
 	tcase_add_loop_test(tc, each_rule, 0, (int)WLIFT_ARRAY_SIZE(rules));
 	tcase_add_test(tc, nesting_limit);
+	tcase_add_test(tc, header_streaming_parser);
 	tcase_add_test(tc, foreign_files);
 	tcase_add_test(tc, header_parse_direct);
 	tcase_add_test(tc, big_header_needs_second_read);
