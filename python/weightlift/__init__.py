@@ -9,8 +9,10 @@ allows, with the safetensors package's API.
     for name, t in weightlift.stream("model.safetensors"):  # as each tensor lands
         ...
 
-weightlift.numpy, weightlift.torch and weightlift.jax (alias weightlift.flax) mirror
-safetensors.numpy / .torch / .flax. Tensors are zero-copy DLPack views of memory owned by
+weightlift.numpy, .torch, .jax (alias .flax), .tensorflow, .paddle and .mlx mirror
+safetensors.numpy / .torch / .flax / .tensorflow / .paddle / .mlx, and the top level has the
+reference's raw API (TensorSpec, serialize, serialize_file, deserialize); docs/compat.md lists
+the deliberate differences. Tensors are zero-copy DLPack views of memory owned by
 weightlift (kept alive by the tensors themselves).
 """
 from __future__ import annotations
@@ -19,12 +21,14 @@ import os
 from typing import Any, Dict, Optional, Union
 
 from . import _native
-from ._core import PySafeSlice, safe_open, stream
+from ._core import PySafeSlice, _safe_open_handle, safe_open, stream
 from ._native import SafetensorError
+from ._serialize import TensorSpec, deserialize, serialize, serialize_file
 
 __version__ = _native.version
 __all__ = ["SafetensorError", "safe_open", "PySafeSlice", "stream", "load_file", "load",
-           "save_file", "save", "__version__"]
+           "save_file", "save", "TensorSpec", "serialize", "serialize_file", "deserialize",
+           "__version__"]
 
 
 def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu",

@@ -4,7 +4,7 @@ device parsing, opening checkpoints, turning native tensors into framework array
 through DLPack), safe_open and the streaming iterator."""
 from __future__ import annotations
 
-import math
+import errno
 import os
 import queue
 import threading
@@ -37,27 +37,80 @@ _NP_NAMES = {
 }
 
 
-def parse_device(device: Device) -> str:
-    """"cpu", "cuda", "cuda:N", an int N (CUDA ordinal) or a torch.device -> the C string."""
+# Accelerators the reference's device parser accepts besides cpu and cuda. weightlift loads
+# for them into CPU memory and moves the tensors with the framework (torch's .to()), as the
+# reference does.
+_OTHER_DEVICES = ("musa", "mps", "npu", "xpu", "xla", "mlu", "hpu")
+
+
+def _bad_device(device: Any, suffix: str = "") -> SafetensorError:
+    return SafetensorError(f"device {device} is invalid{suffix}")
+
+
+def split_device(device: Device) -> Tuple[str, Optional[str]]:
+    """The reference's device argument -> (the C load's device, the framework device to move
+    the loaded tensors to afterwards or None). Accepted as the reference accepts them: "cpu",
+    "cuda", "cuda:N", an int N (cuda:N), "mps"/"mps:0" and "musa|npu|xpu|xla|mlu|hpu[:N]";
+    anything else (a torch.device included) is the reference's SafetensorError."""
+    if isinstance(device, str):
+        name, sep, num = device.partition(":")
+        if not sep and device in ("cpu", "cuda"):
+            return device, None
+        if not sep and device in _OTHER_DEVICES:
+            return "cpu", device
+        if sep and (name == "cuda" or name in _OTHER_DEVICES):
+            if ":" in num:
+                raise _bad_device(device)
+            # The reference parses the ordinal with Rust's usize parser, whose errors are
+            # ValueErrors with these texts.
+            if not num:
+                raise ValueError("cannot parse integer from empty string")
+            if not (num.isascii() and num.isdigit()):
+                raise ValueError("invalid digit found in string")
+            if int(num) >= 2 ** 64:
+                raise ValueError("number too large to fit in target type")
+            if name == "mps" and int(num) != 0:
+                raise _bad_device(device, ": only mps or mps:0 is supported")
+            return (f"cuda:{int(num)}", None) if name == "cuda" else ("cpu", device)
+        raise _bad_device(device)
+    if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
+        return f"cuda:{device}", None
     if isinstance(device, bool):
-        raise ValueError(f"invalid device {device!r}")
-    if isinstance(device, int):
-        if device < 0:
-            raise ValueError(f"invalid device {device!r}")
-        return f"cuda:{device}"
-    s = str(device)
-    if s == "cpu" or s == "cuda" or (s.startswith("cuda:") and s[5:].isdigit()):
-        return s
-    raise ValueError(f"invalid device {device!r}: use \"cpu\", \"cuda\", \"cuda:N\" or an int")
+        raise _bad_device(device)
+    raise _bad_device(repr(device))
+
+
+def parse_device(device: Device) -> str:
+    """The C load's device for a device argument (see split_device)."""
+    return split_device(device)[0]
+
+
+def check_filename(filename: Any, what: str = "filename") -> str:
+    """A path argument as the reference's bindings take it (str or os.PathLike of str)."""
+    if isinstance(filename, str):
+        return filename
+    from ._serialize import not_instance
+
+    if isinstance(filename, (bytes, bytearray, memoryview)):
+        raise not_instance(what, filename, "str")
+    try:
+        path = os.fspath(filename)
+    except TypeError:
+        raise TypeError(f"argument '{what}': expected str, bytes or os.PathLike object, not "
+                        f"{type(filename).__name__}") from None
+    if not isinstance(path, str):
+        raise not_instance(what, path, "str")
+    return path
 
 
 # enum wlift_mmap, from the extension (the values are the C header's).
 MMAP_OFF, MMAP_ON, MMAP_AUTO = _native.MMAP_OFF, _native.MMAP_ON, _native.MMAP_AUTO
 
 
-# Frameworks whose reference module returns memory the caller owns (numpy, flax/jax, ...):
-# only torch's reference returns lazy views of a private file mapping.
-_OWNED_FRAMEWORKS = {"np", "numpy", "flax", "jax"}
+# Frameworks whose reference module returns memory the caller owns (numpy, flax/jax,
+# tensorflow, mlx; paddle's tensors are built from numpy here): only torch's reference returns
+# lazy views of a private file mapping.
+_OWNED_FRAMEWORKS = {"np", "numpy", "flax", "jax", "tf", "tensorflow", "mlx", "paddle"}
 
 
 def backend_mmap(backend: Optional[str], device: str, owned: bool = False,
@@ -80,10 +133,23 @@ def backend_mmap(backend: Optional[str], device: str, owned: bool = False,
     return MMAP_AUTO if backend is None else MMAP_ON
 
 
+def _not_found(path: str) -> FileNotFoundError:
+    """The reference's text ("No such file or directory: <path>"), errno ENOENT."""
+    e = FileNotFoundError(f"No such file or directory: {path}")
+    e.errno = errno.ENOENT
+    return e
+
+
 def open_checkpoint(path: Union[PathLike, bytes, bytearray, memoryview]) -> "_native.Checkpoint":
     if isinstance(path, (bytes, bytearray, memoryview)):
         return _native.Checkpoint(path, "<bytes>")
-    return _native.Checkpoint(os.fspath(path))
+    p = os.fspath(path)
+    if p == "":
+        raise _not_found(p)
+    try:
+        return _native.Checkpoint(p)
+    except FileNotFoundError as e:
+        raise _not_found(e.filename if isinstance(e.filename, str) else p) from None
 
 
 # --- numpy ------------------------------------------------------------------------------
@@ -212,6 +278,70 @@ def jax_from_bytes(buf, dtype: str, shape: Tuple[int, ...]):
     return jnp.asarray(numpy_from_bytes(buf, dtype, shape))
 
 
+# --- tensorflow, mlx, paddle: numpy bridges, as the reference builds them ------------------
+
+def to_tf(t: "_native.Tensor"):
+    import tensorflow as tf
+
+    return tf.convert_to_tensor(to_numpy(t))
+
+
+def to_mlx(t: "_native.Tensor"):
+    import mlx.core as mx
+
+    return mx.array(to_numpy(t))
+
+
+def paddle_from_numpy(arr, dtype: str):
+    """A paddle tensor of arr, a numpy array of safetensors dtype `dtype`."""
+    import paddle
+
+    if dtype == "BF16":
+        # paddle takes no numpy bfloat16: the bits go across as uint16, then a bit cast.
+        return paddle.to_tensor(arr.view("uint16")).view(paddle.bfloat16)
+    if dtype in ("F8_E4M3", "F8_E5M2"):
+        return paddle.to_tensor(arr.view("uint8")).view(
+            paddle.float8_e4m3fn if dtype == "F8_E4M3" else paddle.float8_e5m2)
+    return paddle.to_tensor(arr)
+
+
+def to_paddle(t: "_native.Tensor"):
+    return paddle_from_numpy(to_numpy(t), t.dtype)
+
+
+def _bridge_tf(arr, dtype: str):
+    import tensorflow as tf
+
+    return tf.convert_to_tensor(arr)
+
+
+def _bridge_mlx(arr, dtype: str):
+    import mlx.core as mx
+
+    return mx.array(arr)
+
+
+def _bridge_jax(arr, dtype: str):
+    import jax.numpy as jnp
+
+    return jnp.asarray(arr)
+
+
+# Frameworks whose get_slice indexes a numpy array and converts the result (numpy array,
+# safetensors dtype) -> framework tensor.
+_BRIDGES: Dict[str, Callable] = {
+    "tf": _bridge_tf, "tensorflow": _bridge_tf, "mlx": _bridge_mlx,
+    "paddle": lambda arr, dtype: paddle_from_numpy(np_compact(arr), dtype),
+    "flax": _bridge_jax, "jax": _bridge_jax,
+}
+
+
+def np_compact(arr):
+    import numpy as np
+
+    return np.ascontiguousarray(arr) if arr.ndim else np.array(arr, copy=True)
+
+
 _FRAMEWORKS: Dict[str, Tuple[Callable, Callable]] = {
     "pt": (to_torch, torch_from_bytes),
     "torch": (to_torch, torch_from_bytes),
@@ -220,21 +350,38 @@ _FRAMEWORKS: Dict[str, Tuple[Callable, Callable]] = {
     "numpy": (to_numpy, numpy_from_bytes),
     "flax": (to_jax, jax_from_bytes),
     "jax": (to_jax, jax_from_bytes),
+    "tf": (to_tf, None),
+    "tensorflow": (to_tf, None),
+    "mlx": (to_mlx, None),
+    "paddle": (to_paddle, None),
 }
 
 
 def converter(framework: str) -> Tuple[Callable, Callable]:
+    """The framework names the reference takes ("pt", "torch", "pytorch", "np", "numpy",
+    "flax", "jax", "tf", "tensorflow", "mlx", "paddle"); anything else: its errors."""
+    if not isinstance(framework, str):
+        from ._serialize import not_instance
+
+        raise not_instance("framework", framework, "str")
     try:
         return _FRAMEWORKS[framework]
     except KeyError:
-        raise ValueError(
-            f"framework {framework!r} is not supported: use \"pt\", \"np\", \"flax\" or \"jax\"") from None
+        raise SafetensorError(f"framework {framework} is invalid") from None
+
+
+def _moving(convert: Callable, move: Optional[str]) -> Callable:
+    """convert, then (torch) .to(move) for the accelerators loaded through CPU memory."""
+    if move is None:
+        return convert
+    return lambda t: convert(t).to(move)
 
 
 def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional[str] = None,
               names: Optional[List[str]] = None, owned: bool = False,
               mmap_views: bool = False) -> Dict[str, Any]:
-    dev = parse_device(device)
+    dev, move = split_device(device)
+    convert = _moving(convert, move)
     mapped = backend_mmap(backend, dev, owned, mmap_views)
     ck = open_checkpoint(path)
     try:
@@ -298,20 +445,28 @@ class PySafeSlice:
 
     def __getitem__(self, idx):
         h = self._h
+        if h._bridge is not None:
+            # tensorflow, mlx, paddle, jax: index the numpy array, then convert the result.
+            return h._bridge(self._getitem(idx, to_numpy), self._dtype)
+        return self._getitem(idx, h._convert)
+
+    def _getitem(self, idx, convert):
+        h = self._h
         shape = self._shape
+        fw = "np" if convert is to_numpy else h._framework
         if idx is Ellipsis and (h._slice_rules == _slicing.FRAMEWORK or 0 not in shape):
-            return h._load_one(self._name)  # transformers' tensor[...]: the whole tensor
+            return h._load_one(self._name, None, convert)  # transformers' tensor[...]: the whole tensor
         # Which rows to read and what index to apply to them, under the rules the reference
         # applies to this handle (_slicing.plan raises the reference's errors).
         plan = _slicing.plan(idx, shape, h._slice_rules, rows_ok=self._rowwise)
         if plan.rows is None:
             # 0-d, empty, sub-byte rows (F4/F6), or an index the framework must see whole.
-            arr = h._load_one(self._name)
+            arr = h._load_one(self._name, None, convert)
             if _selects_all(plan.index, shape):
                 return arr
-            return _compact(arr[plan.index], h._framework)
+            return _compact(arr[plan.index], fw)
         lo, hi = plan.rows
-        arr = h._load_one(self._name, (lo, hi))
+        arr = h._load_one(self._name, (lo, hi), convert)
         first, rest = plan.index[0], plan.index[1:]
         if _selects_all(rest, shape[1:]):
             if isinstance(first, int):
@@ -320,8 +475,8 @@ class PySafeSlice:
                 return arr.reshape(shape[1:])
             if first.step in (None, 1) or hi - lo <= 1:
                 return arr
-            return _compact(arr[first], h._framework)
-        return _compact(arr[plan.index], h._framework)
+            return _compact(arr[first], fw)
+        return _compact(arr[plan.index], fw)
 
 
 def _compact(arr, framework):
@@ -342,12 +497,21 @@ class safe_open:
 
     def __init__(self, filename: PathLike, framework: str = "pt", device: Device = "cpu",
                  backend: Optional[str] = None):
+        path = check_filename(filename)
+        self._setup(framework, device, backend)
+        self._ck = open_checkpoint(path)
+
+    def _setup(self, framework: str, device: Device, backend: Optional[str]) -> None:
+        """Arguments checked in the reference's order (framework, device, backend), before
+        the file is opened."""
+        self._ck = None
         self._framework = framework
-        self._convert, _ = converter(framework)
-        self._device = parse_device(device)
+        convert, _ = converter(framework)
+        self._device, move = split_device(device)
+        self._convert = _moving(convert, move)
         self._mmap = backend_mmap(backend, self._device, framework in _OWNED_FRAMEWORKS)
         self._slice_rules = _slicing.rules_for(framework, backend)
-        self._ck = open_checkpoint(filename)
+        self._bridge = _BRIDGES.get(framework)
 
     def _ck_checked(self):
         if self._ck.closed:
@@ -361,7 +525,8 @@ class safe_open:
         self.close()
 
     def close(self) -> None:
-        self._ck.close()
+        if self._ck is not None:
+            self._ck.close()
 
     def keys(self) -> List[str]:
         return sorted(self._ck_checked().names())
@@ -372,7 +537,8 @@ class safe_open:
     def metadata(self) -> Optional[Dict[str, str]]:
         return self._ck_checked().metadata(0)
 
-    def _load_one(self, name: str, rows: Optional[Tuple[int, int]] = None):
+    def _load_one(self, name: str, rows: Optional[Tuple[int, int]] = None,
+                  convert: Optional[Callable] = None):
         """One engine load of one tensor (or of its leading-dimension rows [lo, hi)) in the
         handle's mode, as a framework array viewing the loaded memory."""
         ck = self._ck_checked()
@@ -380,7 +546,7 @@ class safe_open:
             res = ck.load(names=(name,), mmap=self._mmap, device=self._device)
         else:
             res = ck.load(names=(name,), rows=(rows,), mmap=self._mmap, device=self._device)
-        return self._convert(res.tensor(0))
+        return (convert or self._convert)(res.tensor(0))
 
     def get_tensor(self, name: str):
         if not self._ck_checked().contains(name):
@@ -401,6 +567,32 @@ class safe_open:
             pass
 
 
+class _safe_open_handle(safe_open):
+    """_safe_open_handle(f, framework, device="cpu", *, backend=None): safe_open on an open
+    Python file object (a local file, an fsspec file, ...), as in the reference. A file with a
+    file descriptor is read through it (/proc/self/fd/N: the library's checks and engine); any
+    other file-like object is read whole (seek(0), read()) and opened from memory."""
+
+    def __init__(self, f: Any, framework: str, device: Device = "cpu", *,
+                 backend: Optional[str] = None):
+        self._setup(framework, device, backend)
+        path = None
+        try:
+            path = f"/proc/self/fd/{int(f.fileno())}"
+        except Exception:  # noqa: BLE001 - no descriptor (in-memory or remote file objects)
+            path = None
+        if path is not None and os.path.exists(path):
+            self._ck = open_checkpoint(path)
+            return
+        f.seek(0)
+        data = f.read()
+        if isinstance(data, str):
+            raise TypeError("_safe_open_handle needs a file opened in binary mode or with a "
+                            "file descriptor")
+        self._mmap = MMAP_OFF
+        self._ck = open_checkpoint(bytes(data))
+
+
 # --- streaming --------------------------------------------------------------------------
 
 _END = object()
@@ -411,7 +603,8 @@ def stream(uri: PathLike, device: Device = "cpu", framework: str = "pt",
     """Yield (name, tensor) as each tensor's bytes have landed, while the rest is read.
     Tensors stay valid after the iteration. Closing the generator early cancels the load."""
     convert, _ = converter(framework)
-    dev = parse_device(device)
+    dev, move = split_device(device)
+    convert = _moving(convert, move)
     mapped = backend_mmap(backend, dev, framework in _OWNED_FRAMEWORKS)
     ck = open_checkpoint(uri)
     q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()

@@ -9,12 +9,28 @@ import numpy as np
 
 from . import _core
 from . import numpy as _np
+from ._core import safe_open  # noqa: F401 - the reference module's names
 
+numpy = _np  # the reference's flax module has `numpy` (its numpy module)
 __all__ = ["load_file", "load", "save_file", "save"]
 
 
 def _to_np(tensors: Dict[str, Any]) -> Dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in tensors.items()}
+
+
+def _jnp2np(jnp_dict: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    for k, v in jnp_dict.items():
+        jnp_dict[k] = np.asarray(v)
+    return jnp_dict
+
+
+def _np2jnp(numpy_dict: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    import jax.numpy as jnp
+
+    for k, v in numpy_dict.items():
+        numpy_dict[k] = jnp.array(v)
+    return numpy_dict
 
 
 def save(tensors: Dict[str, Any], metadata: Optional[Dict[str, str]] = None) -> bytes:
@@ -31,4 +47,5 @@ def load(data: bytes) -> Dict[str, Any]:
 
 
 def load_file(filename: Union[str, os.PathLike], backend: Optional[str] = None) -> Dict[str, Any]:
-    return _core.load_dict(filename, _core.to_jax, "cpu", backend, owned=True)
+    return _core.load_dict(_core.check_filename(filename), _core.to_jax, "cpu", backend,
+                           owned=True)

@@ -5,40 +5,76 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from . import _core, _native
+from . import _core
+from ._core import safe_open  # noqa: F401 - the reference module's names
+from ._serialize import TensorSpec, deserialize, serialize, serialize_file  # noqa: F401
 
-__all__ = ["load_file", "load", "save_file", "save"]
+__all__ = ["load_file", "load", "save_file", "save", "safe_open", "serialize",
+           "serialize_file", "deserialize", "TensorSpec"]
+
+# safetensors dtype -> numpy dtype, the reference's table (what _getdtype and _view2np take;
+# weightlift's loader also returns BF16 and float8 arrays through ml_dtypes).
+_TYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "U64": np.uint64,
+    "I32": np.int32, "U32": np.uint32, "I16": np.int16, "U16": np.uint16, "I8": np.int8,
+    "U8": np.uint8, "BOOL": bool, "C64": np.complex64,
+}
 
 
-def _items(tensor_dict: Dict[str, np.ndarray]):
-    if not isinstance(tensor_dict, dict):
-        raise ValueError(f"Expected a dict of [str, np.ndarray] but received {type(tensor_dict)}")
-    items = []
+def _is_little_endian(tensor: np.ndarray) -> bool:
+    byteorder = tensor.dtype.byteorder
+    if byteorder == "=":
+        return sys.byteorder == "little"
+    if byteorder in ("|", "<"):
+        return True
+    if byteorder == ">":
+        return False
+    raise ValueError(f"Unexpected byte order {byteorder}")
+
+
+def _flatten(tensor_dict: Dict[str, np.ndarray], keep_alive_buffer: List) -> Dict[str, TensorSpec]:
+    """name -> TensorSpec over each array's bytes, little-endian and C-contiguous (copies, when
+    one is needed, go into keep_alive_buffer). The reference takes a non-contiguous array's
+    memory as if it were contiguous (wrong bytes); weightlift packs it first."""
+    flattened = {}
     for k, v in tensor_dict.items():
-        if not isinstance(v, np.ndarray):
-            raise ValueError(f"Key `{k}` is invalid, expected np.ndarray but received {type(v)}")
-        name = _core.np_dtype_name(v)
-        if v.dtype.byteorder == ">" or (v.dtype.byteorder == "=" and sys.byteorder == "big"):
-            v = v.byteswap(inplace=False)
-        if not v.flags.c_contiguous:
-            v = v.copy(order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
-        items.append((k, name, v.shape, v.reshape(-1).view(np.uint8)))
-    return items
+        tensor = v
+        if not _is_little_endian(tensor):
+            tensor = tensor.byteswap(inplace=False).view(tensor.dtype.newbyteorder("<"))
+            keep_alive_buffer.append(tensor)
+        if not tensor.flags.c_contiguous:
+            tensor = tensor.copy(order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
+            keep_alive_buffer.append(tensor)
+        flattened[k] = TensorSpec(dtype=tensor.dtype.name, shape=tensor.shape,
+                                  data_ptr=tensor.ctypes.data, data_len=tensor.nbytes)
+    return flattened
+
+
+def _getdtype(dtype_str: str) -> np.dtype:
+    return _TYPES[dtype_str]
+
+
+def _view2np(safeview) -> Dict[str, np.ndarray]:
+    """deserialize()'s list -> name -> array (over the bytearrays, no copy)."""
+    return {k: np.frombuffer(v["data"], dtype=_getdtype(v["dtype"])).reshape(v["shape"])
+            for k, v in safeview}
 
 
 def save(tensor_dict: Dict[str, np.ndarray], metadata: Optional[Dict[str, str]] = None) -> bytes:
     """Serialise a dict of arrays into safetensors bytes (byte-identical to the reference)."""
-    return _native.save(_items(tensor_dict), metadata)
+    keep: List[np.ndarray] = []
+    return serialize(_flatten(tensor_dict, keep), metadata=metadata)
 
 
 def save_file(tensor_dict: Dict[str, np.ndarray], filename: Union[str, os.PathLike],
               metadata: Optional[Dict[str, str]] = None) -> None:
     """Write a dict of arrays to filename (atomically: temporary file, fsync, rename)."""
-    _native.save(_items(tensor_dict), metadata, os.fspath(filename))
+    keep: List[np.ndarray] = []
+    serialize_file(_flatten(tensor_dict, keep), filename, metadata=metadata)
 
 
 def load(data: bytes) -> Dict[str, np.ndarray]:
@@ -53,5 +89,6 @@ def load_file(filename: Union[str, os.PathLike], backend: Optional[str] = None, 
     mmap_views=True returns views of a private (copy-on-write) mapping of the files instead:
     nearly free when the files are in the page cache, but truncating a file while its arrays
     live kills the process with SIGBUS."""
-    return _core.load_dict(filename, _core.to_numpy, "cpu", backend, owned=True,
+    return _core.load_dict(_core.check_filename(filename), _core.to_numpy, "cpu", backend,
+                           owned=True,
                            mmap_views=mmap_views)

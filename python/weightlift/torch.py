@@ -5,89 +5,138 @@ views of memory owned by weightlift: for local files on CPU, by default, views o
 from __future__ import annotations
 
 import os
+import sys
 from collections import defaultdict
 from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import torch
 
-from . import _core, _native
+from . import _core
+from ._core import safe_open  # noqa: F401 - the reference module's names
+from ._serialize import TensorSpec, deserialize, serialize, serialize_file  # noqa: F401
 
-__all__ = ["load_file", "load", "save_file", "save", "save_model", "load_model"]
-
-
-def _dtype_name(dt: "torch.dtype") -> str:
-    for k, v in _core.torch_dtypes().items():
-        if v == dt:
-            return k
-    raise ValueError(f"dtype {dt} is not supported by safetensors")
+__all__ = ["load_file", "load", "save_file", "save", "save_model", "load_model", "safe_open",
+           "storage_ptr", "storage_size", "serialize", "serialize_file", "deserialize",
+           "TensorSpec"]
 
 
-def _elem_size(t: torch.Tensor) -> int:
-    return t.element_size()
+# dtypes the reference knows (getattr: older torch lacks the float8/float4 ones).
+_float8_e4m3fn = getattr(torch, "float8_e4m3fn", None)
+_float8_e4m3fnuz = getattr(torch, "float8_e4m3fnuz", None)
+_float8_e5m2 = getattr(torch, "float8_e5m2", None)
+_float8_e5m2fnuz = getattr(torch, "float8_e5m2fnuz", None)
+_float8_e8m0 = getattr(torch, "float8_e8m0fnu", None)
+_float4_e2m1_x2 = getattr(torch, "float4_e2m1fn_x2", None)
+
+# torch dtype -> bytes per element (float4_e2m1fn_x2: one byte holds two).
+_SIZE = {dt: torch.empty(0, dtype=dt).element_size()
+         for dt in (torch.int64, torch.float32, torch.int32, torch.bfloat16, torch.float16,
+                    torch.int16, torch.uint8, torch.int8, torch.bool, torch.float64,
+                    torch.complex64, _float8_e4m3fn, _float8_e4m3fnuz, _float8_e5m2,
+                    _float8_e5m2fnuz, _float8_e8m0, _float4_e2m1_x2,
+                    getattr(torch, "uint64", None), getattr(torch, "uint32", None),
+                    getattr(torch, "uint16", None))
+         if dt is not None}
+
+# safetensors dtype -> torch dtype, the reference's table (what _getdtype and _view2torch
+# take; weightlift's own loader also knows F8_E8M0 and F4: _core.torch_dtypes).
+_TYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool, "F8_E4M3": _float8_e4m3fn,
+    "F8_E4M3FNUZ": _float8_e4m3fnuz, "F8_E5M2": _float8_e5m2, "F8_E5M2FNUZ": _float8_e5m2fnuz,
+    "C64": torch.complex64,
+}
+if hasattr(torch, "uint64"):
+    _TYPES.update({"U64": torch.uint64, "U32": torch.uint32, "U16": torch.uint16})
 
 
-def _storage_ptr(t: torch.Tensor) -> int:
+def storage_ptr(tensor: torch.Tensor) -> int:
+    """The address of the storage under tensor (0 for meta tensors); transformers and
+    accelerate group tied weights by it."""
     try:
-        return t.untyped_storage().data_ptr()
+        return tensor.untyped_storage().data_ptr()
     except Exception:
-        return 0
+        try:
+            return tensor.storage().data_ptr()
+        except NotImplementedError:
+            return 0
 
 
-def _storage_size(t: torch.Tensor) -> int:
+def storage_size(tensor: torch.Tensor) -> int:
+    """The byte size of the storage under tensor."""
     try:
-        return t.untyped_storage().nbytes()
-    except Exception:
-        return t.nelement() * _elem_size(t)
+        return tensor.untyped_storage().nbytes()
+    except AttributeError:
+        try:
+            return tensor.storage().size() * _SIZE[tensor.dtype]
+        except NotImplementedError:
+            return tensor.nelement() * _SIZE[tensor.dtype]
 
 
-def _end(t: torch.Tensor) -> int:
-    if t.nelement():
-        return t.view(-1)[-1].data_ptr() + _elem_size(t)
-    return t.data_ptr()
+def _end_ptr(tensor: torch.Tensor) -> int:
+    """One past the last byte tensor addresses (its data_ptr when empty)."""
+    if tensor.nelement():
+        return tensor.view(-1)[-1].data_ptr() + _SIZE[tensor.dtype]
+    return tensor.data_ptr()
 
 
-def _shared_groups(tensors: Dict[str, torch.Tensor]) -> List[Set[str]]:
-    """Names grouped by the storage they share, split where their byte ranges do not overlap
-    (two disjoint views of one buffer can be saved separately)."""
-    by_storage: Dict[Any, Set[str]] = defaultdict(set)
-    for k, v in tensors.items():
-        if v.device.type != "meta" and _storage_ptr(v) != 0 and _storage_size(v) != 0:
-            by_storage[(v.device, _storage_ptr(v), _storage_size(v))].add(k)
-    groups: List[Set[str]] = []
-    for names in sorted(by_storage.values()):
-        if len(names) < 2:
-            groups.append(names)
+def _filter_shared_not_shared(tensors: List[Set[str]], state_dict: Dict[str, torch.Tensor]
+                              ) -> List[Set[str]]:
+    """Split groups of names sharing a storage where their byte ranges do not overlap (two
+    disjoint views of one buffer are saved separately)."""
+    out: List[Set[str]] = []
+    for shared in tensors:
+        if len(shared) < 2:
+            out.append(shared)
             continue
-        spans = sorted((tensors[n].data_ptr(), _end(tensors[n]), n) for n in names)
-        groups.append({spans[0][2]})
-        stop = spans[0][1]
-        for s, e, n in spans[1:]:
-            if s >= stop:
-                groups.append({n})
+        areas = sorted((state_dict[n].data_ptr(), _end_ptr(state_dict[n]), n) for n in shared)
+        _, last_stop, last_name = areas[0]
+        out.append({last_name})
+        for start, stop, name in areas[1:]:
+            if start >= last_stop:
+                out.append({name})
             else:
-                groups[-1].add(n)
-            stop = e
-    return groups
+                out[-1].add(name)
+            last_stop = stop
+    return out
 
 
-def _covers_storage(t: torch.Tensor) -> bool:
-    return t.data_ptr() == _storage_ptr(t) and t.nelement() * _elem_size(t) == _storage_size(t)
+def _find_shared_tensors(state_dict: Dict[str, torch.Tensor]) -> List[Set[str]]:
+    """Names grouped by the storage (device, address, size) and bytes they share; meta and
+    storage-less tensors are in no group."""
+    by_storage: Dict[Any, Set[str]] = defaultdict(set)
+    for k, v in state_dict.items():
+        if v.device != torch.device("meta") and storage_ptr(v) != 0 and storage_size(v) != 0:
+            by_storage[(v.device, storage_ptr(v), storage_size(v))].add(k)
+    return _filter_shared_not_shared(list(sorted(by_storage.values())), state_dict)
 
 
-def _duplicates(state_dict: Dict[str, torch.Tensor], *, preferred_names=None,
-                discard_names=None) -> Dict[str, List[str]]:
-    """For each group of tied tensors, the name kept and the names dropped."""
+def _is_complete(tensor: torch.Tensor) -> bool:
+    """tensor covers its whole storage, without holes."""
+    return tensor.data_ptr() == storage_ptr(tensor) and \
+        tensor.nelement() * _SIZE[tensor.dtype] == storage_size(tensor)
+
+
+def _remove_duplicate_names(state_dict: Dict[str, torch.Tensor], *,
+                            preferred_names: Optional[List[str]] = None,
+                            discard_names: Optional[List[str]] = None) -> Dict[str, List[str]]:
+    """For each group of tied tensors, the name kept -> the names dropped (the kept one covers
+    the whole storage; preferred_names win, then names not in discard_names, then the first
+    in sort order)."""
     preferred = set(preferred_names or [])
     discard = set(discard_names or [])
-    out: Dict[str, List[str]] = defaultdict(list)
-    for group in _shared_groups(state_dict):
-        complete = {n for n in group if _covers_storage(state_dict[n])}
+    to_remove: Dict[str, List[str]] = defaultdict(list)
+    for shared in _find_shared_tensors(state_dict):
+        complete = {n for n in shared if _is_complete(state_dict[n])}
         if not complete:
             raise RuntimeError(
                 "Error while trying to find names to remove to save state dict, but found no "
-                f"suitable name to keep for saving amongst: {group}. None is covering the entire "
+                f"suitable name to keep for saving amongst: {shared}. None is covering the entire "
                 "storage. Refusing to save/load the model since you could be storing much more "
-                "memory than needed.")
+                "memory than needed. Please refer to "
+                "https://huggingface.co/docs/safetensors/torch_shared_tensors for more "
+                "information.")
         keep = sorted(complete)[0]
         kept = complete - discard
         if kept:
@@ -96,13 +145,15 @@ def _duplicates(state_dict: Dict[str, torch.Tensor], *, preferred_names=None,
             p = preferred & complete
             if p:
                 keep = sorted(p)[0]
-        for n in sorted(group):
+        for n in sorted(shared):
             if n != keep:
-                out[keep].append(n)
-    return out
+                to_remove[keep].append(n)
+    return to_remove
 
 
-def _check(tensors: Dict[str, torch.Tensor]) -> None:
+def _evaluate_tensors_for_save(tensors: Dict[str, torch.Tensor]) -> None:
+    """The reference's checks before a save: a dict of dense torch tensors, none sharing
+    memory with another."""
     if not isinstance(tensors, dict):
         raise ValueError(f"Expected a dict of [str, torch.Tensor] but received {type(tensors)}")
     sparse = []
@@ -116,17 +167,40 @@ def _check(tensors: Dict[str, torch.Tensor]) -> None:
             f"You are trying to save a sparse tensors: `{sparse}` which this library does not "
             "support. You can make it a dense tensor before saving with `.to_dense()` but be "
             "aware this might make a much larger file than needed.")
-    failing = [g for g in _shared_groups(tensors) if len(g) > 1]
+    failing = [g for g in _find_shared_tensors(tensors) if len(g) > 1]
     if failing:
         raise RuntimeError(
             f"Some tensors share memory, this will lead to duplicate memory on disk and potential "
             f"differences when loading them again: {failing}.\nA potential way to correctly save "
-            "your model is to use `save_model`.")
+            "your model is to use `save_model`.\nMore information at "
+            "https://huggingface.co/docs/safetensors/torch_shared_tensors")
 
 
-def _items(tensors: Dict[str, torch.Tensor]):
-    _check(tensors)
-    items = []
+def _to_ndarray(tensor: torch.Tensor):
+    """(a uint8 numpy array over tensor's bytes, moved to CPU first; the CPU tensor that owns
+    them, to keep alive while the array is used). No copy for CPU tensors."""
+    import ctypes
+
+    import numpy as np
+
+    if tensor.device.type != "cpu":
+        tensor = tensor.to("cpu")
+    total = int(np.prod(tensor.shape, dtype=np.int64)) * tensor.element_size()
+    ptr = tensor.data_ptr()
+    if ptr == 0:
+        return np.empty(0), 0
+    data = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_ubyte)), (total,))
+    if sys.byteorder == "big":
+        data = data.view(np.dtype(f">u{tensor.element_size()}")).byteswap(inplace=False)
+    return data, tensor
+
+
+def _flatten_as_ptr(tensors: Dict[str, torch.Tensor], keep_alive_buffer: List
+                    ) -> Dict[str, TensorSpec]:
+    """name -> TensorSpec over each tensor's bytes (the arrays and CPU copies they point into
+    go into keep_alive_buffer)."""
+    _evaluate_tensors_for_save(tensors)
+    flattened = {}
     for k, v in tensors.items():
         if not v.is_contiguous():
             raise ValueError(
@@ -134,28 +208,44 @@ def _items(tensors: Dict[str, torch.Tensor]):
                 "either means you are trying to save tensors which are reference of each other in "
                 "which case it's recommended to save only the full tensors, and reslice at load "
                 "time, or simply call `.contiguous()` on your tensor to pack it before saving.")
-        name = _dtype_name(v.dtype)
-        c = v.detach()
-        if c.device.type != "cpu":
-            c = c.to("cpu")
-        shape = tuple(c.shape)
-        if name == "F4" and shape:
-            shape = shape[:-1] + (shape[-1] * 2,)  # packed pairs: the file counts elements
-        raw = c.reshape(-1).view(torch.uint8) if c.nelement() else torch.empty(0, dtype=torch.uint8)
-        items.append((k, name, shape, raw.numpy()))
-    return items
+        arr, ref = _to_ndarray(v)
+        keep_alive_buffer.append((arr, ref))
+        flattened[k] = TensorSpec(dtype=str(v.dtype).split(".")[-1], shape=v.shape,
+                                  data_ptr=arr.ctypes.data, data_len=arr.nbytes)
+    return flattened
+
+
+def _getdtype(dtype_str: str) -> "torch.dtype":
+    return _TYPES[dtype_str]
+
+
+def _view2torch(safeview) -> Dict[str, torch.Tensor]:
+    """deserialize()'s list -> name -> tensor (copies of the bytes)."""
+    result = {}
+    for k, v in safeview:
+        dtype = _getdtype(v["dtype"])
+        if len(v["data"]) == 0:
+            arr = torch.empty(v["shape"], dtype=dtype)
+        else:
+            arr = torch.frombuffer(v["data"], dtype=dtype).reshape(v["shape"])
+        if sys.byteorder == "big":
+            arr = torch.from_numpy(arr.numpy().byteswap(inplace=False))
+        result[k] = arr
+    return result
 
 
 def save(tensors: Dict[str, torch.Tensor], metadata: Optional[Dict[str, str]] = None) -> bytes:
     """Serialise tensors into safetensors bytes (byte-identical to the reference)."""
-    return _native.save(_items(tensors), metadata)
+    keep: List[Any] = []
+    return serialize(_flatten_as_ptr(tensors, keep), metadata=metadata)
 
 
 def save_file(tensors: Dict[str, torch.Tensor], filename: Union[str, os.PathLike],
               metadata: Optional[Dict[str, str]] = None) -> None:
-    """Write tensors to filename atomically (temporary file, fsync, rename): saving over a
-    file that is being read is safe."""
-    _native.save(_items(tensors), metadata, os.fspath(filename))
+    """Write tensors to filename atomically (temporary file, fsync, rename, the GIL released):
+    saving over a file that is being read is safe."""
+    keep: List[Any] = []
+    serialize_file(_flatten_as_ptr(tensors, keep), filename, metadata=metadata)
 
 
 def load(data: bytes) -> Dict[str, torch.Tensor]:
@@ -169,7 +259,7 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
 
     backend: None/"mmap" (lazy copy-on-write views of the file, the default for CPU) or
     "pread" (copied into owned memory by the parallel reader)."""
-    return _core.load_dict(filename, _core.to_torch, device, backend)
+    return _core.load_dict(_core.check_filename(filename), _core.to_torch, device, backend)
 
 
 def save_model(model: "torch.nn.Module", filename: Union[str, os.PathLike],
@@ -177,7 +267,7 @@ def save_model(model: "torch.nn.Module", filename: Union[str, os.PathLike],
     """Save a model's state dict, dropping tied duplicates (recorded in the metadata as
     dropped name -> kept name), as the reference does."""
     state_dict = model.state_dict()
-    for kept, dropped in _duplicates(state_dict).items():
+    for kept, dropped in _remove_duplicate_names(state_dict).items():
         for n in dropped:
             if metadata is None:
                 metadata = {}
@@ -199,7 +289,7 @@ def load_model(model: "torch.nn.Module", filename: Union[str, os.PathLike], stri
     """Load a file into a model, tolerating tied weights saved once; returns
     (missing, unexpected) like the reference."""
     state_dict = load_file(filename, device=device, backend=backend)
-    dups = _duplicates(model.state_dict(), preferred_names=state_dict.keys())
+    dups = _remove_duplicate_names(model.state_dict(), preferred_names=state_dict.keys())
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     missing = set(missing)
     for dropped in dups.values():

@@ -9,6 +9,7 @@ wl = pytest.importorskip("weightlift")
 torch = pytest.importorskip("torch")
 wlt = pytest.importorskip("weightlift.torch")
 reft = pytest.importorskip("safetensors.torch")
+ref = pytest.importorskip("safetensors")
 
 DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
           torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64]
@@ -93,9 +94,13 @@ def test_bytes_identical_to_reference(tmp_path, metadata):
 def test_load_file_device_cpu(tmp_path):
     p = tmp_path / "d.safetensors"
     reft.save_file({"a": torch.arange(4.0)}, p)
-    # The reference rejects torch.device("cpu") ("device device(type='cpu') is invalid"); we
-    # accept it as a harmless superset, so only the string form is compared.
-    assert_same(wlt.load_file(p, device=torch.device("cpu")), reft.load_file(p))
+    # The reference rejects torch.device("cpu") ("device device(type='cpu') is invalid"), and
+    # so does weightlift (issue 9: the reference's device parser is the contract).
+    with pytest.raises(ref.SafetensorError) as want:
+        reft.load_file(p, device=torch.device("cpu"))
+    with pytest.raises(wl.SafetensorError) as got:
+        wlt.load_file(p, device=torch.device("cpu"))
+    assert str(got.value) == str(want.value)
     for dev in ["cpu"]:
         try:
             want = reft.load_file(p, device=dev)
