@@ -90,6 +90,9 @@ int cli_expect_parse(const char *text, size_t len, struct cli_expect *e, char *m
 /* Free what cli_expect_parse built; e may be zeroed or already freed. */
 void cli_expect_free(struct cli_expect *e);
 
+/* A sha256 digest as 64 lowercase hex digits. */
+void cli_hex32(const uint8_t *md, char out[65]);
+
 /* Print json as the one --json object on stdout (pretty on a terminal, one line otherwise). */
 void cli_json_print(json_object *obj);
 

@@ -316,3 +316,14 @@ void cli_json_print(json_object *obj)
 	fputc('\n', stdout);
 	fflush(stdout);
 }
+
+void cli_hex32(const uint8_t *md, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 0; i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[64] = '\0';
+}

@@ -83,17 +83,6 @@ static void file_metadata(struct cli_jw *w, const wlift_ckpt *ck, size_t f)
 	cli_jw_close(w, '}');
 }
 
-static void hex32(const uint8_t *md, char out[65])
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (int i = 0; i < 32; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[64] = '\0';
-}
-
 static void tensors(struct cli_jw *w, const struct cli_report_ckpt *c)
 {
 	size_t nfiles = wlift_ckpt_nfiles(c->ck), n = wlift_ckpt_count(c->ck);
@@ -135,7 +124,7 @@ static void tensors(struct cli_jw *w, const struct cli_report_ckpt *c)
 			char hex[65];
 			cli_jw_key(w, "sha256");
 			if (c->done[i]) {
-				hex32(c->md[i], hex);
+				cli_hex32(c->md[i], hex);
 				cli_jw_str(w, hex);
 			} else {
 				cli_jw_null(w);

@@ -57,17 +57,6 @@ struct verify_state {
 	int err;           /* first hashing error (set from callbacks) */
 };
 
-static void to_hex(const uint8_t *md, char out[65])
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (int i = 0; i < 32; i++) {
-		out[2 * i] = hex[md[i] >> 4];
-		out[2 * i + 1] = hex[md[i] & 15];
-	}
-	out[64] = '\0';
-}
-
 static int hash_tensor(struct verify_state *st, const wlift_tensor *t)
 {
 	wlift_tensor_view v;
@@ -263,7 +252,7 @@ static int expect_compare(const struct cli_expect *e, const struct cli_report *r
 			ret = add_mismatch(mm, nmm, &cap, name, want, NULL);
 			n->missing++;
 		} else {
-			to_hex(got, hex);
+			cli_hex32(got, hex);
 			if (strcasecmp(want, hex) == 0)
 				continue;
 			if (print)
@@ -327,7 +316,7 @@ static void write_verdict(struct cli_jw *w, void *user)
 			cli_jw_str_or_null(w, v->mm[i].want);
 			cli_jw_key(w, "actual");
 			if (v->mm[i].got) {
-				to_hex(v->mm[i].got, hex);
+				cli_hex32(v->mm[i].got, hex);
 				cli_jw_str(w, hex);
 			} else {
 				cli_jw_null(w);
@@ -450,7 +439,7 @@ int cli_verify(int argc, char **argv)
 
 			if (!st.done[k] || wlift_ckpt_info(ck, k, &ti) < 0)
 				continue;
-			to_hex(st.md[k], hex);
+			cli_hex32(st.md[k], hex);
 			printf("%s  %s\n", hex, ti.name);
 		}
 		/* With --expect the verdict is the comparison's, printed once at the end: an

@@ -442,6 +442,28 @@ static int refuse_nul(struct hp *p, size_t kpos)
 			"strings)");
 }
 
+/* A member key that names something (a tensor, a metadata entry), decoded into the arena,
+ * then the ':' after it. *kpos: where the key starts. */
+static int arena_key(struct hp *p, char **k, size_t *len, size_t *kpos)
+{
+	int nul, ret;
+
+	skip_ws(p);
+	*kpos = p->i;
+	if (at_end(p) || p->s[p->i] != '"')
+		return fail(p, "json.syntax", "expected a string key");
+	ret = arena_string(p, k, len, &nul);
+	if (ret)
+		return ret;
+	if (nul)
+		return refuse_nul(p, *kpos);
+	skip_ws(p);
+	if (at_end(p) || p->s[p->i] != ':')
+		return fail(p, "json.syntax", "expected ':'");
+	p->i++;
+	return 0;
+}
+
 /* dtype: a known name as a string, or {"NAME": null} (serde's map form of a unit variant). */
 static int dtype(struct hp *p, struct wlift__htensor *t, int depth)
 {
@@ -691,19 +713,9 @@ static int metadata(struct hp *p, int depth)
 		char *k, *v;
 		size_t kpos, klen, vlen;
 		int nul;
-		skip_ws(p);
-		kpos = p->i;
-		if (at_end(p) || p->s[p->i] != '"')
-			return fail(p, "json.syntax", "expected a string key");
-		ret = arena_string(p, &k, &klen, &nul);
+		ret = arena_key(p, &k, &klen, &kpos);
 		if (ret)
 			return ret;
-		if (nul)
-			return refuse_nul(p, kpos);
-		skip_ws(p);
-		if (at_end(p) || p->s[p->i] != ':')
-			return fail(p, "json.syntax", "expected ':'");
-		p->i++;
 		skip_ws(p);
 		if (at_end(p))
 			return eof_value(p);
@@ -739,20 +751,9 @@ static int top(struct hp *p)
 	do {
 		struct wlift__htensor t = { 0 };
 		size_t kpos, len;
-		int nul;
-		skip_ws(p);
-		kpos = p->i;
-		if (at_end(p) || p->s[p->i] != '"')
-			return fail(p, "json.syntax", "expected a string key");
-		ret = arena_string(p, &t.name, &len, &nul);
+		ret = arena_key(p, &t.name, &len, &kpos);
 		if (ret)
 			return ret;
-		if (nul)
-			return refuse_nul(p, kpos);
-		skip_ws(p);
-		if (at_end(p) || p->s[p->i] != ':')
-			return fail(p, "json.syntax", "expected ':'");
-		p->i++;
 		if (len == 12 && memcmp(t.name, "__metadata__", 12) == 0) {
 			p->arena_len -= len + 1; /* not a tensor name */
 			if (seen_meta++) {
