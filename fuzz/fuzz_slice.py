@@ -173,6 +173,12 @@ def check(data: bytes) -> None:
         whole, whole_err = _run(full.__getitem__, plain)
         if whole_err is None:
             want_err, want = None, whole
+    if want_err is not None and got_err is not None and _reversed(index) and \
+            type(want_err).__name__ != "SafetensorError" and \
+            type(got_err).__name__ == "SafetensorError":
+        # The same bug where another dimension is out of bounds: the reference crashes on the
+        # reversed slice before it reaches that dimension's check, weightlift reports it.
+        return
     if framework == "pt" and _huge_step(index):
         # torch's own overflows with a step near 2**63 (the reference's torch slicing raises
         # "Storage size calculation overflowed", "as_strided: Negative strides", or returns
