@@ -93,6 +93,17 @@ void cli_expect_free(struct cli_expect *e);
 /* A sha256 digest as 64 lowercase hex digits. */
 void cli_hex32(const uint8_t *md, char out[65]);
 
+/* A --shard-spec file: {"name or glob": dim or null, ...} in file order. */
+struct cli_shard {
+	json_object *root;	/* owns the patterns */
+	wlift_shard_rule *rules;
+	size_t n;
+};
+/* Parse len bytes of text as a --shard-spec file into *sh (free with cli_shard_free). 0, or -1
+ * with a message (ending in its [rule], quoting none of the text) in msg[0..cap). */
+int cli_shard_parse(const char *text, size_t len, struct cli_shard *sh, char *msg, size_t cap);
+void cli_shard_free(struct cli_shard *sh);
+
 /* Print json as the one --json object on stdout (pretty on a terminal, one line otherwise). */
 void cli_json_print(json_object *obj);
 

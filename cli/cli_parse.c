@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Parsers of user-given text that the commands share with the fuzz targets (fuzz/fuzz_names.c,
- * fuzz/fuzz_expect.c): the --names list and the --expect file. They print nothing and touch
+ * fuzz/fuzz_expect.c): the --names list, the --expect file and the --shard-spec file. They print nothing and touch
  * no file: a rejection is a message in the caller's buffer, so that a target can check that
  * every rejection is explained, and the message never quotes the input's bytes.
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,29 @@ static int fail(char *msg, size_t cap, const char *fmt, ...)
 	return -1;
 }
 
+/* The JSON document text[0..len), nothing after it; NULL with *errtxt (json-c's word for the
+ * problem) when it is not one. */
+static json_object *parse_json(const char *text, size_t len, const char **errtxt)
+{
+	struct json_tokener *tok = json_tokener_new();
+	enum json_tokener_error jerr = json_tokener_error_parse_eof;
+	json_object *root = NULL;
+
+	if (tok && len <= INT32_MAX) {
+		root = json_tokener_parse_ex(tok, text, (int)len);
+		jerr = json_tokener_get_error(tok);
+		if (root && tok->char_offset < (int)len) {
+			json_object_put(root); /* trailing garbage */
+			root = NULL;
+		}
+	}
+	json_tokener_free(tok);
+	if (!root && jerr == json_tokener_continue)
+		jerr = json_tokener_error_parse_eof;
+	*errtxt = root ? NULL : json_tokener_error_desc(jerr);
+	return root;
+}
+
 void cli_expect_free(struct cli_expect *e)
 {
 	json_object_put(e->map);
@@ -59,22 +83,7 @@ int cli_expect_parse(const char *text, size_t len, struct cli_expect *e, char *m
 	const char *errtxt;
 
 	memset(e, 0, sizeof(*e));
-	{
-		struct json_tokener *tok = json_tokener_new();
-		enum json_tokener_error jerr = json_tokener_error_parse_eof;
-		if (tok && len <= INT32_MAX) {
-			e->root = json_tokener_parse_ex(tok, text, (int)len);
-			jerr = json_tokener_get_error(tok);
-			if (e->root && tok->char_offset < (int)len) {
-				json_object_put(e->root); /* trailing garbage */
-				e->root = NULL;
-			}
-		}
-		json_tokener_free(tok);
-		if (!e->root && jerr == json_tokener_continue)
-			jerr = json_tokener_error_parse_eof;
-		errtxt = e->root ? NULL : json_tokener_error_desc(jerr);
-	}
+	e->root = parse_json(text, len, &errtxt);
 	if (!e->root || !json_object_is_type(e->root, json_type_object)) {
 		cli_expect_free(e);
 		return fail(msg, cap, "not a JSON object (%s) [expect.json]",
@@ -118,4 +127,54 @@ bad:
 	cli_expect_free(e);
 	return fail(msg, cap,
 		    "expected a 'verify --json' output or a {name: sha256} object [expect.format]");
+}
+
+void cli_shard_free(struct cli_shard *sh)
+{
+	free(sh->rules);
+	json_object_put(sh->root);
+	memset(sh, 0, sizeof(*sh));
+}
+
+int cli_shard_parse(const char *text, size_t len, struct cli_shard *sh, char *msg, size_t cap)
+{
+	const char *errtxt;
+	size_t n = 0;
+
+	memset(sh, 0, sizeof(*sh));
+	sh->root = parse_json(text, len, &errtxt);
+	if (!sh->root || !json_object_is_type(sh->root, json_type_object)) {
+		cli_shard_free(sh);
+		return fail(msg, cap, "not a JSON object (%s) [shard.json]",
+			    errtxt ? errtxt : "wrong type");
+	}
+	sh->rules = calloc((size_t)json_object_object_length(sh->root) + 1, sizeof(*sh->rules));
+	if (!sh->rules) {
+		cli_shard_free(sh);
+		return fail(msg, cap, "%s [shard.memory]", strerror(ENOMEM));
+	}
+	json_object_object_foreach(sh->root, key, val)
+	{
+		int64_t dim = -1;
+
+		if (val && !json_object_is_type(val, json_type_null)) {
+			if (!json_object_is_type(val, json_type_int) ||
+			    (dim = json_object_get_int64(val)) < 0 || dim > INT32_MAX) {
+				cli_shard_free(sh);
+				return fail(msg, cap, "entry %zu: the value must be a dimension "
+					    "(an integer >= 0) or null to replicate [shard.format]",
+					    n + 1);
+			}
+		}
+		if (!key[0]) {
+			cli_shard_free(sh);
+			return fail(msg, cap, "entry %zu: an empty tensor name or pattern "
+				    "[shard.format]", n + 1);
+		}
+		sh->rules[n].pattern = key;
+		sh->rules[n].dim = (int)dim;
+		n++;
+	}
+	sh->n = n;
+	return 0;
 }

@@ -33,6 +33,11 @@ static void usage(FILE *out)
 	    "  --mmap                  tensors are views of a private mapping of the file\n"
 	    "                          (reported as mapped, with the time to populate it)\n"
 	    "  --names A,B,...         load only these tensors (repeatable)\n"
+	    "  --rank R --world W      tensor-parallel rank R of W (0 <= R < W <= 65536): with\n"
+	    "                          --shard-spec, load only this rank's blocks\n"
+	    "  --shard-spec FILE       JSON object {\"name or glob\": dim or null}: split the\n"
+	    "                          matching tensors along dim into W blocks of ceil(n/W)\n"
+	    "                          (null, or no match: replicated, loaded whole)\n"
 	    "  --device DEV            cpu (default); cuda, cuda:N in the GPU stage\n"
 	    "  --dtype T               convert floating-point tensors to F16, BF16 or F32\n"
 	    "  --repeat N              run open + load N times, report the median run\n"
@@ -243,6 +248,9 @@ int cli_load(int argc, char **argv)
 		OPT_REPEAT,
 		OPT_TOUCH,
 		OPT_JSON,
+		OPT_RANK,
+		OPT_WORLD,
+		OPT_SHARD,
 	};
 	static const struct option opts[] = {
 	    {"threads", required_argument, NULL, OPT_THREADS},
@@ -257,6 +265,9 @@ int cli_load(int argc, char **argv)
 	    {"repeat", required_argument, NULL, OPT_REPEAT},
 	    {"touch", no_argument, NULL, OPT_TOUCH},
 	    {"json", no_argument, NULL, OPT_JSON},
+	    {"rank", required_argument, NULL, OPT_RANK},
+	    {"world", required_argument, NULL, OPT_WORLD},
+	    {"shard-spec", required_argument, NULL, OPT_SHARD},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -271,7 +282,9 @@ int cli_load(int argc, char **argv)
 	struct cli_rss *rss = NULL;
 	const char **names = NULL;
 	size_t nnames = 0;
-	unsigned long threads = 0, repeat = 1;
+	unsigned long threads = 0, repeat = 1, rank = 0, world = 0;
+	struct cli_shard shard = {0};
+	const char *shard_path = NULL;
 	uint64_t chunk = 0, inflight = 0, peak = 0;
 	const char *uri, *device = NULL;
 	wlift_ctx *ctx = NULL;
@@ -358,6 +371,22 @@ int cli_load(int argc, char **argv)
 		case OPT_JSON:
 			json = true;
 			break;
+		case OPT_RANK:
+			if (strcmp(optarg, "0") != 0 &&
+			    cli_parse_uint(optarg, WLIFT_MAX_WORLD - 1, &rank) < 0) {
+				rc = cli_usage_error("load", "invalid --rank '%s' (0 .. 65535)", optarg);
+				goto out;
+			}
+			break;
+		case OPT_WORLD:
+			if (cli_parse_uint(optarg, WLIFT_MAX_WORLD, &world) < 0) {
+				rc = cli_usage_error("load", "invalid --world '%s' (1 .. 65536)", optarg);
+				goto out;
+			}
+			break;
+		case OPT_SHARD:
+			shard_path = optarg;
+			break;
 		case 'q':
 			quiet = true;
 			break;
@@ -383,6 +412,34 @@ int cli_load(int argc, char **argv)
 	if (touch && device && strcmp(device, "cpu") != 0) {
 		rc = cli_usage_error("load", "--touch reads host memory: it needs --device cpu");
 		goto out;
+	}
+	if (rank >= (world ? world : 1) || (shard_path && world < 2) || (world > 1 && !shard_path)) {
+		rc = cli_usage_error("load", "%s",
+				     rank >= (world ? world : 1) ? "--rank must be below --world"
+				     : shard_path ? "--shard-spec needs --world W >= 2 (and --rank)"
+						  : "--world needs --shard-spec");
+		goto out;
+	}
+	if (shard_path) {
+		char *text = NULL, msg[256];
+		size_t len = 0;
+
+		/* Bounded and never blocking, as every user-named file (a spec is a few KiB). */
+		rc = cli_read_small_file(shard_path, 16u << 20, &text, &len);
+		if (rc)
+			goto out;
+		ret = cli_shard_parse(text, len, &shard, msg, sizeof(msg));
+		free(text);
+		if (ret < 0) {
+			cli_errorf("%s: %s", shard_path, msg);
+			rc = CLI_EXIT_INPUT;
+			goto out;
+		}
+		ret = 0;
+		lo.rank = (int)rank;
+		lo.world_size = (int)world;
+		lo.shard = shard.rules;
+		lo.nshard = shard.n;
 	}
 	uri = argv[optind];
 
@@ -502,6 +559,11 @@ int cli_load(int argc, char **argv)
 					       json_object_new_uint64(med.ntensors));
 			json_object_object_add(root, "bytes_read",
 					       json_object_new_uint64(med.st.bytes_read));
+			if (lo.world_size > 1) {
+				json_object_object_add(root, "rank", json_object_new_int(lo.rank));
+				json_object_object_add(root, "world",
+						       json_object_new_int(lo.world_size));
+			}
 			json_object_object_add(root, "fixups",
 					       json_object_new_uint64(med.st.fixups));
 			json_object_object_add(root, "fixup_bytes",
@@ -581,5 +643,6 @@ out:
 	wlift_ctx_destroy(ctx);
 	free(runs);
 	free(names);
+	cli_shard_free(&shard);
 	return rc;
 }

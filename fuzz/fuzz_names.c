@@ -166,7 +166,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ret == 0) {
 		check_selection(ck, &lo, &s);
 		wlift_diag_clear(&d);
-		ret = wlift__load_partition(ck, &s, &d);
+		ret = wlift__load_partition(ck, &lo, NULL, &s, &d);
 		if (ret == 0)
 			check_partition(ck, &s);
 		else if (d.code == 0 || !d.message[0] || !rows ||

@@ -160,6 +160,7 @@ typedef struct wlift_ctx wlift_ctx;
  * variables, CLI flags, Python keywords): 0 means "the default"; a value above the maximum is
  * -EINVAL with a message naming the knob. */
 #define WLIFT_MAX_THREADS 256u
+#define WLIFT_MAX_WORLD 65536
 #define WLIFT_MAX_CHUNK_BYTES (1ull << 30)
 #define WLIFT_MAX_INFLIGHT_BYTES (1ull << 40)
 
@@ -269,6 +270,17 @@ typedef int (*wlift_progress_fn)(uint64_t done_bytes, uint64_t total_bytes, void
  * t is valid until wlift_result_free; it may be exported from here. Non-zero return cancels. */
 typedef int (*wlift_ready_fn)(const wlift_tensor *t, void *user);
 
+/* Tensor-parallel sharding (wlift_load_opts.shard): tensors whose name matches pattern (an
+ * exact name or an fnmatch(3) glob; a rule naming the tensor exactly wins, else the first
+ * glob that matches) are split along dim into
+ * world_size blocks of ceil(n / world_size) entries (fastsafetensors' get_sharded: trailing
+ * ranks may get short or empty blocks), and this rank loads only its block; dim -1 (and a
+ * tensor no rule matches) means replicated: loaded whole. */
+typedef struct wlift_shard_rule {
+	const char *pattern;
+	int dim;
+} wlift_shard_rule;
+
 /* Leading-dimension rows [begin, end) of one tensor (wlift_load_opts.rows). */
 typedef struct wlift_rows {
 	uint64_t begin, end;
@@ -288,7 +300,7 @@ typedef struct wlift_load_opts {
 	unsigned threads;            /* 0: context value */
 	size_t chunk_bytes;          /* 0: context value */
 	size_t max_inflight_bytes;   /* 0: context value */
-	int rank;                    /* distributed (later stage); 0 */
+	int rank;                    /* with shard: this rank, 0 <= rank < world_size */
 	int world_size;              /* 0 or 1: not distributed */
 	wlift_progress_fn progress;  /* NULL: none */
 	void *progress_user;
@@ -299,6 +311,14 @@ typedef struct wlift_load_opts {
 	 * loaded part: info.shape[0] = end - begin, info.nbytes, data_begin, data_end and
 	 * file_offset of those rows. */
 	const wlift_rows *rows;
+	/* Sharding rules for rank of world_size (world_size >= 2). Along dim 0 a block is
+	 * contiguous and only its bytes are read; along a later dim the block is a strided set
+	 * of rows: the covering range is read and gathered in place (bytes_read reports it).
+	 * The loaded view reports the block: info.shape[dim] and info.nbytes are the block's,
+	 * data_begin/data_end/file_offset the covering range's. Not with rows for the same
+	 * tensor, not in mapped mode for a dim > 0 block. */
+	const wlift_shard_rule *shard;
+	size_t nshard;
 } wlift_load_opts;
 #define WLIFT_LOAD_OPTS_INIT { .size = sizeof(wlift_load_opts) }
 

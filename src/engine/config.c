@@ -38,9 +38,22 @@ int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
 	if (o->max_inflight_bytes > WLIFT_MAX_INFLIGHT_BYTES)
 		return bad(d, "max_inflight_bytes", (unsigned long long)o->max_inflight_bytes,
 			   "0 .. 1 TiB");
-	if (o->world_size > 1)
-		return wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, NULL, -1, "load.rank",
-				       "distributed loading is not built yet");
+	if (o->world_size < 0 || o->world_size > WLIFT_MAX_WORLD)
+		return bad(d, "world_size", (unsigned long long)o->world_size,
+			   "0 .. 65536 (WLIFT_MAX_WORLD)");
+	if (o->rank < 0 || (o->world_size > 1 && o->rank >= o->world_size) ||
+	    (o->world_size <= 1 && o->rank != 0))
+		return bad(d, "rank", (unsigned long long)o->rank, "0 .. world_size - 1");
+	if (o->nshard && !o->shard)
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.shard",
+				       "wlift_load_opts.nshard is %zu but shard is NULL", o->nshard);
+	for (size_t i = 0; i < o->nshard; i++)
+		if (!o->shard[i].pattern || o->shard[i].dim < -1)
+			return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.shard",
+					       "wlift_load_opts.shard[%zu]: %s", i,
+					       o->shard[i].pattern ? "dim must be >= 0, or -1 to "
+								     "replicate"
+								   : "pattern is NULL");
 	if (o->rows && !o->names)
 		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.rows",
 				       "wlift_load_opts.rows needs names (one range per name)");
@@ -61,6 +74,8 @@ int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
 	if (c->max_inflight_bytes < c->chunk_bytes)
 		c->max_inflight_bytes = c->chunk_bytes;
 	c->populate = ctx->populate;
+	c->rank = o->world_size > 1 ? (unsigned)o->rank : 0;
+	c->world = o->world_size > 1 ? (unsigned)o->world_size : 1;
 	c->progress = o->progress;
 	c->progress_user = o->progress_user;
 	return 0;

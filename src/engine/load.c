@@ -23,6 +23,7 @@ struct load {
 	const uint64_t *raw_off;  /* copy mode: sink offset where tensor i's stored bytes land */
 	const uint64_t *data_off; /* copy mode: sink offset of its (converted) bytes */
 	void **raw;		  /* mapped mode: where tensor i's stored bytes are */
+	const struct wlift__gather *gather; /* per tensor, or NULL */
 	wlift_ready_fn ready;
 	void *ready_user;
 };
@@ -44,7 +45,15 @@ static int copy_done(void *user, size_t i)
 {
 	struct load *l = user;
 	struct wlift_tensor *t = &l->res->t[i];
+	const struct wlift__gather *g = l->gather ? &l->gather[i] : NULL;
 
+	/* A block along a later dim: its pieces together, in place (each moves down). */
+	for (uint64_t k = 1; g && k < g->outer; k++) {
+		int ret = l->sink->ops->move(l->sink, l->raw_off[i] + k * g->piece,
+					     l->raw_off[i] + k * g->stride, g->piece, NULL);
+		if (ret)
+			return ret;
+	}
 	if (t->v.dtype != t->v.info.dtype) {
 		int ret = l->sink->ops->convert(l->sink, t->v.info.dtype, t->v.dtype,
 						l->raw_off[i], l->data_off[i], nelem(&t->v.info),
@@ -134,9 +143,13 @@ static int build_result(struct wlift_ckpt *ck, struct wlift__selection *sel,
 		t->v.device = -1;
 		t->shape = sel->shape[i];
 		sel->shape[i] = NULL;
+		if (sel->gather && sel->gather[i].outer) {
+			t->v.info.nbytes = sel->gather[i].outer * sel->gather[i].piece;
+			t->v.nbytes = t->v.info.nbytes;
+		}
 		if (c->dtype != WLIFT_DTYPE_NONE && wlift__dtype_is_float(ti->dtype)) {
 			t->v.dtype = c->dtype;
-			t->v.nbytes = ti->nbytes / (wlift_dtype_bits(ti->dtype) / 8) *
+			t->v.nbytes = t->v.info.nbytes / (wlift_dtype_bits(ti->dtype) / 8) *
 				      (wlift_dtype_bits(c->dtype) / 8);
 		}
 		if (ti->ndim) {
@@ -186,13 +199,23 @@ static int validate_sources(struct wlift_ckpt *ck, const wlift_tensor_info *ti, 
 }
 
 static int want_mapped(struct wlift_ckpt *ck, const struct wlift__load_cfg *c,
-		       const struct wlift__sink *sink, const wlift_tensor_info *ti, size_t n,
-		       wlift_diag *d)
+		       const struct wlift__sink *sink, const wlift_tensor_info *ti,
+		       const struct wlift__gather *gather, size_t n, wlift_diag *d)
 {
 	int any = 0;
 
 	if (c->mmap == WLIFT_MMAP_OFF || !sink->in_place)
 		return 0;
+	for (size_t i = 0; gather && i < n; i++)
+		if (gather[i].outer) {
+			if (c->mmap == WLIFT_MMAP_AUTO)
+				return 0; /* a strided block is gathered: copy */
+			return wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, ti[i].name, -1,
+					       "load.mmap",
+					       "tensor \"%s\": a block along a dim > 0 is not "
+					       "contiguous in the file, so it cannot be a view of "
+					       "the mapping (load it in copy mode)", ti[i].name);
+		}
 	if (c->mmap == WLIFT_MMAP_AUTO)
 		return wlift__load_mapped_pays(ck, ti, n);
 	/* ON: map when the files can be (memory images are copied: they are memory). */
@@ -249,7 +272,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	ret = wlift__load_select(ck, o, &sel, d);
 	if (ret)
 		goto out;
-	ret = wlift__load_partition(ck, &sel, d);
+	ret = wlift__load_partition(ck, o, &cfg, &sel, d);
 	if (ret)
 		goto out;
 	n = sel.n;
@@ -270,10 +293,11 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	l.res = res;
 	l.sink = sink;
 	l.raw = raw;
+	l.gather = sel.gather;
 	l.ready = ready_fn;
 	l.ready_user = ready_user;
 
-	mapped = want_mapped(ck, &cfg, sink, sel.ti, n, d);
+	mapped = want_mapped(ck, &cfg, sink, sel.ti, sel.gather, n, d);
 	if (mapped < 0) {
 		ret = mapped;
 		goto out;
@@ -366,7 +390,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		goto out;
 	res->stats.bytes = 0;
 	for (size_t i = 0; i < n; i++)
-		res->stats.bytes += sel.ti[i].nbytes;
+		res->stats.bytes += res->t[i].v.info.nbytes;
 	if (mapped)
 		res->stats.bytes_read = res->stats.bytes;
 	res->stats.seconds = wlift__now() - t_start;

@@ -6,6 +6,7 @@
  * a smaller tensor at a later offset, and its view reports the loaded shape.
  */
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,8 @@ void wlift__selection_free(struct wlift__selection *s)
 	free(s->shape);
 	free(s->idx);
 	free(s->rows);
+	free(s->rows_own);
+	free(s->gather);
 	free(s->ti);
 	memset(s, 0, sizeof(*s));
 }
@@ -97,19 +100,110 @@ out:
 	return ret;
 }
 
-int wlift__load_partition(const struct wlift_ckpt *ck, struct wlift__selection *s,
+/* The rule for name: one naming it exactly, else the first glob it matches, else NULL. */
+static const wlift_shard_rule *shard_rule(const wlift_load_opts *o, const char *name)
+{
+	for (size_t i = 0; i < o->nshard; i++)
+		if (strcmp(o->shard[i].pattern, name) == 0)
+			return &o->shard[i];
+	for (size_t i = 0; i < o->nshard; i++)
+		if (fnmatch(o->shard[i].pattern, name, 0) == 0)
+			return &o->shard[i];
+	return NULL;
+}
+
+/* This rank's block [*b, *e) of n entries: blocks of ceil(n / world). */
+static void shard_block(uint64_t n, unsigned rank, unsigned world, uint64_t *b, uint64_t *e)
+{
+	uint64_t blk = n / world + (n % world != 0);
+
+	*b = (uint64_t)rank * blk < n ? (uint64_t)rank * blk : n;
+	*e = n - *b > blk ? *b + blk : n;
+}
+
+/* Tensor i's block along dim > 0: the covering range of its rows, gathered after landing. */
+static int partition_gather(struct wlift__selection *s, size_t i, const wlift_tensor_info *t,
+			    unsigned dim, uint64_t b, uint64_t e, wlift_diag *d)
+{
+	struct wlift__gather *g = &s->gather[i];
+	uint64_t outer = 1, inner_bits = wlift_dtype_bits(t->dtype);
+
+	for (unsigned k = 0; k < dim; k++)
+		outer *= t->shape[k];
+	for (unsigned k = dim + 1; k < t->ndim; k++)
+		inner_bits *= t->shape[k];
+	/* The header check guarantees shape x bits fits in 64 bits, so these do too. */
+	if (inner_bits % 8)
+		return wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, t->name, -1, "load.shard",
+				       "tensor \"%s\" (%s): blocks along dim %u do not start on "
+				       "byte boundaries", t->name, wlift_dtype_name(t->dtype), dim);
+	s->shape[i] = malloc(t->ndim * sizeof(uint64_t));
+	if (!s->shape[i])
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	memcpy(s->shape[i], t->shape, t->ndim * sizeof(uint64_t));
+	s->shape[i][dim] = e - b;
+	s->ti[i].shape = s->shape[i];
+	g->piece = (e - b) * (inner_bits / 8);
+	g->stride = t->shape[dim] * (inner_bits / 8);
+	g->outer = outer;
+	if (!g->piece || !outer) {
+		s->ti[i].nbytes = 0;
+		g->outer = 0;
+	} else {
+		s->ti[i].nbytes = (outer - 1) * g->stride + g->piece;
+		if (outer == 1)
+			g->outer = 0; /* one piece: contiguous */
+	}
+	s->ti[i].file_offset += b * (inner_bits / 8);
+	s->ti[i].data_begin += b * (inner_bits / 8);
+	s->ti[i].data_end = s->ti[i].data_begin + s->ti[i].nbytes;
+	return 0;
+}
+
+int wlift__load_partition(const struct wlift_ckpt *ck, const wlift_load_opts *o,
+			  const struct wlift__load_cfg *c, struct wlift__selection *s,
 			  wlift_diag *d)
 {
+	int sharded = c && c->world > 1 && o && o->nshard;
+
 	s->ti = calloc(s->n ? s->n : 1, sizeof(*s->ti));
 	s->shape = calloc(s->n ? s->n : 1, sizeof(*s->shape));
-	if (!s->ti || !s->shape)
+	if (sharded) {
+		s->rows_own = calloc(s->n ? s->n : 1, sizeof(*s->rows_own));
+		s->gather = calloc(s->n ? s->n : 1, sizeof(*s->gather));
+	}
+	if (!s->ti || !s->shape || (sharded && (!s->rows_own || !s->gather)))
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 	for (size_t i = 0; i < s->n; i++) {
 		const wlift_tensor_info *t = &ck->tensors[s->idx[i]];
+		const wlift_shard_rule *rule = sharded ? shard_rule(o, t->name) : NULL;
 		const wlift_rows *r = s->rows[i];
 		uint64_t row_bits;
+		int ret;
 
 		s->ti[i] = *t;
+		if (rule && rule->dim >= 0) {
+			uint64_t b, e;
+			if (r)
+				return wlift__diag_set(d, -EINVAL, NULL, t->name, -1, "load.shard",
+						       "tensor \"%s\" has both rows and a shard rule",
+						       t->name);
+			if ((unsigned)rule->dim >= t->ndim)
+				return wlift__diag_set(d, -EINVAL, NULL, t->name, -1, "load.shard",
+						       "tensor \"%s\" has %u dimensions: it cannot "
+						       "be split along dim %d (rule \"%s\")",
+						       t->name, t->ndim, rule->dim, rule->pattern);
+			shard_block(t->shape[rule->dim], c->rank, c->world, &b, &e);
+			if (rule->dim > 0) {
+				ret = partition_gather(s, i, t, (unsigned)rule->dim, b, e, d);
+				if (ret)
+					return ret;
+				continue;
+			}
+			s->rows_own[i].begin = b;
+			s->rows_own[i].end = e;
+			r = s->rows[i] = &s->rows_own[i];
+		}
 		if (!r)
 			continue;
 		if (t->ndim == 0)

@@ -30,6 +30,7 @@ struct wlift__load_cfg {
 	int chunk_explicit; /* set by the caller: a file system's preference does not change it */
 	size_t max_inflight_bytes;
 	int populate; /* host arenas pre-faulted before reading */
+	unsigned rank, world; /* world 1: not sharded */
 	wlift_progress_fn progress;
 	void *progress_user;
 };
@@ -47,14 +48,25 @@ struct wlift__selection {
 	const wlift_rows **rows; /* per selected tensor: the rows asked for, or NULL (whole) */
 	wlift_tensor_info *ti; /* after partition: the part of each tensor to load */
 	uint64_t **shape;      /* after partition: the loaded shape when partial, else NULL */
+	wlift_rows *rows_own;  /* rows computed for dim-0 shards (rows points here) */
+	struct wlift__gather *gather; /* after partition: per tensor; outer 0: contiguous */
+};
+
+/* A block along a dim > 0: ti covers [first row's start, last row's end); once it has
+ * landed, outer pieces of piece bytes, stride apart, are moved together (piece i from
+ * i * stride to i * piece). */
+struct wlift__gather {
+	uint64_t outer, piece, stride;
 };
 
 /* All tensors, or opts->names (deduplicated, in file order; with opts->rows, each name's
  * rows, which must agree for a name given twice). */
 int wlift__load_select(const struct wlift_ckpt *ck, const wlift_load_opts *o,
 		       struct wlift__selection *s, wlift_diag *d);
-/* The byte range of each selected tensor to read: the whole tensor, or its rows. */
-int wlift__load_partition(const struct wlift_ckpt *ck, struct wlift__selection *s,
+/* The byte range of each selected tensor to read: the whole tensor, its rows, or this rank's
+ * block of it (opts->shard, c->rank of c->world). */
+int wlift__load_partition(const struct wlift_ckpt *ck, const wlift_load_opts *o,
+			  const struct wlift__load_cfg *c, struct wlift__selection *s,
 			  wlift_diag *d);
 void wlift__selection_free(struct wlift__selection *s);
 

@@ -184,10 +184,40 @@ expect_rc 2 "$WEIGHTLIFT" load --names , "$S"
 expect_rc 2 "$WEIGHTLIFT" load "$S" "$S"
 expect_rc 2 "$WEIGHTLIFT" load
 expect_rc 2 "$WEIGHTLIFT" load --touch --device cuda:0 "$S"
+# --- tensor-parallel shards: --rank/--world/--shard-spec ------------------------------------
+# Split every tensor of big.safetensors along dim 0 across 3 ranks: the bytes each rank reads
+# add up to the checkpoint's tensor bytes once; replicated (null), each rank reads it all.
+printf '{"*": 0}' >"$D/spec0.json"
+printf '{"*": null}' >"$D/specrep.json"
+: >"$D/sum0"
+for r in 0 1 2; do
+	expect_rc 0 "$WEIGHTLIFT" load --json --direct off --rank $r --world 3 --shard-spec "$D/spec0.json" "$B"
+	pycheck 'assert j["rank"] >= 0 and j["world"] == 3 and j["bytes_read"] == j["bytes"], j
+open(sys.argv[2].replace("expected.json", "sum0"), "a").write("%d\n" % j["bytes_read"])'
+done
+expect_rc 0 "$WEIGHTLIFT" load --json "$B"
+pycheck 'assert sum(int(x) for x in open(sys.argv[2].replace("expected.json", "sum0"))) == j["bytes"], j'
+
+expect_rc 0 "$WEIGHTLIFT" load --json --rank 1 --world 2 --shard-spec "$D/specrep.json" "$S"
+pycheck 'assert j["bytes"] == sum(t["nbytes"] for t in e["small.safetensors"]["tensors"].values()), j'
+# usage errors (exit 2) and a bad spec (exit 1, naming the file, quoting nothing of it)
+expect_rc 2 "$WEIGHTLIFT" load --world 2 "$S"
+expect_rc 2 "$WEIGHTLIFT" load --rank 2 --world 2 --shard-spec "$D/spec0.json" "$S"
+expect_rc 2 "$WEIGHTLIFT" load --shard-spec "$D/spec0.json" "$S"
+expect_rc 2 "$WEIGHTLIFT" load --world 0 --shard-spec "$D/spec0.json" "$S"
+printf '{"secret-name": "x"}' >"$D/specbad.json"
+expect_rc 1 "$WEIGHTLIFT" load --rank 0 --world 2 --shard-spec "$D/specbad.json" "$S"
+grep_err "specbad.json"
+grep_err "shard.format"
+NCHECK=$((NCHECK + 1))
+! grep -q "secret" "$ERR" || fail "the spec's bytes are quoted"
+expect_rc_in "1 3" "$WEIGHTLIFT" load --rank 0 --world 2 --shard-spec /dev/zero "$S"
+
 expect_rc 0 "$WEIGHTLIFT" load --help
 grep_out "usage: weightlift load"
+
 for opt in --threads --chunk-size --max-inflight --strategy --direct --mmap --names --device \
-	--dtype --repeat --touch --json --quiet; do
+	--dtype --repeat --touch --json --quiet --rank --world --shard-spec; do
 	grep_out "$opt"
 done
 finish

@@ -116,7 +116,7 @@ START_TEST(select_and_partition)
 
 	o.rows = rows;
 	ck_assert_int_eq(wlift__load_select(ck, &o, &s, NULL), 0);
-	ck_assert_int_eq(wlift__load_partition(ck, &s, NULL), 0);
+	ck_assert_int_eq(wlift__load_partition(ck, &o, NULL, &s, NULL), 0);
 	/* a: rows [1, 3) of [4, 3] U8 */
 	ck_assert_uint_eq(s.ti[0].shape[0], 2);
 	ck_assert_uint_eq(s.ti[0].shape[1], 3);
@@ -137,7 +137,7 @@ START_TEST(select_and_partition)
 	/* rows past the end */
 	rows[1].end = 5;
 	ck_assert_int_eq(wlift__load_select(ck, &o, &s, NULL), 0);
-	ck_assert_int_eq(wlift__load_partition(ck, &s, NULL), -EINVAL);
+	ck_assert_int_eq(wlift__load_partition(ck, &o, NULL, &s, NULL), -EINVAL);
 	wlift__selection_free(&s);
 	rows[1].end = 3;
 	/* sub-byte rows: F4 rows of 3 elements are 12 bits */
@@ -148,12 +148,12 @@ START_TEST(select_and_partition)
 		o.nnames = 1;
 		o.rows = cr;
 		ck_assert_int_eq(wlift__load_select(ck, &o, &s, NULL), 0);
-		ck_assert_int_eq(wlift__load_partition(ck, &s, NULL), WLIFT_EUNSUPPORTED);
+		ck_assert_int_eq(wlift__load_partition(ck, &o, NULL, &s, NULL), WLIFT_EUNSUPPORTED);
 		wlift__selection_free(&s);
 		cr[0].begin = 0;
 		cr[0].end = 2; /* all rows: fine */
 		ck_assert_int_eq(wlift__load_select(ck, &o, &s, NULL), 0);
-		ck_assert_int_eq(wlift__load_partition(ck, &s, NULL), 0);
+		ck_assert_int_eq(wlift__load_partition(ck, &o, NULL, &s, NULL), 0);
 		ck_assert_uint_eq(s.ti[0].nbytes, 3);
 		wlift__selection_free(&s);
 	}
