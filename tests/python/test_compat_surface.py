@@ -200,6 +200,12 @@ def _open_cases(path):
         "load_file_missing": lambda m: m.torch.load_file("nope.safetensors"),
         "np_load_file_missing": lambda m: m.numpy.load_file("nope.safetensors"),
         "load_file_bytes": lambda m: m.torch.load_file(path.encode()),
+        # Accelerators other than CUDA: loaded on the CPU, then torch's .to() (and its error
+        # where torch lacks the device), as the reference does.
+        "load_xpu": lambda m: m.torch.load_file(path, device="xpu:0"),
+        "load_mps": lambda m: m.torch.load_file(path, device="mps"),
+        "load_npu": lambda m: m.torch.load_file(path, device="npu"),
+        "load_hpu1": lambda m: m.torch.load_file(path, device="hpu:1"),
         "missing_tensor": lambda m: m.safe_open(path, framework="np").get_tensor("zz"),
         "missing_slice": lambda m: m.safe_open(path, framework="np").get_slice("zz"),
         "keys_tf": lambda m: m.safe_open(path, framework="tf").keys(),
