@@ -23,6 +23,12 @@ struct wlift_result *wlift__result_new(struct wlift_ckpt *ck, size_t n)
 		free(r);
 		return NULL;
 	}
+	/* The caller's reference on each tensor exists from the start: exports taken in the
+	 * ready callback, while the load still runs, count on top of it. */
+	for (size_t i = 0; i < n; i++) {
+		r->t[i].refs = 1;
+		r->t[i].mem = -1;
+	}
 	r->n = n;
 	r->refs = 1;
 	r->ck = wlift__ckpt_ref(ck);
@@ -76,7 +82,6 @@ void wlift__result_index_memory(struct wlift_result *r)
 		uintptr_t p = (uintptr_t)t->v.data;
 
 		t->mem = -1;
-		t->refs = 1;
 		for (size_t k = 0; k < r->nmem && t->v.nbytes; k++) {
 			uintptr_t b = (uintptr_t)r->mem[k].base;
 			if (p >= b && p - b <= r->mem[k].len && t->v.nbytes <= r->mem[k].len - (p - b)) {

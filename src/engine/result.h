@@ -41,8 +41,8 @@ struct wlift_result *wlift__result_new(struct wlift_ckpt *ck, size_t n);
  * then freed). */
 int wlift__result_own(struct wlift_result *r, const struct wlift__mem *m);
 struct wlift_result *wlift__result_ref(struct wlift_result *r);
-/* After a successful load: each tensor's memory block, and one reference per tensor for the
- * caller. */
+/* After a successful load: each tensor's memory block (the caller's reference per tensor
+ * is taken by wlift__result_new, so exports made in the ready callback keep counting). */
 void wlift__result_index_memory(struct wlift_result *r);
 struct wlift_tensor *wlift__tensor_ref(struct wlift_tensor *t);
 /* Drop a tensor reference; at zero its whole pages are released. */

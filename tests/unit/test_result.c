@@ -117,6 +117,67 @@ START_TEST(widened_keeps_one_copy)
 }
 END_TEST
 
+/* Exports taken in the ready callback, while the load runs, keep their tensors when the
+ * caller then frees the result (the prefetching safe_open of the Python package does this). */
+struct kept {
+	wlift_dl_managed *m[NT];
+	int n;
+};
+
+static int keep_cb(const wlift_tensor *t, void *user)
+{
+	struct kept *k = user;
+
+	ck_assert_int_eq(wlift_tensor_dlpack(t, 0, &k->m[__atomic_fetch_add(&k->n, 1,
+								      __ATOMIC_RELAXED)],
+					     NULL),
+			 0);
+	return 0;
+}
+
+static void run_kept(int mmap)
+{
+	const char *p = make_file(WLIFT_U8);
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	struct kept k = { .n = 0 };
+	wlift_ckpt *ck;
+	wlift_result *r;
+
+	o.mmap = mmap;
+	o.threads = 2;
+	ck_assert_int_eq(wlift_open(NULL, p, &ck, NULL), 0);
+	ck_assert_int_eq(wlift_load(ck, &o, keep_cb, &k, &r, NULL), 0);
+	ck_assert_int_eq(k.n, NT);
+	wlift_result_free(r);
+	for (int i = 0; i < NT; i++) {
+		const uint8_t *b = k.m[i]->dl_tensor.data;
+		uint64_t base = 0;
+
+		/* Which tensor: its first byte is (i * TB * 7 + 1) mod 256 for some i. */
+		for (int j = 0; j < NT; j++)
+			if (b[0] == (uint8_t)((uint64_t)j * TB * 7 + 1) &&
+			    b[1] == (uint8_t)(((uint64_t)j * TB + 1) * 7 + 1))
+				base = (uint64_t)j * TB;
+		for (uint64_t off = 0; off < TB; off += 4093)
+			ck_assert_uint_eq(b[off], (uint8_t)((base + off) * 7 + 1));
+		ck_assert_uint_eq(b[TB - 1], (uint8_t)((base + TB - 1) * 7 + 1));
+		k.m[i]->deleter(k.m[i]);
+	}
+	wlift_ckpt_close(ck);
+}
+
+START_TEST(copy_exported_in_callback_kept)
+{
+	run_kept(WLIFT_MMAP_OFF);
+}
+END_TEST
+
+START_TEST(mapped_exported_in_callback_kept)
+{
+	run_kept(WLIFT_MMAP_ON);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("result");
@@ -127,6 +188,8 @@ int main(void)
 	tcase_add_test(tc, copy_follows_tensors);
 	tcase_add_test(tc, mapped_follows_tensors);
 	tcase_add_test(tc, widened_keeps_one_copy);
+	tcase_add_test(tc, copy_exported_in_callback_kept);
+	tcase_add_test(tc, mapped_exported_in_callback_kept);
 	suite_add_tcase(s, tc);
 	return wt_run(s);
 }
