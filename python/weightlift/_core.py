@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from . import _native, _slicing
 from ._native import SafetensorError
+from ._prefetch import Prefetch
 
 PathLike = Union[str, "os.PathLike[str]"]
 Device = Union[str, int, Any]
@@ -466,7 +467,8 @@ class PySafeSlice:
                 return arr
             return _compact(arr[plan.index], fw)
         lo, hi = plan.rows
-        arr = h._load_one(self._name, (lo, hi), convert)
+        # Every row: a whole-tensor load (the handle's read-ahead may already hold it).
+        arr = h._load_one(self._name, None if hi - lo == shape[0] else (lo, hi), convert)
         first, rest = plan.index[0], plan.index[1:]
         if _selects_all(rest, shape[1:]):
             if isinstance(first, int):
@@ -512,6 +514,11 @@ class safe_open:
         self._mmap = backend_mmap(backend, self._device, framework in _OWNED_FRAMEWORKS)
         self._slice_rules = _slicing.rules_for(framework, backend)
         self._bridge = _BRIDGES.get(framework)
+        # Mapped-mode handles read ahead once asked for a second whole tensor (_prefetch.py).
+        self._can_prefetch = self._mmap != MMAP_OFF and self._device == "cpu"
+        self._served: Optional[set] = set()  # whole tensors loaded alone before read-ahead
+        self._pf: Optional[Prefetch] = None
+        self._pf_lock = threading.Lock()
 
     def _ck_checked(self):
         if self._ck.closed:
@@ -525,7 +532,10 @@ class safe_open:
         self.close()
 
     def close(self) -> None:
-        if self._ck is not None:
+        pf, self._pf, self._can_prefetch = getattr(self, "_pf", None), None, False
+        if pf is not None:
+            pf.close()
+        if getattr(self, "_ck", None) is not None:
             self._ck.close()
 
     def keys(self) -> List[str]:
@@ -543,10 +553,32 @@ class safe_open:
         handle's mode, as a framework array viewing the loaded memory."""
         ck = self._ck_checked()
         if rows is None:
+            if self._can_prefetch:
+                t = self._from_prefetch(ck, name)
+                if t is not None:
+                    return (convert or self._convert)(t)
             res = ck.load(names=(name,), mmap=self._mmap, device=self._device)
         else:
             res = ck.load(names=(name,), rows=(rows,), mmap=self._mmap, device=self._device)
         return (convert or self._convert)(res.tensor(0))
+
+    def _from_prefetch(self, ck, name: str):
+        """name's tensor from the handle's read-ahead, started at the second whole-tensor
+        request (a handle asked for one tensor reads only that one); None: load it alone."""
+        pf = self._pf
+        if pf is None:
+            with self._pf_lock:
+                pf = self._pf
+                if pf is None and self._can_prefetch:
+                    if not self._served:
+                        self._served.add(name)
+                        return None
+                    rest = [n for n in ck.names() if n not in self._served]
+                    pf = self._pf = Prefetch(ck, rest, self._device)
+                    self._served = None
+                if pf is None:
+                    return None
+        return pf.take(name)
 
     def get_tensor(self, name: str):
         if not self._ck_checked().contains(name):
@@ -590,6 +622,7 @@ class _safe_open_handle(safe_open):
             raise TypeError("_safe_open_handle needs a file opened in binary mode or with a "
                             "file descriptor")
         self._mmap = MMAP_OFF
+        self._can_prefetch = False
         self._ck = open_checkpoint(bytes(data))
 
 

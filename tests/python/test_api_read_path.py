@@ -97,9 +97,10 @@ def test_mapped_other_slices_are_compact_copies(ckpt, idx):
             _same(got, want[k])
             assert not _in_mapping(got, p), (k, idx)
             assert got.is_contiguous()
-            gc.collect()
-            # The loaded rows' mapping went with the view they were copied from.
-            assert _mappings_of(p) == [], (k, idx)
+    gc.collect()
+    # The loaded rows' mappings went with the views they were copied from (and the handle's
+    # read-ahead with the handle).
+    assert _mappings_of(p) == [], idx
 
 
 @pytest.mark.parametrize("backend", ["mmap", "pread", None])
@@ -203,3 +204,73 @@ def test_load_bytes_owns_its_memory(ckpt):
     for k in want:  # owned memory: the bytes object is gone
         _same(got[k], want[k])
     _same(wl.torch.load(bytearray(p.read_bytes()))["w"], t["w"])
+
+
+def _evict(path):
+    """Drop path's pages from the page cache (this file only)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("cold", [False, True], ids=["hot", "cold"])
+def test_read_ahead_serves_whole_tensors(tmp_path, cold):
+    """A mapped handle asked for one whole tensor after another reads the rest in one
+    background load (hot: views of one populated mapping; cold: O_DIRECT reads into owned
+    memory); each tensor is handed out once, the bytes are the reference's."""
+    g = torch.Generator().manual_seed(2)
+    t = {f"l{i}": torch.randn(1024, 2048, generator=g).to(torch.bfloat16) for i in range(16)}
+    p = tmp_path / "r.safetensors"
+    reft.save_file(t, p)
+    want = reft.load(p.read_bytes())
+    if cold:
+        _evict(p)
+    with wl.safe_open(p, "pt", device="cpu", backend="mmap") as f:
+        got = {k: f.get_slice(k)[...] for k in f.keys()}
+        again = f.get_tensor("l3")  # handed out already: loaded anew
+        assert f._pf is not None
+        for k in want:
+            _same(got[k], want[k])
+        _same(again, want["l3"])
+        assert again.data_ptr() != got["l3"].data_ptr()
+        mapped = [k for k in got if _in_mapping(got[k], p)]
+        if cold:
+            # The first tensor was loaded alone (mapped); the read-ahead read the rest.
+            assert len(mapped) <= 1, mapped
+        else:
+            assert len(mapped) == len(got)
+            assert len(_mappings_of(p)) <= 3  # one for the first tensor, one for the rest
+    del got, again
+    gc.collect()
+    assert _mappings_of(p) == []
+
+
+def test_one_tensor_reads_one_tensor(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    t = {f"l{i}": torch.randn(64, 64, generator=g) for i in range(4)}
+    p = tmp_path / "o.safetensors"
+    reft.save_file(t, p)
+    with wl.safe_open(p, "pt", backend="mmap") as f:
+        x = f.get_tensor("l2")
+        y = f.get_slice("l1")[3:9]  # partial reads never start the read-ahead
+        assert f._pf is None
+    _same(x, t["l2"])
+    _same(y, t["l1"][3:9])
+
+
+def test_close_cancels_read_ahead(tmp_path):
+    g = torch.Generator().manual_seed(4)
+    t = {f"l{i}": torch.randn(512, 1024, generator=g) for i in range(16)}
+    p = tmp_path / "c.safetensors"
+    reft.save_file(t, p)
+    _evict(p)
+    f = wl.safe_open(p, "pt", backend="mmap")
+    a, b = f.get_tensor("l0"), f.get_tensor("l1")
+    f.close()
+    with pytest.raises(wl.SafetensorError, match="File is closed"):
+        f.get_tensor("l2")
+    _same(a, t["l0"])
+    _same(b, t["l1"])

@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Read-ahead of a whole checkpoint for a safe_open handle that is asked for one whole tensor
+after another (transformers' get_slice(name)[...] over every tensor, vLLM's get_tensor loop).
+
+One tensor at a time, a cold file is read by page faults or by small reads (measured in
+bench/RESULTS.md: 0.2-0.6 GB/s); the engine reading the whole checkpoint at once reaches the
+disk's O_DIRECT rate. So from the second whole-tensor request on, the handle runs one
+background load of every tensor it has not handed out yet (wlift_load with WLIFT_MMAP_AUTO:
+views of a populated private mapping when the data is in the page cache, else O_DIRECT reads
+into owned memory), and each request takes its tensor from there as soon as it has landed.
+Each tensor is handed out once (a second request loads it anew), so memory follows the
+tensors kept; those never asked for are freed when the handle closes."""
+from __future__ import annotations
+
+import threading
+from typing import Dict, Iterable, Optional
+
+from . import _native
+
+
+class Prefetch:
+    def __init__(self, ck: "_native.Checkpoint", names: Iterable[str], device: str):
+        self._cond = threading.Condition()
+        self._ready: Dict[str, "_native.Tensor"] = {}
+        self._done = False
+        self._cancel = threading.Event()
+        self._th = threading.Thread(target=self._run, args=(ck, list(names), device),
+                                    name="weightlift-prefetch", daemon=True)
+        self._th.start()
+
+    def _run(self, ck, names, device) -> None:
+        try:
+            if names:
+                # The result is dropped at once: each tensor lives as long as its Tensor.
+                ck.load(names=names, mmap=_native.MMAP_AUTO, device=device, ready=self._put,
+                        cancel=self._cancel)
+        except BaseException:  # noqa: BLE001 - requests fall back to their own loads
+            pass
+        finally:
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def _put(self, t: "_native.Tensor") -> None:
+        with self._cond:
+            self._ready[t.name] = t
+            self._cond.notify_all()
+
+    def take(self, name: str) -> Optional["_native.Tensor"]:
+        """name's tensor once it has landed, handed out once; None when the background load
+        ended without it (failed, canceled, or already taken): load it directly then."""
+        with self._cond:
+            while name not in self._ready and not self._done:
+                self._cond.wait()
+            return self._ready.pop(name, None)
+
+    def close(self) -> None:
+        """Cancel what is still being read and free the tensors nobody took."""
+        self._cancel.set()
+        if self._th is not threading.current_thread():
+            self._th.join()
+        with self._cond:
+            self._ready.clear()
