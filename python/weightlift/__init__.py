@@ -22,13 +22,14 @@ from typing import Any, Dict, Optional, Union
 
 from . import _native
 from ._core import PySafeSlice, _safe_open_handle, safe_open, stream
+from ._shim import install_as_safetensors, uninstall_as_safetensors
 from ._native import SafetensorError
 from ._serialize import TensorSpec, deserialize, serialize, serialize_file
 
 __version__ = _native.version
 __all__ = ["SafetensorError", "safe_open", "PySafeSlice", "stream", "load_file", "load",
            "save_file", "save", "TensorSpec", "serialize", "serialize_file", "deserialize",
-           "__version__"]
+           "__version__", "install_as_safetensors", "uninstall_as_safetensors"]
 
 
 def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu",
