@@ -25,9 +25,12 @@ def pkg(flag, name):
 json_cflags = pkg("--cflags", "json-c") or ["-I/usr/include/json-c"]
 json_libs = pkg("--libs", "json-c") or ["-ljson-c"]
 uring_libs = pkg("--libs", "liburing")
+curl_libs = pkg("--libs", "libcurl")  # HTTP(S) sources; without it they say "not supported"
 defines = [("_GNU_SOURCE", None), ("WLIFT_BUILDING", None)]
 if uring_libs is not None:
     defines.append(("WLIFT_HAVE_URING", "1"))
+if curl_libs is not None:
+    defines.append(("WLIFT_HAVE_CURL", "1"))
 
 sources = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "src", "**", "*.c"), recursive=True))
 headers = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "src", "**", "*.h"), recursive=True))
@@ -38,7 +41,7 @@ ext = Extension(
     include_dirs=["include", "src"],
     define_macros=defines,
     extra_compile_args=["-std=gnu11", "-O2", "-fvisibility=hidden", "-Wno-unused-parameter"] + json_cflags,
-    extra_link_args=json_libs + (uring_libs or []) + ["-lpthread", "-ldl"],
+    extra_link_args=json_libs + (uring_libs or []) + (curl_libs or []) + ["-lpthread", "-ldl"],
     depends=headers + ["include/weightlift.h"],
 )
 

@@ -163,6 +163,7 @@ typedef struct wlift_ctx wlift_ctx;
 #define WLIFT_MAX_WORLD 65536
 #define WLIFT_MAX_CHUNK_BYTES (1ull << 30)
 #define WLIFT_MAX_INFLIGHT_BYTES (1ull << 40)
+#define WLIFT_MAX_HTTP_REQUESTS 1024u
 
 enum wlift_log_level { WLIFT_LOG_ERROR = 0, WLIFT_LOG_WARN, WLIFT_LOG_INFO, WLIFT_LOG_DEBUG };
 typedef void (*wlift_log_fn)(void *user, int level, const char *msg);
@@ -176,6 +177,12 @@ typedef struct wlift_ctx_opts {
 	wlift_log_fn log;           /* NULL: no logging */
 	void *log_user;
 	int log_level;              /* messages above this level are dropped */
+	/* Remote sources (read only when size covers them): */
+	const char *http_token;     /* "Authorization: Bearer" for every http(s) request; NULL:
+	                               WEIGHTLIFT_HTTP_TOKEN (HF_TOKEN goes to the Hugging Face
+	                               endpoint only) */
+	unsigned http_requests;     /* HTTP requests in flight per load; 0: WEIGHTLIFT_HTTP_REQUESTS
+	                               or default; at most WLIFT_MAX_HTTP_REQUESTS */
 } wlift_ctx_opts;
 #define WLIFT_CTX_OPTS_INIT { .size = sizeof(wlift_ctx_opts), .log_level = WLIFT_LOG_WARN }
 
@@ -214,7 +221,9 @@ typedef struct wlift_file_info {
 
 /* Open a checkpoint: a path or file:// URI naming a .safetensors file, an index.json, or a
  * directory (loads what its index.json names if it has one, else every *.safetensors in name
- * order). Later stages add http(s)://, s3://, gs://. */
+ * order); an http(s):// URL of a file or of an index.json (its shards are fetched relative to
+ * it; the server must support Range requests), or hf://org/repo[@revision]/path (the Hugging
+ * Face hub, or HF_ENDPOINT). Later stages add s3://, gs://. docs/remote.md has the knobs. */
 WLIFT_API int wlift_open(wlift_ctx *ctx, const char *uri, wlift_ckpt **out, wlift_diag *d);
 /* Open a safetensors image held in memory (not copied: buf must outlive the checkpoint and
  * every result loaded from it). name is used in diagnostics. */

@@ -9,7 +9,7 @@ what=${1:-build}
 pkgs=(build-essential cmake pkg-config libjson-c-dev liburing-dev libssl-dev libcurl4-openssl-dev
       python3 python3-venv python3-dev)
 case "$what" in
-  test) pkgs+=(check clang libclang-rt-14-dev fio valgrind libfuse3-dev fuse3) ;;
+  test) pkgs+=(check clang libclang-rt-14-dev fio valgrind libfuse3-dev fuse3 nginx) ;;
   demo) pkgs+=(fio) ;;
   build) ;;
   *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;

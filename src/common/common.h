@@ -34,6 +34,15 @@ struct wlift_ctx {
 	size_t max_inflight_bytes;
 	int populate;      /* WEIGHTLIFT_POPULATE=1: pre-fault host arenas before reading */
 	int disable_uring; /* WEIGHTLIFT_DISABLE_URING=1: never use io_uring */
+	/* Remote (HTTP) sources: */
+	unsigned http_requests;	    /* requests in flight per load */
+	unsigned http_connect_s;    /* WEIGHTLIFT_HTTP_CONNECT_TIMEOUT: seconds to connect */
+	unsigned http_stall_s;	    /* WEIGHTLIFT_HTTP_STALL_TIMEOUT: a transfer slower than
+				       WLIFT_HTTP_STALL_RATE for this long fails */
+	char *http_token;	    /* bearer token for every http(s) request, or NULL */
+	char *hf_token;		    /* HF_TOKEN: for the Hugging Face endpoint only, or NULL */
+	char *hf_endpoint;	    /* HF_ENDPOINT, or NULL: WLIFT_HF_ENDPOINT */
+	char *ca_bundle;	    /* WEIGHTLIFT_CA_BUNDLE, CURL_CA_BUNDLE or SSL_CERT_FILE */
 	wlift_log_fn log;
 	void *log_user;
 	int log_level;

@@ -4,6 +4,7 @@
  * log callback, and small shared utilities (environment parsing, clock).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,63 @@ static int knob(size_t explicit_v, const char *field, const char *env, size_t de
 	return 0;
 }
 
+/* Whether the caller's options struct (of opts->size bytes) has field f. */
+#define OPT_HAS(o, f) ((o)->size >= offsetof(wlift_ctx_opts, f) + sizeof((o)->f))
+
+/* A copy of the explicit string, else of the first environment variable that is set. 0, or
+ * -ENOMEM. */
+static int str_knob(const char *explicit_v, const char *const *envs, size_t nenv, char **out)
+{
+	const char *v = explicit_v && *explicit_v ? explicit_v : NULL;
+
+	for (size_t i = 0; !v && i < nenv; i++)
+		wlift__env_str(envs[i], &v);
+	*out = NULL;
+	if (!v)
+		return 0;
+	*out = strdup(v);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* The remote sources' knobs. */
+static int remote_knobs(wlift_ctx *ctx, const wlift_ctx_opts *opts, wlift_diag *d)
+{
+	static const char *const token_env[] = { "WEIGHTLIFT_HTTP_TOKEN" };
+	/* The Hugging Face hub client's names, newest first. */
+	static const char *const hf_env[] = { "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN" };
+	static const char *const ep_env[] = { "HF_ENDPOINT" };
+	/* curl's tool reads CURL_CA_BUNDLE; OpenSSL's default paths SSL_CERT_FILE (libcurl sets
+	 * its own bundle path, so neither reaches it unless passed on). */
+	static const char *const ca_env[] = { "WEIGHTLIFT_CA_BUNDLE", "CURL_CA_BUNDLE",
+					      "SSL_CERT_FILE" };
+	size_t v = 0;
+	int ret;
+
+	ret = knob(OPT_HAS(opts, http_requests) ? opts->http_requests : 0, "http_requests",
+		   "WEIGHTLIFT_HTTP_REQUESTS", WLIFT_HTTP_DEFAULT_REQUESTS, WLIFT_MAX_HTTP_REQUESTS,
+		   &v, d);
+	if (ret)
+		return ret;
+	ctx->http_requests = (unsigned)v;
+	ret = knob(0, "http_connect_timeout", "WEIGHTLIFT_HTTP_CONNECT_TIMEOUT",
+		   WLIFT_HTTP_CONNECT_S, WLIFT_HTTP_MAX_TIMEOUT_S, &v, d);
+	if (ret)
+		return ret;
+	ctx->http_connect_s = (unsigned)v;
+	ret = knob(0, "http_stall_timeout", "WEIGHTLIFT_HTTP_STALL_TIMEOUT", WLIFT_HTTP_STALL_S,
+		   WLIFT_HTTP_MAX_TIMEOUT_S, &v, d);
+	if (ret)
+		return ret;
+	ctx->http_stall_s = (unsigned)v;
+	if (str_knob(OPT_HAS(opts, http_token) ? opts->http_token : NULL, token_env, 1,
+		     &ctx->http_token) ||
+	    str_knob(NULL, hf_env, 2, &ctx->hf_token) ||
+	    str_knob(NULL, ep_env, 1, &ctx->hf_endpoint) ||
+	    str_knob(NULL, ca_env, 3, &ctx->ca_bundle))
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	return 0;
+}
+
 int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 {
 	wlift_ctx_opts defaults = WLIFT_CTX_OPTS_INIT;
@@ -169,6 +227,9 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 	 * machine (docs/ARCHITECTURE.md), so it is off unless asked for. */
 	ctx->populate = env_flag("WEIGHTLIFT_POPULATE");
 	ctx->disable_uring = env_flag("WEIGHTLIFT_DISABLE_URING");
+	ret = remote_knobs(ctx, opts, d);
+	if (ret)
+		goto out;
 	/* opts->cache_dir is accepted for the remote sources' write-through cache; local
 	 * sources have nothing to cache, so it is not kept yet. */
 	ctx->log = opts->log;
@@ -191,6 +252,10 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	 * still use it). */
 	if (!ctx || ctx == __atomic_load_n(&default_ctx, __ATOMIC_ACQUIRE))
 		return;
+	free(ctx->http_token);
+	free(ctx->hf_token);
+	free(ctx->hf_endpoint);
+	free(ctx->ca_bundle);
 	free(ctx);
 }
 
@@ -204,6 +269,9 @@ static void default_init(void)
 			default_ctx->threads = WLIFT_MIN_DEFAULT_THREADS;
 			default_ctx->chunk_bytes = WLIFT_DEFAULT_CHUNK_BYTES;
 			default_ctx->max_inflight_bytes = WLIFT_DEFAULT_INFLIGHT_BYTES;
+			default_ctx->http_requests = WLIFT_HTTP_DEFAULT_REQUESTS;
+			default_ctx->http_connect_s = WLIFT_HTTP_CONNECT_S;
+			default_ctx->http_stall_s = WLIFT_HTTP_STALL_S;
 		}
 	}
 }

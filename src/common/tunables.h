@@ -37,6 +37,22 @@
  * resubmits the rest as it does for any short read. */
 #define WLIFT_MAX_URING_READ (1u << 30)
 
+/* HTTP(S) sources. Ranged GETs of this size (the plan's chunk unless the caller set one),
+ * WLIFT_HTTP_DEFAULT_REQUESTS of them in flight over the load's workers (each worker drives
+ * its own curl multi handle, so the requests spread over threads and connections). */
+#define WLIFT_HTTP_CHUNK (16u << 20)
+#define WLIFT_HTTP_DEFAULT_REQUESTS 16u
+/* The probe at open asks for the first WLIFT_HEADER_PROBE bytes; seconds to connect; a
+ * transfer moving fewer than WLIFT_HTTP_STALL_RATE bytes/s for WLIFT_HTTP_STALL_S fails. */
+#define WLIFT_HTTP_CONNECT_S 30u
+#define WLIFT_HTTP_STALL_S 60u
+#define WLIFT_HTTP_STALL_RATE 1024L
+#define WLIFT_HTTP_MAX_TIMEOUT_S 86400u
+#define WLIFT_HTTP_MAX_REDIRS 10L
+/* curl's receive buffer (its maximum, CURL_MAX_READ_SIZE): fewer write callbacks. */
+#define WLIFT_HTTP_BUFFER (512L << 10)
+#define WLIFT_HF_ENDPOINT "https://huggingface.co"
+
 /* Mapped mode: populate spans shorter than this from one thread (thread start-up dominates). */
 #define WLIFT_POPULATE_MIN_PARALLEL (64u << 20)
 

@@ -361,6 +361,18 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 			size_t q = cfg.max_inflight_bytes / chunk / threads;
 			qd = q < 1 ? 1 : q > WLIFT_MAX_QD ? WLIFT_MAX_QD : (unsigned)q;
 		}
+		if (pr.requests) {
+			/* Remote sources: the requests in flight spread over the workers (each
+			 * drives its own transfers), within the bytes-in-flight cap. */
+			size_t cap, q;
+			if (threads > pr.requests)
+				threads = pr.requests;
+			cap = cfg.max_inflight_bytes / chunk / threads;
+			q = (pr.requests + threads - 1) / threads;
+			if (q > cap)
+				q = cap;
+			qd = q < 1 ? 1 : q > WLIFT_MAX_QD ? WLIFT_MAX_QD : (unsigned)q;
+		}
 		for (size_t f = 0; f < ck->nfiles; f++)
 			srcs[f] = ck->files[f].src;
 		pl.plan = &plan;

@@ -109,6 +109,8 @@ int wlift__load_probe(const struct wlift_ckpt *ck, const struct wlift__load_cfg 
 			out->all_memory = 0;
 		if (p.chunk > out->chunk_bytes && !c->chunk_explicit)
 			out->chunk_bytes = p.chunk;
+		if (p.requests > out->requests)
+			out->requests = p.requests;
 		if (c->direct == WLIFT_DIRECT_ON) {
 			if (!align || !src->ops->direct) {
 				ret = wlift__diag_set(d, WLIFT_EUNSUPPORTED, src->uri, NULL, -1,

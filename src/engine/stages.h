@@ -78,6 +78,7 @@ struct wlift__probed {
 	int any_direct;
 	int all_memory; /* every file read is already in memory */
 	unsigned queue_flags; /* WLIFT__RQ_URING when io_uring is wanted */
+	unsigned requests;    /* remote sources: reads in flight over all workers; 0: none */
 };
 
 /* 1 when WLIFT_MMAP_AUTO should map: every file with selected tensors can be mapped and its

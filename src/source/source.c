@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "source/file.h"
+#include "source/http.h"
 #include "source/source.h"
 
 /* ---- URIs and schemes ------------------------------------------------------------------- */
@@ -31,8 +32,7 @@ const char *wlift__uri_local_path(const char *uri)
 
 /* Schemes that later stages of this project implement: named so that their URIs get
  * "not supported by this build" instead of "not understood". */
-static const char *const planned_schemes[] = { "http://", "https://", "s3://", "gs://",
-					       "hf://" };
+static const char *const planned_schemes[] = { "s3://", "gs://" };
 
 static int no_scheme(const char *uri, wlift_diag *d)
 {
@@ -57,7 +57,8 @@ int wlift__source_stat(wlift_ctx *ctx, const char *uri, int *kind, wlift_diag *d
 {
 	const char *path = wlift__uri_local_path(uri);
 
-	WLIFT_UNUSED(ctx);
+	if (wlift__http_scheme(uri))
+		return wlift__http_stat(ctx, uri, kind, d);
 	if (!path)
 		return no_scheme(uri, d);
 	return wlift__file_stat(path, uri, kind, d);
@@ -68,9 +69,10 @@ int wlift__source_list(wlift_ctx *ctx, const char *uri, char ***names, size_t *n
 {
 	const char *path = wlift__uri_local_path(uri);
 
-	WLIFT_UNUSED(ctx);
 	*names = NULL;
 	*n = 0;
+	if (wlift__http_scheme(uri))
+		return wlift__http_list(ctx, uri, names, n, d);
 	if (!path)
 		return no_scheme(uri, d);
 	return wlift__file_list(path, uri, names, n, d);
@@ -82,6 +84,8 @@ int wlift__source_open(wlift_ctx *ctx, const char *uri, struct wlift__source **o
 	const char *path = wlift__uri_local_path(uri);
 
 	*out = NULL;
+	if (wlift__http_scheme(uri))
+		return wlift__http_open(wlift__ctx_or_default(ctx), uri, out, d);
 	if (!path)
 		return no_scheme(uri, d);
 	return wlift__file_open(wlift__ctx_or_default(ctx), path, uri, out, d);
@@ -130,19 +134,53 @@ void wlift__strv_free(char **v, size_t n)
 	free(v);
 }
 
+char *wlift__uri_encode(const char *s, size_t n, int keep_slash)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char *out = malloc(3 * n + 1), *o = out;
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		/* RFC 3986 unreserved characters and the sub-delimiters allowed in a path
+		 * segment pass; everything else (space, '%', '?', '#', non-ASCII) is encoded. */
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    (c && strchr("-._~!$&'()*+,;=:@", c)) || (c == '/' && keep_slash)) {
+			*o++ = (char)c;
+		} else {
+			*o++ = '%';
+			*o++ = hex[c >> 4];
+			*o++ = hex[c & 15];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
 char *wlift__uri_join(const char *dir, const char *name)
 {
-	size_t a = strlen(dir), b = strlen(name);
-	char *p;
+	size_t a = strlen(dir), b;
+	char *enc = NULL, *p;
 
+	/* A name inside an http(s) URL is percent-encoded (hf:// paths are the repository's
+	 * own names, encoded when mapped to a URL). */
+	if (strncmp(dir, "http://", 7) == 0 || strncmp(dir, "https://", 8) == 0) {
+		enc = wlift__uri_encode(name, strlen(name), 1);
+		if (!enc)
+			return NULL;
+		name = enc;
+	}
+	b = strlen(name);
 	while (a > 1 && dir[a - 1] == '/')
 		a--;
 	p = malloc(a + b + 2);
-	if (!p)
-		return NULL;
-	memcpy(p, dir, a);
-	p[a] = '/';
-	memcpy(p + a + 1, name, b + 1);
+	if (p) {
+		memcpy(p, dir, a);
+		p[a] = '/';
+		memcpy(p + a + 1, name, b + 1);
+	}
+	free(enc);
 	return p;
 }
 

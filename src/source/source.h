@@ -55,6 +55,8 @@ struct wlift__source_probe {
 	size_t chunk;	   /* preferred read unit; 0: no preference */
 	double resident;   /* with WLIFT__PROBE_RESIDENT: fraction 0..1 of the range in the page
 			      cache; < 0 when unknown or meaningless (memory, remote) */
+	unsigned requests; /* remote objects: reads the load should keep in flight over all its
+			      workers (each a request); 0: a local source */
 };
 
 /* One read: len bytes at offset off of the source into dst. A read may complete short only
@@ -189,7 +191,11 @@ void wlift__strv_free(char **v, size_t n);
 /* URI helpers. A local path or file:// URI (empty or localhost authority, RFC 8089) maps to a
  * path (a pointer into uri); NULL for other schemes and other hosts. */
 const char *wlift__uri_local_path(const char *uri);
-/* "dir/name" (one '/' between them); malloc'd, NULL on ENOMEM. */
+/* The n bytes of s percent-encoded for a URL path (RFC 3986: unreserved characters and
+ * sub-delimiters kept, '/' kept when keep_slash); malloc'd, NULL on ENOMEM. */
+char *wlift__uri_encode(const char *s, size_t n, int keep_slash);
+/* "dir/name" (one '/' between them; name percent-encoded when dir is a remote URL); malloc'd,
+ * NULL on ENOMEM. */
 char *wlift__uri_join(const char *dir, const char *name);
 /* The container part of uri ("." for a bare local name); malloc'd, NULL on ENOMEM. */
 char *wlift__uri_dirname(const char *uri);

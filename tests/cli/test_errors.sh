@@ -228,7 +228,7 @@ expect_rc 1 "$WEIGHTLIFT" inspect "$T/emptydir"
 grep_err "no *.safetensors files or index in this directory [ckpt.empty]"
 expect_rc 1 "$WEIGHTLIFT" inspect --json "$T/emptydir"
 pycheck 'assert j["errors"][0]["code"] == "WLIFT_EEMPTY", j'
-for u in s3://bucket/model/ gs://bucket/m.safetensors https://host/m.safetensors; do
+for u in s3://bucket/model/ gs://bucket/m.safetensors; do
 	expect_rc 1 "$WEIGHTLIFT" inspect "$u"
 	grep_err "not supported by this build"
 done

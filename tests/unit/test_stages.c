@@ -239,9 +239,12 @@ START_TEST(locator)
 	wlift_diag_clear(&d);
 	ck_assert_int_eq(wlift__locate(NULL, "s3://bucket/model/", &l, &d), WLIFT_EUNSUPPORTED);
 	ck_assert_ptr_nonnull(strstr(d.message, "not supported by this build"));
+	/* http(s) and hf:// URLs of files are located without a request (the open makes it) */
 	wlift_diag_clear(&d);
-	ck_assert_int_eq(wlift__locate(NULL, "https://host/m.safetensors", &l, &d),
-			 WLIFT_EUNSUPPORTED);
+	ck_assert_int_eq(wlift__locate(NULL, "https://host/m.safetensors", &l, &d), 0);
+	ck_assert_uint_eq(l.n, 1);
+	wlift__located_free(&l);
+	ck_assert_int_eq(wlift__locate(NULL, "https://host/dir/", &l, &d), WLIFT_EUNSUPPORTED);
 	wlift_diag_clear(&d);
 	ck_assert_int_eq(wlift__locate(NULL, "ftp://host/m.safetensors", &l, &d), WLIFT_EURI);
 	{

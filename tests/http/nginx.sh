@@ -1,0 +1,104 @@
+# SPDX-License-Identifier: Apache-2.0
+# Start nginx on 127.0.0.1 for a test (sourced): nginx_start ROOT DIR serves ROOT from a
+# prefix of its own under DIR, on a free port (PORT, URL=http://127.0.0.1:$PORT), with the
+# locations the HTTP tests use; nginx_stop (also run from the caller's EXIT trap) stops it.
+# Exits 77 when nginx is not installed.
+NGINX=${NGINX:-$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)}
+[ -n "$NGINX" ] || { echo "SKIP: nginx not found"; exit 77; }
+NGINX_PID=
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+nginx_conf() {
+	local root=$1 pfx=$2
+	# Run as root, nginx's workers would switch to nobody, who cannot read the test's
+	# private temporary directory.
+	[ "$(id -u)" -ne 0 ] || echo "user root;"
+	cat <<CONF
+daemon off;
+worker_processes 2;
+pid $pfx/nginx.pid;
+error_log $pfx/error.log warn;
+events { worker_connections 512; }
+http {
+	log_format t '\$host \$request_method \$uri \$status \$body_bytes_sent "\$http_range" "\$http_authorization" "\$http_if_match"';
+	access_log $pfx/access.log t;
+	client_body_temp_path $pfx/tmp/body;
+	proxy_temp_path $pfx/tmp/proxy;
+	fastcgi_temp_path $pfx/tmp/fastcgi;
+	uwsgi_temp_path $pfx/tmp/uwsgi;
+	scgi_temp_path $pfx/tmp/scgi;
+	default_type application/octet-stream;
+	sendfile on;
+	# tcp_nopush (TCP_CORK) holds the tail of a response that is just over one loopback
+	# segment (64 KiB) until the client's delayed ACK, 40 ms later: off, or small-range
+	# tests crawl.
+	tcp_nopush off;
+	keepalive_requests 10000;
+	server {
+		listen 127.0.0.1:$PORT;
+		root $root;
+		# A server that ignores Range (answers 200 with the whole object).
+		location /norange/ { alias $root/; max_ranges 0; }
+		# Redirects: to another host name (localhost), on the same host, in a loop.
+		location /redir/ { rewrite ^/redir/(.*)\$ http://localhost:$PORT/\$1 redirect; }
+		location /same/ { rewrite ^/same/(.*)\$ /\$1 redirect; }
+		location /loop/ { rewrite ^/loop/(.*)\$ /loop/\$1 redirect; }
+		# A bearer token is needed.
+		location /secret/ {
+			alias $root/;
+			if (\$http_authorization != "Bearer sekrit") { return 403; }
+		}
+		location /forbidden/ { return 403; }
+		location /unauthorized/ { return 401; }
+		location /broken/ { return 500; }
+		# The Hugging Face hub's shape: /org/repo/resolve/REV/path redirects to storage on
+		# another host (localhost), as the hub redirects to its CDN.
+		location /hf/ {
+			rewrite ^/hf/org/model/resolve/main/(.*)\$ http://localhost:$PORT/\$1 redirect;
+			rewrite ^/hf/org/model/resolve/v1/(.*)\$ /\$1 redirect;
+			return 404;
+		}
+	}
+}
+CONF
+}
+
+nginx_start() {
+	local root=$1 dir=$2 i
+	NGINX_PFX=$dir/nginx
+	mkdir -p "$NGINX_PFX/tmp"
+	for i in 1 2 3 4 5; do
+		PORT=$(free_port)
+		nginx_conf "$root" "$NGINX_PFX" >"$NGINX_PFX/nginx.conf"
+		: >"$NGINX_PFX/error.log"
+		"$NGINX" -p "$NGINX_PFX" -c "$NGINX_PFX/nginx.conf" -e "$NGINX_PFX/error.log" \
+			2>>"$NGINX_PFX/error.log" &
+		NGINX_PID=$!
+		# Up when it answers (bounded: 5 s).
+		for _ in $(seq 50); do
+			if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/"; then
+				URL=http://127.0.0.1:$PORT
+				return 0
+			fi
+			kill -0 "$NGINX_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		nginx_stop
+	done
+	echo "FAIL: nginx did not start: $(tail -5 "$NGINX_PFX/error.log")"
+	exit 1
+}
+
+nginx_stop() {
+	if [ -n "$NGINX_PID" ]; then
+		kill "$NGINX_PID" 2>/dev/null
+		# Bounded wait for the master and its workers.
+		for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$NGINX_PID" 2>/dev/null
+		wait "$NGINX_PID" 2>/dev/null
+		NGINX_PID=
+	fi
+}
