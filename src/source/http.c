@@ -467,7 +467,10 @@ static int64_t finish(struct xfer *x, CURLcode rc, wlift_diag *d)
 	char rg[64], at[160];
 
 	range_text(x, rg, sizeof(rg));
-	where(x, at, sizeof(at));
+	at[0] = '\0';
+	/* The redirect target is named in errors only (parsing URLs costs). */
+	if (x->bad || rc != CURLE_OK || (st != 200 && st != 206) || x->got != x->r.len)
+		where(x, at, sizeof(at));
 	switch (x->bad) {
 	case BAD_STATUS:
 		return status_error(x, st, d);
@@ -647,7 +650,7 @@ static void rq_destroy(struct wlift__rq *rq)
 
 	if (!q)
 		return;
-	for (unsigned i = 0; i < rq->depth; i++) {
+	for (unsigned i = 0; q->x && i < rq->depth; i++) {
 		if (q->x[i].used)
 			curl_multi_remove_handle(q->multi, q->x[i].easy);
 		if (q->x[i].easy)
@@ -664,7 +667,8 @@ static void rq_destroy(struct wlift__rq *rq)
 	}
 	if (q->multi)
 		curl_multi_cleanup(q->multi);
-	wlift__source_unref(&q->home->base);
+	if (q->home)
+		wlift__source_unref(&q->home->base);
 	free(q->x);
 	free(q->mem_tag);
 	free(q->mem_res);

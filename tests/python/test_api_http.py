@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: Apache-2.0
+"""http:// URIs through the Python API, unchanged: load_file (numpy, torch), safe_open with
+get_tensor/get_slice and the reference's bytes, from nginx on 127.0.0.1 (a free port, a prefix
+of its own under the test's temporary directory, stopped at the end; skipped without nginx).
+HTTP errors map to Python's: 404 FileNotFoundError, 403 PermissionError, a server ignoring
+Range OSError."""
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+wl = pytest.importorskip("weightlift")
+wlnp = pytest.importorskip("weightlift.numpy")
+refnp = pytest.importorskip("safetensors.numpy")
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+
+CONF = """
+{user}
+daemon off;
+worker_processes 1;
+pid {pfx}/nginx.pid;
+error_log {pfx}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {pfx}/tmp;
+    proxy_temp_path {pfx}/tmp;
+    fastcgi_temp_path {pfx}/tmp;
+    uwsgi_temp_path {pfx}/tmp;
+    scgi_temp_path {pfx}/tmp;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location /norange/ {{ alias {root}/; max_ranges 0; }}
+        location /forbidden/ {{ return 403; }}
+    }}
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not NGINX:
+        pytest.skip("nginx not found")
+    base = tmp_path_factory.mktemp("http")
+    root, pfx = base / "root", base / "nginx"
+    root.mkdir()
+    (pfx / "tmp").mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    tensors = {
+        "a": rng.standard_normal((300, 257)).astype(np.float32),
+        "b": rng.integers(0, 100, (1000,), dtype=np.int64),
+        "c": rng.standard_normal((5, 3, 1111)).astype(np.float16),
+    }
+    refnp.save_file(tensors, str(root / "m.safetensors"), metadata={"k": "v"})
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    (pfx / "nginx.conf").write_text(CONF.format(
+        user="user root;" if os.getuid() == 0 else "", pfx=pfx, port=port, root=root))
+    proc = subprocess.Popen([NGINX, "-p", str(pfx), "-c", str(pfx / "nginx.conf"), "-e",
+                             str(pfx / "error.log")], stderr=subprocess.DEVNULL)
+    url = "http://127.0.0.1:%d" % port
+    try:
+        for _ in range(50):
+            try:
+                urllib.request.urlopen(url + "/m.safetensors", timeout=1).read(1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.skip("nginx did not start: " + (pfx / "error.log").read_text()[-300:])
+                time.sleep(0.1)
+        yield url, root, tensors
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_load_file_numpy(server):
+    url, root, tensors = server
+    got = wlnp.load_file(url + "/m.safetensors")
+    want = refnp.load_file(str(root / "m.safetensors"))
+    assert sorted(got) == sorted(want)
+    for k in want:
+        assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), k
+
+
+def test_load_file_torch(server):
+    torch = pytest.importorskip("torch")
+    wlt = pytest.importorskip("weightlift.torch")
+    url, _, tensors = server
+    got = wlt.load_file(url + "/m.safetensors")
+    for k, v in tensors.items():
+        assert torch.equal(got[k], torch.from_numpy(v)), k
+
+
+def test_safe_open_slices(server):
+    url, _, tensors = server
+    with wl.safe_open(url + "/m.safetensors", framework="np") as f:
+        assert sorted(f.keys()) == ["a", "b", "c"]
+        assert f.metadata() == {"k": "v"}
+        assert np.array_equal(f.get_tensor("b"), tensors["b"])
+        assert np.array_equal(f.get_slice("a")[10:20], tensors["a"][10:20])
+        assert np.array_equal(f.get_slice("c")[1:4, :, 5:9], tensors["c"][1:4, :, 5:9])
+
+
+def test_errors(server):
+    url, _, _ = server
+    with pytest.raises(FileNotFoundError, match="HTTP 404"):
+        wlnp.load_file(url + "/missing.safetensors")
+    with pytest.raises(PermissionError, match="HTTP 403"):
+        wlnp.load_file(url + "/forbidden/m.safetensors")
+    with pytest.raises(OSError, match="does not support range requests"):
+        wlnp.load_file(url + "/norange/m.safetensors")
