@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Start nginx on 127.0.0.1 for a test (sourced): nginx_start ROOT DIR serves ROOT from a
 # prefix of its own under DIR, on a free port (PORT, URL=http://127.0.0.1:$PORT), with the
-# locations the HTTP tests use; nginx_stop (also run from the caller's EXIT trap) stops it.
+# locations the HTTP tests use, and with NGINX_CERT/NGINX_KEY set over HTTPS too (SPORT,
+# SURL); nginx_stop (also run from the caller's EXIT trap) stops it.
 # Exits 77 when nginx is not installed.
 NGINX=${NGINX:-$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true)}
 [ -n "$NGINX" ] || { echo "SKIP: nginx not found"; exit 77; }
@@ -23,7 +24,7 @@ pid $pfx/nginx.pid;
 error_log $pfx/error.log warn;
 events { worker_connections 512; }
 http {
-	log_format t '\$host \$request_method \$uri \$status \$body_bytes_sent "\$http_range" "\$http_authorization" "\$http_if_match"';
+	log_format t '\$host \$request_method \$uri \$status \$body_bytes_sent "\$http_range" "\$http_authorization" "\$http_if_match" \$server_protocol';
 	access_log $pfx/access.log t;
 	client_body_temp_path $pfx/tmp/body;
 	proxy_temp_path $pfx/tmp/proxy;
@@ -62,8 +63,19 @@ http {
 			return 404;
 		}
 	}
-}
 CONF
+	if [ -n "${NGINX_CERT:-}" ]; then
+		# HTTPS (HTTP/2 offered through ALPN) with the test's own certificate.
+		cat <<CONF
+	server {
+		listen 127.0.0.1:$SPORT ssl http2;
+		ssl_certificate $NGINX_CERT;
+		ssl_certificate_key $NGINX_KEY;
+		root $root;
+	}
+CONF
+	fi
+	echo "}"
 }
 
 nginx_start() {
@@ -72,6 +84,7 @@ nginx_start() {
 	mkdir -p "$NGINX_PFX/tmp"
 	for i in 1 2 3 4 5; do
 		PORT=$(free_port)
+		SPORT=$(free_port)
 		nginx_conf "$root" "$NGINX_PFX" >"$NGINX_PFX/nginx.conf"
 		: >"$NGINX_PFX/error.log"
 		"$NGINX" -p "$NGINX_PFX" -c "$NGINX_PFX/nginx.conf" -e "$NGINX_PFX/error.log" \
@@ -81,6 +94,7 @@ nginx_start() {
 		for _ in $(seq 50); do
 			if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/"; then
 				URL=http://127.0.0.1:$PORT
+				SURL=https://127.0.0.1:$SPORT
 				return 0
 			fi
 			kill -0 "$NGINX_PID" 2>/dev/null || break

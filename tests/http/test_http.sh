@@ -19,9 +19,17 @@ cleanup() {
 }
 trap cleanup EXIT
 fixtures --big 8
+# A certificate of the test's own for HTTPS (skipped without openssl).
+if command -v openssl >/dev/null &&
+	openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
+		-addext "subjectAltName=IP:127.0.0.1" -keyout "$T/key.pem" -out "$T/cert.pem" \
+		>/dev/null 2>&1; then
+	NGINX_CERT=$T/cert.pem NGINX_KEY=$T/key.pem
+fi
 nginx_start "$D" "$T"
 TO="timeout 60"
-unset HF_TOKEN HUGGING_FACE_HUB_TOKEN WEIGHTLIFT_HTTP_TOKEN HF_ENDPOINT
+unset HF_TOKEN HUGGING_FACE_HUB_TOKEN WEIGHTLIFT_HTTP_TOKEN HF_ENDPOINT WEIGHTLIFT_CA_BUNDLE CURL_CA_BUNDLE \
+	SSL_CERT_FILE
 # Fail fast rather than hang on a broken server.
 export WEIGHTLIFT_HTTP_STALL_TIMEOUT=10 WEIGHTLIFT_HTTP_CONNECT_TIMEOUT=5
 
@@ -154,6 +162,23 @@ grep_err "hf://org/other/x.safetensors"
 grep_err "HTTP 404"
 expect_rc 1 $TO "$WEIGHTLIFT" inspect "hf://org/model/../x.safetensors"
 unset HF_ENDPOINT HF_TOKEN
+
+# --- HTTPS: the certificate must verify (curl's text when it does not), HTTP/2 when offered --
+if [ -n "${NGINX_CERT:-}" ]; then
+	expect_rc 3 $TO "$WEIGHTLIFT" inspect "$SURL/small.safetensors"
+	grep_err "certificate"
+	: >"$NGINX_PFX/access.log"
+	WEIGHTLIFT_CA_BUNDLE=$NGINX_CERT same_digests "$SURL/big.safetensors" "$D/big.safetensors"
+	SSL_CERT_FILE=$NGINX_CERT same_digests "$SURL/sharded/model.safetensors.index.json" \
+		"$D/sharded/model.safetensors.index.json"
+	NCHECK=$((NCHECK + 1))
+	grep -q ' 206 .* HTTP/2.0$' "$NGINX_PFX/access.log" ||
+		fail "HTTPS reads did not use HTTP/2: $(log_lines)"
+	WEIGHTLIFT_CA_BUNDLE=$NGINX_CERT expect_rc 0 $TO "$HTTP_CHECK" same "$SURL/big.safetensors" \
+		"$D/big.safetensors" 8
+else
+	echo "note: no openssl: HTTPS not tested"
+fi
 
 # --- a misbehaving server: every fault fails the load, naming the URI ----------------------
 python3 "$(dirname "$0")/badserver.py" "$D" "$T/badport" &
