@@ -21,6 +21,11 @@
 /* AUTO direct: reading fewer bytes than this from a file always uses buffered reads (setup
  * cost dominates). */
 #define WLIFT_DIRECT_MIN_BYTES (32u << 20)
+/* A tensor-parallel block along a dim > 0 is outer pieces, stride apart: pieces of at least
+ * this many bytes are read each on its own (the ranks together read each byte once); smaller
+ * ones are read as their covering range and gathered (one large read instead of many small:
+ * below this a piece costs more in per-read overhead than the bytes between pieces). */
+#define WLIFT_SHARD_PIECE_MIN (64u << 10)
 /* O_DIRECT ranges are capped so that a fix-up (and the readiness it delays) stays small. */
 #define WLIFT_DIRECT_MAX_RANGE (64u << 20)
 /* AUTO direct only when the plan's ranges average at least this much: a layout whose tensors

@@ -24,6 +24,12 @@ struct load {
 	const uint64_t *data_off; /* copy mode: sink offset of its (converted) bytes */
 	void **raw;		  /* mapped mode: where tensor i's stored bytes are */
 	const struct wlift__gather *gather; /* per tensor, or NULL */
+	/* Split gathers: the plan reads each piece as an entry of its own. NULL: plan entry i is
+	 * tensor i. */
+	const size_t *owner;	  /* plan entry -> tensor */
+	const size_t *first;	  /* tensor -> its first plan entry */
+	const uint64_t *entry_dest; /* plan entry -> sink offset */
+	uint64_t *left;		  /* split gathers: pieces still to land */
 	wlift_ready_fn ready;
 	void *ready_user;
 };
@@ -44,13 +50,22 @@ static int ready(struct load *l, const struct wlift_tensor *t)
 static int copy_done(void *user, size_t i)
 {
 	struct load *l = user;
-	struct wlift_tensor *t = &l->res->t[i];
-	const struct wlift__gather *g = l->gather ? &l->gather[i] : NULL;
+	const struct wlift__gather *g;
+	struct wlift_tensor *t;
 
+	if (l->owner)
+		i = l->owner[i];
+	t = &l->res->t[i];
+	g = l->gather ? &l->gather[i] : NULL;
+	/* A split block lands piece by piece: the last one to land gathers. */
+	if (g && g->split && __atomic_sub_fetch(&l->left[i], 1, __ATOMIC_ACQ_REL) != 0)
+		return 0;
 	/* A block along a later dim: its pieces together, in place (each moves down). */
 	for (uint64_t k = 1; g && k < g->outer; k++) {
-		int ret = l->sink->ops->move(l->sink, l->raw_off[i] + k * g->piece,
-					     l->raw_off[i] + k * g->stride, g->piece, NULL);
+		uint64_t from = g->split ? l->entry_dest[l->first[i] + k]
+					 : l->raw_off[i] + k * g->stride;
+		int ret = l->sink->ops->move(l->sink, l->raw_off[i] + k * g->piece, from,
+					     g->piece, NULL);
 		if (ret)
 			return ret;
 	}
@@ -232,6 +247,67 @@ static int want_mapped(struct wlift_ckpt *ck, const struct wlift__load_cfg *c,
 	return 1;
 }
 
+/* What the plan reads: the selected tensors, with each split block (struct wlift__gather)
+ * expanded into its pieces, still in file order. */
+struct entries {
+	wlift_tensor_info *ti; /* sel->ti when nothing is split */
+	size_t n;
+	size_t *owner, *first; /* NULL when nothing is split */
+	uint64_t *left;
+	uint64_t *raw_off; /* per tensor: where its first entry lands */
+};
+
+static int plan_entries(const struct wlift__selection *sel, struct entries *e, wlift_diag *d)
+{
+	size_t m = 0, j = 0;
+
+	e->raw_off = calloc(sel->n ? sel->n : 1, sizeof(*e->raw_off));
+	if (!e->raw_off)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	for (size_t i = 0; i < sel->n; i++)
+		m += sel->gather && sel->gather[i].split ? sel->gather[i].outer : 1;
+	e->ti = sel->ti;
+	e->n = sel->n;
+	if (m == sel->n)
+		return 0;
+	e->ti = calloc(m, sizeof(*e->ti));
+	e->owner = calloc(m, sizeof(*e->owner));
+	e->first = calloc(sel->n, sizeof(*e->first));
+	e->left = calloc(sel->n, sizeof(*e->left));
+	if (!e->ti || !e->owner || !e->first || !e->left)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	for (size_t i = 0; i < sel->n; i++) {
+		const struct wlift__gather *g = &sel->gather[i];
+		size_t k = g->split ? g->outer : 1;
+
+		e->first[i] = j;
+		e->left[i] = k;
+		for (size_t p = 0; p < k; p++, j++) {
+			e->ti[j] = sel->ti[i];
+			e->owner[j] = i;
+			if (!g->split)
+				continue;
+			e->ti[j].file_offset += p * g->stride;
+			e->ti[j].data_begin += p * g->stride;
+			e->ti[j].nbytes = g->piece;
+			e->ti[j].data_end = e->ti[j].data_begin + g->piece;
+		}
+	}
+	e->n = m;
+	return 0;
+}
+
+static void entries_free(struct entries *e, const struct wlift__selection *sel)
+{
+	if (e->ti != sel->ti)
+		free(e->ti);
+	free(e->owner);
+	free(e->first);
+	free(e->left);
+	free(e->raw_off);
+	memset(e, 0, sizeof(*e));
+}
+
 int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift__sink *sink,
 		wlift_ready_fn ready_fn, void *ready_user, wlift_result **out, wlift_diag *d)
 {
@@ -249,6 +325,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	void **raw = NULL;
 	const char *strategy;
 	struct load l = { 0 };
+	struct entries pe = { 0 };
 	size_t n, chunk_used = 0;
 	int ret, mapped;
 
@@ -331,10 +408,15 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		chunk = pr.chunk_bytes;
 		if (!sink->in_place && chunk > sink->stage_bytes)
 			chunk = sink->stage_bytes; /* a chunk is read into one staging buffer */
-		ret = wlift__plan_build(sel.ti, n, pr.pf, ck->nfiles, chunk,
+		ret = plan_entries(&sel, &pe, d);
+		if (ret)
+			goto out;
+		ret = wlift__plan_build(pe.ti, pe.n, pr.pf, ck->nfiles, chunk,
 					pr.any_direct ? WLIFT_DIRECT_MAX_RANGE : 0, &plan, d);
 		if (ret)
 			goto out;
+		for (size_t i = 0; i < n; i++)
+			pe.raw_off[i] = plan.dest[pe.first ? pe.first[i] : i];
 		/* sink: the stored bytes, then the widened conversions. */
 		conv_base = (plan.arena_bytes + WLIFT_PLAN_ALIGN - 1) / WLIFT_PLAN_ALIGN *
 			    WLIFT_PLAN_ALIGN;
@@ -342,13 +424,17 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		if (ret)
 			goto out;
 		for (size_t i = 0; i < n; i++) {
-			data_off[i] = conv_off[i] ? conv_base + conv_off[i] - 1 : plan.dest[i];
+			data_off[i] = conv_off[i] ? conv_base + conv_off[i] - 1 : pe.raw_off[i];
 			res->t[i].v.data = (uint8_t *)m.base + data_off[i];
 			res->t[i].v.device = m.device;
 		}
 		chunk_used = chunk;
-		l.raw_off = plan.dest;
+		l.raw_off = pe.raw_off;
 		l.data_off = data_off;
+		l.owner = pe.owner;
+		l.first = pe.first;
+		l.entry_dest = plan.dest;
+		l.left = pe.left;
 		t_plan = wlift__now();
 		/* run */
 		/* Bytes in flight stay under max_inflight_bytes: threads x qd x chunk. */
@@ -376,7 +462,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		for (size_t f = 0; f < ck->nfiles; f++)
 			srcs[f] = ck->files[f].src;
 		pl.plan = &plan;
-		pl.tensors = sel.ti;
+		pl.tensors = pe.ti;
 		pl.srcs = srcs;
 		pl.sink = sink;
 		pl.queue_flags = pr.queue_flags;
@@ -425,6 +511,7 @@ out:
 	if (sink)
 		sink->ops->destroy(sink);
 	wlift__plan_free(&plan);
+	entries_free(&pe, &sel);
 	wlift__probed_free(&pr);
 	wlift__selection_free(&sel);
 	free(srcs);

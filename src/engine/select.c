@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/tunables.h"
 #include "engine/stages.h"
 
 void wlift__selection_free(struct wlift__selection *s)
@@ -153,6 +154,8 @@ static int partition_gather(struct wlift__selection *s, size_t i, const wlift_te
 		s->ti[i].nbytes = (outer - 1) * g->stride + g->piece;
 		if (outer == 1)
 			g->outer = 0; /* one piece: contiguous */
+		else
+			g->split = g->piece >= WLIFT_SHARD_PIECE_MIN;
 	}
 	s->ti[i].file_offset += b * (inner_bits / 8);
 	s->ti[i].data_begin += b * (inner_bits / 8);

@@ -52,11 +52,13 @@ struct wlift__selection {
 	struct wlift__gather *gather; /* after partition: per tensor; outer 0: contiguous */
 };
 
-/* A block along a dim > 0: ti covers [first row's start, last row's end); once it has
- * landed, outer pieces of piece bytes, stride apart, are moved together (piece i from
- * i * stride to i * piece). */
+/* A block along a dim > 0: outer pieces of piece bytes, stride apart in the file; ti covers
+ * [first piece's start, last piece's end). split 0: the covering range is read and, once it
+ * has landed, piece i moves from i * stride to i * piece. split 1 (pieces of at least
+ * WLIFT_SHARD_PIECE_MIN): each piece is read on its own and moved after the first. */
 struct wlift__gather {
 	uint64_t outer, piece, stride;
+	int split;
 };
 
 /* All tensors, or opts->names (deduplicated, in file order; with opts->rows, each name's

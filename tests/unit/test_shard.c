@@ -6,6 +6,7 @@
 #include <check.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -200,6 +201,67 @@ START_TEST(gather_then_convert)
 }
 END_TEST
 
+/* Pieces of at least WLIFT_SHARD_PIECE_MIN are read each on its own: over the ranks every
+ * byte is read once, and each rank's block equals the slice (a U8 [3, 300001] tensor between
+ * two others, for worlds 2..4, so blocks are uneven). */
+START_TEST(large_pieces_read_once)
+{
+	static const uint64_t shape[] = { 3, 300001 };
+	const wlift_shard_rule rules[] = { { "m", 1 } };
+	const char *p = wt_path("pieces.safetensors");
+	size_t nd = 16 + 3 * 300001 + 16;
+	uint8_t *buf = malloc(nd), *want = malloc(nd);
+	char js[512];
+
+	for (size_t i = 0; i < nd; i++)
+		buf[i] = (uint8_t)(i * 131 + (i >> 9));
+	snprintf(js, sizeof(js),
+		 "{\"a\":{\"dtype\":\"U8\",\"shape\":[16],\"data_offsets\":[0,16]},"
+		 "\"m\":{\"dtype\":\"U8\",\"shape\":[3,300001],\"data_offsets\":[16,%zu]},"
+		 "\"z\":{\"dtype\":\"U8\",\"shape\":[16],\"data_offsets\":[%zu,%zu]}}",
+		 nd - 16, nd - 16, nd);
+	wt_write_st(p, js, buf, nd);
+	for (unsigned w = 2; w <= 4; w++) {
+		uint64_t total = 0;
+		for (unsigned r = 0; r < w; r++) {
+			const char *names[] = { "m" };
+			wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+			wlift_result *res = NULL;
+			wlift_ckpt *ck = NULL;
+			wlift_tensor_view v;
+			wlift_stats st;
+			uint64_t b, e;
+			size_t n;
+
+			o.rank = (int)r;
+			o.world_size = (int)w;
+			o.shard = rules;
+			o.nshard = 1;
+			o.names = names;
+			o.nnames = 1;
+			o.direct = WLIFT_DIRECT_OFF;
+			o.threads = 3;
+			o.chunk_bytes = 64 << 10; /* pieces span chunks */
+			ck_assert_int_eq(wlift_open(NULL, p, &ck, NULL), 0);
+			ck_assert_int_eq(wlift_load(ck, &o, NULL, NULL, &res, NULL), 0);
+			ck_assert_ptr_nonnull(find(res, "m", &v));
+			block(300001, r, w, &b, &e);
+			n = slice(buf + 16, shape, 2, 1, 1, b, e, want);
+			ck_assert_uint_eq(v.nbytes, n);
+			ck_assert_int_eq(memcmp(v.data, want, n), 0);
+			ck_assert_int_eq(wlift_result_stats(res, &st), 0);
+			ck_assert_uint_eq(st.bytes_read, n);
+			total += st.bytes_read;
+			wlift_result_free(res);
+			wlift_ckpt_close(ck);
+		}
+		ck_assert_uint_eq(total, 3 * 300001);
+	}
+	free(buf);
+	free(want);
+}
+END_TEST
+
 START_TEST(bad_shards)
 {
 	const char *p = make();
@@ -256,6 +318,7 @@ int main(void)
 	tcase_add_test(tc, every_rank_gets_its_block);
 	tcase_add_test(tc, dim0_reads_only_the_block);
 	tcase_add_test(tc, gather_then_convert);
+	tcase_add_test(tc, large_pieces_read_once);
 	tcase_add_test(tc, bad_shards);
 	suite_add_tcase(s, tc);
 	return wt_run(s);
