@@ -241,6 +241,11 @@ def _framework_plan(idx: Any, shape: Tuple[int, ...], rows_ok: bool) -> SlicePla
         bounds.append(bi)
     if bounds[2] is not None and bounds[2] <= 0:
         return whole  # the framework's own error for a zero or negative step
+    if bounds[2] is not None and bounds[2] >= _CLONG_MAX - n:
+        # torch's length (stop - start + step - 1) / step overflows int64 here and gives
+        # fewer rows than the slice has (x[-5::2**63 - 1] of 4 rows is empty): its answer
+        # on the whole tensor, not ours.
+        return whole
     r = range(*slice(*bounds).indices(n))
     if not len(r):
         return SlicePlan((0, 0), (slice(0, 0),) + rest)
