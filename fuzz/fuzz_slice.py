@@ -12,6 +12,7 @@ array (dtype, shape, bytes), which is also numpy's (torch's) slicing of the whol
     .venv/bin/python fuzz/fuzz_slice.py -max_total_time=600 NEW_DIR fuzz/corpus/slice
     .venv/bin/python fuzz/fuzz_slice.py -merge=1 fuzz/corpus/slice NEW_DIR
 """
+import collections
 import os
 import sys
 import tempfile
@@ -21,7 +22,10 @@ import numpy as np
 DTYPES = [np.float32, np.int8, np.uint16, np.bool_, np.float64, np.float16]
 BIG = [2**63 - 1, 2**63, 2**64, 2**64 + 1, 2**70, -(2**63), -(2**63) - 1, -(2**64)]
 
-_files = {}
+_files = collections.OrderedDict()  # the last _KEEP tensors' files and open handles
+_KEEP = 64
+_paths = []
+_serial = 0
 _tmp = None
 
 
@@ -97,12 +101,22 @@ def _handles(framework, backend, dtype, shape):
     import weightlift
 
     key = (framework, backend, np.dtype(dtype).str, shape)
-    if key not in _files:
+    if key in _files:
+        _files.move_to_end(key)
+    else:
+        if len(_files) >= _KEEP:  # bounded: every handle holds a file descriptor
+            old = _files.popitem(last=False)[1]
+            old[4].close()
+            del old
+            os.unlink(_paths.pop(0))
         if _tmp is None:
             _tmp = tempfile.TemporaryDirectory(prefix="fuzz_slice")
         full = (np.arange(int(np.prod(shape)), dtype=np.int64) * 7 % 251).astype(dtype)
         full = full.reshape(shape)
-        path = os.path.join(_tmp.name, f"{len(_files)}.safetensors")
+        global _serial
+        _serial += 1
+        path = os.path.join(_tmp.name, f"{_serial}.safetensors")
+        _paths.append(path)
         safetensors.numpy.save_file({"t": full}, path)
         kw = {"backend": backend} if backend else {}
         ref = safetensors.safe_open(path, framework=framework, **kw)
