@@ -24,6 +24,7 @@ class Prefetch:
         self._ready: Dict[str, "_native.Tensor"] = {}
         self._done = False
         self._cancel = threading.Event()
+        self.stats: Optional[dict] = None  # the background load's, once it has finished
         self._th = threading.Thread(target=self._run, args=(ck, list(names), device),
                                     name="weightlift-prefetch", daemon=True)
         self._th.start()
@@ -32,8 +33,8 @@ class Prefetch:
         try:
             if names:
                 # The result is dropped at once: each tensor lives as long as its Tensor.
-                ck.load(names=names, mmap=_native.MMAP_AUTO, device=device, ready=self._put,
-                        cancel=self._cancel)
+                self.stats = ck.load(names=names, mmap=_native.MMAP_AUTO, device=device,
+                                     ready=self._put, cancel=self._cancel).stats()
         except BaseException:  # noqa: BLE001 - requests fall back to their own loads
             pass
         finally:
