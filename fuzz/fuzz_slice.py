@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 """Fuzz target: the get_slice index normaliser (weightlift._core), driven by atheris.
 
