@@ -38,7 +38,7 @@ static void usage(FILE *out)
 	    "  --shard-spec FILE       JSON object {\"name or glob\": dim or null}: split the\n"
 	    "                          matching tensors along dim into W blocks of ceil(n/W)\n"
 	    "                          (null, or no match: replicated, loaded whole)\n"
-	    "  --device DEV            cpu (default); cuda, cuda:N in the GPU stage\n"
+	    "  --device DEV            cpu (default), cuda (= cuda:0) or cuda:N\n"
 	    "  --dtype T               convert floating-point tensors to F16, BF16 or F32\n"
 	    "  --repeat N              run open + load N times, report the median run\n"
 	    "  --touch                 after loading, read every byte once (XOR over uint64)\n"
@@ -344,9 +344,21 @@ int cli_load(int argc, char **argv)
 				goto out;
 			}
 			break;
-		case OPT_DEVICE:
+		case OPT_DEVICE: {
+			/* cpu, cuda, cuda:N or N: the library parses it; the shape is a usage
+			 * matter. */
+			const char *p = strncmp(optarg, "cuda:", 5) == 0 ? optarg + 5 : optarg;
+			if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") &&
+			    (!*p || strspn(p, "0123456789") != strlen(p))) {
+				rc = cli_usage_error("load",
+						     "--device '%s' not understood (cpu, cuda or "
+						     "cuda:N)",
+						     optarg);
+				goto out;
+			}
 			device = optarg;
 			break;
+		}
 		case OPT_DTYPE:
 			ret = wlift_dtype_from_name(optarg);
 			if (ret != WLIFT_F16 && ret != WLIFT_BF16 && ret != WLIFT_F32) {

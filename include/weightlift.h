@@ -64,6 +64,7 @@ enum wlift_error {
 	WLIFT_ECUDA = -5200,         /* CUDA driver call failed */
 	WLIFT_ENODEV = -5201,        /* no such device / no CUDA driver */
 	WLIFT_ECUFILE = -5202,       /* cuFile (GDS) call failed */
+	WLIFT_EDEVMEM = -5203,       /* out of device memory (the message names the bytes needed) */
 
 	WLIFT_ECOMM = -5300,         /* collective communication failed */
 };
@@ -164,6 +165,11 @@ typedef struct wlift_ctx wlift_ctx;
 #define WLIFT_MAX_CHUNK_BYTES (1ull << 30)
 #define WLIFT_MAX_INFLIGHT_BYTES (1ull << 40)
 #define WLIFT_MAX_HTTP_REQUESTS 1024u
+/* GPU loads: the pinned staging ring, 1 MiB .. 16 GiB in 2 .. 1024 buffers of 64 KiB ..
+ * 256 MiB each. */
+#define WLIFT_MIN_RING_BYTES (1ull << 20)
+#define WLIFT_MAX_RING_BYTES (16ull << 30)
+#define WLIFT_MAX_RING_SLOTS 1024u
 
 enum wlift_log_level { WLIFT_LOG_ERROR = 0, WLIFT_LOG_WARN, WLIFT_LOG_INFO, WLIFT_LOG_DEBUG };
 typedef void (*wlift_log_fn)(void *user, int level, const char *msg);
@@ -297,7 +303,7 @@ typedef struct wlift_rows {
 
 typedef struct wlift_load_opts {
 	size_t size;                 /* sizeof(wlift_load_opts) */
-	const char *device;          /* NULL or "cpu"; "cuda", "cuda:N" (GPU stage) */
+	const char *device;          /* NULL or "cpu"; "cuda" (= "cuda:0"), "cuda:N" */
 	const char *const *names;    /* subset to load (only their bytes are read); NULL: all */
 	size_t nnames;
 	wlift_dtype dtype;           /* convert floating-point tensors to this; NONE keeps */
@@ -328,6 +334,12 @@ typedef struct wlift_load_opts {
 	 * tensor, not in mapped mode for a dim > 0 block. */
 	const wlift_shard_rule *shard;
 	size_t nshard;
+	/* GPU loads (device "cuda[:N]"): host memory stays at a ring of pinned staging buffers
+	 * of ring_bytes in all, split into ring_slots buffers (the read unit is capped at one
+	 * buffer). 0: the context's value (WEIGHTLIFT_CUDA_RING_BYTES, _SLOTS; default 128 MiB
+	 * in 16). */
+	size_t ring_bytes;
+	unsigned ring_slots;
 } wlift_load_opts;
 #define WLIFT_LOAD_OPTS_INIT { .size = sizeof(wlift_load_opts) }
 

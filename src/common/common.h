@@ -43,6 +43,9 @@ struct wlift_ctx {
 	char *hf_token;		    /* HF_TOKEN: for the Hugging Face endpoint only, or NULL */
 	char *hf_endpoint;	    /* HF_ENDPOINT, or NULL: WLIFT_HF_ENDPOINT */
 	char *ca_bundle;	    /* WEIGHTLIFT_CA_BUNDLE, CURL_CA_BUNDLE or SSL_CERT_FILE */
+	char *cuda_library; /* WEIGHTLIFT_CUDA_LIBRARY: the CUDA driver to load (NULL: libcuda.so.1) */
+	size_t ring_bytes;  /* WEIGHTLIFT_CUDA_RING_BYTES (0: default; range-checked per load) */
+	unsigned ring_slots; /* WEIGHTLIFT_CUDA_RING_SLOTS (0: default) */
 	wlift_log_fn log;
 	void *log_user;
 	int log_level;

@@ -230,6 +230,35 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 	ret = remote_knobs(ctx, opts, d);
 	if (ret)
 		goto out;
+	/* GPU loads: the driver library (the fake driver in tests) and the staging ring. 0 keeps
+	 * the default; the ring's lower bounds are checked per load (config.c). */
+	{
+		const char *lib;
+		size_t v = 0;
+		if (wlift__env_str("WEIGHTLIFT_CUDA_LIBRARY", &lib)) {
+			ctx->cuda_library = strdup(lib);
+			if (!ctx->cuda_library) {
+				ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+				goto out;
+			}
+		}
+		ret = knob(0, "ring_bytes", "WEIGHTLIFT_CUDA_RING_BYTES", 0, WLIFT_MAX_RING_BYTES,
+			   &ctx->ring_bytes, d);
+		if (ret)
+			goto out;
+		if (ctx->ring_bytes && ctx->ring_bytes < WLIFT_MIN_RING_BYTES) {
+			ret = wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+					      "environment variable WEIGHTLIFT_CUDA_RING_BYTES = %zu "
+					      "is out of range (1 MiB .. 16 GiB)",
+					      ctx->ring_bytes);
+			goto out;
+		}
+		ret = knob(0, "ring_slots", "WEIGHTLIFT_CUDA_RING_SLOTS", 0, WLIFT_MAX_RING_SLOTS,
+			   &v, d);
+		if (ret)
+			goto out;
+		ctx->ring_slots = (unsigned)v;
+	}
 	/* opts->cache_dir is accepted for the remote sources' write-through cache; local
 	 * sources have nothing to cache, so it is not kept yet. */
 	ctx->log = opts->log;
@@ -256,6 +285,7 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	free(ctx->hf_token);
 	free(ctx->hf_endpoint);
 	free(ctx->ca_bundle);
+	free(ctx->cuda_library);
 	free(ctx);
 }
 

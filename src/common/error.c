@@ -40,6 +40,7 @@ static const struct err_entry errs[] = {
 	{ WLIFT_ECUDA, "WLIFT_ECUDA", "CUDA error" },
 	{ WLIFT_ENODEV, "WLIFT_ENODEV", "no such device" },
 	{ WLIFT_ECUFILE, "WLIFT_ECUFILE", "cuFile error" },
+	{ WLIFT_EDEVMEM, "WLIFT_EDEVMEM", "out of device memory" },
 	{ WLIFT_ECOMM, "WLIFT_ECOMM", "communication error" },
 };
 

@@ -57,6 +57,12 @@
 /* curl's receive buffer (its maximum, CURL_MAX_READ_SIZE): fewer write callbacks. */
 #define WLIFT_HTTP_BUFFER (512L << 10)
 #define WLIFT_HF_ENDPOINT "https://huggingface.co"
+/* GPU loads: the pinned staging ring (WEIGHTLIFT_CUDA_RING_BYTES / _SLOTS). 16 buffers of
+ * 8 MiB: one per read in flight for the default threads with room for the copies behind them
+ * (the H2D copy of 8 MiB takes ~0.2 ms at 50 GB/s, so a few buffers in copy keep the link
+ * busy); host memory stays at this whatever the checkpoint size. */
+#define WLIFT_DEFAULT_RING_BYTES (128u << 20)
+#define WLIFT_DEFAULT_RING_SLOTS 16u
 
 /* Mapped mode: populate spans shorter than this from one thread (thread start-up dominates). */
 #define WLIFT_POPULATE_MIN_PARALLEL (64u << 20)

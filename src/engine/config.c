@@ -5,9 +5,11 @@
  * that the later stages can trust it.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "engine/stages.h"
+#include "sink/sink.h"
 
 static int bad(wlift_diag *d, const char *field, unsigned long long v, const char *range)
 {
@@ -57,7 +59,39 @@ int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
 	if (o->rows && !o->names)
 		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.rows",
 				       "wlift_load_opts.rows needs names (one range per name)");
+	if (wlift__device_parse(o->device, &c->device_index))
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.device",
+				       "wlift_load_opts.device = \"%s\" not understood (use \"cpu\", "
+				       "\"cuda\" or \"cuda:N\", N <= %d)",
+				       o->device, WLIFT_MAX_DEVICE_INDEX);
 	c->device = o->device;
+	{
+		/* The ring: explicit option > WEIGHTLIFT_CUDA_RING_* > default; each buffer
+		 * between 64 KiB and 256 MiB (one cuMemHostRegister segment). */
+		int has_field = o->size >= offsetof(wlift_load_opts, ring_slots) + sizeof(unsigned);
+		size_t rb = has_field && o->ring_bytes ? o->ring_bytes : ctx->ring_bytes;
+		unsigned rs = has_field && o->ring_slots ? o->ring_slots : ctx->ring_slots;
+		const char *src = has_field && o->ring_bytes ? "wlift_load_opts.ring_bytes"
+							     : "WEIGHTLIFT_CUDA_RING_BYTES";
+		if (!rb)
+			rb = WLIFT_DEFAULT_RING_BYTES;
+		if (!rs)
+			rs = WLIFT_DEFAULT_RING_SLOTS;
+		if (rb < WLIFT_MIN_RING_BYTES || rb > WLIFT_MAX_RING_BYTES)
+			return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.options",
+					       "%s = %zu is out of range (1 MiB .. 16 GiB)", src, rb);
+		if (rs < 2 || rs > WLIFT_MAX_RING_SLOTS)
+			return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.options",
+					       "ring_slots = %u is out of range (2 .. %u)", rs,
+					       WLIFT_MAX_RING_SLOTS);
+		if (rb / rs < (64u << 10) || rb / rs > (256u << 20))
+			return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.options",
+					       "a ring of %zu bytes in %u buffers gives %zu-byte "
+					       "buffers (each must be 64 KiB .. 256 MiB)",
+					       rb, rs, rb / rs);
+		c->ring_bytes = rb;
+		c->ring_slots = rs;
+	}
 	c->dtype = o->dtype;
 	c->strategy = o->strategy;
 	c->direct = o->direct;

@@ -99,8 +99,9 @@ static int mapped_done(void *user, size_t i)
 
 /* Where each converted tensor goes: in place when the target is not wider, else at
  * conv_off[i] - 1 in an area of *conv_bytes after the stored bytes (0: in place). */
-static int layout_conversions(const struct wlift__load_cfg *c, const wlift_tensor_info *ti,
-			      size_t n, uint64_t *conv_off, uint64_t *conv_bytes, wlift_diag *d)
+static int layout_conversions(const struct wlift__load_cfg *c, const struct wlift__sink *sink,
+			      const wlift_tensor_info *ti, size_t n, uint64_t *conv_off,
+			      uint64_t *conv_bytes, wlift_diag *d)
 {
 	*conv_bytes = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -110,6 +111,14 @@ static int layout_conversions(const struct wlift__load_cfg *c, const wlift_tenso
 		conv_off[i] = 0;
 		if (c->dtype == WLIFT_DTYPE_NONE || !wlift__dtype_is_float(from) || from == c->dtype)
 			continue;
+		if (!sink->ops->convert)
+			return wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, ti[i].name, -1,
+					       "load.dtype",
+					       "%s: converting %s to %s on device \"%s\" is not "
+					       "supported by this build (device conversion kernels "
+					       "are not built in)",
+					       ti[i].name, wlift_dtype_name(from),
+					       wlift_dtype_name(c->dtype), c->device);
 		if (!wlift__convert_supported(from, c->dtype))
 			return wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, ti[i].name, -1,
 					       "load.dtype",
@@ -341,7 +350,8 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	if (ret)
 		goto out;
 	if (!sink) {
-		struct wlift__sink_cfg sc = { cfg.threads, cfg.populate };
+		struct wlift__sink_cfg sc = { cfg.threads, cfg.populate, ck->ctx->cuda_library,
+					      cfg.ring_bytes, cfg.ring_slots };
 		ret = wlift__sink_open(ck->ctx, cfg.device, &sc, &sink, d);
 		if (ret)
 			goto out;
@@ -361,7 +371,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 		goto out;
 	}
-	ret = layout_conversions(&cfg, sel.ti, n, conv_off, &conv_bytes, d);
+	ret = layout_conversions(&cfg, sink, sel.ti, n, conv_off, &conv_bytes, d);
 	if (ret)
 		goto out;
 	ret = build_result(ck, &sel, &cfg, &res, d);
@@ -411,8 +421,9 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		ret = plan_entries(&sel, &pe, d);
 		if (ret)
 			goto out;
-		ret = wlift__plan_build(pe.ti, pe.n, pr.pf, ck->nfiles, chunk,
-					pr.any_direct ? WLIFT_DIRECT_MAX_RANGE : 0, &plan, d);
+		ret = wlift__plan_build_aligned(pe.ti, pe.n, pr.pf, ck->nfiles, chunk,
+						pr.any_direct ? WLIFT_DIRECT_MAX_RANGE : 0,
+						sink->dest_align, &plan, d);
 		if (ret)
 			goto out;
 		for (size_t i = 0; i < n; i++)

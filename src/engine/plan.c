@@ -33,12 +33,23 @@ int wlift__plan_build(const wlift_tensor_info *t, size_t n, const struct wlift__
 		      size_t nfiles, uint64_t chunk_bytes, uint64_t max_range,
 		      struct wlift__plan *out, wlift_diag *d)
 {
+	return wlift__plan_build_aligned(t, n, files, nfiles, chunk_bytes, max_range,
+					 WLIFT_PLAN_ALIGN, out, d);
+}
+
+int wlift__plan_build_aligned(const wlift_tensor_info *t, size_t n,
+			      const struct wlift__plan_file *files, size_t nfiles,
+			      uint64_t chunk_bytes, uint64_t max_range, uint32_t align,
+			      struct wlift__plan *out, wlift_diag *d)
+{
 	struct wlift__plan p = {0};
 	uint64_t cursor = 0;
 	size_t capc = 0;
 	int ret = 0;
 
 	memset(out, 0, sizeof(*out));
+	if (align < WLIFT_PLAN_ALIGN || (align & (align - 1)))
+		align = WLIFT_PLAN_ALIGN;
 	if (chunk_bytes == 0)
 		chunk_bytes = WLIFT_DEFAULT_CHUNK_BYTES;
 	p.ntensors = n;
@@ -68,7 +79,7 @@ int wlift__plan_build(const wlift_tensor_info *t, size_t n, const struct wlift__
 		/* A zero-byte tensor joins any range (it needs no bytes, only an address). */
 		if (r && r->file == t[i].file &&
 		    (t[i].nbytes == 0 ||
-		     (off == r->end && off % WLIFT_PLAN_ALIGN == r->off % WLIFT_PLAN_ALIGN &&
+		     (off == r->end && off % align == r->off % align &&
 		      (!max_range || end - r->off <= max_range)))) {
 			if (t[i].nbytes)
 				r->end = end;
@@ -92,13 +103,13 @@ int wlift__plan_build(const wlift_tensor_info *t, size_t n, const struct wlift__
 		if (a) {
 			r->rd_off = down(r->off, a);
 			r->rd_end = up(r->end, a);
-			r->dest = up(cursor, a > WLIFT_PLAN_ALIGN ? a : WLIFT_PLAN_ALIGN);
-			r->shift = (uint32_t)((r->dest + (r->off - r->rd_off)) % WLIFT_PLAN_ALIGN);
+			r->dest = up(cursor, a > align ? a : align);
+			r->shift = (uint32_t)((r->dest + (r->off - r->rd_off)) % align);
 			cb = up(cb, a);
 		} else {
 			r->rd_off = r->off;
 			r->rd_end = r->end;
-			r->dest = up(cursor, WLIFT_PLAN_ALIGN);
+			r->dest = up(cursor, align);
 			r->shift = 0;
 		}
 		cursor = r->dest + (r->rd_end - r->rd_off);

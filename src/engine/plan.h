@@ -64,6 +64,13 @@ struct wlift__plan {
 int wlift__plan_build(const wlift_tensor_info *t, size_t n, const struct wlift__plan_file *files,
 		      size_t nfiles, uint64_t chunk_bytes, uint64_t max_range,
 		      struct wlift__plan *out, wlift_diag *d);
+/* The same with every range (so every tensor) starting align-aligned in the arena: tensors
+ * merge into a range only when their file offsets agree modulo align (a power of two >= 64;
+ * 0 means WLIFT_PLAN_ALIGN). Device sinks ask for 256. */
+int wlift__plan_build_aligned(const wlift_tensor_info *t, size_t n,
+			      const struct wlift__plan_file *files, size_t nfiles,
+			      uint64_t chunk_bytes, uint64_t max_range, uint32_t align,
+			      struct wlift__plan *out, wlift_diag *d);
 void wlift__plan_free(struct wlift__plan *p);
 
 #endif

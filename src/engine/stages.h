@@ -21,6 +21,9 @@
 
 struct wlift__load_cfg {
 	const char *device; /* NULL or "cpu", "cuda", "cuda:N" */
+	int device_index;   /* -1: host; else the CUDA ordinal */
+	size_t ring_bytes;  /* GPU: staging ring (resolved, range-checked) */
+	unsigned ring_slots;
 	wlift_dtype dtype;  /* WLIFT_DTYPE_NONE: keep */
 	int strategy;	    /* enum wlift_strategy */
 	int direct;	    /* enum wlift_direct */

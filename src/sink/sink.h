@@ -77,6 +77,8 @@ struct wlift__sink {
 				       0: staged (acquire/commit) */
 	size_t stage_bytes;	    /* staged sinks: size of a staging buffer (caps the chunk) */
 	uint32_t stage_align;	    /* staged sinks: alignment of staging buffers */
+	uint32_t dest_align;	    /* alignment of every tensor in the destination (a power of
+				       two >= 64; 0: WLIFT_PLAN_ALIGN); a GPU wants 256 */
 	wlift__sink_done_fn done;   /* set by the engine before the first commit */
 	void *done_user;
 };
@@ -84,10 +86,21 @@ struct wlift__sink {
 struct wlift__sink_cfg {
 	unsigned threads; /* the load's threads (a host sink may pre-fault with them) */
 	int populate;	  /* host: pre-fault the arena before reading */
+	const char *cuda_library; /* GPU: the driver library (NULL: libcuda.so.1) */
+	size_t ring_bytes;	  /* GPU: pinned staging ring, total (0: default) */
+	unsigned ring_slots;	  /* GPU: buffers in the ring (0: default) */
 };
 
-/* Open the sink for device: NULL, "" or "cpu" is host memory; "cuda", "cuda:N" a GPU (not in
- * this build: WLIFT_ENODEV with a clear message); anything else -EINVAL. */
+/* Device ordinals accepted in "cuda:N". */
+#define WLIFT_MAX_DEVICE_INDEX 1023
+
+/* Which device a name means: -1 for NULL, "" or "cpu"; N for "cuda" (0), "cuda:N" or "N".
+ * -EINVAL for anything else. */
+int wlift__device_parse(const char *device, int *index);
+
+/* Open the sink for device: NULL, "" or "cpu" is host memory; "cuda", "cuda:N" a GPU
+ * (WLIFT_ENODEV with a clear message when there is no driver or no such device); anything
+ * else -EINVAL. */
 int wlift__sink_open(wlift_ctx *ctx, const char *device, const struct wlift__sink_cfg *cfg,
 		     struct wlift__sink **out, wlift_diag *d);
 

@@ -258,7 +258,7 @@ END_TEST
 START_TEST(host_sink_ops)
 {
 	struct wlift__sink *s;
-	struct wlift__sink_cfg cfg = { 1, 0 };
+	struct wlift__sink_cfg cfg = { .threads = 1 };
 	struct wlift__mem m;
 	uint8_t *p;
 	float f[4] = { 1.0f, -2.5f, 3.25f, 0.0f };
@@ -284,6 +284,7 @@ START_TEST(host_sink_ops)
 	ck_assert_uint_eq(p[64], 'a');
 	wlift__mem_free(&m);
 
+	cfg.cuda_library = "/nonexistent/libcuda.so.1"; /* no driver, even on a GPU machine */
 	ck_assert_int_eq(wlift__sink_open(NULL, "cuda:0", &cfg, &s, NULL), WLIFT_ENODEV);
 	ck_assert_int_eq(wlift__sink_open(NULL, "tpu", &cfg, &s, NULL), -EINVAL);
 }

@@ -1,0 +1,907 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A fake CUDA driver (libwlift_fakecuda.so) so that the whole GPU path runs in CI without a
+ * GPU: the entry points of src/sink/cuda_api.h under libcuda's exported names. "Device"
+ * memory is a MAP_SHARED mapping of a sparse memfd, so it is not RssAnon and the host side's
+ * own memory can be measured apart from it; device pointers are addresses in that mapping.
+ * Asynchronous copies are queued per stream and run by worker threads that pick any stream's
+ * next operation at random, with random delays, so copies and events on different streams
+ * complete out of order (within one stream, in order, as CUDA orders them). Misuse the real
+ * driver would punish (a copy from pageable memory, a pointer outside any allocation, a call
+ * without a current context) fails the call and is counted, for the tests to assert on.
+ * Errors are injected through FAKECUDA_* environment variables (fake_cuda.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fake_cuda.h"
+#include "sink/cuda_api.h"
+
+#define API __attribute__((visibility("default")))
+#define MAX_DEV 8
+#define MAX_ALLOCS 4096
+#define MAX_HOST 256
+#define ALLOC_ALIGN (64u << 10) /* whole pages, so a free can punch the memfd */
+
+struct CUctx_st {
+	int dev;
+	int refs;
+};
+
+struct CUstream_st {
+	unsigned pending; /* operations queued or running */
+	int running;
+	CUresult err;	  /* sticky asynchronous error */
+};
+
+struct CUevent_st {
+	uint64_t gen; /* bumped by each record */
+	int done;
+	CUresult status;
+};
+
+enum { OP_HTOD, OP_DTOD, OP_EVENT };
+
+struct op {
+	int kind;
+	CUstream s;
+	void *dst;
+	const void *src;
+	size_t len;
+	CUevent ev;
+	uint64_t gen, seq;
+	int fail; /* injected asynchronous failure */
+	struct op *next;
+};
+
+struct alloc {
+	uint64_t off, len;
+	int dev;
+};
+
+struct host {
+	uint8_t *p;
+	size_t len;
+	int hostalloc;
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t work_cv = PTHREAD_COND_INITIALIZER; /* ops queued */
+static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER; /* ops finished */
+static int inited, workers_started;
+static int ndev = 2, nworkers = 3;
+static uint64_t mem_bytes = 16ull << 30, oom_at, fail_copy, fail_async;
+static int fail_register;
+static unsigned delay_us = 300;
+static int memfd = -1;
+static uint8_t *devmem[MAX_DEV];
+static struct CUctx_st ctxs[MAX_DEV];
+static __thread CUcontext current;
+static struct alloc allocs[MAX_ALLOCS];
+static unsigned nallocs;
+static uint64_t dev_live[MAX_DEV];
+static struct host hosts[MAX_HOST];
+static unsigned nhosts;
+static struct op *queue; /* in submission order */
+static uint64_t seq, max_done_seq, htod_calls;
+static unsigned pending;
+static unsigned rng = 88172645u;
+static struct fakecuda_stats st;
+
+static uint64_t env_u64(const char *name, uint64_t def)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long long x;
+
+	if (!v || !*v)
+		return def;
+	x = strtoull(v, &end, 0);
+	if (*end == 'k' || *end == 'K')
+		x <<= 10;
+	else if (*end == 'm' || *end == 'M')
+		x <<= 20;
+	else if (*end == 'g' || *end == 'G')
+		x <<= 30;
+	return x;
+}
+
+static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Called with mu held. */
+static void violation(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!st.violations++) {
+		va_start(ap, fmt);
+		vsnprintf(st.violation, sizeof(st.violation), fmt, ap);
+		va_end(ap);
+	}
+}
+
+API void fakecuda_configure(void)
+{
+	pthread_mutex_lock(&mu);
+	ndev = (int)env_u64("FAKECUDA_DEVICES", 2);
+	if (ndev > MAX_DEV)
+		ndev = MAX_DEV;
+	oom_at = env_u64("FAKECUDA_OOM_AT", 0);
+	fail_copy = env_u64("FAKECUDA_FAIL_COPY", 0);
+	fail_async = env_u64("FAKECUDA_FAIL_ASYNC", 0);
+	fail_register = (int)env_u64("FAKECUDA_FAIL_REGISTER", 0);
+	delay_us = (unsigned)env_u64("FAKECUDA_DELAY_US", 300);
+	htod_calls = 0;
+	pthread_mutex_unlock(&mu);
+}
+
+API void fakecuda_stats(struct fakecuda_stats *out)
+{
+	pthread_mutex_lock(&mu);
+	*out = st;
+	pthread_mutex_unlock(&mu);
+}
+
+static void sleep_us(unsigned us)
+{
+	struct timespec ts = { us / 1000000u, (long)(us % 1000000u) * 1000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* Called with mu held: the next operation a worker may run, chosen at random among the
+ * streams whose head is waiting (their order within a stream is kept). */
+static struct op *pick(void)
+{
+	struct op *cand[64];
+	unsigned n = 0;
+
+	for (struct op *o = queue; o && n < 64; o = o->next) {
+		int head = !o->s->running;
+		for (struct op *p = queue; p != o && head; p = p->next)
+			head = p->s != o->s;
+		if (head)
+			cand[n++] = o;
+	}
+	if (!n)
+		return NULL;
+	rng = rng * 1103515245u + 12345u;
+	return cand[(rng >> 8) % n];
+}
+
+static void unlink_op(struct op *o)
+{
+	struct op **pp = &queue;
+
+	while (*pp != o)
+		pp = &(*pp)->next;
+	*pp = o->next;
+}
+
+static void *worker(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&mu);
+	for (;;) {
+		struct op *o = pick();
+		unsigned d;
+
+		if (!o) {
+			pthread_cond_wait(&work_cv, &mu);
+			continue;
+		}
+		o->s->running = 1;
+		rng = rng * 1103515245u + 12345u;
+		d = delay_us ? (rng >> 8) % (delay_us + 1) : 0;
+		pthread_mutex_unlock(&mu);
+		if (o->kind != OP_EVENT) {
+			if (d)
+				sleep_us(d);
+			if (!o->fail && !o->s->err)
+				memmove(o->dst, o->src, o->len);
+		}
+		pthread_mutex_lock(&mu);
+		unlink_op(o);
+		o->s->running = 0;
+		o->s->pending--;
+		if (o->fail)
+			o->s->err = CUDA_ERROR_ILLEGAL_ADDRESS;
+		if (o->kind == OP_EVENT) {
+			if (o->ev->gen == o->gen) {
+				o->ev->done = 1;
+				o->ev->status = o->s->err;
+			}
+		} else {
+			pending--;
+			if (o->seq < max_done_seq)
+				st.out_of_order++;
+			else
+				max_done_seq = o->seq;
+		}
+		free(o);
+		pthread_cond_broadcast(&done_cv);
+		pthread_cond_broadcast(&work_cv);
+	}
+	return NULL;
+}
+
+/* ---- init, devices, errors ------------------------------------------------------------- */
+
+API CUresult cuInit(unsigned flags)
+{
+	CUresult r = CUDA_SUCCESS;
+
+	(void)flags;
+	fakecuda_configure();
+	pthread_mutex_lock(&mu);
+	nworkers = (int)env_u64("FAKECUDA_WORKERS", 3);
+	mem_bytes = env_u64("FAKECUDA_MEM_BYTES", 16ull << 30);
+	if (ndev <= 0) {
+		r = CUDA_ERROR_NO_DEVICE;
+		goto out;
+	}
+	if (inited)
+		goto out;
+	memfd = memfd_create("fakecuda-device-memory", MFD_CLOEXEC);
+	if (memfd < 0 || ftruncate(memfd, (off_t)(mem_bytes * (uint64_t)ndev)) < 0) {
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+		goto out;
+	}
+	for (int i = 0; i < ndev; i++) {
+		void *p = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
+			       memfd, (off_t)(mem_bytes * (uint64_t)i));
+		if (p == MAP_FAILED) {
+			r = CUDA_ERROR_OUT_OF_MEMORY;
+			goto out;
+		}
+		devmem[i] = p;
+		ctxs[i].dev = i;
+	}
+	for (int i = 0; i < nworkers; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, worker, NULL) == 0) {
+			pthread_detach(t);
+			workers_started++;
+		}
+	}
+	inited = workers_started > 0;
+	if (!inited)
+		r = CUDA_ERROR_UNKNOWN;
+out:
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuDriverGetVersion(int *v)
+{
+	*v = 12080;
+	return CUDA_SUCCESS;
+}
+
+static const struct {
+	CUresult e;
+	const char *name, *text;
+} errs[] = {
+	{ CUDA_SUCCESS, "CUDA_SUCCESS", "no error" },
+	{ CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument" },
+	{ CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory" },
+	{ CUDA_ERROR_NOT_INITIALIZED, "CUDA_ERROR_NOT_INITIALIZED", "initialization error" },
+	{ CUDA_ERROR_NO_DEVICE, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected" },
+	{ CUDA_ERROR_INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal" },
+	{ CUDA_ERROR_INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context" },
+	{ CUDA_ERROR_INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle" },
+	{ CUDA_ERROR_NOT_READY, "CUDA_ERROR_NOT_READY", "device not ready" },
+	{ CUDA_ERROR_ILLEGAL_ADDRESS, "CUDA_ERROR_ILLEGAL_ADDRESS",
+	  "an illegal memory access was encountered" },
+	{ CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED, "CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED",
+	  "pointer does not correspond to a registered memory region" },
+	{ CUDA_ERROR_LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure" },
+	{ CUDA_ERROR_NOT_SUPPORTED, "CUDA_ERROR_NOT_SUPPORTED", "operation not supported" },
+	{ CUDA_ERROR_UNKNOWN, "CUDA_ERROR_UNKNOWN", "unknown error" },
+};
+
+API CUresult cuGetErrorName(CUresult e, const char **s)
+{
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
+		if (errs[i].e == e) {
+			*s = errs[i].name;
+			return CUDA_SUCCESS;
+		}
+	*s = NULL;
+	return CUDA_ERROR_INVALID_VALUE;
+}
+
+API CUresult cuGetErrorString(CUresult e, const char **s)
+{
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++)
+		if (errs[i].e == e) {
+			*s = errs[i].text;
+			return CUDA_SUCCESS;
+		}
+	*s = NULL;
+	return CUDA_ERROR_INVALID_VALUE;
+}
+
+API CUresult cuDeviceGetCount(int *n)
+{
+	if (!inited)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	*n = ndev;
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGet(CUdevice *dev, int ordinal)
+{
+	if (!inited)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (ordinal < 0 || ordinal >= ndev)
+		return CUDA_ERROR_INVALID_DEVICE;
+	*dev = ordinal;
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGetName(char *name, int len, CUdevice dev)
+{
+	if (dev < 0 || dev >= ndev)
+		return CUDA_ERROR_INVALID_DEVICE;
+	snprintf(name, (size_t)len, "weightlift fake CUDA device %d", dev);
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceGetAttribute(int *v, int attr, CUdevice dev)
+{
+	if (dev < 0 || dev >= ndev)
+		return CUDA_ERROR_INVALID_DEVICE;
+	*v = attr == CU_DEVICE_ATTRIBUTE_PCI_BUS_ID ? dev + 1 : 0;
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
+{
+	if (dev < 0 || dev >= ndev)
+		return CUDA_ERROR_INVALID_DEVICE;
+	*bytes = (size_t)(oom_at ? oom_at : mem_bytes);
+	return CUDA_SUCCESS;
+}
+
+/* ---- contexts ---------------------------------------------------------------------------- */
+
+API CUresult cuDevicePrimaryCtxRetain(CUcontext *ctx, CUdevice dev)
+{
+	if (!inited)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (dev < 0 || dev >= ndev)
+		return CUDA_ERROR_INVALID_DEVICE;
+	pthread_mutex_lock(&mu);
+	ctxs[dev].refs++;
+	st.ctx_refs++;
+	pthread_mutex_unlock(&mu);
+	*ctx = &ctxs[dev];
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
+{
+	CUresult r = CUDA_SUCCESS;
+
+	if (dev < 0 || dev >= ndev)
+		return CUDA_ERROR_INVALID_DEVICE;
+	pthread_mutex_lock(&mu);
+	if (ctxs[dev].refs <= 0) {
+		violation("cuDevicePrimaryCtxRelease(%d) without a retain", dev);
+		r = CUDA_ERROR_INVALID_CONTEXT;
+	} else {
+		ctxs[dev].refs--;
+		st.ctx_refs--;
+	}
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuCtxSetCurrent(CUcontext ctx)
+{
+	current = ctx;
+	return CUDA_SUCCESS;
+}
+
+/* The thread's context stack: current is its top. */
+static __thread CUcontext stack[16];
+static __thread int depth;
+
+API CUresult cuCtxPushCurrent_v2(CUcontext ctx)
+{
+	if (!ctx)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	if (depth == 16) {
+		pthread_mutex_lock(&mu);
+		violation("cuCtxPushCurrent: more than 16 contexts pushed (a missing pop?)");
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_VALUE;
+	}
+	stack[depth++] = current;
+	current = ctx;
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuCtxPopCurrent_v2(CUcontext *ctx)
+{
+	if (ctx)
+		*ctx = current;
+	if (!depth) {
+		current = NULL;
+		return CUDA_SUCCESS;
+	}
+	current = stack[--depth];
+	return CUDA_SUCCESS;
+}
+
+/* Called with mu held. The device of the current context, or -1 (counted as misuse). */
+static int cur_dev(const char *fn)
+{
+	if (!current || current->refs <= 0) {
+		violation("%s without a current (retained) context", fn);
+		return -1;
+	}
+	return current->dev;
+}
+
+/* ---- device memory ----------------------------------------------------------------------- */
+
+API CUresult cuMemGetInfo_v2(size_t *free_b, size_t *total)
+{
+	int dev;
+	uint64_t cap;
+
+	pthread_mutex_lock(&mu);
+	dev = cur_dev("cuMemGetInfo");
+	if (dev < 0) {
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_CONTEXT;
+	}
+	cap = oom_at ? oom_at : mem_bytes;
+	*total = (size_t)cap;
+	*free_b = (size_t)(cap > dev_live[dev] ? cap - dev_live[dev] : 0);
+	pthread_mutex_unlock(&mu);
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t bytes)
+{
+	uint64_t len = (bytes + ALLOC_ALIGN - 1) / ALLOC_ALIGN * ALLOC_ALIGN, off = 0;
+	unsigned i;
+	int dev;
+
+	*p = 0;
+	if (!bytes)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&mu);
+	dev = cur_dev("cuMemAlloc");
+	if (dev < 0) {
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_CONTEXT;
+	}
+	if ((oom_at && dev_live[dev] + bytes > oom_at) || nallocs == MAX_ALLOCS) {
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	/* First fit in this device's part of the memfd (allocs sorted by device, offset). */
+	for (i = 0; i < nallocs; i++) {
+		if (allocs[i].dev < dev)
+			continue;
+		if (allocs[i].dev > dev || allocs[i].off >= off + len)
+			break;
+		off = allocs[i].off + allocs[i].len;
+	}
+	if (off + len > mem_bytes) {
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	memmove(&allocs[i + 1], &allocs[i], (nallocs - i) * sizeof(allocs[0]));
+	allocs[i].off = off;
+	allocs[i].len = len;
+	allocs[i].dev = dev;
+	nallocs++;
+	dev_live[dev] += len;
+	st.live_bytes += len;
+	st.live_allocs++;
+	if (st.live_bytes > st.peak_bytes)
+		st.peak_bytes = st.live_bytes;
+	*p = (CUdeviceptr)(uintptr_t)(devmem[dev] + off);
+	pthread_mutex_unlock(&mu);
+	return CUDA_SUCCESS;
+}
+
+/* Called with mu held: the allocation holding [p, p+len), or -1. */
+static int find_alloc(CUdeviceptr p, size_t len)
+{
+	for (unsigned i = 0; i < nallocs; i++) {
+		uintptr_t b = (uintptr_t)(devmem[allocs[i].dev] + allocs[i].off);
+		if (p >= b && p + (len ? len : 1) <= b + allocs[i].len && p + len >= p)
+			return (int)i;
+	}
+	return -1;
+}
+
+API CUresult cuMemFree_v2(CUdeviceptr p)
+{
+	int i;
+
+	pthread_mutex_lock(&mu);
+	if (cur_dev("cuMemFree") < 0) {
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_CONTEXT;
+	}
+	i = find_alloc(p, 0);
+	if (i < 0 || (uintptr_t)(devmem[allocs[i].dev] + allocs[i].off) != p) {
+		violation("cuMemFree(%#llx): not an allocation", p);
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_VALUE;
+	}
+	/* Give the pages back to the memfd (so a freed "device" costs no memory). */
+	fallocate(memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		  (off_t)(mem_bytes * (uint64_t)allocs[i].dev + allocs[i].off),
+		  (off_t)allocs[i].len);
+	dev_live[allocs[i].dev] -= allocs[i].len;
+	st.live_bytes -= allocs[i].len;
+	st.live_allocs--;
+	nallocs--;
+	memmove(&allocs[i], &allocs[i + 1], (nallocs - (unsigned)i) * sizeof(allocs[0]));
+	pthread_mutex_unlock(&mu);
+	return CUDA_SUCCESS;
+}
+
+/* ---- pinned host memory ------------------------------------------------------------------ */
+
+/* Called with mu held: is [p, p+len) inside one pinned range? */
+static int pinned(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+
+	for (unsigned i = 0; i < nhosts; i++)
+		if (b >= hosts[i].p && b + len <= hosts[i].p + hosts[i].len)
+			return 1;
+	return 0;
+}
+
+static CUresult add_host(void *p, size_t len, int hostalloc)
+{
+	if (nhosts == MAX_HOST)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	for (unsigned i = 0; i < nhosts; i++)
+		if ((uint8_t *)p < hosts[i].p + hosts[i].len && hosts[i].p < (uint8_t *)p + len)
+			return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+	hosts[nhosts].p = p;
+	hosts[nhosts].len = len;
+	hosts[nhosts].hostalloc = hostalloc;
+	nhosts++;
+	if (hostalloc) {
+		st.hostallocs++;
+	} else {
+		st.registered++;
+		st.registered_bytes += len;
+	}
+	return CUDA_SUCCESS;
+}
+
+static CUresult del_host(void *p, int hostalloc)
+{
+	for (unsigned i = 0; i < nhosts; i++) {
+		if (hosts[i].p != p || hosts[i].hostalloc != hostalloc)
+			continue;
+		if (hostalloc) {
+			st.hostallocs--;
+		} else {
+			st.registered--;
+			st.registered_bytes -= hosts[i].len;
+		}
+		hosts[i] = hosts[--nhosts];
+		return CUDA_SUCCESS;
+	}
+	return CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+}
+
+API CUresult cuMemHostRegister_v2(void *p, size_t bytes, unsigned flags)
+{
+	CUresult r;
+
+	(void)flags;
+	pthread_mutex_lock(&mu);
+	if (cur_dev("cuMemHostRegister") < 0)
+		r = CUDA_ERROR_INVALID_CONTEXT;
+	else if (fail_register)
+		r = CUDA_ERROR_NOT_SUPPORTED;
+	else if (!p || !bytes)
+		r = CUDA_ERROR_INVALID_VALUE;
+	else
+		r = add_host(p, bytes, 0);
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuMemHostUnregister(void *p)
+{
+	CUresult r;
+
+	pthread_mutex_lock(&mu);
+	r = del_host(p, 0);
+	if (r)
+		violation("cuMemHostUnregister(%p): not registered", p);
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuMemHostAlloc(void **pp, size_t bytes, unsigned flags)
+{
+	void *p;
+	CUresult r;
+
+	(void)flags;
+	*pp = NULL;
+	if (!bytes)
+		return CUDA_ERROR_INVALID_VALUE;
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	pthread_mutex_lock(&mu);
+	r = cur_dev("cuMemHostAlloc") < 0 ? CUDA_ERROR_INVALID_CONTEXT : add_host(p, bytes, 1);
+	pthread_mutex_unlock(&mu);
+	if (r) {
+		munmap(p, bytes);
+		return r;
+	}
+	*pp = p;
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuMemFreeHost(void *p)
+{
+	size_t len = 0;
+	CUresult r = CUDA_ERROR_INVALID_VALUE;
+
+	pthread_mutex_lock(&mu);
+	for (unsigned i = 0; i < nhosts; i++)
+		if (hosts[i].p == p && hosts[i].hostalloc)
+			len = hosts[i].len;
+	if (len)
+		r = del_host(p, 1);
+	else
+		violation("cuMemFreeHost(%p): not from cuMemHostAlloc", p);
+	pthread_mutex_unlock(&mu);
+	if (!r)
+		munmap(p, len);
+	return r;
+}
+
+/* ---- streams, copies, events ------------------------------------------------------------- */
+
+API CUresult cuStreamCreate(CUstream *s, unsigned flags)
+{
+	(void)flags;
+	pthread_mutex_lock(&mu);
+	if (cur_dev("cuStreamCreate") < 0) {
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_CONTEXT;
+	}
+	*s = calloc(1, sizeof(**s));
+	if (*s)
+		st.streams++;
+	pthread_mutex_unlock(&mu);
+	return *s ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+API CUresult cuStreamSynchronize(CUstream s)
+{
+	CUresult r;
+
+	if (!s)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&mu);
+	while (s->pending)
+		pthread_cond_wait(&done_cv, &mu);
+	r = s->err;
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuStreamDestroy_v2(CUstream s)
+{
+	if (!s)
+		return CUDA_ERROR_INVALID_HANDLE;
+	/* CUDA lets work queued on a destroyed stream finish; the sink never does that, so the
+	 * fake waits and counts it. */
+	pthread_mutex_lock(&mu);
+	if (s->pending)
+		violation("cuStreamDestroy with %u operations pending", s->pending);
+	while (s->pending)
+		pthread_cond_wait(&done_cv, &mu);
+	st.streams--;
+	pthread_mutex_unlock(&mu);
+	free(s);
+	return CUDA_SUCCESS;
+}
+
+/* Called with mu held. */
+static CUresult enqueue(int kind, CUstream s, void *dst, const void *src, size_t len, CUevent ev,
+			int fail)
+{
+	struct op *o = calloc(1, sizeof(*o)), **pp = &queue;
+
+	if (!o)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	o->kind = kind;
+	o->s = s;
+	o->dst = dst;
+	o->src = src;
+	o->len = len;
+	o->ev = ev;
+	o->gen = ev ? ev->gen : 0;
+	o->seq = ++seq;
+	o->fail = fail;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = o;
+	s->pending++;
+	if (kind != OP_EVENT && ++pending > st.max_pending)
+		st.max_pending = pending;
+	pthread_cond_broadcast(&work_cv);
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes, CUstream s)
+{
+	CUresult r;
+	uint64_t n;
+
+	if (!s) {
+		/* The legacy default stream would synchronise with everything: never wanted. */
+		pthread_mutex_lock(&mu);
+		violation("cuMemcpyHtoDAsync on the default stream");
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_HANDLE;
+	}
+	pthread_mutex_lock(&mu);
+	n = ++htod_calls;
+	if (cur_dev("cuMemcpyHtoDAsync") < 0) {
+		r = CUDA_ERROR_INVALID_CONTEXT;
+	} else if (!pinned(src, bytes)) {
+		violation("cuMemcpyHtoDAsync of %zu bytes from pageable memory %p", bytes, src);
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else if (find_alloc(dst, bytes) < 0) {
+		violation("cuMemcpyHtoDAsync of %zu bytes to %#llx: outside any allocation", bytes,
+			  dst);
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else if (fail_copy && n == fail_copy) {
+		r = CUDA_ERROR_LAUNCH_FAILED;
+	} else {
+		r = enqueue(OP_HTOD, s, (void *)(uintptr_t)dst, src, bytes, NULL,
+			    fail_async && n == fail_async);
+		if (!r) {
+			st.htod_copies++;
+			st.htod_bytes += bytes;
+		}
+	}
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, CUstream s)
+{
+	CUresult r;
+
+	if (!s)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&mu);
+	if (cur_dev("cuMemcpyDtoDAsync") < 0) {
+		r = CUDA_ERROR_INVALID_CONTEXT;
+	} else if (find_alloc(dst, bytes) < 0 || find_alloc(src, bytes) < 0) {
+		violation("cuMemcpyDtoDAsync of %zu bytes %#llx -> %#llx: outside an allocation",
+			  bytes, src, dst);
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else if (dst < src + bytes && src < dst + bytes && dst != src) {
+		violation("cuMemcpyDtoDAsync of %zu bytes with overlapping ranges", bytes);
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else {
+		r = enqueue(OP_DTOD, s, (void *)(uintptr_t)dst, (const void *)(uintptr_t)src,
+			    bytes, NULL, 0);
+		if (!r)
+			st.dtod_copies++;
+	}
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes)
+{
+	pthread_mutex_lock(&mu);
+	if (cur_dev("cuMemcpyDtoH") < 0) {
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_CONTEXT;
+	}
+	if (find_alloc(src, bytes) < 0) {
+		violation("cuMemcpyDtoH of %zu bytes from %#llx: outside any allocation", bytes,
+			  src);
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_VALUE;
+	}
+	/* Synchronous with respect to the host; the sink's copies are done by the time a test
+	 * reads (the load synchronised), which is what a real cuMemcpyDtoH would also need. */
+	pthread_mutex_unlock(&mu);
+	memcpy(dst, (const void *)(uintptr_t)src, bytes);
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuEventCreate(CUevent *e, unsigned flags)
+{
+	(void)flags;
+	*e = calloc(1, sizeof(**e));
+	if (!*e)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	(*e)->done = 1;
+	pthread_mutex_lock(&mu);
+	st.events++;
+	pthread_mutex_unlock(&mu);
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuEventRecord(CUevent e, CUstream s)
+{
+	CUresult r;
+
+	if (!e || !s)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&mu);
+	e->gen++;
+	e->done = 0;
+	e->status = CUDA_SUCCESS;
+	r = enqueue(OP_EVENT, s, NULL, NULL, 0, e, 0);
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuEventQuery(CUevent e)
+{
+	CUresult r;
+
+	if (!e)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&mu);
+	r = e->done ? e->status : CUDA_ERROR_NOT_READY;
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuEventSynchronize(CUevent e)
+{
+	CUresult r;
+
+	if (!e)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&mu);
+	while (!e->done)
+		pthread_cond_wait(&done_cv, &mu);
+	r = e->status;
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuEventDestroy_v2(CUevent e)
+{
+	if (!e)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&mu);
+	if (!e->done)
+		violation("cuEventDestroy of a pending event");
+	while (!e->done)
+		pthread_cond_wait(&done_cv, &mu);
+	st.events--;
+	pthread_mutex_unlock(&mu);
+	free(e);
+	return CUDA_SUCCESS;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The fake CUDA driver's own interface, for tests: counters of what the driver holds and saw,
+ * and a re-read of its FAKECUDA_* environment knobs. The driver API itself is the subset of
+ * libcuda declared in src/sink/cuda_api.h. Look these up with dlsym on the library that
+ * WEIGHTLIFT_CUDA_LIBRARY names.
+ *
+ * Knobs (read at cuInit and by fakecuda_configure):
+ *   FAKECUDA_DEVICES=N        devices (default 2; 0: cuInit fails with CUDA_ERROR_NO_DEVICE)
+ *   FAKECUDA_MEM_BYTES=N      device memory per device (default 16 GiB, sparse memfd)
+ *   FAKECUDA_OOM_AT=N         cuMemAlloc fails once a device would hold more than N bytes
+ *   FAKECUDA_FAIL_COPY=N      the Nth cuMemcpyHtoDAsync fails at the call (1-based)
+ *   FAKECUDA_FAIL_ASYNC=N     the Nth cuMemcpyHtoDAsync fails when it runs: the events
+ *                             recorded after it on its stream report CUDA_ERROR_ILLEGAL_ADDRESS
+ *   FAKECUDA_FAIL_REGISTER=1  cuMemHostRegister fails (CUDA_ERROR_NOT_SUPPORTED)
+ *   FAKECUDA_DELAY_US=N       each copy waits up to N us (random; default 300)
+ *   FAKECUDA_WORKERS=N        copy threads (default 3)
+ */
+#ifndef WLIFT_FAKE_CUDA_H
+#define WLIFT_FAKE_CUDA_H
+
+#include <stdint.h>
+
+struct fakecuda_stats {
+	uint64_t live_bytes;	   /* device bytes allocated now (all devices) */
+	uint64_t peak_bytes;	   /* most device bytes allocated at once */
+	unsigned live_allocs;	   /* cuMemAlloc not yet freed */
+	unsigned registered;	   /* host ranges registered (cuMemHostRegister) now */
+	uint64_t registered_bytes; /* their bytes */
+	unsigned hostallocs;	   /* cuMemHostAlloc buffers now */
+	unsigned streams;	   /* streams alive */
+	unsigned events;	   /* events alive */
+	int ctx_refs;		   /* primary context references held (all devices) */
+	uint64_t htod_copies, htod_bytes, dtod_copies;
+	uint64_t out_of_order;	   /* copies that finished after a copy submitted later */
+	unsigned max_pending;	   /* most copies queued or running at once */
+	unsigned violations;	   /* misuse: pageable source, bad pointer, no context, ... */
+	char violation[256];	   /* the first */
+};
+
+typedef void (*fakecuda_stats_fn)(struct fakecuda_stats *out);
+typedef void (*fakecuda_configure_fn)(void);
+
+#endif

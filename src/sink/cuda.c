@@ -1,0 +1,744 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The CUDA sink: a staged sink whose destination is device memory on cuda:N. Readers fill a
+ * bounded ring of pinned host buffers (acquire); each filled buffer is copied at once with
+ * cuMemcpyHtoDAsync on one of a few non-blocking streams, followed by an event (commit), and
+ * the buffer is reused only after its event has fired (poll): there is no stream synchronise
+ * per chunk, so reading the next chunks overlaps the copies, and host memory stays at the
+ * ring whatever the checkpoint's size. Bytes land in their final place in one device
+ * allocation (identity layout, tensors 256-byte aligned by the plan), exported to the result
+ * with its own free. Every driver call runs with the device's primary context pushed (so the
+ * tensors interoperate with PyTorch and JAX, and the caller's current context is left as it
+ * was). The ring is made when the load's size is known (alloc): no more buffers than the load
+ * can use. The driver comes from cuda_drv.c (dlopen: no link dependency on CUDA).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "sink/cuda.h"
+#include "sink/cuda_drv.h"
+
+#define RING_SEGMENT (256u << 20) /* cuMemHostRegister at most this much per call */
+#define STAGE_ALIGN 4096u	  /* O_DIRECT reads land in the ring */
+#define DEST_ALIGN 256u		  /* every tensor starts 256-byte aligned on the device */
+#define NSTREAMS 4		  /* copies spread over this many streams */
+#define HUGE_SZ (2u << 20)
+
+enum { SLOT_FREE, SLOT_ACQUIRED, SLOT_INFLIGHT, SLOT_REPORTING };
+
+struct slot {
+	uint8_t *p;
+	CUevent ev;
+	int state;
+	uint64_t cookie, off;
+	size_t len;
+};
+
+struct segment {
+	uint8_t *p;
+	size_t len;
+	int hostalloc; /* 1: cuMemHostAlloc'd (fallback); 0: part of the registered mapping */
+};
+
+struct cuda_sink {
+	struct wlift__sink base;
+	const struct wlift__cuda *cu;
+	char name[32]; /* "cuda:N", for messages */
+	int index;
+	CUdevice dev;
+	CUcontext ctx;
+	int retained;
+	CUstream streams[NSTREAMS], aux;
+	unsigned next_stream; /* atomic */
+	/* ring */
+	size_t ring_bytes, slot_bytes;
+	unsigned max_slots, nslots;
+	uint8_t *ring;	  /* the registered mapping (NULL with the cuMemHostAlloc fallback) */
+	size_t ring_map;  /* its length */
+	struct segment *segs;
+	unsigned nsegs;
+	struct slot *slots;
+	/* destination */
+	CUdeviceptr dptr;
+	uint64_t bytes;
+	int exported;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* a slot was given back */
+};
+
+/* The exported device memory's owner: it holds its own primary-context reference. */
+struct devmem {
+	const struct wlift__cuda *cu;
+	CUdevice dev;
+	CUcontext ctx;
+	CUdeviceptr p;
+};
+
+static const char *etext(const struct cuda_sink *c, CUresult r)
+{
+	return wlift__cuda_errtext(c->cu, r, NULL, 0);
+}
+
+static int push(const struct cuda_sink *c)
+{
+	return c->cu->CtxPushCurrent(c->ctx) == CUDA_SUCCESS;
+}
+
+static void pop(const struct cuda_sink *c)
+{
+	CUcontext old;
+
+	c->cu->CtxPopCurrent(&old);
+}
+
+/* ---- parsing ----------------------------------------------------------------------------- */
+
+int wlift__cuda_parse_device(const char *device, int *index)
+{
+	const char *p = device;
+	unsigned long v = 0;
+
+	if (strcmp(device, "cuda") == 0) {
+		*index = 0;
+		return 0;
+	}
+	if (strncmp(device, "cuda:", 5) == 0)
+		p += 5;
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		v = v * 10 + (unsigned long)(*p - '0');
+		if (v > WLIFT_MAX_DEVICE_INDEX)
+			return -EINVAL;
+	}
+	if (*p)
+		return -EINVAL;
+	*index = (int)v;
+	return 0;
+}
+
+/* ---- memory ------------------------------------------------------------------------------ */
+
+static void devmem_free(struct wlift__mem *m)
+{
+	struct devmem *dm = m->priv;
+	CUcontext old;
+
+	if (!dm)
+		return;
+	if (dm->cu->CtxPushCurrent(dm->ctx) == CUDA_SUCCESS) {
+		dm->cu->MemFree(dm->p);
+		dm->cu->CtxPopCurrent(&old);
+	}
+	dm->cu->PrimaryCtxRelease(dm->dev);
+	free(dm);
+	m->priv = NULL;
+}
+
+static void ring_free(struct cuda_sink *c)
+{
+	for (unsigned i = 0; i < c->nslots; i++)
+		if (c->slots[i].ev)
+			c->cu->EventDestroy(c->slots[i].ev);
+	for (unsigned i = 0; i < c->nsegs; i++) {
+		if (c->segs[i].hostalloc)
+			c->cu->MemFreeHost(c->segs[i].p);
+		else if (c->segs[i].p)
+			c->cu->MemHostUnregister(c->segs[i].p);
+	}
+	if (c->ring)
+		munmap(c->ring, c->ring_map);
+	free(c->segs);
+	free(c->slots);
+	c->ring = NULL;
+	c->segs = NULL;
+	c->slots = NULL;
+	c->nsegs = c->nslots = 0;
+}
+
+/* The ring: nslots buffers of slot_bytes, pinned in segments of at most RING_SEGMENT (a
+ * whole number of slots each). First choice: one huge-page-advised mapping registered with
+ * cuMemHostRegister (page-locks memory we own, so the copies run at full link speed); where
+ * the driver refuses (some containers, IOMMU setups), cuMemHostAlloc. Never pageable memory:
+ * a copy from it would be staged by the driver through its own pinned buffer, synchronously.
+ * Called with the context pushed. */
+static int ring_make(struct cuda_sink *c, unsigned nslots, wlift_diag *d)
+{
+	size_t per_seg = RING_SEGMENT / c->slot_bytes, total = (size_t)nslots * c->slot_bytes;
+	unsigned nsegs = (unsigned)((nslots + per_seg - 1) / per_seg);
+	CUresult r = CUDA_SUCCESS;
+	int ret = 0;
+
+	c->slots = calloc(nslots, sizeof(*c->slots));
+	c->segs = calloc(nsegs, sizeof(*c->segs));
+	if (!c->slots || !c->segs)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	c->nsegs = nsegs;
+	c->ring_map = (total + HUGE_SZ - 1) / HUGE_SZ * HUGE_SZ;
+	c->ring = mmap(NULL, c->ring_map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	if (c->ring == MAP_FAILED) {
+		c->ring = NULL;
+	} else {
+		madvise(c->ring, c->ring_map, MADV_HUGEPAGE); /* best effort */
+		for (unsigned i = 0; i < nsegs && r == CUDA_SUCCESS; i++) {
+			size_t off = (size_t)i * per_seg * c->slot_bytes;
+			size_t len = total - off < per_seg * c->slot_bytes ? total - off
+									  : per_seg * c->slot_bytes;
+			r = c->cu->MemHostRegister(c->ring + off, len, CU_MEMHOSTREGISTER_PORTABLE);
+			if (r == CUDA_SUCCESS) {
+				c->segs[i].p = c->ring + off;
+				c->segs[i].len = len;
+			}
+		}
+		if (r != CUDA_SUCCESS) {
+			for (unsigned i = 0; i < nsegs; i++)
+				if (c->segs[i].p)
+					c->cu->MemHostUnregister(c->segs[i].p);
+			memset(c->segs, 0, nsegs * sizeof(*c->segs));
+			munmap(c->ring, c->ring_map);
+			c->ring = NULL;
+		}
+	}
+	if (!c->ring) {
+		for (unsigned i = 0; i < nsegs; i++) {
+			size_t off = (size_t)i * per_seg * c->slot_bytes;
+			size_t len = total - off < per_seg * c->slot_bytes ? total - off
+									  : per_seg * c->slot_bytes;
+			void *p = NULL;
+			r = c->cu->MemHostAlloc(&p, len, CU_MEMHOSTALLOC_PORTABLE);
+			if (r != CUDA_SUCCESS) {
+				ret = wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.pinned",
+						      "%s: cannot pin %zu bytes of staging memory "
+						      "(cuMemHostRegister and cuMemHostAlloc: %s); "
+						      "lower WEIGHTLIFT_CUDA_RING_BYTES",
+						      c->name, total, etext(c, r));
+				goto out;
+			}
+			c->segs[i].p = p;
+			c->segs[i].len = len;
+			c->segs[i].hostalloc = 1;
+		}
+	}
+	for (unsigned i = 0; i < nslots; i++) {
+		struct slot *s = &c->slots[i];
+		s->p = c->segs[i / per_seg].p + (size_t)(i % per_seg) * c->slot_bytes;
+		r = c->cu->EventCreate(&s->ev, CU_EVENT_DISABLE_TIMING);
+		if (r != CUDA_SUCCESS) {
+			s->ev = NULL;
+			c->nslots = i;
+			ret = wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.event",
+					      "%s: cuEventCreate: %s", c->name, etext(c, r));
+			goto out;
+		}
+	}
+	c->nslots = nslots;
+out:
+	return ret;
+}
+
+static int cuda_alloc(struct wlift__sink *s, uint64_t bytes, wlift_diag *d)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+	uint64_t want = bytes ? bytes : DEST_ALIGN, nslots;
+	CUresult r;
+	int ret = 0;
+
+	if (!push(c))
+		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
+				       "%s: cannot make the device's context current", c->name);
+	if (want > SIZE_MAX) {
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	} else {
+		r = c->cu->MemAlloc(&c->dptr, (size_t)want);
+	}
+	if (r != CUDA_SUCCESS) {
+		size_t fb = 0, tb = 0;
+		c->dptr = 0;
+		if (c->cu->MemGetInfo(&fb, &tb) != CUDA_SUCCESS)
+			fb = tb = 0;
+		ret = wlift__diag_set(d, r == CUDA_ERROR_OUT_OF_MEMORY ? WLIFT_EDEVMEM
+								   : WLIFT_ECUDA,
+				      NULL, NULL, -1, "cuda.alloc",
+				      "%s: cannot allocate %llu bytes (%.1f MiB) of device memory for "
+				      "the load: %s (the device has %zu of %zu bytes free)",
+				      c->name, (unsigned long long)want, (double)want / 1048576.0,
+				      etext(c, r), fb, tb);
+		goto out;
+	}
+	c->bytes = bytes;
+	/* No more staging buffers than the load can fill at once, and at least two so that
+	 * reading overlaps copying. */
+	nslots = (bytes + c->slot_bytes - 1) / c->slot_bytes;
+	if (nslots < 2)
+		nslots = 2;
+	if (nslots > c->max_slots)
+		nslots = c->max_slots;
+	ret = ring_make(c, (unsigned)nslots, d);
+out:
+	pop(c);
+	return ret;
+}
+
+static void *cuda_dest(struct wlift__sink *s, uint64_t off)
+{
+	WLIFT_UNUSED(s);
+	WLIFT_UNUSED(off);
+	return NULL;
+}
+
+/* ---- staging: acquire, commit, poll ------------------------------------------------------ */
+
+static int cuda_acquire(struct wlift__sink *s, size_t len, void **buf, wlift_diag *d)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+
+	*buf = NULL;
+	if (len > c->slot_bytes)
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "cuda.ring",
+				       "%s: a staging buffer of %zu bytes was asked for (slots are "
+				       "%zu bytes)",
+				       c->name, len, c->slot_bytes);
+	pthread_mutex_lock(&c->mu);
+	for (unsigned i = 0; i < c->nslots; i++) {
+		if (c->slots[i].state == SLOT_FREE) {
+			c->slots[i].state = SLOT_ACQUIRED;
+			*buf = c->slots[i].p;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	return *buf ? 0 : -EAGAIN;
+}
+
+static struct slot *slot_of(struct cuda_sink *c, const void *buf)
+{
+	for (unsigned i = 0; i < c->nslots; i++)
+		if (c->slots[i].p == buf)
+			return &c->slots[i];
+	return NULL;
+}
+
+static void give_back(struct cuda_sink *c, struct slot *sl)
+{
+	pthread_mutex_lock(&c->mu);
+	sl->state = SLOT_FREE;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void cuda_unacquire(struct wlift__sink *s, void *buf)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+	struct slot *sl = slot_of(c, buf);
+
+	if (sl)
+		give_back(c, sl);
+}
+
+static int cuda_commit(struct wlift__sink *s, void *buf, uint64_t off, size_t len,
+		       uint64_t cookie, wlift_diag *d)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+	struct slot *sl = slot_of(c, buf);
+	unsigned si = __atomic_fetch_add(&c->next_stream, 1, __ATOMIC_RELAXED) % NSTREAMS;
+	CUstream st = c->streams[si];
+	CUresult r;
+
+	if (!sl || sl->state != SLOT_ACQUIRED || off > c->bytes || len > c->bytes - off) {
+		if (sl)
+			give_back(c, sl);
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "cuda.commit",
+				       "%s: internal error: commit of %zu bytes at device offset "
+				       "%llu (destination %llu bytes)",
+				       c->name, len, (unsigned long long)off,
+				       (unsigned long long)c->bytes);
+	}
+	sl->off = off;
+	sl->len = len;
+	sl->cookie = cookie;
+	if (!push(c)) {
+		give_back(c, sl);
+		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
+				       "%s: cannot make the device's context current", c->name);
+	}
+	r = c->cu->MemcpyHtoDAsync(c->dptr + off, buf, len, st);
+	if (r != CUDA_SUCCESS) {
+		pop(c);
+		give_back(c, sl);
+		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.copy",
+				       "%s: cuMemcpyHtoDAsync of %zu bytes to device offset %llu "
+				       "failed: %s",
+				       c->name, len, (unsigned long long)off, etext(c, r));
+	}
+	r = c->cu->EventRecord(sl->ev, st);
+	if (r != CUDA_SUCCESS) {
+		/* The copy is queued and reads the buffer: it may be reused only once it ran. */
+		c->cu->StreamSynchronize(st);
+		pop(c);
+		give_back(c, sl);
+		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.event",
+				       "%s: cuEventRecord: %s", c->name, etext(c, r));
+	}
+	pop(c);
+	pthread_mutex_lock(&c->mu);
+	sl->state = SLOT_INFLIGHT;
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
+#define MAX_REPORT 64
+
+struct report {
+	struct slot *sl;
+	CUresult r;
+};
+
+/* Claim every slot whose copy has finished (or failed). Called with mu held. */
+static unsigned claim_done(struct cuda_sink *c, struct report *out)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < c->nslots && n < MAX_REPORT; i++) {
+		struct slot *sl = &c->slots[i];
+		CUresult r;
+
+		if (sl->state != SLOT_INFLIGHT)
+			continue;
+		r = c->cu->EventQuery(sl->ev);
+		if (r == CUDA_ERROR_NOT_READY)
+			continue;
+		sl->state = SLOT_REPORTING;
+		out[n].sl = sl;
+		out[n].r = r;
+		n++;
+	}
+	return n;
+}
+
+/* Report claimed slots through the done callback, without the lock (the engine may move,
+ * convert or run the user's callback from there), then free them. */
+static void report(struct cuda_sink *c, struct report *rp, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct slot *sl = rp[i].sl;
+
+		if (rp[i].r == CUDA_SUCCESS) {
+			if (c->base.done)
+				c->base.done(c->base.done_user, sl->cookie, 0, NULL);
+		} else {
+			wlift_diag e;
+			wlift_diag_clear(&e);
+			wlift__diag_set(&e, WLIFT_ECUDA, NULL, NULL, -1, "cuda.copy",
+					"%s: the copy of %zu bytes to device offset %llu failed: %s",
+					c->name, sl->len, (unsigned long long)sl->off,
+					etext(c, rp[i].r));
+			if (c->base.done)
+				c->base.done(c->base.done_user, sl->cookie, e.code, &e);
+		}
+		give_back(c, sl);
+	}
+}
+
+static int cuda_poll(struct wlift__sink *s, int wait, wlift_diag *d)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+	struct report rp[MAX_REPORT];
+	unsigned n;
+
+	WLIFT_UNUSED(d);
+	pthread_mutex_lock(&c->mu);
+	n = claim_done(c, rp);
+	if (!n && wait) {
+		CUevent ev = NULL;
+		for (unsigned i = 0; i < c->nslots && !ev; i++)
+			if (c->slots[i].state == SLOT_INFLIGHT)
+				ev = c->slots[i].ev;
+		if (ev) {
+			/* Block on one copy in flight (any: they finish in any order). */
+			pthread_mutex_unlock(&c->mu);
+			c->cu->EventSynchronize(ev);
+			pthread_mutex_lock(&c->mu);
+		} else {
+			/* Every buffer is being read into by other workers: wait for one. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 10 * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		}
+		n = claim_done(c, rp);
+	}
+	pthread_mutex_unlock(&c->mu);
+	report(c, rp, n);
+	return (int)n;
+}
+
+static int busy(struct cuda_sink *c)
+{
+	int b = 0;
+
+	pthread_mutex_lock(&c->mu);
+	for (unsigned i = 0; i < c->nslots; i++)
+		b |= c->slots[i].state == SLOT_INFLIGHT || c->slots[i].state == SLOT_REPORTING;
+	pthread_mutex_unlock(&c->mu);
+	return b;
+}
+
+static int cuda_finish(struct wlift__sink *s, wlift_diag *d)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+	int ret = 0;
+
+	while (busy(c))
+		if (cuda_poll(s, 1, d) < 0)
+			break;
+	/* The memory is handed over complete: nothing of ours may still run on the device. */
+	if (push(c)) {
+		for (unsigned i = 0; i < NSTREAMS && !ret; i++) {
+			CUresult r = c->cu->StreamSynchronize(c->streams[i]);
+			if (r != CUDA_SUCCESS)
+				ret = wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.sync",
+						      "%s: cuStreamSynchronize: %s", c->name,
+						      etext(c, r));
+		}
+		pop(c);
+	}
+	return ret;
+}
+
+/* ---- fix-ups, release, export ------------------------------------------------------------ */
+
+/* An O_DIRECT fix-up: the range moves down by a few bytes, so source and destination
+ * overlap and one device copy cannot do it (cuMemcpy's ranges must not overlap): copy through
+ * a scratch allocation, or in non-overlapping pieces when the shift is large. */
+static int cuda_move(struct wlift__sink *s, uint64_t to, uint64_t from, uint64_t len,
+		     wlift_diag *d)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+	CUdeviceptr tmp = 0;
+	CUresult r = CUDA_SUCCESS;
+	const char *what = "cuMemcpyDtoDAsync";
+
+	if (!len || to == from)
+		return 0;
+	if (!push(c))
+		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
+				       "%s: cannot make the device's context current", c->name);
+	if (from - to >= len) {
+		r = c->cu->MemcpyDtoDAsync(c->dptr + to, c->dptr + from, (size_t)len, c->aux);
+	} else {
+		r = c->cu->MemAlloc(&tmp, (size_t)len);
+		if (r != CUDA_SUCCESS) {
+			tmp = 0;
+			what = "cuMemAlloc (fix-up scratch)";
+		}
+		if (r == CUDA_SUCCESS)
+			r = c->cu->MemcpyDtoDAsync(tmp, c->dptr + from, (size_t)len, c->aux);
+		if (r == CUDA_SUCCESS)
+			r = c->cu->MemcpyDtoDAsync(c->dptr + to, tmp, (size_t)len, c->aux);
+	}
+	{
+		CUresult r2 = c->cu->StreamSynchronize(c->aux);
+		if (r == CUDA_SUCCESS && r2 != CUDA_SUCCESS) {
+			r = r2;
+			what = "cuStreamSynchronize";
+		}
+	}
+	if (tmp)
+		c->cu->MemFree(tmp);
+	pop(c);
+	if (r != CUDA_SUCCESS)
+		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.move",
+				       "%s: moving %llu bytes on the device (O_DIRECT alignment "
+				       "fix-up): %s: %s",
+				       c->name, (unsigned long long)len, what, etext(c, r));
+	return 0;
+}
+
+static int cuda_release(struct wlift__sink *s, uint64_t off, uint64_t len)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+
+	/* One allocation: it is freed as a whole with the result's last tensor. */
+	return off > c->bytes || len > c->bytes - off ? -EINVAL : 0;
+}
+
+static int cuda_export(struct wlift__sink *s, struct wlift__mem *out, wlift_diag *d)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+	struct devmem *dm = calloc(1, sizeof(*dm));
+	CUresult r;
+
+	memset(out, 0, sizeof(*out));
+	if (!dm)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	/* The memory keeps the primary context alive for as long as it lives. */
+	r = c->cu->PrimaryCtxRetain(&dm->ctx, c->dev);
+	if (r != CUDA_SUCCESS) {
+		free(dm);
+		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
+				       "%s: cuDevicePrimaryCtxRetain: %s", c->name, etext(c, r));
+	}
+	dm->cu = c->cu;
+	dm->dev = c->dev;
+	dm->p = c->dptr;
+	out->base = (void *)(uintptr_t)c->dptr;
+	out->len = (size_t)c->bytes;
+	out->device = c->index;
+	out->free = devmem_free;
+	out->release = NULL;
+	out->priv = dm;
+	c->exported = 1;
+	return 0;
+}
+
+static void cuda_destroy(struct wlift__sink *s)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+	int pushed;
+
+	if (!c)
+		return;
+	pushed = c->retained && push(c);
+	/* A failed load may leave copies in flight: they read the ring and write the
+	 * destination, so both live until the copies are done. */
+	for (unsigned i = 0; i < c->nslots; i++)
+		if (c->slots[i].state == SLOT_INFLIGHT)
+			c->cu->EventSynchronize(c->slots[i].ev);
+	for (unsigned i = 0; i < NSTREAMS; i++)
+		if (c->streams[i]) {
+			c->cu->StreamSynchronize(c->streams[i]);
+			c->cu->StreamDestroy(c->streams[i]);
+		}
+	if (c->aux) {
+		c->cu->StreamSynchronize(c->aux);
+		c->cu->StreamDestroy(c->aux);
+	}
+	ring_free(c);
+	if (c->dptr && !c->exported)
+		c->cu->MemFree(c->dptr);
+	if (pushed)
+		pop(c);
+	if (c->retained)
+		c->cu->PrimaryCtxRelease(c->dev);
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+static const struct wlift__sink_ops cuda_ops = {
+	.kind = "cuda",
+	.alloc = cuda_alloc,
+	.dest = cuda_dest,
+	.acquire = cuda_acquire,
+	.unacquire = cuda_unacquire,
+	.commit = cuda_commit,
+	.poll = cuda_poll,
+	.move = cuda_move,
+	/* .convert: device dtype conversion needs the kernels (src/kernels/); the load refuses
+	 * a dtype for this sink before reading. */
+	.release = cuda_release,
+	.export_mem = cuda_export,
+	.finish = cuda_finish,
+	.destroy = cuda_destroy,
+};
+
+int wlift__cuda_sink_create(const char *device, const struct wlift__sink_cfg *cfg,
+			    struct wlift__sink **out, wlift_diag *d)
+{
+	struct cuda_sink *c = NULL;
+	const struct wlift__cuda *cu = NULL;
+	wlift_diag dd;
+	size_t ring = cfg && cfg->ring_bytes ? cfg->ring_bytes : WLIFT_DEFAULT_RING_BYTES;
+	unsigned slots = cfg && cfg->ring_slots ? cfg->ring_slots : WLIFT_DEFAULT_RING_SLOTS;
+	int index, ret;
+	CUresult r;
+
+	*out = NULL;
+	if (wlift__cuda_parse_device(device, &index))
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.device",
+				       "device \"%s\" not understood (use \"cpu\", \"cuda\" or "
+				       "\"cuda:N\")",
+				       device);
+	wlift_diag_clear(&dd);
+	ret = wlift__cuda_driver(cfg ? cfg->cuda_library : NULL, &cu, &dd);
+	if (ret)
+		return wlift__diag_set(d, ret, NULL, NULL, -1, dd.rule[0] ? dd.rule : NULL,
+				       "device \"%s\": %s (no GPU here? load to \"cpu\", or set "
+				       "WEIGHTLIFT_CUDA_LIBRARY to the CUDA driver library)",
+				       device, dd.message);
+	if (index >= cu->ndevices && cu->ndevices == 1)
+		return wlift__diag_set(d, WLIFT_ENODEV, NULL, NULL, -1, "cuda.device",
+				       "device \"%s\": no such device (1 CUDA device: cuda:0)",
+				       device);
+	if (index >= cu->ndevices)
+		return wlift__diag_set(d, WLIFT_ENODEV, NULL, NULL, -1, "cuda.device",
+				       "device \"%s\": no such device (%d CUDA devices: cuda:0 .. "
+				       "cuda:%d)",
+				       device, cu->ndevices, cu->ndevices - 1);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	c->base.ops = &cuda_ops;
+	c->base.in_place = 0;
+	c->cu = cu;
+	c->index = index;
+	snprintf(c->name, sizeof(c->name), "cuda:%d", index);
+	/* Slots: the ring split evenly, in 64 KiB units (a multiple of any O_DIRECT
+	 * alignment, so a chunk rounded up to one still fits). */
+	c->slot_bytes = ring / slots / (64u << 10) * (64u << 10);
+	if (c->slot_bytes < (64u << 10))
+		c->slot_bytes = 64u << 10;
+	if (c->slot_bytes > RING_SEGMENT)
+		c->slot_bytes = RING_SEGMENT;
+	c->max_slots = slots;
+	c->ring_bytes = c->slot_bytes * slots;
+	c->base.stage_bytes = c->slot_bytes;
+	c->base.stage_align = STAGE_ALIGN;
+	c->base.dest_align = DEST_ALIGN;
+	r = cu->DeviceGet(&c->dev, index);
+	if (r == CUDA_SUCCESS) {
+		r = cu->PrimaryCtxRetain(&c->ctx, c->dev);
+		c->retained = r == CUDA_SUCCESS;
+	}
+	if (r != CUDA_SUCCESS) {
+		ret = wlift__diag_set(d, WLIFT_ENODEV, NULL, NULL, -1, "cuda.device",
+				      "device \"%s\": cannot open its primary context: %s", device,
+				      wlift__cuda_errtext(cu, r, NULL, 0));
+		goto out;
+	}
+	if (!push(c)) {
+		ret = wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
+				      "%s: cannot make the device's context current", c->name);
+		goto out;
+	}
+	for (unsigned i = 0; i <= NSTREAMS && r == CUDA_SUCCESS; i++) {
+		CUstream *sp = i < NSTREAMS ? &c->streams[i] : &c->aux;
+		r = cu->StreamCreate(sp, CU_STREAM_NON_BLOCKING);
+		if (r != CUDA_SUCCESS)
+			*sp = NULL;
+	}
+	pop(c);
+	if (r != CUDA_SUCCESS) {
+		ret = wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.stream",
+				      "%s: cuStreamCreate: %s", c->name, etext(c, r));
+		goto out;
+	}
+	*out = &c->base;
+	c = NULL;
+	ret = 0;
+out:
+	cuda_destroy(c ? &c->base : NULL);
+	return ret;
+}

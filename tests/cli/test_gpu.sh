@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# `weightlift load --device cuda:N` against the fake CUDA driver (fake/, WLIFT_FAKECUDA): the
+# load succeeds on each fake device, its peak RssAnon growth stays under the ring + 64 MiB for
+# a checkpoint 16x the ring, and device errors exit 5 with the message naming the device:
+# no driver, no such device, out of device memory, a failed copy; a bad device name or a
+# device dtype conversion (no kernels built in) is bad input.
+. "$(dirname "$0")/lib.sh"
+[ -n "${WLIFT_FAKECUDA:-}" ] && [ -e "$WLIFT_FAKECUDA" ] || { echo "SKIP: no fake CUDA driver"; exit 77; }
+fixtures --big 128
+
+S=$D/small.safetensors
+B=$D/big.safetensors
+export WEIGHTLIFT_CUDA_LIBRARY=$WLIFT_FAKECUDA
+
+# --- loads --------------------------------------------------------------------------------
+for dev in cuda cuda:0 cuda:1; do
+	expect_rc 0 "$WEIGHTLIFT" load --device $dev --json "$S"
+	pycheck '
+assert j["bytes"] == sum(t["nbytes"] for t in e["small.safetensors"]["tensors"].values()), j
+assert j["tensors"] == 8, j'
+done
+expect_rc 0 "$WEIGHTLIFT" load --device cuda:0 "$S"
+grep_out "loaded 8 tensors"
+
+# Host memory: the ring (8 MiB) + 64 MiB, for 128 MiB onto the device.
+WEIGHTLIFT_CUDA_RING_BYTES=8M WEIGHTLIFT_CUDA_RING_SLOTS=8 \
+	expect_rc 0 "$WEIGHTLIFT" load --device cuda:0 --json "$B"
+pycheck '
+assert j["bytes"] >= 128 << 20, j
+assert j["chunk_bytes"] <= 1 << 20, j
+assert j["peak_rss_anon"] <= (8 << 20) + (64 << 20), j["peak_rss_anon"]'
+
+# --- device errors: exit 5 ------------------------------------------------------------------
+expect_rc 5 "$WEIGHTLIFT" load --device cuda:2 "$S"
+grep_err 'device "cuda:2": no such device (2 CUDA devices: cuda:0 .. cuda:1)'
+WEIGHTLIFT_CUDA_LIBRARY=/nonexistent/libcuda.so.1 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 "$S"
+grep_err "cannot load the CUDA driver /nonexistent/libcuda.so.1"
+FAKECUDA_DEVICES=0 expect_rc 5 "$WEIGHTLIFT" load --device cuda "$S"
+grep_err "no CUDA device"
+FAKECUDA_OOM_AT=1M expect_rc 5 "$WEIGHTLIFT" load --device cuda:1 "$B"
+grep_err "cuda:1: cannot allocate"
+grep_err "of device memory for the load"
+FAKECUDA_FAIL_COPY=3 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 "$B"
+grep_err "cuMemcpyHtoDAsync of"
+FAKECUDA_FAIL_ASYNC=3 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 "$B"
+grep_err "CUDA_ERROR_ILLEGAL_ADDRESS"
+
+# --- bad input ---------------------------------------------------------------------------------
+expect_rc 2 "$WEIGHTLIFT" load --device cuda:x "$S"
+grep_err "not understood"
+expect_rc 1 "$WEIGHTLIFT" load --device cuda:0 --dtype F16 "$B"
+grep_err "is not supported by this build"
+WEIGHTLIFT_CUDA_RING_BYTES=100 expect_rc 2 "$WEIGHTLIFT" load --device cuda:0 "$S"
+grep_err "out of range"
+finish

@@ -1,0 +1,573 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The CUDA sink end to end, against the fake driver (fake/, WLIFT_FAKECUDA names it): the
+ * bytes on the "device" equal the file (read back with cuMemcpyDtoH), with a small ring
+ * reused many times while copies complete out of order, buffered and O_DIRECT reads (device
+ * fix-ups); every tensor 256-byte aligned; the cuMemcpyHtoDAsync sources always pinned;
+ * injected copy errors (at the call and asynchronous) and out-of-device-memory fail with
+ * clear messages and leave nothing behind on the device or pinned on the host; no driver,
+ * no device, a bad index or device name, and out-of-range ring knobs; host memory bounded by
+ * the ring while loading a checkpoint many times its size.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fake_cuda.h"
+#include "sink/cuda_api.h"
+#include "testutil.h"
+#include "weightlift.h"
+
+static uint8_t pat(uint64_t i)
+{
+	return (uint8_t)((i * 2654435761u) >> 13);
+}
+
+static const char *fake_path(void)
+{
+	const char *p = getenv("WLIFT_FAKECUDA");
+
+	if (!p || !*p)
+		exit(77); /* built without the fake */
+	return p;
+}
+
+/* The fake driver, opened by path (the library already loaded it, or loads it the same). */
+struct fake {
+	void *h;
+	fakecuda_stats_fn stats;
+	CUresult (*retain)(CUcontext *, CUdevice);
+	CUresult (*release)(CUdevice);
+	CUresult (*push)(CUcontext);
+	CUresult (*pop)(CUcontext *);
+	CUresult (*dtoh)(void *, CUdeviceptr, size_t);
+};
+
+static void sym(void *h, const char *name, void *fnp, size_t n)
+{
+	void *p = dlsym(h, name);
+
+	ck_assert_msg(p != NULL, "fake driver lacks %s", name);
+	memcpy(fnp, &p, n);
+}
+
+static struct fake fake_open(void)
+{
+	struct fake f;
+
+	f.h = dlopen(fake_path(), RTLD_NOW | RTLD_LOCAL);
+	ck_assert_msg(f.h != NULL, "dlopen %s: %s", fake_path(), dlerror());
+	sym(f.h, "fakecuda_stats", &f.stats, sizeof(f.stats));
+	sym(f.h, "cuDevicePrimaryCtxRetain", &f.retain, sizeof(f.retain));
+	sym(f.h, "cuDevicePrimaryCtxRelease_v2", &f.release, sizeof(f.release));
+	sym(f.h, "cuCtxPushCurrent_v2", &f.push, sizeof(f.push));
+	sym(f.h, "cuCtxPopCurrent_v2", &f.pop, sizeof(f.pop));
+	sym(f.h, "cuMemcpyDtoH_v2", &f.dtoh, sizeof(f.dtoh));
+	return f;
+}
+
+/* Point the library at the fake (read at context creation) and set the fake's knobs (read
+ * at its cuInit: each test runs in a process of its own). */
+static wlift_ctx *ctx_fake(void)
+{
+	wlift_ctx *ctx;
+
+	setenv("WEIGHTLIFT_CUDA_LIBRARY", fake_path(), 1);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, NULL), 0);
+	return ctx;
+}
+
+/* A U8 checkpoint of n tensors with the given sizes, contiguous (odd sizes give offsets that
+ * are not 256-byte aligned, so the plan must split ranges for the device). */
+static void make_st(const char *path, size_t n, const uint64_t *sizes, uint64_t *total)
+{
+	size_t cap = 64 + n * 96, len = 0;
+	char *json = malloc(cap);
+	uint64_t off = 0;
+	uint8_t buf[65536];
+	FILE *f;
+	uint8_t hl[8];
+
+	ck_assert_ptr_nonnull(json);
+	len += (size_t)snprintf(json + len, cap - len, "{");
+	for (size_t i = 0; i < n; i++) {
+		len += (size_t)snprintf(json + len, cap - len,
+					"%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[%llu],"
+					"\"data_offsets\":[%llu,%llu]}",
+					i ? "," : "", i, (unsigned long long)sizes[i],
+					(unsigned long long)off,
+					(unsigned long long)(off + sizes[i]));
+		off += sizes[i];
+	}
+	len += (size_t)snprintf(json + len, cap - len, "}");
+	while (len % 8) {
+		json[len - 1] = ' ';
+		json[len++] = '}';
+		json[len] = 0;
+	}
+	/* Written in pieces: a test of host memory must not hold the data itself. */
+	f = fopen(path, "wb");
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 8; i++)
+		hl[i] = (uint8_t)((uint64_t)len >> (8 * i));
+	ck_assert_uint_eq(fwrite(hl, 1, 8, f), 8);
+	ck_assert_uint_eq(fwrite(json, 1, len, f), len);
+	for (uint64_t o = 0; o < off;) {
+		size_t k = off - o < sizeof(buf) ? (size_t)(off - o) : sizeof(buf);
+		for (size_t j = 0; j < k; j++)
+			buf[j] = pat(o + j);
+		ck_assert_uint_eq(fwrite(buf, 1, k, f), k);
+		o += k;
+	}
+	ck_assert_int_eq(fclose(f), 0);
+	free(json);
+	*total = off;
+}
+
+/* Every tensor of r, read back from the device, equals the pattern at its data offset. */
+static void check_device_bytes(struct fake *f, const wlift_result *r, int device)
+{
+	CUcontext c, old;
+	size_t cap = 1 << 20;
+	uint8_t *buf = malloc(cap);
+
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(f->retain(&c, device), CUDA_SUCCESS);
+	ck_assert_int_eq(f->push(c), CUDA_SUCCESS);
+	for (size_t i = 0; i < wlift_result_count(r); i++) {
+		wlift_tensor_view v;
+		wlift_tensor_get(wlift_result_tensor(r, i), &v);
+		ck_assert_int_eq(v.device, device);
+		ck_assert_uint_eq(v.nbytes, v.info.nbytes);
+		if (!v.nbytes)
+			continue;
+		ck_assert_msg((uintptr_t)v.data % 256 == 0, "%s at %p: not 256-byte aligned",
+			      v.info.name, v.data);
+		for (uint64_t o = 0; o < v.nbytes; o += cap) {
+			size_t k = v.nbytes - o < cap ? (size_t)(v.nbytes - o) : cap;
+			ck_assert_int_eq(f->dtoh(buf, (CUdeviceptr)(uintptr_t)v.data + o, k),
+					 CUDA_SUCCESS);
+			for (size_t j = 0; j < k; j++)
+				if (buf[j] != pat(v.info.data_begin + o + j))
+					ck_abort_msg("%s: byte %llu is %u, the file has %u",
+						     v.info.name, (unsigned long long)(o + j), buf[j],
+						     pat(v.info.data_begin + o + j));
+		}
+	}
+	ck_assert_int_eq(f->pop(&old), CUDA_SUCCESS);
+	ck_assert_int_eq(f->release(device), CUDA_SUCCESS);
+	free(buf);
+}
+
+/* Nothing of the load is left in the driver: device memory, pinned host memory, streams,
+ * events, context references; and the driver saw no misuse. */
+static void check_nothing_held(struct fake *f)
+{
+	struct fakecuda_stats st;
+
+	f->stats(&st);
+	ck_assert_msg(st.violations == 0, "%u driver misuses; first: %s", st.violations,
+		      st.violation);
+	ck_assert_uint_eq(st.live_allocs, 0);
+	ck_assert_uint_eq(st.live_bytes, 0);
+	ck_assert_uint_eq(st.registered, 0);
+	ck_assert_uint_eq(st.hostallocs, 0);
+	ck_assert_uint_eq(st.streams, 0);
+	ck_assert_uint_eq(st.events, 0);
+	ck_assert_int_eq(st.ctx_refs, 0);
+}
+
+static const uint64_t mixed[] = { 1000, 3u << 20, 7, 0, (1u << 20) + 13, 255, 256, 4u << 20,
+				  333333, 17, (2u << 20) + 1, 64, 5u << 20 };
+#define NMIXED (sizeof(mixed) / sizeof(mixed[0]))
+
+static void load_check(int strategy, int direct, const char *device, int index,
+		       size_t ring_bytes, unsigned slots)
+{
+	const char *path = wt_path("mixed.safetensors");
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	struct fakecuda_stats st;
+	struct fake f;
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	wlift_result *r;
+	wlift_stats ls;
+	wlift_diag d;
+	uint64_t total;
+
+	make_st(path, NMIXED, mixed, &total);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.device = device;
+	o.strategy = strategy;
+	o.direct = direct;
+	o.ring_bytes = ring_bytes;
+	o.ring_slots = slots;
+	o.threads = 4;
+	wlift_diag_clear(&d);
+	ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &r, &d) == 0, "load: %s", d.message);
+	f = fake_open();
+	f.stats(&st);
+	ck_assert_msg(st.violations == 0, "%u driver misuses; first: %s", st.violations,
+		      st.violation);
+	ck_assert_uint_eq(wlift_result_count(r), NMIXED);
+	ck_assert_int_eq(wlift_result_stats(r, &ls), 0);
+	ck_assert_uint_eq(ls.bytes, total);
+	ck_assert_uint_le(ls.chunk_bytes, ring_bytes / slots);
+	/* The ring was reused many times, and copies finished out of order. */
+	ck_assert_uint_ge(st.htod_copies, 4 * slots);
+	ck_assert_uint_ge(st.htod_bytes, total);
+	ck_assert_uint_gt(st.out_of_order, 0);
+	ck_assert_uint_le(st.registered_bytes, ring_bytes);
+	check_device_bytes(&f, r, index);
+	if (direct == WLIFT_DIRECT_ON)
+		ck_assert_uint_gt(ls.fixups, 0); /* moved on the device */
+	wlift_result_free(r);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&f);
+}
+
+START_TEST(bytes_equal_pread)
+{
+	load_check(WLIFT_STRATEGY_PREAD, WLIFT_DIRECT_OFF, "cuda:1", 1, 1u << 20, 4);
+}
+END_TEST
+
+START_TEST(bytes_equal_default_device)
+{
+	load_check(WLIFT_STRATEGY_AUTO, WLIFT_DIRECT_OFF, "cuda", 0, 2u << 20, 8);
+}
+END_TEST
+
+static int odirect_ok(void)
+{
+	const char *p = wt_path("odirect_probe");
+	int fd;
+
+	wt_write_file(p, "x", 1);
+	fd = open(p, O_RDONLY | O_DIRECT);
+	if (fd < 0)
+		return 0;
+	close(fd);
+	return 1;
+}
+
+START_TEST(bytes_equal_direct)
+{
+	if (!odirect_ok())
+		exit(77);
+	load_check(WLIFT_STRATEGY_URING, WLIFT_DIRECT_ON, "cuda:0", 0, 2u << 20, 4);
+}
+END_TEST
+
+/* cuMemHostRegister refused: the ring comes from cuMemHostAlloc instead. */
+START_TEST(register_fallback)
+{
+	setenv("FAKECUDA_FAIL_REGISTER", "1", 1);
+	load_check(WLIFT_STRATEGY_PREAD, WLIFT_DIRECT_OFF, "cuda:0", 0, 1u << 20, 2);
+}
+END_TEST
+
+/* A load that fails: the code, a message containing want, nothing left anywhere. */
+static void expect_failure(const char *device, int code, const char *want)
+{
+	const char *path = wt_path("fail.safetensors");
+	static const uint64_t sz[] = { 3u << 20, 1u << 20, 5u << 20, 123 };
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	wlift_result *r = (wlift_result *)&o;
+	wlift_diag d;
+	uint64_t total;
+	int ret;
+
+	make_st(path, 4, sz, &total);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.device = device;
+	o.ring_bytes = 1u << 20;
+	o.ring_slots = 4;
+	wlift_diag_clear(&d);
+	ret = wlift_load(ck, &o, NULL, NULL, &r, &d);
+	ck_assert_msg(ret == code, "load returned %d (%s), expected %d; %s", ret,
+		      wlift_errname(ret), code, d.message);
+	ck_assert_ptr_null(r);
+	ck_assert_int_eq(d.code, code);
+	ck_assert_msg(strstr(d.message, want), "message \"%s\" lacks \"%s\"", d.message, want);
+	fprintf(stderr, "%s: %s\n", wlift_errname(ret), d.message);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	if (code != WLIFT_ENODEV && code != -EINVAL) {
+		struct fake f = fake_open();
+		check_nothing_held(&f);
+	}
+}
+
+START_TEST(copy_error)
+{
+	setenv("FAKECUDA_FAIL_COPY", "5", 1);
+	expect_failure("cuda:0", WLIFT_ECUDA,
+		       "cuda:0: cuMemcpyHtoDAsync of 262144 bytes to device offset");
+}
+END_TEST
+
+START_TEST(async_copy_error)
+{
+	setenv("FAKECUDA_FAIL_ASYNC", "7", 1);
+	expect_failure("cuda:1", WLIFT_ECUDA, "failed: CUDA_ERROR_ILLEGAL_ADDRESS");
+}
+END_TEST
+
+START_TEST(out_of_device_memory)
+{
+	setenv("FAKECUDA_OOM_AT", "4M", 1);
+	expect_failure("cuda:0", WLIFT_EDEVMEM,
+		       "cuda:0: cannot allocate 9437312 bytes (9.0 MiB) of device memory");
+}
+END_TEST
+
+START_TEST(no_driver)
+{
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	wlift_result *r;
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	wlift_diag d;
+	uint64_t total, sz = 100;
+
+	make_st(wt_path("nd.safetensors"), 1, &sz, &total);
+	setenv("WEIGHTLIFT_CUDA_LIBRARY", "/nonexistent/libcuda.so.1", 1);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, NULL), 0);
+	ck_assert_int_eq(wlift_open(ctx, wt_path("nd.safetensors"), &ck, NULL), 0);
+	o.device = "cuda:0";
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_load(ck, &o, NULL, NULL, &r, &d), WLIFT_ENODEV);
+	ck_assert_ptr_null(r);
+	ck_assert_msg(strstr(d.message, "device \"cuda:0\": cannot load the CUDA driver "
+					"/nonexistent/libcuda.so.1"),
+		      "%s", d.message);
+	ck_assert_msg(strstr(d.message, "WEIGHTLIFT_CUDA_LIBRARY"), "%s", d.message);
+	ck_assert(WLIFT_ERR_IS_GPU(d.code));
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(no_device)
+{
+	setenv("FAKECUDA_DEVICES", "0", 1);
+	expect_failure("cuda:0", WLIFT_ENODEV, "no CUDA device (cuInit: CUDA_ERROR_NO_DEVICE");
+}
+END_TEST
+
+START_TEST(bad_index)
+{
+	expect_failure("cuda:2", WLIFT_ENODEV,
+		       "device \"cuda:2\": no such device (2 CUDA devices: cuda:0 .. cuda:1)");
+}
+END_TEST
+
+START_TEST(one_device_bad_index)
+{
+	setenv("FAKECUDA_DEVICES", "1", 1);
+	expect_failure("cuda:1", WLIFT_ENODEV, "no such device (1 CUDA device: cuda:0)");
+}
+END_TEST
+
+START_TEST(bad_names)
+{
+	static const char *const bad[] = { "cuda:", "cuda:x", "cuda:-1", "cuda:1x", "gpu",
+					   "cuda:99999999999", "cuda0", "CUDA:0" };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_failure(bad[i], -EINVAL, "not understood");
+}
+END_TEST
+
+/* Ring knobs are range-checked before anything is opened. */
+START_TEST(ring_knobs)
+{
+	static const struct {
+		size_t bytes;
+		unsigned slots;
+		const char *want;
+	} cases[] = {
+		{ 1000, 4, "ring_bytes = 1000 is out of range" },
+		{ 17ull << 30, 4, "out of range (1 MiB .. 16 GiB)" },
+		{ 1u << 20, 1, "ring_slots = 1 is out of range (2 .. 1024)" },
+		{ 1u << 20, 2000, "ring_slots = 2000" },
+		{ 1u << 20, 32, "gives 32768-byte buffers (each must be 64 KiB .. 256 MiB)" },
+		{ 8ull << 30, 2, "gives 4294967296-byte buffers" },
+	};
+	const char *path = wt_path("knobs.safetensors");
+	uint64_t total, sz = 100;
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+
+	make_st(path, 1, &sz, &total);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+		wlift_result *r;
+		wlift_diag d;
+		o.device = "cuda:0";
+		o.ring_bytes = cases[i].bytes;
+		o.ring_slots = cases[i].slots;
+		wlift_diag_clear(&d);
+		ck_assert_int_eq(wlift_load(ck, &o, NULL, NULL, &r, &d), -EINVAL);
+		ck_assert_msg(strstr(d.message, cases[i].want), "case %zu: %s", i, d.message);
+	}
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	setenv("WEIGHTLIFT_CUDA_RING_BYTES", "lots", 1);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, NULL), -EINVAL);
+}
+END_TEST
+
+/* A device load with a dtype: refused before reading while no kernels are built in. */
+START_TEST(dtype_unsupported)
+{
+	const char *path = wt_path("f16.safetensors");
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	uint16_t data[4] = { 0x3c00, 0x4000, 0x4200, 0x4400 };
+	wlift_ctx *ctx = ctx_fake();
+	wlift_ckpt *ck;
+	wlift_result *r;
+	wlift_diag d;
+
+	wt_write_st(path, "{\"w\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]}}", data,
+		    sizeof(data));
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.device = "cuda:0";
+	o.dtype = WLIFT_F32;
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_load(ck, &o, NULL, NULL, &r, &d), WLIFT_EUNSUPPORTED);
+	ck_assert_msg(strstr(d.message, "w: converting F16 to F32 on device \"cuda:0\""), "%s",
+		      d.message);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	{
+		struct fake f = fake_open();
+		check_nothing_held(&f);
+	}
+}
+END_TEST
+
+/* ---- host memory ------------------------------------------------------------------------ */
+
+static uint64_t rss_anon(void)
+{
+	char line[256];
+	uint64_t kb = 0;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %lu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb << 10;
+}
+
+struct sampler {
+	pthread_t th;
+	int stop; /* atomic */
+	uint64_t peak;
+};
+
+static void *sample_main(void *arg)
+{
+	struct sampler *s = arg;
+	struct timespec ts = { 0, 5 * 1000000L };
+
+	while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t v = rss_anon();
+		if (v > s->peak)
+			s->peak = v;
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* Peak RssAnon growth <= ring + 64 MiB while loading a checkpoint 16x the ring (the fake's
+ * device memory is a memfd mapping: shared, not anonymous). */
+START_TEST(host_memory_bounded)
+{
+	const size_t ring = 8u << 20;
+	const char *path = wt_path("big.safetensors");
+	static const uint64_t sz[] = { 40u << 20, 24u << 20, (32u << 20) + 5, 32u << 20 };
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	struct sampler s = { 0 };
+	struct fake f;
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	wlift_result *r;
+	wlift_diag d;
+	uint64_t total, base, growth;
+
+	make_st(path, 4, sz, &total);
+	ck_assert_uint_ge(total, 16 * (uint64_t)ring);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.device = "cuda:0";
+	o.ring_bytes = ring;
+	o.ring_slots = 8;
+	o.strategy = WLIFT_STRATEGY_PREAD;
+	base = rss_anon();
+	s.peak = base;
+	ck_assert_int_eq(pthread_create(&s.th, NULL, sample_main, &s), 0);
+	wlift_diag_clear(&d);
+	ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &r, &d) == 0, "%s", d.message);
+	__atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(s.th, NULL);
+	growth = s.peak > base ? s.peak - base : 0;
+	fprintf(stderr, "host_memory_bounded: %llu MiB loaded, peak RssAnon growth %.1f MiB "
+			"(ring %zu MiB)\n",
+		(unsigned long long)(total >> 20), (double)growth / 1048576.0, ring >> 20);
+	ck_assert_msg(growth <= ring + (64u << 20),
+		      "peak RssAnon grew by %llu bytes loading %llu bytes (ring %zu)",
+		      (unsigned long long)growth, (unsigned long long)total, ring);
+	f = fake_open();
+	check_device_bytes(&f, r, 0);
+	wlift_result_free(r);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&f);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("cuda");
+	TCase *tc = tcase_create("fake");
+
+	tcase_add_checked_fixture(tc, wt_cleanup_at_exit, NULL);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, bytes_equal_pread);
+	tcase_add_test(tc, bytes_equal_default_device);
+	tcase_add_test(tc, bytes_equal_direct);
+	tcase_add_test(tc, register_fallback);
+	tcase_add_test(tc, copy_error);
+	tcase_add_test(tc, async_copy_error);
+	tcase_add_test(tc, out_of_device_memory);
+	tcase_add_test(tc, no_driver);
+	tcase_add_test(tc, no_device);
+	tcase_add_test(tc, bad_index);
+	tcase_add_test(tc, one_device_bad_index);
+	tcase_add_test(tc, bad_names);
+	tcase_add_test(tc, ring_knobs);
+	tcase_add_test(tc, dtype_unsupported);
+	if (!getenv("WLIFT_SKIP_BIG")) /* the TSan run */
+		tcase_add_test(tc, host_memory_bounded);
+	suite_add_tcase(s, tc);
+	return wt_run(s);
+}
