@@ -46,6 +46,20 @@ grep_err "cuMemcpyHtoDAsync of"
 FAKECUDA_FAIL_ASYNC=3 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 "$B"
 grep_err "CUDA_ERROR_ILLEGAL_ADDRESS"
 
+# --- the GPU machine's tools, against the fake: gpucheck and bench/gpu.sh's checks ----------
+GC=$(dirname "$WEIGHTLIFT")/gpucheck
+if [ -x "$GC" ]; then
+	expect_rc 0 "$GC" info
+	grep_out "2 devices"
+	expect_rc 0 "$GC" verify "$S" cuda:0 cuda:1
+	grep_out "verify cuda:1: 8 tensors"
+	expect_rc 0 "$GC" h2d 64 cuda:0
+	grep_out "pinned host-to-device limit"
+	expect_rc 0 env CHECK_ONLY=1 CHECK_MIB=24 SKIP_CTEST=1 BUILD="$(dirname "$WEIGHTLIFT")" \
+		OUT="$T/gpu-out" bash "${WLIFT_SRC:-$HERE/../..}/bench/gpu.sh"
+	grep_out "checks: 0 failure(s)"
+fi
+
 # --- bad input ---------------------------------------------------------------------------------
 expect_rc 2 "$WEIGHTLIFT" load --device cuda:x "$S"
 grep_err "not understood"

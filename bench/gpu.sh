@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The GPU checks and benchmark for a lent GPU machine (issue 11, point 8). Build here, carry
+# the build tree (build/weightlift, build/gpucheck, build/libweightlift.so*, build/fake/), and
+# run on the GPU machine, which reaches no package registry:
+#
+#   bash bench/gpu.sh                 checks, then the benchmark (8 GiB checkpoint, 3 rounds)
+#   CHECK_ONLY=1 bash bench/gpu.sh    the checks only (tests/gpu/run.sh)
+#   SIZE_MIB=8192 ROUNDS=3 DEVICE=cuda:0 BUILD=build OUT=bench/out bash bench/gpu.sh [CKPT]
+# (CHECK_MIB sizes the check checkpoint, SKIP_CTEST=1 skips the fake-driver tests: the CI run
+# of this script against the fake driver, tests/cli/test_gpu.sh, uses both.)
+#
+# 1. checks: gpucheck info (driver, devices); gpucheck verify on generated checkpoints of odd
+#    tensor sizes, onto every device, buffered and O_DIRECT (bytes copied back and compared
+#    with a CPU load); the fake-driver unit tests still pass on that machine's kernel.
+# 2. benchmark, one run on the same checkpoint (generated there with the Python standard
+#    library unless CKPT is given): the pinned H2D limit of the device (gpucheck h2d), then
+#    hot x ROUNDS alternating: weightlift load --device, safetensors.torch.load_file(device=),
+#    fastsafetensors (GDS and nogds) when importable; cold (drop_caches) when permitted.
+#    Peers that are not installed are reported as unavailable. Every line goes to
+#    bench/out/gpu-<time>.txt; copy the table into bench/RESULTS.md with the device name.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+SIZE_MIB=${SIZE_MIB:-8192}
+ROUNDS=${ROUNDS:-3}
+DEVICE=${DEVICE:-cuda:0}
+OUT=${OUT:-bench/out}
+CHECK_MIB=${CHECK_MIB:-300}
+mkdir -p "$OUT"
+LOG=$OUT/gpu-$(date -u +%Y%m%dT%H%M%S).txt
+WL=$BUILD/weightlift
+GC=$BUILD/gpucheck
+PY=${PYTHON:-python3}
+export LD_LIBRARY_PATH=$BUILD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+FAILS=0
+
+say() { echo "$*" | tee -a "$LOG"; }
+fail() { FAILS=$((FAILS + 1)); say "FAIL: $*"; }
+
+[ -x "$WL" ] && [ -x "$GC" ] || { echo "gpu.sh: build first ($WL, $GC)"; exit 2; }
+
+# A checkpoint of NT tensors of odd sizes (offsets not 256-aligned), MIB MiB in all, with
+# bytes that repeat a random 64 MiB block (generation costs a write, not urandom).
+gen() { # gen PATH MIB NT
+	$PY - "$@" <<'EOF'
+import json, os, random, struct, sys
+path, mib, nt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+total = mib << 20
+rnd = random.Random(11)
+sizes = [max(1, total // nt + rnd.randrange(-4096, 4096)) for _ in range(nt)]
+hdr, off = {}, 0
+for i, s in enumerate(sizes):
+    hdr["layer.%04d.weight" % i] = {"dtype": "U8", "shape": [s], "data_offsets": [off, off + s]}
+    off += s
+h = json.dumps(hdr, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+block = os.urandom(64 << 20)
+with open(path + ".tmp", "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h)
+    left = off
+    while left:
+        k = min(left, len(block))
+        f.write(block[:k])
+        left -= k
+os.rename(path + ".tmp", path)
+EOF
+}
+
+say "gpu.sh $(date -u +%FT%TZ) on $(hostname): $(nproc) cores, kernel $(uname -r)"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.current,pcie.link.width.current --format=csv,noheader 2>&1 | tee -a "$LOG"
+"$GC" info 2>&1 | tee -a "$LOG"
+rc=${PIPESTATUS[0]}
+[ "$rc" = 0 ] || { say "no usable CUDA driver/device (gpucheck info: $rc)"; exit 1; }
+NDEV=$("$GC" info | sed -n 's/^driver .*, \([0-9]*\) device.*/\1/p')
+
+# --- 1. checks ------------------------------------------------------------------------------
+small=$OUT/gpu-check.safetensors
+[ -f "$small" ] || gen "$small" "$CHECK_MIB" 97
+devs=""
+for i in $(seq 0 $((NDEV - 1))); do devs="$devs cuda:$i"; done
+"$GC" verify "$small" $devs 2>&1 | tee -a "$LOG"
+[ "${PIPESTATUS[0]}" = 0 ] || fail "gpucheck verify"
+# O_DIRECT reads (device fix-ups) through the CLI, with a small ring, then a tiny file.
+"$WL" load --device "$DEVICE" --direct on --strategy uring --json "$small" >"$OUT/gpu-direct.json" 2>&1 \
+	|| fail "load --direct on: $(cat "$OUT/gpu-direct.json")"
+WEIGHTLIFT_CUDA_RING_BYTES=4M WEIGHTLIFT_CUDA_RING_SLOTS=4 "$WL" load --device "$DEVICE" --json "$small" \
+	>"$OUT/gpu-ring.json" 2>&1 || fail "load with a 4 MiB ring: $(cat "$OUT/gpu-ring.json")"
+say "small ring: $(cat "$OUT/gpu-ring.json")"
+"$WL" load --device "cuda:$NDEV" "$small" >/dev/null 2>"$OUT/gpu-badidx.txt"
+[ $? = 5 ] && grep -q "no such device" "$OUT/gpu-badidx.txt" || fail "bad index: $(cat "$OUT/gpu-badidx.txt")"
+if [ -z "${SKIP_CTEST:-}" ] && [ -d "$BUILD/tests" ] && command -v ctest >/dev/null; then
+	(cd "$BUILD" && ctest -R 'unit/test_cuda|cli/test_gpu' --output-on-failure) >>"$LOG" 2>&1 \
+		&& say "fake-driver tests: pass" || fail "fake-driver tests (see $LOG)"
+fi
+if [ -n "${CHECK_ONLY:-}" ]; then
+	say "checks: $FAILS failure(s)"
+	exit $((FAILS != 0))
+fi
+
+# --- 2. benchmark -----------------------------------------------------------------------------
+ck=${1:-$OUT/gpu-${SIZE_MIB}M.safetensors}
+[ -f "$ck" ] || { say "generating $ck ($SIZE_MIB MiB)"; gen "$ck" "$SIZE_MIB" 291; }
+bytes=$(stat -c %s "$ck")
+cat "$ck" >/dev/null # page cache hot
+"$GC" h2d 8192 "$DEVICE" 2>&1 | tee -a "$LOG"
+
+peer_st='
+import sys, time, torch
+from safetensors.torch import load_file
+t = time.perf_counter(); sd = load_file(sys.argv[1], device=sys.argv[2]); torch.cuda.synchronize()
+print("%.3f" % (time.perf_counter() - t))'
+peer_fst='
+import sys, time, torch
+from fastsafetensors import fastsafe_open
+t = time.perf_counter()
+with fastsafe_open(filenames=[sys.argv[1]], nogds=sys.argv[3] == "nogds", device=sys.argv[2]) as f:
+    sd = {k: f.get_tensor(k) for k in f.keys()}
+torch.cuda.synchronize()
+print("%.3f" % (time.perf_counter() - t))'
+have() { $PY -c "import $1" >/dev/null 2>&1; }
+run_peer() { # run_peer NAME SCRIPT ARGS...
+	local name=$1 script=$2 s
+	shift 2
+	s=$($PY -c "$script" "$ck" "$DEVICE" "$@" 2>>"$LOG" | tail -1)
+	if [ -n "$s" ]; then say "$name hot: $(awk -v b="$bytes" -v s="$s" 'BEGIN{printf "%.2f GB/s (%.3f s)", b/s/1e9, s}')"
+	else say "$name: failed (see $LOG)"; fi
+}
+for r in $(seq 1 "$ROUNDS"); do
+	say "round $r"
+	j=$("$WL" load --device "$DEVICE" --json "$ck" 2>&1)
+	say "weightlift hot: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s, peak RssAnon %.0f MiB, %s, chunk %d" % (j["gb_per_s"], j["peak_rss_anon"]/2**20, j["strategy"], j["chunk_bytes"]))' 2>&1 || echo "$j")"
+	if have "safetensors.torch"; then run_peer "safetensors.torch" "$peer_st"; else say "safetensors: unavailable"; fi
+	if have fastsafetensors; then
+		run_peer "fastsafetensors nogds" "$peer_fst" nogds
+		run_peer "fastsafetensors gds" "$peer_fst" gds
+	else say "fastsafetensors: unavailable"; fi
+	for p in instanttensor runai_model_streamer; do have $p || say "$p: unavailable"; done
+done
+if [ -w /proc/sys/vm/drop_caches ]; then
+	sync; echo 3 >/proc/sys/vm/drop_caches
+	j=$("$WL" load --device "$DEVICE" --json "$ck" 2>&1)
+	say "weightlift cold: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s direct=%s %s" % (j["gb_per_s"], j["direct"], j["strategy"]))' 2>&1 || echo "$j")"
+else
+	say "cold: drop_caches not permitted here (no cold figures)"
+fi
+say "results in $LOG; $FAILS check failure(s)"
+exit $((FAILS != 0))
