@@ -226,9 +226,32 @@ static void load_check(int strategy, int direct, const char *device, int index,
 	ck_assert_uint_gt(st.out_of_order, 0);
 	ck_assert_uint_le(st.registered_bytes, ring_bytes);
 	check_device_bytes(&f, r, index);
+	/* DLPack: CUDA device tensors, the device pointer itself, alive after the result's
+	 * reference is gone (the export holds one). */
+	{
+		wlift_dl_managed_versioned *mv;
+		wlift_dl_managed *m;
+		wlift_tensor_view v;
+		wlift_tensor_get(wlift_result_tensor(r, 1), &v);
+		ck_assert_int_eq(wlift_tensor_dlpack_versioned(wlift_result_tensor(r, 1), 0, &mv,
+							       NULL), 0);
+		ck_assert_int_eq(wlift_tensor_dlpack(wlift_result_tensor(r, 7), 0, &m, NULL), 0);
+		ck_assert_int_eq(mv->dl_tensor.device.device_type, WLIFT_DL_CUDA);
+		ck_assert_int_eq(mv->dl_tensor.device.device_id, index);
+		ck_assert_ptr_eq(mv->dl_tensor.data, v.data);
+		ck_assert_int_eq(mv->dl_tensor.shape[0], (int64_t)mixed[1]);
+		ck_assert_int_eq(m->dl_tensor.device.device_type, WLIFT_DL_CUDA);
+		wlift_result_free(r);
+		f.stats(&st);
+		ck_assert_uint_gt(st.live_allocs, 0); /* the exports keep the memory */
+		r = NULL;
+		mv->deleter(mv);
+		f.stats(&st);
+		ck_assert_uint_gt(st.live_allocs, 0);
+		m->deleter(m);
+	}
 	if (direct == WLIFT_DIRECT_ON)
 		ck_assert_uint_gt(ls.fixups, 0); /* moved on the device */
-	wlift_result_free(r);
 	wlift_ckpt_close(ck);
 	wlift_ctx_destroy(ctx);
 	check_nothing_held(&f);
