@@ -340,6 +340,10 @@ typedef struct wlift_load_opts {
 	 * in 16). */
 	size_t ring_bytes;
 	unsigned ring_slots;
+	/* GPU loads: a budget of device memory; a load that needs more fails before it reads
+	 * (WLIFT_EDEVMEM, naming the bytes needed). 0: the context's value
+	 * (WEIGHTLIFT_MAX_DEVICE_BYTES), else no budget but the device's own memory. */
+	uint64_t max_device_bytes;
 } wlift_load_opts;
 #define WLIFT_LOAD_OPTS_INIT { .size = sizeof(wlift_load_opts) }
 

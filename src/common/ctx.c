@@ -258,6 +258,11 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 		if (ret)
 			goto out;
 		ctx->ring_slots = (unsigned)v;
+		ret = knob(0, "max_device_bytes", "WEIGHTLIFT_MAX_DEVICE_BYTES", 0, UINT64_MAX,
+			   &v, d);
+		if (ret)
+			goto out;
+		ctx->max_device_bytes = v;
 	}
 	/* opts->cache_dir is accepted for the remote sources' write-through cache; local
 	 * sources have nothing to cache, so it is not kept yet. */

@@ -91,6 +91,11 @@ int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
 					       rb, rs, rb / rs);
 		c->ring_bytes = rb;
 		c->ring_slots = rs;
+		c->max_device_bytes =
+		    o->size >= offsetof(wlift_load_opts, max_device_bytes) + sizeof(uint64_t) &&
+			    o->max_device_bytes
+			? o->max_device_bytes
+			: ctx->max_device_bytes;
 	}
 	c->dtype = o->dtype;
 	c->strategy = o->strategy;

@@ -350,8 +350,9 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	if (ret)
 		goto out;
 	if (!sink) {
-		struct wlift__sink_cfg sc = { cfg.threads, cfg.populate, ck->ctx->cuda_library,
-					      cfg.ring_bytes, cfg.ring_slots };
+		struct wlift__sink_cfg sc = { cfg.threads,	   cfg.populate,
+					      ck->ctx->cuda_library, cfg.ring_bytes,
+					      cfg.ring_slots,	   cfg.max_device_bytes };
 		ret = wlift__sink_open(ck->ctx, cfg.device, &sc, &sink, d);
 		if (ret)
 			goto out;

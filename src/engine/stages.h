@@ -24,6 +24,7 @@ struct wlift__load_cfg {
 	int device_index;   /* -1: host; else the CUDA ordinal */
 	size_t ring_bytes;  /* GPU: staging ring (resolved, range-checked) */
 	unsigned ring_slots;
+	uint64_t max_device_bytes; /* GPU: 0 none */
 	wlift_dtype dtype;  /* WLIFT_DTYPE_NONE: keep */
 	int strategy;	    /* enum wlift_strategy */
 	int direct;	    /* enum wlift_direct */

@@ -58,6 +58,7 @@ struct cuda_sink {
 	/* ring */
 	size_t ring_bytes, slot_bytes;
 	unsigned max_slots, nslots;
+	uint64_t budget; /* max_device_bytes, 0: none */
 	uint8_t *ring;	  /* the registered mapping (NULL with the cuMemHostAlloc fallback) */
 	size_t ring_map;  /* its length */
 	struct segment *segs;
@@ -249,6 +250,12 @@ static int cuda_alloc(struct wlift__sink *s, uint64_t bytes, wlift_diag *d)
 	CUresult r;
 	int ret = 0;
 
+	if (c->budget && want > c->budget)
+		return wlift__diag_set(d, WLIFT_EDEVMEM, NULL, NULL, -1, "cuda.budget",
+				       "%s: the load needs %llu bytes (%.1f MiB) of device memory, "
+				       "more than max_device_bytes = %llu (WEIGHTLIFT_MAX_DEVICE_BYTES)",
+				       c->name, (unsigned long long)want, (double)want / 1048576.0,
+				       (unsigned long long)c->budget);
 	if (!push(c))
 		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
 				       "%s: cannot make the device's context current", c->name);
@@ -703,6 +710,7 @@ int wlift__cuda_sink_create(const char *device, const struct wlift__sink_cfg *cf
 	if (c->slot_bytes > RING_SEGMENT)
 		c->slot_bytes = RING_SEGMENT;
 	c->max_slots = slots;
+	c->budget = cfg ? cfg->max_device_bytes : 0;
 	c->ring_bytes = c->slot_bytes * slots;
 	c->base.stage_bytes = c->slot_bytes;
 	c->base.stage_align = STAGE_ALIGN;

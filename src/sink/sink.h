@@ -89,6 +89,7 @@ struct wlift__sink_cfg {
 	const char *cuda_library; /* GPU: the driver library (NULL: libcuda.so.1) */
 	size_t ring_bytes;	  /* GPU: pinned staging ring, total (0: default) */
 	unsigned ring_slots;	  /* GPU: buffers in the ring (0: default) */
+	uint64_t max_device_bytes; /* GPU: budget of device memory (0: none) */
 };
 
 /* Device ordinals accepted in "cuda:N". */

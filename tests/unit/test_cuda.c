@@ -356,6 +356,16 @@ START_TEST(out_of_device_memory)
 }
 END_TEST
 
+/* The budget fails the load before any device memory is taken. */
+START_TEST(device_budget)
+{
+	setenv("WEIGHTLIFT_MAX_DEVICE_BYTES", "9M", 1);
+	expect_failure("cuda:0", WLIFT_EDEVMEM,
+		       "cuda:0: the load needs 9437312 bytes (9.0 MiB) of device memory, more than "
+		       "max_device_bytes = 9437184");
+}
+END_TEST
+
 START_TEST(no_driver)
 {
 	wlift_ctx *ctx;
@@ -582,6 +592,7 @@ int main(void)
 	tcase_add_test(tc, copy_error);
 	tcase_add_test(tc, async_copy_error);
 	tcase_add_test(tc, out_of_device_memory);
+	tcase_add_test(tc, device_budget);
 	tcase_add_test(tc, no_driver);
 	tcase_add_test(tc, no_device);
 	tcase_add_test(tc, bad_index);
