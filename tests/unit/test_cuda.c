@@ -494,6 +494,73 @@ START_TEST(dtype_unsupported)
 }
 END_TEST
 
+/* Tensor-parallel blocks along dim 1 (both gather paths: pieces read one by one, and a
+ * covering read) are gathered on the device by the sink's moves: the device bytes equal the
+ * CPU load of the same block. */
+START_TEST(shard_gather_on_device)
+{
+	const char *path = wt_path("shard.safetensors");
+	const size_t na = 16 * 200000, nb = 40 * 1000;
+	uint8_t *data = malloc(na + nb);
+	static const wlift_shard_rule rule = { "*", 1 };
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	struct fake f;
+	CUcontext c, old;
+
+	ck_assert_ptr_nonnull(data);
+	for (size_t i = 0; i < na + nb; i++)
+		data[i] = pat(i);
+	wt_write_st(path,
+		    "{\"a\":{\"dtype\":\"U8\",\"shape\":[16,200000],\"data_offsets\":[0,3200000]},"
+		    "\"b\":{\"dtype\":\"U8\",\"shape\":[40,1000],\"data_offsets\":[3200000,3240000]}}",
+		    data, na + nb);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	for (int rank = 0; rank < 3; rank++) {
+		wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+		wlift_result *rc, *rg;
+		wlift_diag d;
+		o.shard = &rule;
+		o.nshard = 1;
+		o.rank = rank;
+		o.world_size = 3;
+		o.ring_bytes = 1u << 20;
+		o.ring_slots = 4;
+		wlift_diag_clear(&d);
+		ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &rc, &d) == 0, "%s", d.message);
+		o.device = "cuda:0";
+		ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &rg, &d) == 0, "%s", d.message);
+		f = fake_open();
+		ck_assert_int_eq(f.retain(&c, 0), CUDA_SUCCESS);
+		ck_assert_int_eq(f.push(c), CUDA_SUCCESS);
+		for (size_t i = 0; i < 2; i++) {
+			wlift_tensor_view vc, vg;
+			uint8_t *buf;
+			wlift_tensor_get(wlift_result_tensor(rc, i), &vc);
+			wlift_tensor_get(wlift_result_tensor(rg, i), &vg);
+			ck_assert_uint_eq(vc.nbytes, vg.nbytes);
+			ck_assert_int_eq(vg.device, 0);
+			buf = malloc(vg.nbytes + 1);
+			ck_assert_int_eq(f.dtoh(buf, (CUdeviceptr)(uintptr_t)vg.data, vg.nbytes),
+					 CUDA_SUCCESS);
+			ck_assert_msg(memcmp(buf, vc.data, vg.nbytes) == 0,
+				      "rank %d, %s: device bytes differ from the CPU block", rank,
+				      vg.info.name);
+			free(buf);
+		}
+		ck_assert_int_eq(f.pop(&old), CUDA_SUCCESS);
+		ck_assert_int_eq(f.release(0), CUDA_SUCCESS);
+		wlift_result_free(rg);
+		wlift_result_free(rc);
+	}
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	free(data);
+	check_nothing_held(&f);
+}
+END_TEST
+
 /* ---- host memory ------------------------------------------------------------------------ */
 
 static uint64_t rss_anon(void)
@@ -600,6 +667,7 @@ int main(void)
 	tcase_add_test(tc, bad_names);
 	tcase_add_test(tc, ring_knobs);
 	tcase_add_test(tc, dtype_unsupported);
+	tcase_add_test(tc, shard_gather_on_device);
 	if (!getenv("WLIFT_SKIP_BIG")) /* the TSan run */
 		tcase_add_test(tc, host_memory_bounded);
 	suite_add_tcase(s, tc);
