@@ -150,6 +150,10 @@ def open_checkpoint(path: Union[PathLike, bytes, bytearray, memoryview]) -> "_na
     try:
         return _native.Checkpoint(p)
     except FileNotFoundError as e:
+        # A local path gets the reference's text; a remote object keeps the library's,
+        # which says what the server answered ("HTTP 404").
+        if "://" in p and not p.lower().startswith("file://"):
+            raise
         raise _not_found(e.filename if isinstance(e.filename, str) else p) from None
 
 
