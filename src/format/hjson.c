@@ -91,6 +91,14 @@ static int eof_value(struct hp *p)
 	return fail(p, "json.syntax", "unexpected end of the header (EOF while parsing a value)");
 }
 
+/* Skip to the value that must come next; *at: where it starts. */
+static int value_at(struct hp *p, size_t *at)
+{
+	skip_ws(p);
+	*at = p->i;
+	return at_end(p) ? eof_value(p) : 0;
+}
+
 static int is_digit(uint8_t c)
 {
 	return c >= '0' && c <= '9';
@@ -472,10 +480,9 @@ static int dtype(struct hp *p, struct wlift__htensor *t, int depth)
 	size_t at, save;
 	int ret, dt;
 
-	skip_ws(p);
-	if (at_end(p))
-		return eof_value(p);
-	at = p->i;
+	ret = value_at(p, &at);
+	if (ret)
+		return ret;
 	if (p->s[p->i] == '"') {
 		ret = string(p, &o);
 		if (ret)
@@ -548,10 +555,9 @@ static int dims(struct hp *p, struct wlift__htensor *t, int depth, uint64_t *off
 	size_t at, k = 0;
 	int ret;
 
-	skip_ws(p);
-	if (at_end(p))
-		return eof_value(p);
-	at = p->i;
+	ret = value_at(p, &at);
+	if (ret)
+		return ret;
 	if (p->s[p->i] != '[') {
 		soft(p, WLIFT_EJSON, t->name, at, "json.type",
 		     "%s: tensor \"%s\": %s must be an array", p->file, t->name, field);
@@ -610,10 +616,9 @@ static int tensor(struct hp *p, struct wlift__htensor *t, int depth)
 	size_t at;
 	int ret;
 
-	skip_ws(p);
-	if (at_end(p))
-		return eof_value(p);
-	at = p->i;
+	ret = value_at(p, &at);
+	if (ret)
+		return ret;
 	if (p->s[p->i] != '{' && p->s[p->i] != '[') {
 		soft(p, WLIFT_EJSON, t->name, at, "json.type", "%s: tensor \"%s\": the entry must "
 		     "be an object {dtype, shape, data_offsets}", p->file, t->name);
@@ -690,10 +695,9 @@ static int metadata(struct hp *p, int depth)
 	size_t at;
 	int ret;
 
-	skip_ws(p);
-	if (at_end(p))
-		return eof_value(p);
-	at = p->i;
+	ret = value_at(p, &at);
+	if (ret)
+		return ret;
 	if (p->s[p->i] == 'n')
 		return literal(p, "null");
 	if (p->s[p->i] != '{') {
