@@ -8,6 +8,7 @@ import errno
 import os
 import queue
 import threading
+import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 from . import _native, _slicing
@@ -435,7 +436,11 @@ class PySafeSlice:
     def __init__(self, handle: "safe_open", name: str):
         self._h = handle
         self._name = name
-        info = handle._ck_checked().info(name)
+        # The slice keeps the checkpoint open: as in the reference, it stays readable after its
+        # handle is closed (the handle then closes the files when the last slice goes).
+        self._ck = handle._ck_checked()
+        handle._slices.add(self)
+        info = self._ck.info(name)
         self._dtype = info[1]
         self._shape = tuple(info[2])
         # Rows can be read alone when each holds whole bytes (not F4/F6 of an odd count).
@@ -460,19 +465,20 @@ class PySafeSlice:
         shape = self._shape
         fw = "np" if convert is to_numpy else h._framework
         if idx is Ellipsis and (h._slice_rules == _slicing.FRAMEWORK or 0 not in shape):
-            return h._load_one(self._name, None, convert)  # transformers' tensor[...]: the whole tensor
+            return h._load_one(self._name, None, convert, self._ck)  # transformers' tensor[...]
         # Which rows to read and what index to apply to them, under the rules the reference
         # applies to this handle (_slicing.plan raises the reference's errors).
         plan = _slicing.plan(idx, shape, h._slice_rules, rows_ok=self._rowwise)
         if plan.rows is None:
             # 0-d, empty, sub-byte rows (F4/F6), or an index the framework must see whole.
-            arr = h._load_one(self._name, None, convert)
+            arr = h._load_one(self._name, None, convert, self._ck)
             if _selects_all(plan.index, shape):
                 return arr
             return _compact(arr[plan.index], fw)
         lo, hi = plan.rows
         # Every row: a whole-tensor load (the handle's read-ahead may already hold it).
-        arr = h._load_one(self._name, None if hi - lo == shape[0] else (lo, hi), convert)
+        arr = h._load_one(self._name, None if hi - lo == shape[0] else (lo, hi), convert,
+                          self._ck)
         first, rest = plan.index[0], plan.index[1:]
         if _selects_all(rest, shape[1:]):
             if isinstance(first, int):
@@ -511,6 +517,7 @@ class safe_open:
         """Arguments checked in the reference's order (framework, device, backend), before
         the file is opened."""
         self._ck = None
+        self._slices: "weakref.WeakSet[PySafeSlice]" = weakref.WeakSet()
         self._framework = framework
         convert, _ = converter(framework)
         self._device, move = split_device(device)
@@ -525,7 +532,7 @@ class safe_open:
         self._pf_lock = threading.Lock()
 
     def _ck_checked(self):
-        if self._ck.closed:
+        if self._ck is None or self._ck.closed:
             raise SafetensorError("File is closed")
         return self._ck
 
@@ -539,8 +546,10 @@ class safe_open:
         pf, self._pf, self._can_prefetch = getattr(self, "_pf", None), None, False
         if pf is not None:
             pf.close()
-        if getattr(self, "_ck", None) is not None:
-            self._ck.close()
+        ck, self._ck = getattr(self, "_ck", None), None
+        if ck is not None and not getattr(self, "_slices", None):
+            ck.close()
+        # else: slices of this handle still hold ck; its files close when the last one goes.
 
     def keys(self) -> List[str]:
         return sorted(self._ck_checked().names())
@@ -552,10 +561,12 @@ class safe_open:
         return self._ck_checked().metadata(0)
 
     def _load_one(self, name: str, rows: Optional[Tuple[int, int]] = None,
-                  convert: Optional[Callable] = None):
+                  convert: Optional[Callable] = None, ck=None):
         """One engine load of one tensor (or of its leading-dimension rows [lo, hi)) in the
-        handle's mode, as a framework array viewing the loaded memory."""
-        ck = self._ck_checked()
+        handle's mode, as a framework array viewing the loaded memory. ck: a slice's
+        checkpoint (readable after the handle closed); else the handle's."""
+        if ck is None:
+            ck = self._ck_checked()
         if rows is None:
             if self._can_prefetch:
                 t = self._from_prefetch(ck, name)

@@ -150,3 +150,27 @@ def test_safe_open_sharded_directory(tmp_path):
             for k, v in t.items():
                 assert np.array_equal(f.get_tensor(k), v)
                 assert np.array_equal(f.get_slice(k)[1:], v[1:])
+
+
+def test_slice_readable_after_close(ckpt):
+    # The reference's slice objects keep the file mapped: still readable after the handle's
+    # with-block; the handle's own methods raise.
+    p, t = ckpt
+    with wl.safe_open(p, "np") as f:
+        s = f.get_slice("zeta")
+        s2 = f.get_slice("zeta")
+    assert np.array_equal(s[:], t["zeta"])
+    del s
+    assert np.array_equal(s2[...], t["zeta"])
+    with pytest.raises(wl.SafetensorError, match="File is closed"):
+        f.get_tensor("zeta")
+
+
+def test_close_without_slices_closes_files(ckpt):
+    p, _ = ckpt
+    f = wl.safe_open(p, "np")
+    ck = f._ck
+    s = f.get_slice("zeta")
+    del s
+    f.close()
+    assert ck.closed
