@@ -202,6 +202,7 @@ struct http_source {
 	size_t head_len;
 	unsigned requests, connect_s, stall_s;
 	char *ca_bundle;
+	struct wlift__http_auth rauth; /* the scheme's request auth (ops NULL: none) */
 	pthread_mutex_t mu; /* guards spare */
 	CURLM *spare;	    /* a finished queue's multi handle, connections still open */
 };
@@ -276,6 +277,9 @@ struct xfer {
 	uint64_t cr_first, cr_last, cr_total;
 	char etag[128], last_modified[64], ctype[64];
 	char errbuf[CURL_ERROR_SIZE];
+	/* An error answer's first bytes, for the scheme's explain() (S3's XML error). */
+	char *ebody;
+	size_t elen;
 };
 
 static void copy_value(char *dst, size_t cap, const char *v, size_t n)
@@ -365,8 +369,15 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *user)
 	struct xfer *x = user;
 	size_t n = size * nmemb;
 
+	if (x->bad == BAD_STATUS && x->ebody)
+		goto error_body;
 	if (!x->checked) {
 		x->bad = check_response(x);
+		if (x->bad == BAD_STATUS && x->s->rauth.ops && x->s->rauth.ops->explain) {
+			x->ebody = malloc(WLIFT_HTTP_ERROR_BODY + 1);
+			if (x->ebody)
+				goto error_body;
+		}
 		if (x->bad)
 			return 0; /* stops the transfer: CURLE_WRITE_ERROR */
 		x->checked = 1;
@@ -378,6 +389,14 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *user)
 	memcpy((uint8_t *)x->r.dst + x->got, buf, n);
 	x->got += n;
 	return n;
+error_body:
+	/* Kept for explain(), never for the message itself; the rest is not read. */
+	if (n > WLIFT_HTTP_ERROR_BODY - x->elen)
+		n = WLIFT_HTTP_ERROR_BODY - x->elen;
+	memcpy(x->ebody + x->elen, buf, n);
+	x->elen += n;
+	x->ebody[x->elen] = '\0';
+	return x->elen < WLIFT_HTTP_ERROR_BODY ? size * nmemb : 0;
 }
 
 static const char *reason(long st)
@@ -426,6 +445,39 @@ static void range_text(const struct xfer *x, char *buf, size_t cap)
 		 (unsigned long long)(x->r.off + x->r.len - 1));
 }
 
+/* An error answer of a source with request auth: the scheme's explain() says what the server
+ * said and where the credentials came from. */
+static int explained_error(const struct xfer *x, long st, const char *page, const char *at,
+			   const char *rg, wlift_diag *d)
+{
+	const struct http_source *s = x->s;
+	const char *uri = s->base.uri, *rule = "http.status";
+	char why[768];
+	int code;
+
+	why[0] = '\0';
+	code = s->rauth.ops->explain(s->rauth.state, st, x->ctype, x->ebody ? x->ebody : "",
+				    x->elen, why, sizeof(why));
+	if (!code)
+		code = st == 401 || st == 403 || st == 407 ? WLIFT_EAUTH
+		       : st == 404 || st == 410	     ? -ENOENT
+		       : st == 412 || st == 416	     ? WLIFT_ECHANGED
+						     : WLIFT_EHTTP;
+	if (code == WLIFT_EAUTH)
+		rule = "http.auth";
+	else if (code == WLIFT_ECHANGED)
+		rule = "http.changed";
+	if (code == WLIFT_ECHANGED)
+		return wlift__diag_set(d, code, uri, NULL, (int64_t)x->r.off, rule,
+				       "%s: the object changed while loading (HTTP %ld %s for %s%s%s)"
+				       "%s%s",
+				       uri, st, reason(st), rg, s->etag[0] ? " with If-Match " : "",
+				       s->etag[0] ? s->etag : "", why[0] ? ": " : "", why);
+	return wlift__diag_set(d, code, uri, NULL, code == -ENOENT ? -1 : (int64_t)x->r.off, rule,
+			       "%s: HTTP %ld %s%s%s%s%s", uri, st, reason(st), why[0] ? "" : page,
+			       at, why[0] ? ": " : "", why);
+}
+
 static int status_error(const struct xfer *x, long st, wlift_diag *d)
 {
 	const struct http_source *s = x->s;
@@ -438,6 +490,8 @@ static int status_error(const struct xfer *x, long st, wlift_diag *d)
 
 	where(x, at, sizeof(at));
 	range_text(x, rg, sizeof(rg));
+	if (s->rauth.ops && s->rauth.ops->explain)
+		return explained_error(x, st, page, at, rg, d);
 	if (st == 401 || st == 403 || st == 407)
 		return wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, off, "http.auth",
 				       "%s: HTTP %ld %s%s%s: %s", uri, st, reason(st), page, at,
@@ -556,12 +610,13 @@ short_body:
 }
 
 /* Configure x's handle for a GET of range [off, off+len) of s (at its data URL unless it is
- * the open's request). 0 or -ENOMEM. */
-static int setup(struct xfer *x, struct http_source *s, const struct wlift__read *r, int probe)
+ * the open's request). 0, or a negative code with d filled. */
+static int setup(struct xfer *x, struct http_source *s, const struct wlift__read *r, int probe,
+		 wlift_diag *d)
 {
 	const char *url = probe ? s->url : s->data_url;
 	int with_auth = s->auth && (probe || s->auth_on_data);
-	char range[48], cond[200];
+	char range[48], cond[200], hrange[56];
 
 	if (!x->easy && !(x->easy = curl_easy_init()))
 		return -ENOMEM;
@@ -575,6 +630,9 @@ static int setup(struct xfer *x, struct http_source *s, const struct wlift__read
 	x->checked = x->bad = 0;
 	x->has_cr = x->cr_unsat = 0;
 	x->etag[0] = x->last_modified[0] = x->ctype[0] = x->errbuf[0] = '\0';
+	free(x->ebody);
+	x->ebody = NULL;
+	x->elen = 0;
 	snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)r->off,
 		 (unsigned long long)(r->off + r->len - 1));
 	/* The identity of the object read at open, so that a server whose object changed
@@ -585,12 +643,21 @@ static int setup(struct xfer *x, struct http_source *s, const struct wlift__read
 	else if (!probe && s->last_modified[0])
 		snprintf(cond, sizeof(cond), "If-Unmodified-Since: %s", s->last_modified);
 	if (cond[0] && !(x->hdrs = curl_slist_append(x->hdrs, cond)))
-		return -ENOMEM;
+		return wlift__diag_set(d, -ENOMEM, s->base.uri, NULL, -1, NULL, NULL);
 	if (with_auth) {
 		struct curl_slist *h = curl_slist_append(x->hdrs, s->auth);
 		if (!h)
-			return -ENOMEM;
+			return wlift__diag_set(d, -ENOMEM, s->base.uri, NULL, -1, NULL, NULL);
 		x->hdrs = h;
+	}
+	/* The scheme's signature or token; redirects never leave the signed host for sources
+	 * that forbid them, and curl drops custom headers on a redirect to another origin. */
+	if (s->rauth.ops && s->rauth.ops->headers && (probe || s->auth_on_data)) {
+		int ret;
+		snprintf(hrange, sizeof(hrange), "bytes=%s", range);
+		ret = s->rauth.ops->headers(s->rauth.state, "GET", url, hrange, &x->hdrs, d);
+		if (ret)
+			return ret;
 	}
 	curl_easy_setopt(x->easy, CURLOPT_URL, url);
 	curl_easy_setopt(x->easy, CURLOPT_RANGE, range);
@@ -607,7 +674,9 @@ static int setup(struct xfer *x, struct http_source *s, const struct wlift__read
 	curl_easy_setopt(x->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	/* Redirects are followed; curl sends neither credentials nor a custom Authorization
 	 * header to another host (or port, or scheme) than the one asked. */
-	curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(x->easy, CURLOPT_FOLLOWLOCATION,
+			 s->rauth.ops && (s->rauth.ops->flags & WLIFT_HTTP_AUTH_NO_REDIRECT) ? 0L
+											   : 1L);
 	curl_easy_setopt(x->easy, CURLOPT_MAXREDIRS, WLIFT_HTTP_MAX_REDIRS);
 	curl_easy_setopt(x->easy, CURLOPT_UNRESTRICTED_AUTH, 0L);
 	curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
@@ -656,6 +725,7 @@ static void rq_destroy(struct wlift__rq *rq)
 		if (q->x[i].easy)
 			curl_easy_cleanup(q->x[i].easy);
 		curl_slist_free_all(q->x[i].hdrs);
+		free(q->x[i].ebody);
 	}
 	if (q->multi && q->home) {
 		pthread_mutex_lock(&q->home->mu);
@@ -681,6 +751,7 @@ static int submit_x(struct http_rq *q, struct http_source *s, const struct wlift
 	struct wlift__rq *rq = &q->base;
 	unsigned i;
 	CURLMcode mc;
+	int ret;
 
 	if (rq->inflight >= rq->depth)
 		return -EBUSY;
@@ -696,8 +767,9 @@ static int submit_x(struct http_rq *q, struct http_source *s, const struct wlift
 		;
 	if (i == rq->depth)
 		return -EBUSY;
-	if (setup(&q->x[i], s, r, probe))
-		return wlift__diag_set(d, -ENOMEM, s->base.uri, NULL, -1, NULL, NULL);
+	ret = setup(&q->x[i], s, r, probe, d);
+	if (ret)
+		return ret;
 	mc = curl_multi_add_handle(q->multi, q->x[i].easy);
 	if (mc != CURLM_OK)
 		return wlift__diag_set(d, mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO, s->base.uri,
@@ -881,6 +953,8 @@ static void http_destroy(struct wlift__source *src)
 	free(s->auth);
 	free(s->ca_bundle);
 	free(s->head);
+	if (s->rauth.ops && s->rauth.ops->destroy)
+		s->rauth.ops->destroy(s->rauth.state);
 	free(src->uri);
 	free(s);
 }
@@ -993,8 +1067,26 @@ static int choose_token(const wlift_ctx *ctx, struct http_source *s, const char 
 	return 0;
 }
 
-int wlift__http_open(wlift_ctx *ctx, const char *uri, struct wlift__source **out,
-		     wlift_diag *d)
+static void auth_drop(const struct wlift__http_auth *auth)
+{
+	if (auth && auth->ops && auth->ops->destroy)
+		auth->ops->destroy(auth->state);
+}
+
+static int curl_ready(const char *uri, wlift_diag *d)
+{
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_rc != CURLE_OK)
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, "http.curl",
+				       "%s: curl_global_init: %s", uri,
+				       curl_easy_strerror(curl_init_rc));
+	return 0;
+}
+
+/* Open uri, whose bytes are at url (NULL: url_of(uri)), with auth (owned from here on). */
+static int open_common(wlift_ctx *ctx, const char *uri, const char *url,
+		       const struct wlift__http_auth *auth, struct wlift__source **out,
+		       wlift_diag *d)
 {
 	struct http_source *s;
 	struct http_rq *q = NULL;
@@ -1003,20 +1095,32 @@ int wlift__http_open(wlift_ctx *ctx, const char *uri, struct wlift__source **out
 	int ret;
 
 	*out = NULL;
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK)
-		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, "http.curl",
-				       "%s: curl_global_init: %s", uri,
-				       curl_easy_strerror(curl_init_rc));
+	ret = curl_ready(uri, d);
+	if (ret) {
+		auth_drop(auth);
+		return ret;
+	}
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		auth_drop(auth);
 		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	}
 	pthread_mutex_init(&s->mu, NULL);
+	if (auth && auth->ops)
+		s->rauth = *auth;
 	if (wlift__source_init(&s->base, &http_ops, uri, 0)) {
+		auth_drop(auth);
+		pthread_mutex_destroy(&s->mu);
 		free(s);
 		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
 	}
-	ret = url_of(ctx, uri, &s->url, d);
+	if (url) {
+		s->url = strdup(url);
+		ret = s->url ? check_url(uri, url, d)
+			     : wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	} else {
+		ret = url_of(ctx, uri, &s->url, d);
+	}
 	if (ret)
 		goto out;
 	s->requests = ctx->http_requests ? ctx->http_requests : WLIFT_HTTP_DEFAULT_REQUESTS;
@@ -1024,7 +1128,7 @@ int wlift__http_open(wlift_ctx *ctx, const char *uri, struct wlift__source **out
 	s->stall_s = ctx->http_stall_s ? ctx->http_stall_s : WLIFT_HTTP_STALL_S;
 	s->head = malloc(WLIFT_HEADER_PROBE);
 	if (!s->head || (ctx->ca_bundle && !(s->ca_bundle = strdup(ctx->ca_bundle))) ||
-	    choose_token(ctx, s, uri)) {
+	    (!s->rauth.ops && choose_token(ctx, s, uri))) {
 		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
 		goto out;
 	}
@@ -1068,6 +1172,174 @@ out:
 	return 0;
 }
 
+int wlift__http_open(wlift_ctx *ctx, const char *uri, struct wlift__source **out,
+		     wlift_diag *d)
+{
+	return open_common(ctx, uri, NULL, NULL, out, d);
+}
+
+int wlift__http_open_url(wlift_ctx *ctx, const char *uri, const char *url,
+			 const struct wlift__http_auth *auth, struct wlift__source **out,
+			 wlift_diag *d)
+{
+	return open_common(wlift__ctx_or_default(ctx), uri, url, auth, out, d);
+}
+
+/* ---- small blocking requests ------------------------------------------------------------ */
+
+struct fetch_state {
+	const struct wlift__http_req *req;
+	struct wlift__http_resp *resp;
+	size_t cap, max;
+	int too_long;
+};
+
+static size_t fetch_body(char *buf, size_t size, size_t nmemb, void *user)
+{
+	struct fetch_state *f = user;
+	struct wlift__http_resp *r = f->resp;
+	size_t n = size * nmemb;
+
+	if (n > f->max - r->len) {
+		f->too_long = 1;
+		return 0;
+	}
+	if (r->len + n + 1 > f->cap) {
+		size_t cap = f->cap ? f->cap : 4096;
+		char *b;
+		while (cap < r->len + n + 1)
+			cap *= 2;
+		b = realloc(r->body, cap);
+		if (!b)
+			return 0;
+		r->body = b;
+		f->cap = cap;
+	}
+	memcpy(r->body + r->len, buf, n);
+	r->len += n;
+	r->body[r->len] = '\0';
+	return n;
+}
+
+static size_t fetch_header(char *buf, size_t size, size_t nitems, void *user)
+{
+	struct fetch_state *f = user;
+	size_t n = size * nitems, w;
+
+	if (n >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+		f->resp->ctype[0] = f->resp->header[0] = '\0';
+	} else if (n > 13 && strncasecmp(buf, "content-type:", 13) == 0) {
+		copy_value(f->resp->ctype, sizeof(f->resp->ctype), buf + 13, n - 13);
+	} else if (f->req->want_header && (w = strlen(f->req->want_header)) + 1 < n &&
+		   strncasecmp(buf, f->req->want_header, w) == 0 && buf[w] == ':') {
+		copy_value(f->resp->header, sizeof(f->resp->header), buf + w + 1, n - w - 1);
+	}
+	return n;
+}
+
+void wlift__http_resp_free(struct wlift__http_resp *resp)
+{
+	if (!resp)
+		return;
+	free(resp->body);
+	resp->body = NULL;
+	resp->len = 0;
+}
+
+int wlift__http_fetch(wlift_ctx *ctx, const char *uri, const struct wlift__http_auth *auth,
+		      const struct wlift__http_req *req, struct wlift__http_resp *resp,
+		      wlift_diag *d)
+{
+	const char *method = req->method ? req->method : "GET";
+	struct fetch_state f = { req, resp, 0, req->max_body ? req->max_body : 16u << 20, 0 };
+	struct curl_slist *hdrs = NULL;
+	char errbuf[CURL_ERROR_SIZE];
+	CURL *e = NULL;
+	CURLcode rc;
+	unsigned timeout;
+	int ret;
+
+	memset(resp, 0, sizeof(*resp));
+	ctx = wlift__ctx_or_default(ctx);
+	ret = curl_ready(uri, d);
+	if (ret)
+		return ret;
+	e = curl_easy_init();
+	if (!e) {
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	for (size_t i = 0; req->headers && req->headers[i]; i++) {
+		struct curl_slist *h = curl_slist_append(hdrs, req->headers[i]);
+		if (!h) {
+			ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+			goto out;
+		}
+		hdrs = h;
+	}
+	if (auth && auth->ops && auth->ops->headers) {
+		ret = auth->ops->headers(auth->state, method, req->url, NULL, &hdrs, d);
+		if (ret)
+			goto out;
+	}
+	errbuf[0] = '\0';
+	timeout = req->timeout_s ? req->timeout_s
+				 : (ctx->http_connect_s ? ctx->http_connect_s : WLIFT_HTTP_CONNECT_S) +
+					   (ctx->http_stall_s ? ctx->http_stall_s : WLIFT_HTTP_STALL_S);
+	curl_easy_setopt(e, CURLOPT_URL, req->url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, fetch_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &f);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, fetch_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, &f);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, req->follow ? 1L : 0L);
+	curl_easy_setopt(e, CURLOPT_MAXREDIRS, WLIFT_HTTP_MAX_REDIRS);
+	curl_easy_setopt(e, CURLOPT_UNRESTRICTED_AUTH, 0L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT,
+			 (long)(ctx->http_connect_s ? ctx->http_connect_s : WLIFT_HTTP_CONNECT_S));
+	curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)timeout);
+	if (ctx->ca_bundle)
+		curl_easy_setopt(e, CURLOPT_CAINFO, ctx->ca_bundle);
+	if (strcmp(method, "HEAD") == 0) {
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(method, "GET") != 0) {
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)(req->body ? req->body_len : 0));
+	}
+	rc = curl_easy_perform(e);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &resp->status);
+	if (f.too_long) {
+		ret = wlift__diag_set(d, -EFBIG, uri, NULL, -1, "http.size",
+				      "%s: the answer is longer than %zu bytes", uri, f.max);
+		goto out;
+	}
+	if (rc != CURLE_OK) {
+		ret = wlift__diag_set(d, rc == CURLE_OUT_OF_MEMORY || rc == CURLE_WRITE_ERROR
+					     ? -ENOMEM : WLIFT_ENET,
+				      uri, NULL, -1, "http.net", "%s: %s", uri,
+				      errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		goto out;
+	}
+	if (!resp->body && !(resp->body = calloc(1, 1))) {
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (ret)
+		wlift__http_resp_free(resp);
+	curl_slist_free_all(hdrs);
+	if (e)
+		curl_easy_cleanup(e);
+	return ret;
+}
+
 #else /* !WLIFT_HAVE_CURL */
 
 static int no_curl(const char *uri, wlift_diag *d)
@@ -1100,6 +1372,38 @@ int wlift__http_open(wlift_ctx *ctx, const char *uri, struct wlift__source **out
 	WLIFT_UNUSED(ctx);
 	*out = NULL;
 	return no_curl(uri, d);
+}
+
+int wlift__http_open_url(wlift_ctx *ctx, const char *uri, const char *url,
+			 const struct wlift__http_auth *auth, struct wlift__source **out,
+			 wlift_diag *d)
+{
+	WLIFT_UNUSED(ctx);
+	WLIFT_UNUSED(url);
+	*out = NULL;
+	if (auth && auth->ops && auth->ops->destroy)
+		auth->ops->destroy(auth->state);
+	return no_curl(uri, d);
+}
+
+int wlift__http_fetch(wlift_ctx *ctx, const char *uri, const struct wlift__http_auth *auth,
+		      const struct wlift__http_req *req, struct wlift__http_resp *resp,
+		      wlift_diag *d)
+{
+	WLIFT_UNUSED(ctx);
+	WLIFT_UNUSED(auth);
+	WLIFT_UNUSED(req);
+	memset(resp, 0, sizeof(*resp));
+	return no_curl(uri, d);
+}
+
+void wlift__http_resp_free(struct wlift__http_resp *resp)
+{
+	if (resp) {
+		free(resp->body);
+		resp->body = NULL;
+		resp->len = 0;
+	}
 }
 
 #endif

@@ -30,6 +30,30 @@ const char *wlift__uri_local_path(const char *uri)
 	return uri;
 }
 
+/* Remote schemes: the URI prefix and the locator's three functions. A scheme served over
+ * HTTP(S) with its own request auth (s3://, gs://) keeps its URI mapping, listing and
+ * credentials in its own file and opens objects with wlift__http_open_url. */
+struct scheme {
+	const char *prefix;
+	int (*stat)(wlift_ctx *ctx, const char *uri, int *kind, wlift_diag *d);
+	int (*list)(wlift_ctx *ctx, const char *uri, char ***names, size_t *n, wlift_diag *d);
+	int (*open)(wlift_ctx *ctx, const char *uri, struct wlift__source **out, wlift_diag *d);
+};
+
+static const struct scheme schemes[] = {
+	{ "http://", wlift__http_stat, wlift__http_list, wlift__http_open },
+	{ "https://", wlift__http_stat, wlift__http_list, wlift__http_open },
+	{ "hf://", wlift__http_stat, wlift__http_list, wlift__http_open },
+};
+
+static const struct scheme *scheme_of(const char *uri)
+{
+	for (size_t i = 0; i < WLIFT_ARRAY_SIZE(schemes); i++)
+		if (strncmp(uri, schemes[i].prefix, strlen(schemes[i].prefix)) == 0)
+			return &schemes[i];
+	return NULL;
+}
+
 /* Schemes that later stages of this project implement: named so that their URIs get
  * "not supported by this build" instead of "not understood". */
 static const char *const planned_schemes[] = { "s3://", "gs://" };
@@ -56,9 +80,10 @@ static int no_scheme(const char *uri, wlift_diag *d)
 int wlift__source_stat(wlift_ctx *ctx, const char *uri, int *kind, wlift_diag *d)
 {
 	const char *path = wlift__uri_local_path(uri);
+	const struct scheme *sc = scheme_of(uri);
 
-	if (wlift__http_scheme(uri))
-		return wlift__http_stat(ctx, uri, kind, d);
+	if (sc)
+		return sc->stat(wlift__ctx_or_default(ctx), uri, kind, d);
 	if (!path)
 		return no_scheme(uri, d);
 	return wlift__file_stat(path, uri, kind, d);
@@ -68,11 +93,12 @@ int wlift__source_list(wlift_ctx *ctx, const char *uri, char ***names, size_t *n
 		       wlift_diag *d)
 {
 	const char *path = wlift__uri_local_path(uri);
+	const struct scheme *sc = scheme_of(uri);
 
 	*names = NULL;
 	*n = 0;
-	if (wlift__http_scheme(uri))
-		return wlift__http_list(ctx, uri, names, n, d);
+	if (sc)
+		return sc->list(wlift__ctx_or_default(ctx), uri, names, n, d);
 	if (!path)
 		return no_scheme(uri, d);
 	return wlift__file_list(path, uri, names, n, d);
@@ -82,10 +108,11 @@ int wlift__source_open(wlift_ctx *ctx, const char *uri, struct wlift__source **o
 		       wlift_diag *d)
 {
 	const char *path = wlift__uri_local_path(uri);
+	const struct scheme *sc = scheme_of(uri);
 
 	*out = NULL;
-	if (wlift__http_scheme(uri))
-		return wlift__http_open(wlift__ctx_or_default(ctx), uri, out, d);
+	if (sc)
+		return sc->open(wlift__ctx_or_default(ctx), uri, out, d);
 	if (!path)
 		return no_scheme(uri, d);
 	return wlift__file_open(wlift__ctx_or_default(ctx), path, uri, out, d);
