@@ -58,6 +58,10 @@ int cli_getopt_error(const char *cmd, int c, char **argv);
 /* Parse a byte size: "4096", "8M", "8MiB", "1g", "512k" (binary multiples). 0 on success,
  * -1 if malformed or 0 when !allow_zero. */
 int cli_parse_size(const char *s, uint64_t *out, bool allow_zero);
+/* Parse a --max-rate value of command cmd: bytes per second with K, M, G suffixes (binary,
+ * as curl's --limit-rate), WLIFT_MIN_RATE .. WLIFT_MAX_RATE. 0 on success, else the usage
+ * error's exit status (printed). */
+int cli_parse_rate(const char *cmd, const char *s, uint64_t *out);
 /* Parse a positive decimal integer not above max. 0 on success, -1 otherwise. */
 int cli_parse_uint(const char *s, unsigned long max, unsigned long *out);
 /* Format n bytes for humans ("1.50 GiB", "512 B") into buf. Returns buf. */

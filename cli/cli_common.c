@@ -327,3 +327,11 @@ void cli_hex32(const uint8_t *md, char out[65])
 	}
 	out[64] = '\0';
 }
+
+int cli_parse_rate(const char *cmd, const char *s, uint64_t *out)
+{
+	if (cli_parse_size(s, out, false) < 0 || *out < WLIFT_MIN_RATE || *out > WLIFT_MAX_RATE)
+		return cli_usage_error(cmd, "invalid --max-rate '%s' (bytes per second, 64K .. 1024G)",
+				       s);
+	return 0;
+}

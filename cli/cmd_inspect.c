@@ -22,6 +22,8 @@ static void usage(FILE *out)
 	      "options:\n"
 	      "  --json          print one JSON object: {schema, uris, files, metadata, tensors,\n"
 	      "                  errors}; a bad file still prints it, with \"errors\" filled\n"
+	      "  --max-rate RATE cap remote transfers at RATE bytes/s, e.g. 100M (binary\n"
+	      "                  suffixes; default: WEIGHTLIFT_MAX_RATE or no cap)\n"
 	      "  -v, --verbose   library log messages on stderr (twice: debug)\n"
 	      "  -h, --help      show this help\n"
 	      "\n"
@@ -33,10 +35,12 @@ int cli_inspect(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"json", no_argument, NULL, 'j'},
+	    {"max-rate", required_argument, NULL, 'r'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
+	wlift_ctx_opts co = WLIFT_CTX_OPTS_INIT;
 	struct cli_report rep;
 	wlift_ctx *ctx = NULL;
 	wlift_diag d;
@@ -47,6 +51,11 @@ int cli_inspect(int argc, char **argv)
 		switch (c) {
 		case 'j':
 			json = true;
+			break;
+		case 'r':
+			rc = cli_parse_rate("inspect", optarg, &co.max_rate);
+			if (rc)
+				return rc;
 			break;
 		case 'v':
 			verbosity++;
@@ -62,7 +71,7 @@ int cli_inspect(int argc, char **argv)
 		return cli_usage_error("inspect", "no URI given");
 
 	wlift_diag_clear(&d);
-	ret = cli_ctx_create(&ctx, NULL, verbosity, &d);
+	ret = cli_ctx_create(&ctx, &co, verbosity, &d);
 	if (ret < 0)
 		return cli_ctx_exit_code(ret, &d);
 	cli_report_init(&rep, argv + optind, (size_t)(argc - optind));

@@ -28,6 +28,8 @@ static void usage(FILE *out)
 	    "  --threads N             I/O threads (default: WEIGHTLIFT_THREADS or tuned)\n"
 	    "  --chunk-size SIZE       read unit, e.g. 8M (default: WEIGHTLIFT_CHUNK_BYTES)\n"
 	    "  --max-inflight SIZE     bytes in flight (default: WEIGHTLIFT_MAX_INFLIGHT_BYTES)\n"
+	    "  --max-rate RATE         cap remote transfers at RATE bytes/s, e.g. 100M (binary\n"
+	    "                          suffixes; default: WEIGHTLIFT_MAX_RATE or no cap)\n"
 	    "  --strategy S            auto | pread | uring (default auto)\n"
 	    "  --direct D              auto | on | off: O_DIRECT reads (default auto)\n"
 	    "  --mmap                  tensors are views of a private mapping of the file\n"
@@ -251,6 +253,7 @@ int cli_load(int argc, char **argv)
 		OPT_RANK,
 		OPT_WORLD,
 		OPT_SHARD,
+		OPT_RATE,
 	};
 	static const struct option opts[] = {
 	    {"threads", required_argument, NULL, OPT_THREADS},
@@ -268,6 +271,7 @@ int cli_load(int argc, char **argv)
 	    {"rank", required_argument, NULL, OPT_RANK},
 	    {"world", required_argument, NULL, OPT_WORLD},
 	    {"shard-spec", required_argument, NULL, OPT_SHARD},
+	    {"max-rate", required_argument, NULL, OPT_RATE},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -285,7 +289,7 @@ int cli_load(int argc, char **argv)
 	unsigned long threads = 0, repeat = 1, rank = 0, world = 0;
 	struct cli_shard shard = {0};
 	const char *shard_path = NULL;
-	uint64_t chunk = 0, inflight = 0, peak = 0;
+	uint64_t chunk = 0, inflight = 0, peak = 0, rate = 0;
 	const char *uri, *device = NULL;
 	wlift_ctx *ctx = NULL;
 	wlift_diag d;
@@ -311,6 +315,11 @@ int cli_load(int argc, char **argv)
 				    c == OPT_CHUNK ? "1G" : "1T");
 				goto out;
 			}
+			break;
+		case OPT_RATE:
+			rc = cli_parse_rate("load", optarg, &rate);
+			if (rc)
+				goto out;
 			break;
 		case OPT_STRATEGY:
 		case OPT_DIRECT:
@@ -458,6 +467,7 @@ int cli_load(int argc, char **argv)
 	co.threads = (unsigned)threads;
 	co.chunk_bytes = (size_t)chunk;
 	co.max_inflight_bytes = (size_t)inflight;
+	co.max_rate = rate;
 	lo.threads = (unsigned)threads;
 	lo.chunk_bytes = (size_t)chunk;
 	lo.max_inflight_bytes = (size_t)inflight;

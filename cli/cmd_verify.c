@@ -42,6 +42,8 @@ static void usage(FILE *out)
 	      "                      exit 1 on any mismatch\n"
 	      "  --batch-size SIZE   load at most SIZE bytes at a time (default 1G)\n"
 	      "  --threads N         I/O threads (default: library default)\n"
+	      "  --max-rate RATE     cap remote transfers at RATE bytes/s, e.g. 100M (binary\n"
+	      "                      suffixes; default: WEIGHTLIFT_MAX_RATE or no cap)\n"
 	      "  -q, --quiet         print nothing but errors\n"
 	      "  -v, --verbose       library log messages on stderr (twice: debug)\n"
 	      "  -h, --help          show this help\n"
@@ -333,18 +335,20 @@ static void write_verdict(struct cli_jw *w, void *user)
 
 int cli_verify(int argc, char **argv)
 {
-	enum { OPT_JSON = 256, OPT_EXPECT, OPT_BATCH, OPT_THREADS };
+	enum { OPT_JSON = 256, OPT_EXPECT, OPT_BATCH, OPT_THREADS, OPT_RATE };
 	static const struct option opts[] = {
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"expect", required_argument, NULL, OPT_EXPECT},
 	    {"batch-size", required_argument, NULL, OPT_BATCH},
 	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"max-rate", required_argument, NULL, OPT_RATE},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	wlift_load_opts lo = WLIFT_LOAD_OPTS_INIT;
+	wlift_ctx_opts co = WLIFT_CTX_OPTS_INIT;
 	struct cli_report rep;
 	struct cli_expect exp;
 	struct expect_counts cnt = {0};
@@ -376,6 +380,11 @@ int cli_verify(int argc, char **argv)
 			if (cli_parse_uint(optarg, WLIFT_MAX_THREADS, &threads) < 0)
 				return cli_usage_error("verify", "invalid --threads '%s'", optarg);
 			break;
+		case OPT_RATE:
+			rc = cli_parse_rate("verify", optarg, &co.max_rate);
+			if (rc)
+				return rc;
+			break;
 		case 'q':
 			quiet = true;
 			break;
@@ -401,7 +410,7 @@ int cli_verify(int argc, char **argv)
 	lo.threads = (unsigned)threads;
 	lo.device = "cpu";
 	wlift_diag_clear(&d);
-	ret = cli_ctx_create(&ctx, NULL, verbosity, &d);
+	ret = cli_ctx_create(&ctx, &co, verbosity, &d);
 	if (ret < 0) {
 		rc = cli_ctx_exit_code(ret, &d);
 		goto out;

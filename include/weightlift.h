@@ -165,6 +165,9 @@ typedef struct wlift_ctx wlift_ctx;
 #define WLIFT_MAX_CHUNK_BYTES (1ull << 30)
 #define WLIFT_MAX_INFLIGHT_BYTES (1ull << 40)
 #define WLIFT_MAX_HTTP_REQUESTS 1024u
+/* The bandwidth cap (max_rate, bytes per second): 64 KiB/s .. 1 TiB/s, or 0 for none. */
+#define WLIFT_MIN_RATE (64ull << 10)
+#define WLIFT_MAX_RATE (1ull << 40)
 /* GPU loads: the pinned staging ring, 1 MiB .. 16 GiB in 2 .. 1024 buffers of 64 KiB ..
  * 256 MiB each. */
 #define WLIFT_MIN_RING_BYTES (1ull << 20)
@@ -189,6 +192,11 @@ typedef struct wlift_ctx_opts {
 	                               endpoint only) */
 	unsigned http_requests;     /* HTTP requests in flight per load; 0: WEIGHTLIFT_HTTP_REQUESTS
 	                               or default; at most WLIFT_MAX_HTTP_REQUESTS */
+	uint64_t max_rate;          /* bandwidth cap in bytes per second over every remote transfer
+	                               of every load of this context (its workers share it);
+	                               0: WEIGHTLIFT_MAX_RATE ("100M": binary suffixes, as
+	                               curl's --limit-rate) or none; WLIFT_MIN_RATE ..
+	                               WLIFT_MAX_RATE */
 } wlift_ctx_opts;
 #define WLIFT_CTX_OPTS_INIT { .size = sizeof(wlift_ctx_opts), .log_level = WLIFT_LOG_WARN }
 

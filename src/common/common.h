@@ -43,6 +43,9 @@ struct wlift_ctx {
 	char *hf_token;		    /* HF_TOKEN: for the Hugging Face endpoint only, or NULL */
 	char *hf_endpoint;	    /* HF_ENDPOINT, or NULL: WLIFT_HF_ENDPOINT */
 	char *ca_bundle;	    /* WEIGHTLIFT_CA_BUNDLE, CURL_CA_BUNDLE or SSL_CERT_FILE */
+	uint64_t max_rate;	    /* WEIGHTLIFT_MAX_RATE: bytes/s over all remote transfers of
+				       this context (0: no cap) */
+	struct wlift__rate *rate;   /* the bucket of max_rate, or NULL */
 	char *cuda_library; /* WEIGHTLIFT_CUDA_LIBRARY: the CUDA driver to load (NULL: libcuda.so.1) */
 	size_t ring_bytes;  /* WEIGHTLIFT_CUDA_RING_BYTES (0: default; range-checked per load) */
 	unsigned ring_slots; /* WEIGHTLIFT_CUDA_RING_SLOTS (0: default) */
@@ -71,6 +74,16 @@ int wlift__env_size(const char *name, uint64_t *out);
 int wlift__env_str(const char *name, const char **out);
 /* Parse "123", "4k", "8M", "1G" (binary multiples). 0 on success, -EINVAL otherwise. */
 int wlift__parse_size(const char *s, uint64_t *out);
+
+/* A token bucket shared by threads (rate.c): the context's bandwidth cap. */
+struct wlift__rate;
+int wlift__rate_create(uint64_t bytes_per_s, struct wlift__rate **out);
+void wlift__rate_destroy(struct wlift__rate *r);
+/* Take n bytes that arrived: 0 when taken, else the seconds until the bucket's debt is
+ * repaid (nothing taken; pause until then). Thread-safe. */
+double wlift__rate_take(struct wlift__rate *r, size_t n);
+/* The seconds until bytes may be taken again (0: now). Thread-safe. */
+double wlift__rate_wait(struct wlift__rate *r);
 
 /* Monotonic seconds. */
 double wlift__now(void);

@@ -172,6 +172,22 @@ static int remote_knobs(wlift_ctx *ctx, const wlift_ctx_opts *opts, wlift_diag *
 	if (ret)
 		return ret;
 	ctx->http_stall_s = (unsigned)v;
+	ret = knob(0, "max_rate", "WEIGHTLIFT_MAX_RATE", 0, WLIFT_MAX_RATE, &v, d);
+	if (ret)
+		return ret;
+	ctx->max_rate = OPT_HAS(opts, max_rate) && opts->max_rate ? opts->max_rate : v;
+	if (ctx->max_rate && (ctx->max_rate < WLIFT_MIN_RATE || ctx->max_rate > WLIFT_MAX_RATE))
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.range",
+				       "%s = %llu bytes/s is out of range (%llu .. %llu, or 0 for "
+				       "no cap)",
+				       OPT_HAS(opts, max_rate) && opts->max_rate
+					       ? "wlift_ctx_opts.max_rate"
+					       : "environment variable WEIGHTLIFT_MAX_RATE",
+				       (unsigned long long)ctx->max_rate,
+				       (unsigned long long)WLIFT_MIN_RATE,
+				       (unsigned long long)WLIFT_MAX_RATE);
+	if (ctx->max_rate && wlift__rate_create(ctx->max_rate, &ctx->rate))
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 	if (str_knob(OPT_HAS(opts, http_token) ? opts->http_token : NULL, token_env, 1,
 		     &ctx->http_token) ||
 	    str_knob(NULL, hf_env, 2, &ctx->hf_token) ||
@@ -290,6 +306,7 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	free(ctx->hf_token);
 	free(ctx->hf_endpoint);
 	free(ctx->ca_bundle);
+	wlift__rate_destroy(ctx->rate);
 	free(ctx->cuda_library);
 	free(ctx);
 }

@@ -57,6 +57,9 @@
 /* curl's receive buffer (its maximum, CURL_MAX_READ_SIZE): fewer write callbacks. */
 #define WLIFT_HTTP_BUFFER (512L << 10)
 #define WLIFT_HF_ENDPOINT "https://huggingface.co"
+/* The bandwidth cap's bucket holds a tenth of a second of the rate, at least this much (one
+ * curl buffer: a transfer delivers up to WLIFT_HTTP_BUFFER bytes per callback). */
+#define WLIFT_RATE_MIN_BURST (512.0 * 1024)
 /* GPU loads: the pinned staging ring (WEIGHTLIFT_CUDA_RING_BYTES / _SLOTS). 16 buffers of
  * 8 MiB: one per read in flight for the default threads with room for the copies behind them
  * (the H2D copy of 8 MiB takes ~0.2 ms at 50 GB/s, so a few buffers in copy keep the link

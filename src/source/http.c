@@ -203,6 +203,7 @@ struct http_source {
 	unsigned requests, connect_s, stall_s;
 	char *ca_bundle;
 	struct wlift__http_auth rauth; /* the scheme's request auth (ops NULL: none) */
+	struct wlift__rate *rate; /* the context's bandwidth cap, or NULL */
 	pthread_mutex_t mu; /* guards spare */
 	CURLM *spare;	    /* a finished queue's multi handle, connections still open */
 };
@@ -272,6 +273,8 @@ struct xfer {
 	int probe;   /* the open's request: learns size and identity */
 	int checked; /* the response was accepted (first body bytes) */
 	int bad;     /* BAD_* */
+	int paused;  /* by the bandwidth cap, until resume_at */
+	double resume_at;
 	/* The last response's headers (a redirect or 100 starts a new one). */
 	int has_cr, cr_unsat;
 	uint64_t cr_first, cr_last, cr_total;
@@ -381,6 +384,17 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *user)
 		if (x->bad)
 			return 0; /* stops the transfer: CURLE_WRITE_ERROR */
 		x->checked = 1;
+	}
+	if (x->s->rate) {
+		/* The bandwidth cap: bytes are taken as they come; while the shared bucket is in
+		 * debt the transfer pauses (curl keeps these bytes and gives them again when the
+		 * reap loop resumes it). */
+		double w = wlift__rate_take(x->s->rate, n);
+		if (w > 0) {
+			x->paused = 1;
+			x->resume_at = wlift__now() + w;
+			return CURL_WRITEFUNC_PAUSE;
+		}
 	}
 	if (n > x->r.len - x->got) {
 		x->bad = x->probe ? BAD_NO_RANGE : BAD_LONG;
@@ -627,7 +641,7 @@ static int setup(struct xfer *x, struct http_source *s, const struct wlift__read
 	x->r = *r;
 	x->got = 0;
 	x->probe = probe;
-	x->checked = x->bad = 0;
+	x->checked = x->bad = x->paused = 0;
 	x->has_cr = x->cr_unsat = 0;
 	x->etag[0] = x->last_modified[0] = x->ctype[0] = x->errbuf[0] = '\0';
 	free(x->ebody);
@@ -786,6 +800,30 @@ static int rq_submit(struct wlift__rq *rq, struct wlift__source *s, const struct
 	return submit_x((struct http_rq *)rq, (struct http_source *)s, r, 0, d);
 }
 
+/* Resume the transfers the bandwidth cap paused whose time has come; returns the
+ * milliseconds (at most max_ms) until the next one is due. */
+static int resume_paused(struct http_rq *q, int max_ms)
+{
+	double now = 0, next = (double)max_ms / 1000;
+
+	for (unsigned i = 0; i < q->base.depth; i++) {
+		struct xfer *x = &q->x[i];
+		if (!x->used || !x->paused)
+			continue;
+		if (now == 0)
+			now = wlift__now();
+		if (x->resume_at <= now) {
+			/* Resuming delivers the kept bytes at once (the callback may pause it
+			 * again). */
+			x->paused = 0;
+			curl_easy_pause(x->easy, CURLPAUSE_CONT);
+		}
+		if (x->paused && x->resume_at - now < next)
+			next = x->resume_at - now;
+	}
+	return next <= 0 ? 0 : next * 1000 < 1 ? 1 : (int)(next * 1000);
+}
+
 static int rq_reap(struct wlift__rq *rq, int wait, struct wlift__rdone *c, wlift_diag *d)
 {
 	struct http_rq *q = (struct http_rq *)rq;
@@ -838,11 +876,12 @@ static int rq_reap(struct wlift__rq *rq, int wait, struct wlift__rdone *c, wlift
 		if (performed && !wait)
 			return 0;
 		if (performed) {
-			mc = curl_multi_poll(q->multi, NULL, 0, 1000, NULL);
+			mc = curl_multi_poll(q->multi, NULL, 0, resume_paused(q, 1000), NULL);
 			if (mc != CURLM_OK)
 				return wlift__diag_set(d, -EIO, NULL, NULL, -1, "http.curl",
 						       "curl_multi_poll: %s", curl_multi_strerror(mc));
 		}
+		resume_paused(q, 0);
 		mc = curl_multi_perform(q->multi, &running);
 		if (mc != CURLM_OK)
 			return wlift__diag_set(d, mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO, NULL,
@@ -1126,6 +1165,7 @@ static int open_common(wlift_ctx *ctx, const char *uri, const char *url,
 	s->requests = ctx->http_requests ? ctx->http_requests : WLIFT_HTTP_DEFAULT_REQUESTS;
 	s->connect_s = ctx->http_connect_s ? ctx->http_connect_s : WLIFT_HTTP_CONNECT_S;
 	s->stall_s = ctx->http_stall_s ? ctx->http_stall_s : WLIFT_HTTP_STALL_S;
+	s->rate = ctx->rate;
 	s->head = malloc(WLIFT_HEADER_PROBE);
 	if (!s->head || (ctx->ca_bundle && !(s->ca_bundle = strdup(ctx->ca_bundle))) ||
 	    (!s->rauth.ops && choose_token(ctx, s, uri))) {
