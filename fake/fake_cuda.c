@@ -27,7 +27,8 @@
 
 #define API __attribute__((visibility("default")))
 #define MAX_DEV 8
-#define MAX_ALLOCS 4096
+#define MAX_ALLOCS 16384
+#define MAX_RESV 256
 #define MAX_HOST 256
 #define ALLOC_ALIGN (64u << 10) /* whole pages, so a free can punch the memfd */
 
@@ -65,6 +66,24 @@ struct op {
 struct alloc {
 	uint64_t off, len;
 	int dev;
+	uint64_t handle; /* cuMemCreate's handle; 0: a cuMemAlloc */
+	unsigned maps;	 /* handle: mappings of it now */
+	int released;	 /* handle: cuMemRelease called (freed once unmapped) */
+};
+
+/* A reserved virtual range (cuMemAddressReserve): PROT_NONE anonymous memory, so untouched
+ * and not RssAnon; mapped parts are MAP_FIXED mappings of the memfd. */
+struct resv {
+	uint8_t *p;
+	size_t len;
+};
+
+struct vmap {
+	uint8_t *p;
+	size_t len;
+	uint64_t handle;
+	int dev;
+	int rw; /* cuMemSetAccess made it read-write */
 };
 
 struct host {
@@ -88,6 +107,12 @@ static __thread CUcontext current;
 static struct alloc allocs[MAX_ALLOCS];
 static unsigned nallocs;
 static uint64_t dev_live[MAX_DEV];
+static struct resv resvs[MAX_RESV];
+static unsigned nresv;
+static struct vmap *vmaps;
+static unsigned nvmaps, capvmaps;
+static uint64_t next_handle, granule = 2u << 20;
+static int vmm = 1;
 static struct host hosts[MAX_HOST];
 static unsigned nhosts;
 static struct op *queue; /* in submission order */
@@ -138,6 +163,10 @@ API void fakecuda_configure(void)
 	fail_async = env_u64("FAKECUDA_FAIL_ASYNC", 0);
 	fail_register = (int)env_u64("FAKECUDA_FAIL_REGISTER", 0);
 	delay_us = (unsigned)env_u64("FAKECUDA_DELAY_US", 300);
+	vmm = (int)env_u64("FAKECUDA_VMM", 1);
+	granule = env_u64("FAKECUDA_GRANULE", 2u << 20);
+	if (!granule || (granule & (granule - 1)) || granule % 4096)
+		granule = 2u << 20;
 	htod_calls = 0;
 	pthread_mutex_unlock(&mu);
 }
@@ -359,7 +388,9 @@ API CUresult cuDeviceGetAttribute(int *v, int attr, CUdevice dev)
 {
 	if (dev < 0 || dev >= ndev)
 		return CUDA_ERROR_INVALID_DEVICE;
-	*v = attr == CU_DEVICE_ATTRIBUTE_PCI_BUS_ID ? dev + 1 : 0;
+	*v = attr == CU_DEVICE_ATTRIBUTE_PCI_BUS_ID			? dev + 1
+	     : attr == CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED ? vmm
+									       : 0;
 	return CUDA_SUCCESS;
 }
 
@@ -472,11 +503,69 @@ API CUresult cuMemGetInfo_v2(size_t *free_b, size_t *total)
 	return CUDA_SUCCESS;
 }
 
+/* Called with mu held: len bytes (a multiple of ALLOC_ALIGN) of dev's part of the memfd,
+ * first fit (allocs sorted by device, offset); the index in allocs, or -1 when out of
+ * memory. */
+static int phys_alloc(int dev, uint64_t len, uint64_t handle)
+{
+	uint64_t off = 0;
+	unsigned i;
+
+	if ((oom_at && dev_live[dev] + len > oom_at) || nallocs == MAX_ALLOCS)
+		return -1;
+	for (i = 0; i < nallocs; i++) {
+		if (allocs[i].dev < dev)
+			continue;
+		if (allocs[i].dev > dev || allocs[i].off >= off + len)
+			break;
+		off = allocs[i].off + allocs[i].len;
+	}
+	if (off + len > mem_bytes)
+		return -1;
+	memmove(&allocs[i + 1], &allocs[i], (nallocs - i) * sizeof(allocs[0]));
+	memset(&allocs[i], 0, sizeof(allocs[i]));
+	allocs[i].off = off;
+	allocs[i].len = len;
+	allocs[i].dev = dev;
+	allocs[i].handle = handle;
+	nallocs++;
+	dev_live[dev] += len;
+	st.live_bytes += len;
+	if (handle) {
+		st.vmm_handles++;
+		st.vmm_bytes += len;
+	} else {
+		st.live_allocs++;
+	}
+	if (st.live_bytes > st.peak_bytes)
+		st.peak_bytes = st.live_bytes;
+	return (int)i;
+}
+
+/* Called with mu held: give allocs[i]'s pages back to the memfd (so a freed "device" costs
+ * no memory) and forget it. */
+static void phys_free(unsigned i)
+{
+	fallocate(memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		  (off_t)(mem_bytes * (uint64_t)allocs[i].dev + allocs[i].off),
+		  (off_t)allocs[i].len);
+	dev_live[allocs[i].dev] -= allocs[i].len;
+	st.live_bytes -= allocs[i].len;
+	if (allocs[i].handle) {
+		st.vmm_bytes -= allocs[i].len;
+		if (!allocs[i].released)
+			st.vmm_handles--;
+	} else {
+		st.live_allocs--;
+	}
+	nallocs--;
+	memmove(&allocs[i], &allocs[i + 1], (nallocs - i) * sizeof(allocs[0]));
+}
+
 API CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t bytes)
 {
-	uint64_t len = (bytes + ALLOC_ALIGN - 1) / ALLOC_ALIGN * ALLOC_ALIGN, off = 0;
-	unsigned i;
-	int dev;
+	uint64_t len = (bytes + ALLOC_ALIGN - 1) / ALLOC_ALIGN * ALLOC_ALIGN;
+	int dev, i;
 
 	*p = 0;
 	if (!bytes)
@@ -487,46 +576,46 @@ API CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t bytes)
 		pthread_mutex_unlock(&mu);
 		return CUDA_ERROR_INVALID_CONTEXT;
 	}
-	if ((oom_at && dev_live[dev] + bytes > oom_at) || nallocs == MAX_ALLOCS) {
-		pthread_mutex_unlock(&mu);
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	}
-	/* First fit in this device's part of the memfd (allocs sorted by device, offset). */
-	for (i = 0; i < nallocs; i++) {
-		if (allocs[i].dev < dev)
-			continue;
-		if (allocs[i].dev > dev || allocs[i].off >= off + len)
-			break;
-		off = allocs[i].off + allocs[i].len;
-	}
-	if (off + len > mem_bytes) {
-		pthread_mutex_unlock(&mu);
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	}
-	memmove(&allocs[i + 1], &allocs[i], (nallocs - i) * sizeof(allocs[0]));
-	allocs[i].off = off;
-	allocs[i].len = len;
-	allocs[i].dev = dev;
-	nallocs++;
-	dev_live[dev] += len;
-	st.live_bytes += len;
-	st.live_allocs++;
-	if (st.live_bytes > st.peak_bytes)
-		st.peak_bytes = st.live_bytes;
-	*p = (CUdeviceptr)(uintptr_t)(devmem[dev] + off);
+	i = phys_alloc(dev, len, 0);
+	if (i >= 0)
+		*p = (CUdeviceptr)(uintptr_t)(devmem[dev] + allocs[i].off);
 	pthread_mutex_unlock(&mu);
-	return CUDA_SUCCESS;
+	return i < 0 ? CUDA_ERROR_OUT_OF_MEMORY : CUDA_SUCCESS;
 }
 
-/* Called with mu held: the allocation holding [p, p+len), or -1. */
+/* Called with mu held: the cuMemAlloc allocation holding [p, p+len), or -1. */
 static int find_alloc(CUdeviceptr p, size_t len)
 {
 	for (unsigned i = 0; i < nallocs; i++) {
 		uintptr_t b = (uintptr_t)(devmem[allocs[i].dev] + allocs[i].off);
+		if (allocs[i].handle)
+			continue;
 		if (p >= b && p + (len ? len : 1) <= b + allocs[i].len && p + len >= p)
 			return (int)i;
 	}
 	return -1;
+}
+
+/* Called with mu held: may the device touch [p, p+len)? Inside one cuMemAlloc allocation,
+ * or covered by read-write mappings of physical allocations (cuMemMap + cuMemSetAccess). */
+static int dev_ok(CUdeviceptr p, size_t len)
+{
+	uintptr_t at = (uintptr_t)p, end = (uintptr_t)p + (len ? len : 1);
+
+	if (end < at)
+		return 0;
+	if (find_alloc(p, len) >= 0)
+		return 1;
+	while (at < end) {
+		unsigned k;
+		for (k = 0; k < nvmaps; k++)
+			if (at >= (uintptr_t)vmaps[k].p && at < (uintptr_t)vmaps[k].p + vmaps[k].len)
+				break;
+		if (k == nvmaps || !vmaps[k].rw)
+			return 0;
+		at = (uintptr_t)vmaps[k].p + vmaps[k].len;
+	}
+	return 1;
 }
 
 API CUresult cuMemFree_v2(CUdeviceptr p)
@@ -544,17 +633,294 @@ API CUresult cuMemFree_v2(CUdeviceptr p)
 		pthread_mutex_unlock(&mu);
 		return CUDA_ERROR_INVALID_VALUE;
 	}
-	/* Give the pages back to the memfd (so a freed "device" costs no memory). */
-	fallocate(memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		  (off_t)(mem_bytes * (uint64_t)allocs[i].dev + allocs[i].off),
-		  (off_t)allocs[i].len);
-	dev_live[allocs[i].dev] -= allocs[i].len;
-	st.live_bytes -= allocs[i].len;
-	st.live_allocs--;
-	nallocs--;
-	memmove(&allocs[i], &allocs[i + 1], (nallocs - (unsigned)i) * sizeof(allocs[0]));
+	phys_free((unsigned)i);
 	pthread_mutex_unlock(&mu);
 	return CUDA_SUCCESS;
+}
+
+/* ---- virtual memory management ----------------------------------------------------------- */
+
+API CUresult cuMemGetAllocationGranularity(size_t *g, const CUmemAllocationProp *prop,
+					   int option)
+{
+	(void)option;
+	if (!g || !prop || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
+	    prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE || prop->location.id < 0 ||
+	    prop->location.id >= ndev)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!vmm)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	*g = (size_t)granule;
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuMemAddressReserve(CUdeviceptr *p, size_t bytes, size_t align, CUdeviceptr addr,
+				 unsigned long long flags)
+{
+	size_t a = align > granule ? align : (size_t)granule, span;
+	uint8_t *m, *q;
+	CUresult r = CUDA_SUCCESS;
+
+	(void)addr;
+	(void)flags;
+	*p = 0;
+	if (!vmm)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	if (!bytes || bytes % granule || (a & (a - 1)))
+		return CUDA_ERROR_INVALID_VALUE;
+	/* Over-reserve and trim to the alignment. */
+	span = bytes + a;
+	m = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m == MAP_FAILED)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	q = (uint8_t *)(((uintptr_t)m + a - 1) / a * a);
+	if (q > m)
+		munmap(m, (size_t)(q - m));
+	if (m + span > q + bytes)
+		munmap(q + bytes, (size_t)(m + span - (q + bytes)));
+	pthread_mutex_lock(&mu);
+	if (nresv == MAX_RESV) {
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	} else {
+		resvs[nresv].p = q;
+		resvs[nresv].len = bytes;
+		nresv++;
+		st.reservations++;
+		st.reserved_bytes += bytes;
+	}
+	pthread_mutex_unlock(&mu);
+	if (r) {
+		munmap(q, bytes);
+		return r;
+	}
+	*p = (CUdeviceptr)(uintptr_t)q;
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuMemAddressFree(CUdeviceptr p, size_t bytes)
+{
+	uint8_t *q = (uint8_t *)(uintptr_t)p;
+	unsigned i;
+
+	pthread_mutex_lock(&mu);
+	for (i = 0; i < nresv; i++)
+		if (resvs[i].p == q && resvs[i].len == bytes)
+			break;
+	if (i == nresv) {
+		violation("cuMemAddressFree(%#llx, %zu): not a reservation", p, bytes);
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_VALUE;
+	}
+	for (unsigned k = 0; k < nvmaps; k++)
+		if (vmaps[k].p >= q && vmaps[k].p < q + bytes) {
+			violation("cuMemAddressFree of a range still mapped (cuMemUnmap first)");
+			pthread_mutex_unlock(&mu);
+			return CUDA_ERROR_INVALID_VALUE;
+		}
+	resvs[i] = resvs[--nresv];
+	st.reservations--;
+	st.reserved_bytes -= bytes;
+	pthread_mutex_unlock(&mu);
+	munmap(q, bytes);
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuMemCreate(CUmemGenericAllocationHandle *h, size_t bytes,
+			 const CUmemAllocationProp *prop, unsigned long long flags)
+{
+	CUresult r = CUDA_SUCCESS;
+	int dev, i;
+
+	(void)flags;
+	*h = 0;
+	if (!prop || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED ||
+	    prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (!vmm)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	dev = prop->location.id;
+	if (dev < 0 || dev >= ndev)
+		return CUDA_ERROR_INVALID_DEVICE;
+	if (!bytes || bytes % granule)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&mu);
+	if (cur_dev("cuMemCreate") < 0) {
+		r = CUDA_ERROR_INVALID_CONTEXT;
+	} else {
+		i = phys_alloc(dev, bytes, ++next_handle);
+		if (i < 0)
+			r = CUDA_ERROR_OUT_OF_MEMORY;
+		else
+			*h = allocs[i].handle;
+	}
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+/* Called with mu held: the physical allocation of handle h, or -1. */
+static int find_handle(uint64_t h)
+{
+	for (unsigned i = 0; h && i < nallocs; i++)
+		if (allocs[i].handle == h)
+			return (int)i;
+	return -1;
+}
+
+API CUresult cuMemRelease(CUmemGenericAllocationHandle h)
+{
+	int i;
+
+	pthread_mutex_lock(&mu);
+	i = find_handle(h);
+	if (i < 0 || allocs[i].released) {
+		violation("cuMemRelease(%llu): not a live handle", h);
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_VALUE;
+	}
+	allocs[i].released = 1;
+	st.vmm_handles--;
+	/* As CUDA: the memory goes once the last mapping of it is gone. */
+	if (!allocs[i].maps)
+		phys_free((unsigned)i);
+	pthread_mutex_unlock(&mu);
+	return CUDA_SUCCESS;
+}
+
+/* Called with mu held: is [q, q+len) inside one reservation? */
+static int reserved(const uint8_t *q, size_t len)
+{
+	for (unsigned i = 0; i < nresv; i++)
+		if (q >= resvs[i].p && q + len <= resvs[i].p + resvs[i].len && q + len >= q)
+			return 1;
+	return 0;
+}
+
+API CUresult cuMemMap(CUdeviceptr p, size_t bytes, size_t offset, CUmemGenericAllocationHandle h,
+		      unsigned long long flags)
+{
+	uint8_t *q = (uint8_t *)(uintptr_t)p;
+	CUresult r = CUDA_SUCCESS;
+	int i;
+
+	(void)flags;
+	pthread_mutex_lock(&mu);
+	i = find_handle(h);
+	if (i < 0 || allocs[i].released) {
+		violation("cuMemMap of handle %llu: not a live handle", h);
+		r = CUDA_ERROR_INVALID_HANDLE;
+	} else if (!bytes || bytes % granule || offset % granule ||
+		   offset + bytes > allocs[i].len) {
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else if (!reserved(q, bytes) || (uintptr_t)q % granule) {
+		violation("cuMemMap at %#llx (%zu bytes): outside a reservation", p, bytes);
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else {
+		for (unsigned k = 0; k < nvmaps && !r; k++)
+			if (vmaps[k].p < q + bytes && q < vmaps[k].p + vmaps[k].len) {
+				violation("cuMemMap at %#llx: already mapped", p);
+				r = CUDA_ERROR_INVALID_VALUE;
+			}
+	}
+	if (!r && nvmaps == capvmaps) {
+		unsigned nc = capvmaps ? 2 * capvmaps : 256;
+		struct vmap *e = realloc(vmaps, nc * sizeof(*e));
+		if (!e) {
+			r = CUDA_ERROR_OUT_OF_MEMORY;
+		} else {
+			vmaps = e;
+			capvmaps = nc;
+		}
+	}
+	if (!r && mmap(q, bytes, PROT_NONE, MAP_SHARED | MAP_FIXED, memfd,
+		       (off_t)(mem_bytes * (uint64_t)allocs[i].dev + allocs[i].off + offset)) ==
+		      MAP_FAILED)
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	if (!r) {
+		vmaps[nvmaps].p = q;
+		vmaps[nvmaps].len = bytes;
+		vmaps[nvmaps].handle = h;
+		vmaps[nvmaps].dev = allocs[i].dev;
+		vmaps[nvmaps].rw = 0;
+		nvmaps++;
+		allocs[i].maps++;
+		st.mapped_bytes += bytes;
+	}
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuMemSetAccess(CUdeviceptr p, size_t bytes, const CUmemAccessDesc *desc,
+			    size_t count)
+{
+	uint8_t *q = (uint8_t *)(uintptr_t)p, *at = q;
+	CUresult r = CUDA_SUCCESS;
+
+	if (!desc || count != 1 || desc->flags != CU_MEM_ACCESS_FLAGS_PROT_READWRITE ||
+	    desc->location.type != CU_MEM_LOCATION_TYPE_DEVICE)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&mu);
+	/* Every byte of the range must be mapped. */
+	while (at < q + bytes && !r) {
+		unsigned k;
+		for (k = 0; k < nvmaps; k++)
+			if (at >= vmaps[k].p && at < vmaps[k].p + vmaps[k].len)
+				break;
+		if (k == nvmaps) {
+			violation("cuMemSetAccess at %#llx: %p is not mapped", p, (void *)at);
+			r = CUDA_ERROR_INVALID_VALUE;
+		} else {
+			at = vmaps[k].p + vmaps[k].len;
+		}
+	}
+	if (!r && mprotect(q, bytes, PROT_READ | PROT_WRITE) < 0)
+		r = CUDA_ERROR_INVALID_VALUE;
+	for (unsigned k = 0; k < nvmaps && !r; k++)
+		if (vmaps[k].p >= q && vmaps[k].p < q + bytes)
+			vmaps[k].rw = 1;
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+API CUresult cuMemUnmap(CUdeviceptr p, size_t bytes)
+{
+	uint8_t *q = (uint8_t *)(uintptr_t)p;
+	CUresult r = CUDA_SUCCESS;
+	size_t covered = 0;
+
+	pthread_mutex_lock(&mu);
+	/* CUDA unmaps whole mappings only. */
+	for (unsigned k = 0; k < nvmaps; k++) {
+		if (vmaps[k].p >= q + bytes || vmaps[k].p + vmaps[k].len <= q)
+			continue;
+		if (vmaps[k].p < q || vmaps[k].p + vmaps[k].len > q + bytes) {
+			violation("cuMemUnmap at %#llx (%zu bytes): cuts a mapping", p, bytes);
+			r = CUDA_ERROR_INVALID_VALUE;
+			break;
+		}
+		covered += vmaps[k].len;
+	}
+	if (!r && covered != bytes) {
+		violation("cuMemUnmap at %#llx (%zu bytes): not all mapped", p, bytes);
+		r = CUDA_ERROR_INVALID_VALUE;
+	}
+	for (unsigned k = 0; !r && k < nvmaps;) {
+		int i;
+		if (vmaps[k].p >= q + bytes || vmaps[k].p + vmaps[k].len <= q) {
+			k++;
+			continue;
+		}
+		st.mapped_bytes -= vmaps[k].len;
+		i = find_handle(vmaps[k].handle);
+		vmaps[k] = vmaps[--nvmaps];
+		if (i >= 0 && !--allocs[i].maps && allocs[i].released)
+			phys_free((unsigned)i);
+	}
+	/* Back to reserved, inaccessible address space. */
+	if (!r && mmap(q, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+		       -1, 0) == MAP_FAILED)
+		r = CUDA_ERROR_UNKNOWN;
+	pthread_mutex_unlock(&mu);
+	return r;
 }
 
 /* ---- pinned host memory ------------------------------------------------------------------ */
@@ -773,7 +1139,7 @@ API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes
 	} else if (!pinned(src, bytes)) {
 		violation("cuMemcpyHtoDAsync of %zu bytes from pageable memory %p", bytes, src);
 		r = CUDA_ERROR_INVALID_VALUE;
-	} else if (find_alloc(dst, bytes) < 0) {
+	} else if (!dev_ok(dst, bytes)) {
 		violation("cuMemcpyHtoDAsync of %zu bytes to %#llx: outside any allocation", bytes,
 			  dst);
 		r = CUDA_ERROR_INVALID_VALUE;
@@ -800,7 +1166,7 @@ API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes
 	pthread_mutex_lock(&mu);
 	if (cur_dev("cuMemcpyDtoDAsync") < 0) {
 		r = CUDA_ERROR_INVALID_CONTEXT;
-	} else if (find_alloc(dst, bytes) < 0 || find_alloc(src, bytes) < 0) {
+	} else if (!dev_ok(dst, bytes) || !dev_ok(src, bytes)) {
 		violation("cuMemcpyDtoDAsync of %zu bytes %#llx -> %#llx: outside an allocation",
 			  bytes, src, dst);
 		r = CUDA_ERROR_INVALID_VALUE;
@@ -824,7 +1190,7 @@ API CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes)
 		pthread_mutex_unlock(&mu);
 		return CUDA_ERROR_INVALID_CONTEXT;
 	}
-	if (find_alloc(src, bytes) < 0) {
+	if (!dev_ok(src, bytes)) {
 		violation("cuMemcpyDtoH of %zu bytes from %#llx: outside any allocation", bytes,
 			  src);
 		pthread_mutex_unlock(&mu);

@@ -15,6 +15,9 @@
  *   FAKECUDA_FAIL_REGISTER=1  cuMemHostRegister fails (CUDA_ERROR_NOT_SUPPORTED)
  *   FAKECUDA_DELAY_US=N       each copy waits up to N us (random; default 300)
  *   FAKECUDA_WORKERS=N        copy threads (default 3)
+ *   FAKECUDA_VMM=0            no virtual memory management (the device attribute says 0,
+ *                             cuMemCreate etc. fail with CUDA_ERROR_NOT_SUPPORTED)
+ *   FAKECUDA_GRANULE=N        allocation granularity (default 2 MiB; a power of two >= 4 KiB)
  */
 #ifndef WLIFT_FAKE_CUDA_H
 #define WLIFT_FAKE_CUDA_H
@@ -36,6 +39,13 @@ struct fakecuda_stats {
 	unsigned max_pending;	   /* most copies queued or running at once */
 	unsigned violations;	   /* misuse: pageable source, bad pointer, no context, ... */
 	char violation[256];	   /* the first */
+	/* Virtual memory management (cuMemCreate/cuMemMap): live_bytes above counts the
+	 * physical memory of both kinds (what the device physically holds now). */
+	unsigned vmm_handles;	   /* cuMemCreate handles not yet released */
+	uint64_t vmm_bytes;	   /* physical bytes of cuMemCreate allocations still held */
+	uint64_t mapped_bytes;	   /* bytes mapped now (cuMemMap not yet unmapped) */
+	unsigned reservations;	   /* cuMemAddressReserve ranges not yet freed */
+	uint64_t reserved_bytes;
 };
 
 typedef void (*fakecuda_stats_fn)(struct fakecuda_stats *out);

@@ -309,6 +309,19 @@ typedef struct wlift_rows {
 	uint64_t begin, end;
 } wlift_rows;
 
+/* A caller-supplied device allocator (wlift_load_opts.device_allocator). alloc gives bytes
+ * of memory on CUDA device ordinal device, at least 256-byte aligned, in *ptr: 0, or a
+ * negative code (WLIFT_EDEVMEM when out of memory). free gives back what alloc gave, once,
+ * when the load fails or the last tensor of its result is gone, from any thread. One load
+ * calls alloc at most once. The memory must be usable on the device's primary context
+ * (what PyTorch and JAX use); the library writes it on streams of its own and synchronises
+ * them before the load returns. */
+typedef struct wlift_device_allocator {
+	int (*alloc)(void *user, int device, size_t bytes, void **ptr);
+	void (*free)(void *user, int device, void *ptr, size_t bytes);
+	void *user;
+} wlift_device_allocator;
+
 typedef struct wlift_load_opts {
 	size_t size;                 /* sizeof(wlift_load_opts) */
 	const char *device;          /* NULL or "cpu"; "cuda" (= "cuda:0"), "cuda:N" */
@@ -352,6 +365,11 @@ typedef struct wlift_load_opts {
 	 * (WLIFT_EDEVMEM, naming the bytes needed). 0: the context's value
 	 * (WEIGHTLIFT_MAX_DEVICE_BYTES), else no budget but the device's own memory. */
 	uint64_t max_device_bytes;
+	/* GPU loads: the caller's allocator for the load's device memory (for example
+	 * PyTorch's caching allocator), or NULL: the library's own (virtual memory management
+	 * where the device supports it, so that dropping tensors returns their memory; else
+	 * cuMemAlloc). */
+	const struct wlift_device_allocator *device_allocator;
 } wlift_load_opts;
 #define WLIFT_LOAD_OPTS_INIT { .size = sizeof(wlift_load_opts) }
 

@@ -21,6 +21,12 @@ struct wlift__mem {
 	 * bytes there become undefined. 0 or a negative code. NULL when unsupported. */
 	int (*release)(struct wlift__mem *m, uint64_t off, uint64_t len);
 	void *priv;   /* owner-specific */
+	/* Optional: a tensor of the result covers [off, off+len); called for each once the
+	 * result is complete, before any release. Memory that frees in units larger than a
+	 * page (device granules) counts the tensors per unit with it, so that a unit goes
+	 * when the last tensor covering it is released (pages shared with a live neighbour
+	 * stay). NULL: release needs no count. */
+	void (*hold)(struct wlift__mem *m, uint64_t off, uint64_t len);
 };
 
 static inline void wlift__mem_free(struct wlift__mem *m)

@@ -96,6 +96,19 @@ int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
 			    o->max_device_bytes
 			? o->max_device_bytes
 			: ctx->max_device_bytes;
+		c->device_allocator =
+		    o->size >= offsetof(wlift_load_opts, device_allocator) + sizeof(void *)
+			? o->device_allocator
+			: NULL;
+		if (c->device_allocator &&
+		    (!c->device_allocator->alloc || !c->device_allocator->free))
+			return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.options",
+					       "wlift_load_opts.device_allocator needs both alloc "
+					       "and free");
+		if (c->device_allocator && c->device_index < 0)
+			return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.options",
+					       "wlift_load_opts.device_allocator is for GPU loads "
+					       "(device \"cuda:N\"), not host memory");
 	}
 	c->dtype = o->dtype;
 	c->strategy = o->strategy;

@@ -87,6 +87,8 @@ void wlift__result_index_memory(struct wlift_result *r)
 			if (p >= b && p - b <= r->mem[k].len && t->v.nbytes <= r->mem[k].len - (p - b)) {
 				t->mem = (int)k;
 				t->mem_off = p - b;
+				if (r->mem[k].hold)
+					r->mem[k].hold(&r->mem[k], t->mem_off, t->v.nbytes);
 				break;
 			}
 		}

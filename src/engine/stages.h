@@ -25,6 +25,7 @@ struct wlift__load_cfg {
 	size_t ring_bytes;  /* GPU: staging ring (resolved, range-checked) */
 	unsigned ring_slots;
 	uint64_t max_device_bytes; /* GPU: 0 none */
+	const wlift_device_allocator *device_allocator; /* GPU: the caller's, or NULL */
 	wlift_dtype dtype;  /* WLIFT_DTYPE_NONE: keep */
 	int strategy;	    /* enum wlift_strategy */
 	int direct;	    /* enum wlift_direct */

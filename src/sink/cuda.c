@@ -22,6 +22,7 @@
 
 #include "sink/cuda.h"
 #include "sink/cuda_drv.h"
+#include "sink/cuda_mem.h"
 
 #define RING_SEGMENT (256u << 20) /* cuMemHostRegister at most this much per call */
 #define STAGE_ALIGN 4096u	  /* O_DIRECT reads land in the ring */
@@ -65,19 +66,12 @@ struct cuda_sink {
 	unsigned nsegs;
 	struct slot *slots;
 	/* destination */
+	const wlift_device_allocator *user_alloc; /* the caller's, or NULL */
+	struct wlift__cuda_mem *mem;		  /* until exported */
 	CUdeviceptr dptr;
 	uint64_t bytes;
-	int exported;
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* a slot was given back */
-};
-
-/* The exported device memory's owner: it holds its own primary-context reference. */
-struct devmem {
-	const struct wlift__cuda *cu;
-	CUdevice dev;
-	CUcontext ctx;
-	CUdeviceptr p;
 };
 
 static const char *etext(const struct cuda_sink *c, CUresult r)
@@ -124,22 +118,6 @@ int wlift__cuda_parse_device(const char *device, int *index)
 }
 
 /* ---- memory ------------------------------------------------------------------------------ */
-
-static void devmem_free(struct wlift__mem *m)
-{
-	struct devmem *dm = m->priv;
-	CUcontext old;
-
-	if (!dm)
-		return;
-	if (dm->cu->CtxPushCurrent(dm->ctx) == CUDA_SUCCESS) {
-		dm->cu->MemFree(dm->p);
-		dm->cu->CtxPopCurrent(&old);
-	}
-	dm->cu->PrimaryCtxRelease(dm->dev);
-	free(dm);
-	m->priv = NULL;
-}
 
 static void ring_free(struct cuda_sink *c)
 {
@@ -247,7 +225,6 @@ static int cuda_alloc(struct wlift__sink *s, uint64_t bytes, wlift_diag *d)
 {
 	struct cuda_sink *c = (struct cuda_sink *)s;
 	uint64_t want = bytes ? bytes : DEST_ALIGN, nslots;
-	CUresult r;
 	int ret = 0;
 
 	if (c->budget && want > c->budget)
@@ -259,25 +236,11 @@ static int cuda_alloc(struct wlift__sink *s, uint64_t bytes, wlift_diag *d)
 	if (!push(c))
 		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
 				       "%s: cannot make the device's context current", c->name);
-	if (want > SIZE_MAX) {
-		r = CUDA_ERROR_OUT_OF_MEMORY;
-	} else {
-		r = c->cu->MemAlloc(&c->dptr, (size_t)want);
-	}
-	if (r != CUDA_SUCCESS) {
-		size_t fb = 0, tb = 0;
-		c->dptr = 0;
-		if (c->cu->MemGetInfo(&fb, &tb) != CUDA_SUCCESS)
-			fb = tb = 0;
-		ret = wlift__diag_set(d, r == CUDA_ERROR_OUT_OF_MEMORY ? WLIFT_EDEVMEM
-								   : WLIFT_ECUDA,
-				      NULL, NULL, -1, "cuda.alloc",
-				      "%s: cannot allocate %llu bytes (%.1f MiB) of device memory for "
-				      "the load: %s (the device has %zu of %zu bytes free)",
-				      c->name, (unsigned long long)want, (double)want / 1048576.0,
-				      etext(c, r), fb, tb);
+	ret = wlift__cuda_mem_create(c->cu, c->dev, c->index, c->name, want, c->user_alloc,
+				     &c->mem, d);
+	if (ret)
 		goto out;
-	}
+	c->dptr = wlift__cuda_mem_ptr(c->mem);
 	c->bytes = bytes;
 	/* No more staging buffers than the load can fill at once, and at least two so that
 	 * reading overlaps copying. */
@@ -575,36 +538,22 @@ static int cuda_release(struct wlift__sink *s, uint64_t off, uint64_t len)
 {
 	struct cuda_sink *c = (struct cuda_sink *)s;
 
-	/* One allocation: it is freed as a whole with the result's last tensor. */
+	/* Nothing goes back during the load: the result's tensors release device memory
+	 * (the VMM units of cuda_mem.c) as they are dropped. */
 	return off > c->bytes || len > c->bytes - off ? -EINVAL : 0;
 }
 
 static int cuda_export(struct wlift__sink *s, struct wlift__mem *out, wlift_diag *d)
 {
 	struct cuda_sink *c = (struct cuda_sink *)s;
-	struct devmem *dm = calloc(1, sizeof(*dm));
-	CUresult r;
 
 	memset(out, 0, sizeof(*out));
-	if (!dm)
-		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
-	/* The memory keeps the primary context alive for as long as it lives. */
-	r = c->cu->PrimaryCtxRetain(&dm->ctx, c->dev);
-	if (r != CUDA_SUCCESS) {
-		free(dm);
-		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
-				       "%s: cuDevicePrimaryCtxRetain: %s", c->name, etext(c, r));
-	}
-	dm->cu = c->cu;
-	dm->dev = c->dev;
-	dm->p = c->dptr;
-	out->base = (void *)(uintptr_t)c->dptr;
-	out->len = (size_t)c->bytes;
-	out->device = c->index;
-	out->free = devmem_free;
-	out->release = NULL;
-	out->priv = dm;
-	c->exported = 1;
+	if (!c->mem)
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "cuda.export",
+				       "%s: internal error: no device memory to export", c->name);
+	/* The memory holds its own primary-context reference for as long as it lives. */
+	wlift__cuda_mem_export(c->mem, out);
+	c->mem = NULL;
 	return 0;
 }
 
@@ -631,8 +580,7 @@ static void cuda_destroy(struct wlift__sink *s)
 		c->cu->StreamDestroy(c->aux);
 	}
 	ring_free(c);
-	if (c->dptr && !c->exported)
-		c->cu->MemFree(c->dptr);
+	wlift__cuda_mem_free(c->mem); /* not exported: a failed load */
 	if (pushed)
 		pop(c);
 	if (c->retained)
@@ -711,6 +659,9 @@ int wlift__cuda_sink_create(const char *device, const struct wlift__sink_cfg *cf
 		c->slot_bytes = RING_SEGMENT;
 	c->max_slots = slots;
 	c->budget = cfg ? cfg->max_device_bytes : 0;
+	c->user_alloc = cfg && cfg->device_allocator && cfg->device_allocator->alloc
+				? cfg->device_allocator
+				: NULL;
 	c->ring_bytes = c->slot_bytes * slots;
 	c->base.stage_bytes = c->slot_bytes;
 	c->base.stage_align = STAGE_ALIGN;

@@ -19,6 +19,31 @@ typedef struct CUctx_st *CUcontext;
 typedef struct CUstream_st *CUstream;
 typedef struct CUevent_st *CUevent;
 typedef unsigned long long CUdeviceptr;
+typedef unsigned long long CUmemGenericAllocationHandle;
+
+/* Virtual memory management (cuMemCreate, cuMemMap, ...). */
+typedef struct {
+	int type; /* CU_MEM_LOCATION_TYPE_DEVICE */
+	int id;	  /* the device ordinal */
+} CUmemLocation;
+
+typedef struct {
+	int type;		  /* CU_MEM_ALLOCATION_TYPE_PINNED */
+	int requestedHandleTypes; /* 0: none */
+	CUmemLocation location;
+	void *win32HandleMetaData;
+	struct {
+		unsigned char compressionType;
+		unsigned char gpuDirectRDMACapable;
+		unsigned short usage;
+		unsigned char reserved[4];
+	} allocFlags;
+} CUmemAllocationProp;
+
+typedef struct {
+	CUmemLocation location;
+	int flags; /* CU_MEM_ACCESS_FLAGS_PROT_READWRITE */
+} CUmemAccessDesc;
 
 /* CUresult values (cuda.h, enum cudaError_enum). */
 #define CUDA_SUCCESS 0
@@ -45,6 +70,13 @@ typedef unsigned long long CUdeviceptr;
 #define CU_MEMHOSTALLOC_PORTABLE 0x1
 #define CU_DEVICE_ATTRIBUTE_PCI_BUS_ID 33
 #define CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID 34
+#define CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID 50
+#define CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED 102
+#define CU_MEM_LOCATION_TYPE_DEVICE 0x1
+#define CU_MEM_ALLOCATION_TYPE_PINNED 0x1
+#define CU_MEM_ACCESS_FLAGS_PROT_READWRITE 0x3
+#define CU_MEM_ALLOC_GRANULARITY_MINIMUM 0x0
+#define CU_MEM_ALLOC_GRANULARITY_RECOMMENDED 0x1
 
 /* Entry points, in the order cuda_drv.c resolves them: X(field, exported symbol, arguments);
  * every one returns CUresult. */
@@ -83,5 +115,25 @@ typedef unsigned long long CUdeviceptr;
 	X(EventQuery, "cuEventQuery", (CUevent e))                                            \
 	X(EventSynchronize, "cuEventSynchronize", (CUevent e))                                \
 	X(EventDestroy, "cuEventDestroy_v2", (CUevent e))
+
+/* Entry points the sink can do without (NULL when the driver lacks them): virtual memory
+ * management, used when the device supports it, else one cuMemAlloc per load. */
+#define WLIFT_CUDA_OPTIONAL_ENTRY_POINTS(X)                                                  \
+	X(MemGetAllocationGranularity, "cuMemGetAllocationGranularity",                       \
+	  (size_t * g, const CUmemAllocationProp *prop, int option))                          \
+	X(MemAddressReserve, "cuMemAddressReserve",                                           \
+	  (CUdeviceptr * p, size_t bytes, size_t align, CUdeviceptr addr,                     \
+	   unsigned long long flags))                                                         \
+	X(MemAddressFree, "cuMemAddressFree", (CUdeviceptr p, size_t bytes))                  \
+	X(MemCreate, "cuMemCreate",                                                           \
+	  (CUmemGenericAllocationHandle * h, size_t bytes, const CUmemAllocationProp *prop,   \
+	   unsigned long long flags))                                                         \
+	X(MemRelease, "cuMemRelease", (CUmemGenericAllocationHandle h))                       \
+	X(MemMap, "cuMemMap",                                                                 \
+	  (CUdeviceptr p, size_t bytes, size_t offset, CUmemGenericAllocationHandle h,        \
+	   unsigned long long flags))                                                         \
+	X(MemUnmap, "cuMemUnmap", (CUdeviceptr p, size_t bytes))                              \
+	X(MemSetAccess, "cuMemSetAccess",                                                     \
+	  (CUdeviceptr p, size_t bytes, const CUmemAccessDesc *desc, size_t count))
 
 #endif

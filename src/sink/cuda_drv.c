@@ -50,6 +50,13 @@ static int load(struct loaded *l)
 	}
 	WLIFT_CUDA_ENTRY_POINTS(WLIFT_CUDA_FN)
 #undef WLIFT_CUDA_FN
+#define WLIFT_CUDA_FN(field, sym, args)                                                       \
+	{                                                                                     \
+		void *p = dlsym(h, sym);                                                      \
+		memcpy(&cu->field, &p, sizeof(p));                                            \
+	}
+	WLIFT_CUDA_OPTIONAL_ENTRY_POINTS(WLIFT_CUDA_FN)
+#undef WLIFT_CUDA_FN
 	cu->path = l->path;
 	r = cu->Init(0);
 	if (r == CUDA_ERROR_NO_DEVICE) {

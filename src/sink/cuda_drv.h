@@ -15,6 +15,7 @@
 struct wlift__cuda {
 #define WLIFT_CUDA_FN(field, sym, args) CUresult(*field) args;
 	WLIFT_CUDA_ENTRY_POINTS(WLIFT_CUDA_FN)
+	WLIFT_CUDA_OPTIONAL_ENTRY_POINTS(WLIFT_CUDA_FN)
 #undef WLIFT_CUDA_FN
 	const char *path; /* the library loaded */
 	int version;	  /* cuDriverGetVersion, e.g. 12080 */

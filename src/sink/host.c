@@ -179,7 +179,7 @@ static int host_convert(struct wlift__sink *s, wlift_dtype from, wlift_dtype to,
 static int host_release(struct wlift__sink *s, uint64_t off, uint64_t len)
 {
 	struct host_sink *h = (struct host_sink *)s;
-	struct wlift__mem m = { h->mem, h->len, -1, NULL, NULL, NULL };
+	struct wlift__mem m = { h->mem, h->len, -1, NULL, NULL, NULL, NULL };
 
 	return arena_release(&m, off, len);
 }

@@ -90,6 +90,7 @@ struct wlift__sink_cfg {
 	size_t ring_bytes;	  /* GPU: pinned staging ring, total (0: default) */
 	unsigned ring_slots;	  /* GPU: buffers in the ring (0: default) */
 	uint64_t max_device_bytes; /* GPU: budget of device memory (0: none) */
+	const wlift_device_allocator *device_allocator; /* GPU: the caller's, or NULL */
 };
 
 /* Device ordinals accepted in "cuda:N". */

@@ -176,6 +176,9 @@ static void check_nothing_held(struct fake *f)
 		      st.violation);
 	ck_assert_uint_eq(st.live_allocs, 0);
 	ck_assert_uint_eq(st.live_bytes, 0);
+	ck_assert_uint_eq(st.vmm_handles, 0);
+	ck_assert_uint_eq(st.mapped_bytes, 0);
+	ck_assert_uint_eq(st.reservations, 0);
 	ck_assert_uint_eq(st.registered, 0);
 	ck_assert_uint_eq(st.hostallocs, 0);
 	ck_assert_uint_eq(st.streams, 0);
@@ -243,11 +246,11 @@ static void load_check(int strategy, int direct, const char *device, int index,
 		ck_assert_int_eq(m->dl_tensor.device.device_type, WLIFT_DL_CUDA);
 		wlift_result_free(r);
 		f.stats(&st);
-		ck_assert_uint_gt(st.live_allocs, 0); /* the exports keep the memory */
+		ck_assert_uint_gt(st.live_bytes, 0); /* the exports keep the memory */
 		r = NULL;
 		mv->deleter(mv);
 		f.stats(&st);
-		ck_assert_uint_gt(st.live_allocs, 0);
+		ck_assert_uint_gt(st.live_bytes, 0);
 		m->deleter(m);
 	}
 	if (direct == WLIFT_DIRECT_ON)
@@ -561,6 +564,215 @@ START_TEST(shard_gather_on_device)
 }
 END_TEST
 
+/* ---- device memory follows the tensors kept ----------------------------------------------- */
+
+/* The destination is a reserved range backed unit by unit (cuMemCreate + cuMemMap; 64 KiB
+ * granules here), and once only one tensor is held (a DLPack export), every unit it does not
+ * touch is unmapped and released; its bytes stay right. Without VMM (FAKECUDA_VMM=0) the
+ * load falls back to one cuMemAlloc, held whole. */
+static void keep_one(int vmm)
+{
+	const char *path = wt_path("mixed.safetensors");
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	struct fakecuda_stats st;
+	wlift_dl_managed *m;
+	wlift_tensor_view v;
+	struct fake f;
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	wlift_result *r;
+	wlift_diag d;
+	uint64_t total, unit = 64u << 10, held;
+	size_t keep = 7; /* 4 MiB, in the middle */
+
+	setenv("FAKECUDA_GRANULE", "65536", 1);
+	setenv("FAKECUDA_VMM", vmm ? "1" : "0", 1);
+	make_st(path, NMIXED, mixed, &total);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.device = "cuda:1";
+	o.ring_bytes = 2u << 20;
+	o.ring_slots = 4;
+	wlift_diag_clear(&d);
+	ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &r, &d) == 0, "load: %s", d.message);
+	f = fake_open();
+	f.stats(&st);
+	ck_assert_msg(st.violations == 0, "%u driver misuses; first: %s", st.violations,
+		      st.violation);
+	ck_assert_uint_ge(st.live_bytes, total);
+	if (vmm) {
+		ck_assert_uint_eq(st.live_allocs, 0);
+		ck_assert_uint_gt(st.vmm_handles, 1);
+		ck_assert_uint_eq(st.reservations, 1);
+		ck_assert_uint_eq(st.mapped_bytes, st.vmm_bytes);
+	} else {
+		ck_assert_uint_eq(st.live_allocs, 1);
+		ck_assert_uint_eq(st.vmm_handles, 0);
+	}
+	check_device_bytes(&f, r, 1);
+	wlift_tensor_get(wlift_result_tensor(r, keep), &v);
+	ck_assert_uint_eq(v.nbytes, mixed[keep]);
+	ck_assert_int_eq(wlift_tensor_dlpack(wlift_result_tensor(r, keep), 0, &m, NULL), 0);
+	wlift_result_free(r);
+	f.stats(&st);
+	ck_assert_msg(st.violations == 0, "%u driver misuses; first: %s", st.violations,
+		      st.violation);
+	held = (mixed[keep] + unit - 1) / unit * unit + unit; /* its units, one shared */
+	if (vmm) {
+		printf("keep_one: %llu bytes loaded; holding one %llu-byte tensor keeps %llu "
+		       "bytes of device memory\n",
+		       (unsigned long long)total, (unsigned long long)mixed[keep],
+		       (unsigned long long)st.live_bytes);
+		ck_assert_uint_le(st.live_bytes, held);
+		ck_assert_uint_ge(st.live_bytes, mixed[keep]);
+	} else {
+		ck_assert_uint_ge(st.live_bytes, total); /* one allocation: all of it */
+	}
+	/* The kept tensor's bytes are still there. */
+	{
+		CUcontext c, old;
+		uint8_t *buf = malloc(mixed[keep]);
+		ck_assert_ptr_nonnull(buf);
+		ck_assert_int_eq(f.retain(&c, 1), CUDA_SUCCESS);
+		ck_assert_int_eq(f.push(c), CUDA_SUCCESS);
+		ck_assert_int_eq(f.dtoh(buf, (CUdeviceptr)(uintptr_t)m->dl_tensor.data, v.nbytes),
+				 CUDA_SUCCESS);
+		for (uint64_t j = 0; j < v.nbytes; j++)
+			if (buf[j] != pat(v.info.data_begin + j))
+				ck_abort_msg("kept tensor: byte %llu differs",
+					     (unsigned long long)j);
+		ck_assert_int_eq(f.pop(&old), CUDA_SUCCESS);
+		ck_assert_int_eq(f.release(1), CUDA_SUCCESS);
+		free(buf);
+	}
+	m->deleter(m);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&f);
+}
+
+START_TEST(device_memory_follows_tensors)
+{
+	keep_one(1);
+}
+END_TEST
+
+START_TEST(device_memory_without_vmm)
+{
+	keep_one(0);
+}
+END_TEST
+
+/* ---- the caller's device allocator ------------------------------------------------------- */
+
+/* An allocator of the test's own (as PyTorch's caching allocator would be): cuMemAlloc of
+ * the fake, with the device's primary context pushed by the callback itself. */
+struct talloc {
+	struct fake f;
+	CUresult (*mem_alloc)(CUdeviceptr *, size_t);
+	CUresult (*mem_free)(CUdeviceptr);
+	int allocs, frees, fail, device;
+	size_t bytes;
+	void *ptr;
+};
+
+static int t_alloc(void *user, int device, size_t bytes, void **ptr)
+{
+	struct talloc *a = user;
+	CUcontext c, old;
+	CUdeviceptr p = 0;
+	CUresult r;
+
+	a->allocs++;
+	a->device = device;
+	a->bytes = bytes;
+	if (a->fail)
+		return WLIFT_EDEVMEM;
+	a->f.retain(&c, device);
+	a->f.push(c);
+	r = a->mem_alloc(&p, bytes);
+	a->f.pop(&old);
+	a->f.release(device);
+	if (r != CUDA_SUCCESS)
+		return WLIFT_EDEVMEM;
+	*ptr = (void *)(uintptr_t)p;
+	a->ptr = *ptr;
+	return 0;
+}
+
+static void t_free(void *user, int device, void *ptr, size_t bytes)
+{
+	struct talloc *a = user;
+	CUcontext c, old;
+
+	ck_assert_ptr_eq(ptr, a->ptr);
+	ck_assert_uint_eq(bytes, a->bytes);
+	a->frees++;
+	a->f.retain(&c, device);
+	a->f.push(c);
+	a->mem_free((CUdeviceptr)(uintptr_t)ptr);
+	a->f.pop(&old);
+	a->f.release(device);
+}
+
+START_TEST(caller_allocator)
+{
+	const char *path = wt_path("mixed.safetensors");
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	struct talloc a;
+	wlift_device_allocator al = { t_alloc, t_free, &a };
+	struct fakecuda_stats st;
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	wlift_result *r;
+	wlift_diag d;
+	uint64_t total;
+
+	memset(&a, 0, sizeof(a));
+	make_st(path, NMIXED, mixed, &total);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	a.f = fake_open();
+	sym(a.f.h, "cuMemAlloc_v2", &a.mem_alloc, sizeof(a.mem_alloc));
+	sym(a.f.h, "cuMemFree_v2", &a.mem_free, sizeof(a.mem_free));
+	o.device = "cuda:1";
+	o.device_allocator = &al;
+	wlift_diag_clear(&d);
+	ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &r, &d) == 0, "load: %s", d.message);
+	ck_assert_int_eq(a.allocs, 1);
+	ck_assert_int_eq(a.device, 1);
+	ck_assert_uint_ge(a.bytes, total);
+	ck_assert_int_eq(a.frees, 0);
+	a.f.stats(&st);
+	ck_assert_uint_eq(st.live_allocs, 1); /* the allocator's, nothing of the library's */
+	ck_assert_uint_eq(st.vmm_handles, 0);
+	check_device_bytes(&a.f, r, 1);
+	{
+		wlift_tensor_view v;
+		wlift_tensor_get(wlift_result_tensor(r, 0), &v);
+		ck_assert_ptr_eq(v.data, a.ptr);
+	}
+	wlift_result_free(r);
+	ck_assert_int_eq(a.frees, 1);
+	/* A failing allocator: WLIFT_EDEVMEM naming it, nothing left, no free. */
+	a.fail = 1;
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_load(ck, &o, NULL, NULL, &r, &d), WLIFT_EDEVMEM);
+	ck_assert_ptr_null(r);
+	ck_assert_msg(strstr(d.message, "caller's device allocator") != NULL, "%s", d.message);
+	ck_assert_int_eq(a.frees, 1);
+	/* Not for host loads, and both callbacks are needed. */
+	o.device = "cpu";
+	ck_assert_int_eq(wlift_load(ck, &o, NULL, NULL, &r, NULL), -EINVAL);
+	o.device = "cuda:0";
+	al.free = NULL;
+	ck_assert_int_eq(wlift_load(ck, &o, NULL, NULL, &r, NULL), -EINVAL);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&a.f);
+}
+END_TEST
+
 /* ---- host memory ------------------------------------------------------------------------ */
 
 static uint64_t rss_anon(void)
@@ -668,6 +880,9 @@ int main(void)
 	tcase_add_test(tc, ring_knobs);
 	tcase_add_test(tc, dtype_unsupported);
 	tcase_add_test(tc, shard_gather_on_device);
+	tcase_add_test(tc, device_memory_follows_tensors);
+	tcase_add_test(tc, device_memory_without_vmm);
+	tcase_add_test(tc, caller_allocator);
 	if (!getenv("WLIFT_SKIP_BIG")) /* the TSan run */
 		tcase_add_test(tc, host_memory_bounded);
 	suite_add_tcase(s, tc);
