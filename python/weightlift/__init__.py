@@ -33,11 +33,12 @@ __all__ = ["SafetensorError", "safe_open", "PySafeSlice", "stream", "load_file",
 
 
 def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu",
-              backend: Optional[str] = None) -> Dict[str, Any]:
+              backend: Optional[str] = None, *, device_allocator: Any = None) -> Dict[str, Any]:
     """weightlift.torch.load_file: every tensor as torch tensors, in file order."""
     from . import torch as _t
 
-    return _t.load_file(filename, device=device, backend=backend)
+    return _t.load_file(filename, device=device, backend=backend,
+                        device_allocator=device_allocator)
 
 
 def load(data: bytes) -> Dict[str, Any]:

@@ -383,17 +383,42 @@ def _moving(convert: Callable, move: Optional[str]) -> Callable:
     return lambda t: convert(t).to(move)
 
 
+def device_allocator(spec: Any, device: str) -> Any:
+    """The allocator object for a load's device_allocator argument: None (the library's own
+    device memory), "torch" (PyTorch's caching allocator owns it: weightlift.torch.
+    TorchAllocator), or an object with alloc(device, nbytes) -> device pointer and
+    free(device, ptr, nbytes). Only for GPU devices."""
+    if spec is None:
+        return None
+    if not device.startswith("cuda"):
+        raise ValueError(f"device_allocator is for GPU loads, not device {device!r}")
+    if isinstance(spec, str):
+        if spec != "torch":
+            raise ValueError(f"device_allocator {spec!r} not understood (use \"torch\" or an "
+                             "object with alloc and free)")
+        from .torch import TorchAllocator
+        return TorchAllocator()
+    if not callable(getattr(spec, "alloc", None)) or not callable(getattr(spec, "free", None)):
+        raise TypeError("device_allocator needs alloc(device, nbytes) -> int and "
+                        "free(device, ptr, nbytes)")
+    return spec
+
+
 def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional[str] = None,
               names: Optional[List[str]] = None, owned: bool = False,
-              mmap_views: bool = False) -> Dict[str, Any]:
+              mmap_views: bool = False, allocator: Any = None) -> Dict[str, Any]:
     dev, move = split_device(device)
     convert = _moving(convert, move)
     mapped = backend_mmap(backend, dev, owned, mmap_views)
+    alloc = device_allocator(allocator, dev)
     ck = open_checkpoint(path)
     try:
         if isinstance(path, (bytes, bytearray, memoryview)):
             mapped = MMAP_OFF
-        res = ck.load(names=names, mmap=mapped, device=dev)
+        if alloc is not None:
+            res = ck.load(names=names, mmap=mapped, device=dev, device_allocator=alloc)
+        else:
+            res = ck.load(names=names, mmap=mapped, device=dev)
     finally:
         ck.close()
     return {t.name: convert(t) for t in res.tensors()}

@@ -419,11 +419,71 @@ static int ready_cb(const wlift_tensor *t, void *user)
 	return stop;
 }
 
+/* A Python device allocator (load(device_allocator=obj)): obj.alloc(device, nbytes) returns
+ * a device pointer (int); obj.free(device, ptr, nbytes) gives it back. The C allocator's
+ * state outlives the load when the allocation succeeded: its free runs when the result's
+ * last tensor goes, from any thread (the GIL is taken). */
+struct py_alloc {
+	PyObject *obj;
+	int allocated, freed, load_done;
+	PyObject *exc_type, *exc_value, *exc_tb; /* what alloc raised */
+};
+
+static void py_alloc_drop(struct py_alloc *a)
+{
+	Py_XDECREF(a->exc_type);
+	Py_XDECREF(a->exc_value);
+	Py_XDECREF(a->exc_tb);
+	Py_XDECREF(a->obj);
+	PyMem_RawFree(a);
+}
+
+static int py_alloc_cb(void *user, int device, size_t bytes, void **ptr)
+{
+	struct py_alloc *a = user;
+	PyGILState_STATE g = PyGILState_Ensure();
+	PyObject *r = PyObject_CallMethod(a->obj, "alloc", "in", device, (Py_ssize_t)bytes);
+	int ret = WLIFT_EDEVMEM;
+
+	if (r) {
+		void *p = PyLong_AsVoidPtr(r);
+		if (!PyErr_Occurred() && p) {
+			*ptr = p;
+			a->allocated = 1;
+			ret = 0;
+		}
+		Py_DECREF(r);
+	}
+	if (PyErr_Occurred())
+		PyErr_Fetch(&a->exc_type, &a->exc_value, &a->exc_tb);
+	PyGILState_Release(g);
+	return ret;
+}
+
+static void py_free_cb(void *user, int device, void *ptr, size_t bytes)
+{
+	struct py_alloc *a = user;
+	PyGILState_STATE g = PyGILState_Ensure();
+	PyObject *r = PyObject_CallMethod(a->obj, "free", "iNn", device, PyLong_FromVoidPtr(ptr),
+					  (Py_ssize_t)bytes);
+
+	if (!r)
+		PyErr_WriteUnraisable(a->obj);
+	Py_XDECREF(r);
+	a->freed = 1;
+	if (a->load_done)
+		py_alloc_drop(a);
+	PyGILState_Release(g);
+}
+
 static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"names", "mmap", "strategy", "direct", "threads", "device",
-				 "ready", "cancel", "rows", NULL};
+				 "ready", "cancel", "rows", "device_allocator", NULL};
 	PyObject *names = Py_None, *ready = Py_None, *cancel = Py_None, *rows = Py_None;
+	PyObject *dev_alloc = Py_None;
+	struct py_alloc *pa = NULL;
+	wlift_device_allocator cal = {py_alloc_cb, py_free_cb, NULL};
 	PyObject *seq = NULL, *rseq = NULL;
 	PyObject *res_obj = NULL;
 	const char **cnames = NULL;
@@ -437,8 +497,9 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	wlift_diag d;
 	int ret;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOOO", kwlist, &names, &mmap, &strategy,
-					 &direct, &threads, &device, &ready, &cancel, &rows))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOOOO", kwlist, &names, &mmap,
+					 &strategy, &direct, &threads, &device, &ready, &cancel,
+					 &rows, &dev_alloc))
 		return NULL;
 	if (ckpt_check(self) < 0)
 		return NULL;
@@ -493,6 +554,24 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 		}
 		o.rows = crows;
 	}
+	if (dev_alloc != Py_None) {
+		if (!PyObject_HasAttrString(dev_alloc, "alloc") ||
+		    !PyObject_HasAttrString(dev_alloc, "free")) {
+			PyErr_SetString(PyExc_TypeError,
+					"device_allocator needs alloc(device, nbytes) -> int and "
+					"free(device, ptr, nbytes)");
+			goto out;
+		}
+		pa = PyMem_RawCalloc(1, sizeof(*pa));
+		if (!pa) {
+			PyErr_NoMemory();
+			goto out;
+		}
+		Py_INCREF(dev_alloc);
+		pa->obj = dev_alloc;
+		cal.user = pa;
+		o.device_allocator = &cal;
+	}
 	o.device = device;
 	o.mmap = mmap;
 	o.strategy = strategy;
@@ -513,6 +592,13 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 		self->ck = NULL;
 		self->closing = 0;
 	}
+	if (pa && pa->exc_type && !cb.failed) {
+		/* The allocator raised: that exception, not the library's code. */
+		PyErr_Restore(pa->exc_type, pa->exc_value, pa->exc_tb);
+		pa->exc_type = pa->exc_value = pa->exc_tb = NULL;
+		wlift_result_free(res);
+		goto out;
+	}
 	if (cb.failed) {
 		wlift_result_free(res);
 		PyErr_Restore(cb.exc_type, cb.exc_value, cb.exc_tb);
@@ -531,6 +617,12 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	((ResultObject *)res_obj)->owner = (PyObject *)self;
 	Py_INCREF(self);
 out:
+	if (pa) {
+		/* Owned by the memory from a successful alloc until its free. */
+		pa->load_done = 1;
+		if (!pa->allocated || pa->freed)
+			py_alloc_drop(pa);
+	}
 	PyMem_Free(crows);
 	PyMem_Free(cnames);
 	Py_XDECREF(rseq);
@@ -549,8 +641,10 @@ static PyMethodDef ckpt_methods[] = {
 	 "[(uri, size, header_len, data_offset, ntensors)] per file."},
 	{"load", (PyCFunction)(void (*)(void))ckpt_load, METH_VARARGS | METH_KEYWORDS,
 	 "load(names=None, mmap=0, strategy=0, direct=0, threads=0, device=None, ready=None, "
-	 "cancel=None, rows=None) -> Result. rows: one (begin, end) of leading-dimension rows "
-	 "per name (only those bytes are read). The GIL is released while loading."},
+	 "cancel=None, rows=None, device_allocator=None) -> Result. rows: one (begin, end) of "
+	 "leading-dimension rows per name (only those bytes are read). device_allocator: an "
+	 "object with alloc(device, nbytes) -> device pointer and free(device, ptr, nbytes) "
+	 "that owns a GPU load's device memory. The GIL is released while loading."},
 	{"close", (PyCFunction)ckpt_close, METH_NOARGS, "Close; loaded tensors stay valid."},
 	{NULL, NULL, 0, NULL},
 };

@@ -253,13 +253,31 @@ def load(data: bytes) -> Dict[str, torch.Tensor]:
     return _core.load_dict(bytes(data), _core.to_torch)
 
 
+class TorchAllocator:
+    """device_allocator="torch": a GPU load's device memory comes from PyTorch's caching
+    allocator (torch.cuda.caching_allocator_alloc on the device's current stream) and goes
+    back to it (caching_allocator_delete) when the load's last tensor is gone, so PyTorch
+    owns and reuses it. The library writes it on streams of its own and synchronises them
+    before the load returns."""
+
+    def alloc(self, device: int, nbytes: int) -> int:
+        return int(torch.cuda.caching_allocator_alloc(nbytes, device))
+
+    def free(self, device: int, ptr: int, nbytes: int) -> None:
+        torch.cuda.caching_allocator_delete(ptr)
+
+
 def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu",
-              backend: Optional[str] = None) -> Dict[str, torch.Tensor]:
+              backend: Optional[str] = None, *,
+              device_allocator: Any = None) -> Dict[str, torch.Tensor]:
     """Load every tensor of a file, index.json or directory, in file order.
 
     backend: None/"mmap" (lazy copy-on-write views of the file, the default for CPU) or
-    "pread" (copied into owned memory by the parallel reader)."""
-    return _core.load_dict(_core.check_filename(filename), _core.to_torch, device, backend)
+    "pread" (copied into owned memory by the parallel reader). device_allocator (GPU
+    devices): "torch" to have PyTorch's caching allocator own the device memory (see
+    TorchAllocator), or an object with alloc(device, nbytes) and free(device, ptr, nbytes)."""
+    return _core.load_dict(_core.check_filename(filename), _core.to_torch, device, backend,
+                           allocator=device_allocator)
 
 
 def save_model(model: "torch.nn.Module", filename: Union[str, os.PathLike],

@@ -2,7 +2,9 @@
 """Device loads from Python against the fake CUDA driver (fake/; docs/gpu.md), in a
 subprocess (the driver library is read when the library's default context is made): the
 native tensors are CUDA DLPack tensors on the asked device, and a bad index is a
-RuntimeError naming the device. torch cannot use a fake driver, so torch/JAX interop is
+RuntimeError naming the device; a Python device allocator (device_allocator=) owns the
+load's memory: one alloc, the tensors in it, one free when the last tensor goes, its
+exception passed through. torch cannot use a fake driver, so torch/JAX interop is
 checked on a real GPU only (bench/gpu.sh)."""
 import os
 import subprocess
@@ -45,4 +47,111 @@ def test_device_tensors_on_the_fake(tmp_path):
     env = dict(os.environ, WEIGHTLIFT_CUDA_LIBRARY=FAKE)
     r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "m.safetensors")],
                        env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
+ALLOC_SCRIPT = r"""
+import ctypes, gc, sys, numpy as np
+import weightlift
+from weightlift import _core
+from safetensors.numpy import save_file
+p, fake = sys.argv[1], sys.argv[2]
+save_file({"a": np.arange(1000, dtype=np.float32), "b": np.ones((7, 3), np.int8)}, p)
+ck = _core.open_checkpoint(p)
+ck.load(device="cuda:0")  # the library loads (and initialises) the fake first
+cu = ctypes.CDLL(fake)  # the same library: dlopen gives the loaded one
+
+
+class FakeAlloc:
+    # Device memory from the fake's cuMemAlloc, as PyTorch's caching allocator would give it.
+    def __init__(self, fail=False):
+        self.calls, self.freed, self.fail = [], [], fail
+
+    def _ctx(self, device, fn):
+        ctx = ctypes.c_void_p()
+        assert cu.cuDevicePrimaryCtxRetain(ctypes.byref(ctx), device) == 0
+        assert cu.cuCtxPushCurrent_v2(ctx) == 0
+        try:
+            return fn()
+        finally:
+            cu.cuCtxPopCurrent_v2(ctypes.byref(ctypes.c_void_p()))
+            cu.cuDevicePrimaryCtxRelease_v2(device)
+
+    def alloc(self, device, nbytes):
+        self.calls.append((device, nbytes))
+        if self.fail:
+            raise MemoryError("the test's allocator is out of memory")
+        ptr = ctypes.c_ulonglong()
+        assert self._ctx(device, lambda: cu.cuMemAlloc_v2(ctypes.byref(ptr),
+                                                          ctypes.c_size_t(nbytes))) == 0
+        self.ptr = ptr.value
+        return ptr.value
+
+    def free(self, device, ptr, nbytes):
+        self.freed.append((device, ptr, nbytes))
+        assert self._ctx(device, lambda: cu.cuMemFree_v2(ctypes.c_ulonglong(ptr))) == 0
+
+
+a = FakeAlloc()
+res = ck.load(device="cuda:1", device_allocator=a)
+assert len(a.calls) == 1 and a.calls[0][0] == 1 and a.calls[0][1] >= 4000 + 21, a.calls
+ts = list(res.tensors())
+assert [t.device for t in ts] == [1, 1]
+assert ts[0].address == a.ptr, (ts[0].address, a.ptr)
+assert a.ptr <= ts[1].address < a.ptr + a.calls[0][1]
+del res
+assert not a.freed  # the tensors keep the memory
+del ts
+gc.collect()
+assert a.freed == [(1, a.ptr, a.calls[0][1])], a.freed
+# The allocator's exception comes through; nothing is freed that was not given.
+b = FakeAlloc(fail=True)
+try:
+    ck.load(device="cuda:0", device_allocator=b)
+except MemoryError as e:
+    assert "out of memory" in str(e)
+else:
+    raise AssertionError("a failing allocator loaded")
+assert len(b.calls) == 1 and not b.freed
+# The Python layer: an allocator object through load_dict; "torch" resolves to
+# weightlift.torch.TorchAllocator; not for CPU loads; a bad value is refused.
+c = FakeAlloc()
+d = _core.load_dict(p, lambda t: t.device, device="cuda:0", allocator=c)
+assert d == {"a": 0, "b": 0} and len(c.calls) == 1, (d, c.calls)
+gc.collect()
+assert len(c.freed) == 1
+try:
+    from weightlift.torch import TorchAllocator
+except ImportError:  # torch not installed: the name alone is checked
+    pass
+else:
+    assert isinstance(_core.device_allocator("torch", "cuda:0"), TorchAllocator)
+for bad, exc in (("cuda", ValueError), (object(), TypeError)):
+    try:
+        _core.device_allocator(bad, "cuda:0")
+    except exc:
+        pass
+    else:
+        raise AssertionError(repr(bad))
+try:
+    _core.device_allocator(c, "cpu")
+except ValueError:
+    pass
+else:
+    raise AssertionError("cpu with an allocator")
+try:
+    ck.load(device="cuda:0", device_allocator=object())
+except TypeError:
+    pass
+else:
+    raise AssertionError("an object without alloc/free")
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(FAKE), reason="fake CUDA driver not built")
+def test_device_allocator_on_the_fake(tmp_path):
+    env = dict(os.environ, WEIGHTLIFT_CUDA_LIBRARY=FAKE)
+    r = subprocess.run([sys.executable, "-c", ALLOC_SCRIPT, str(tmp_path / "m.safetensors"),
+                        FAKE], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
