@@ -34,6 +34,8 @@ enum {
 int cli_inspect(int argc, char **argv);
 int cli_verify(int argc, char **argv);
 int cli_load(int argc, char **argv);
+int cli_cp(int argc, char **argv);
+int cli_cache(int argc, char **argv);
 
 /* Map a library error code to the exit code of the CLI contract. */
 int cli_exit_code(int err);
@@ -70,6 +72,25 @@ const char *cli_fmt_bytes(uint64_t n, char *buf, size_t cap);
 /* Create the context every command uses. verbosity: 0 warnings, 1 info, 2 debug; library log
  * lines go to stderr. Returns 0 or an error (already printed). */
 int cli_ctx_create(wlift_ctx **ctx, const wlift_ctx_opts *base, int verbosity, wlift_diag *d);
+/* The local-cache options that load, inspect, verify and cp take (getopt codes 200..202):
+ * --cache-dir DIR, --offline, --cache-fill partial|full. Put CLI_CACHE_LONGOPTS in the
+ * command's option table and pass every code it does not know to cli_cache_opt. */
+enum { CLI_OPT_CACHE_DIR = 200, CLI_OPT_OFFLINE, CLI_OPT_CACHE_FILL };
+#define CLI_CACHE_LONGOPTS                                                         \
+	{"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},                 \
+	    {"offline", no_argument, NULL, CLI_OPT_OFFLINE},                       \
+	    {"cache-fill", required_argument, NULL, CLI_OPT_CACHE_FILL}
+#define CLI_CACHE_HELP                                                                   \
+	"  --cache-dir DIR         write-through cache of remote objects (default:\n"    \
+	"                          WEIGHTLIFT_CACHE_DIR; none)\n"                        \
+	"  --offline               serve remote objects from the cache only, asking no\n" \
+	"                          server (WEIGHTLIFT_OFFLINE=1)\n"                       \
+	"  --cache-fill F          partial (default): a partial load caches nothing;\n"  \
+	"                          full: the rest is fetched after the load and cached\n"
+/* 1 when c was a cache option (stored in co), 0 when it is not one, CLI_EXIT_USAGE (printed)
+ * for a bad value. */
+int cli_cache_opt(const char *cmd, int c, const char *arg, wlift_ctx_opts *co);
+
 /* Read a small user-named file whole (NUL-terminated, free with free()): a regular file of
  * at most max bytes; opening never blocks (FIFOs). 0, or an exit status with the error
  * printed. */

@@ -335,3 +335,27 @@ int cli_parse_rate(const char *cmd, const char *s, uint64_t *out)
 				       s);
 	return 0;
 }
+
+int cli_cache_opt(const char *cmd, int c, const char *arg, wlift_ctx_opts *co)
+{
+	switch (c) {
+	case CLI_OPT_CACHE_DIR:
+		if (!*arg)
+			return cli_usage_error(cmd, "--cache-dir needs a directory");
+		co->cache_dir = arg;
+		return 1;
+	case CLI_OPT_OFFLINE:
+		co->offline = 1;
+		return 1;
+	case CLI_OPT_CACHE_FILL:
+		if (strcmp(arg, "full") == 0)
+			co->cache_fill = WLIFT_CACHE_FILL_FULL;
+		else if (strcmp(arg, "partial") == 0)
+			co->cache_fill = WLIFT_CACHE_FILL_PARTIAL;
+		else
+			return cli_usage_error(cmd, "invalid --cache-fill '%s' (partial or full)", arg);
+		return 1;
+	default:
+		return 0;
+	}
+}

@@ -24,6 +24,7 @@ static void usage(FILE *out)
 	      "                  errors}; a bad file still prints it, with \"errors\" filled\n"
 	      "  --max-rate RATE cap remote transfers at RATE bytes/s, e.g. 100M (binary\n"
 	      "                  suffixes; default: WEIGHTLIFT_MAX_RATE or no cap)\n"
+	      CLI_CACHE_HELP
 	      "  -v, --verbose   library log messages on stderr (twice: debug)\n"
 	      "  -h, --help      show this help\n"
 	      "\n"
@@ -36,6 +37,7 @@ int cli_inspect(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"json", no_argument, NULL, 'j'},
 	    {"max-rate", required_argument, NULL, 'r'},
+	    CLI_CACHE_LONGOPTS,
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -64,7 +66,10 @@ int cli_inspect(int argc, char **argv)
 			usage(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_getopt_error("inspect", c, argv);
+			ret = cli_cache_opt("inspect", c, optarg, &co);
+			if (ret == 1)
+				break;
+			return ret ? ret : cli_getopt_error("inspect", c, argv);
 		}
 	}
 	if (optind >= argc)

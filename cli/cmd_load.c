@@ -49,6 +49,7 @@ static void usage(FILE *out)
 	    "  --json                  print one JSON object: {schema, bytes, seconds, gb_per_s,\n"
 	    "                          open_s, plan_s, read_s, strategy, direct, threads,\n"
 	    "                          chunk_bytes, peak_rss_anon, ...}\n"
+	    CLI_CACHE_HELP
 	    "  -q, --quiet             no progress bar, no output on success\n"
 	    "  -v, --verbose           library log messages on stderr (twice: debug)\n"
 	    "  -h, --help              show this help\n"
@@ -272,6 +273,7 @@ int cli_load(int argc, char **argv)
 	    {"world", required_argument, NULL, OPT_WORLD},
 	    {"shard-spec", required_argument, NULL, OPT_SHARD},
 	    {"max-rate", required_argument, NULL, OPT_RATE},
+	    CLI_CACHE_LONGOPTS,
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -418,7 +420,10 @@ int cli_load(int argc, char **argv)
 			usage(stdout);
 			goto out;
 		default:
-			rc = cli_getopt_error("load", c, argv);
+			k = cli_cache_opt("load", c, optarg, &co);
+			if (k == 1)
+				break;
+			rc = k ? k : cli_getopt_error("load", c, argv);
 			goto out;
 		}
 	}

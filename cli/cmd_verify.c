@@ -44,6 +44,7 @@ static void usage(FILE *out)
 	      "  --threads N         I/O threads (default: library default)\n"
 	      "  --max-rate RATE     cap remote transfers at RATE bytes/s, e.g. 100M (binary\n"
 	      "                      suffixes; default: WEIGHTLIFT_MAX_RATE or no cap)\n"
+	      CLI_CACHE_HELP
 	      "  -q, --quiet         print nothing but errors\n"
 	      "  -v, --verbose       library log messages on stderr (twice: debug)\n"
 	      "  -h, --help          show this help\n"
@@ -342,6 +343,7 @@ int cli_verify(int argc, char **argv)
 	    {"batch-size", required_argument, NULL, OPT_BATCH},
 	    {"threads", required_argument, NULL, OPT_THREADS},
 	    {"max-rate", required_argument, NULL, OPT_RATE},
+	    CLI_CACHE_LONGOPTS,
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -395,7 +397,10 @@ int cli_verify(int argc, char **argv)
 			usage(stdout);
 			return CLI_EXIT_OK;
 		default:
-			return cli_getopt_error("verify", c, argv);
+			ret = cli_cache_opt("verify", c, optarg, &co);
+			if (ret == 1)
+				break;
+			return ret ? ret : cli_getopt_error("verify", c, argv);
 		}
 	}
 	if (optind >= argc)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `weightlift`: the command-line tool. This file dispatches to the commands (inspect, verify,
- * load; cp and cache arrive with the remote sources) and handles the tool-level options
+ * load, cp, cache) and handles the tool-level options
  * (--help, --version). Exit codes follow the CLI contract in README.md: 0 ok, 1 bad input,
  * 2 usage, 3 I/O or network, 4 auth, 5 device.
  */
@@ -19,10 +19,11 @@ static void usage(FILE *out)
 	      "  inspect URI...   list files, metadata and tensors (no data is read)\n"
 	      "  verify URI...    validate every byte and print the sha256 of every tensor\n"
 	      "  load URI         load into memory and report throughput and statistics\n"
-	      "  cp, cache        not available yet (remote sources stage)\n"
+	      "  cp URI DIR       download a checkpoint (its files, its index) into DIR\n"
+	      "  cache ls|clear   list or empty the local cache of remote objects\n"
 	      "\n"
-	      "URI: a .safetensors file, a model.safetensors.index.json, a directory or a\n"
-	      "file:// URI. Every command takes --json (one JSON object with \"schema\": 1 on\n"
+	      "URI: a .safetensors file, a model.safetensors.index.json, a directory, a\n"
+	      "file:// URI, or a remote object (http(s)://, hf://). Every command takes --json (one JSON object with \"schema\": 1 on\n"
 	      "stdout) and --help.\n"
 	      "\n"
 	      "exit status: 0 ok, 1 bad input, 2 usage, 3 I/O or network, 4 auth, 5 device\n"
@@ -40,6 +41,8 @@ static const struct command commands[] = {
     {"inspect", cli_inspect},
     {"verify", cli_verify},
     {"load", cli_load},
+    {"cp", cli_cp},
+    {"cache", cli_cache},
 };
 
 int main(int argc, char **argv)
@@ -76,11 +79,6 @@ int main(int argc, char **argv)
 		if (strcmp(cmd, commands[i].name) != 0)
 			continue;
 		return commands[i].run(argc - 1, argv + 1);
-	}
-	if (strcmp(cmd, "cp") == 0 || strcmp(cmd, "cache") == 0) {
-		fprintf(stderr, "weightlift: '%s' is not available yet (remote sources stage)\n",
-			cmd);
-		return CLI_EXIT_USAGE;
 	}
 	if (cmd[0] == '-')
 		return cli_usage_error(NULL, "unknown option '%s'", cmd);

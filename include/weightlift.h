@@ -173,6 +173,8 @@ typedef struct wlift_ctx wlift_ctx;
 #define WLIFT_MIN_RING_BYTES (1ull << 20)
 #define WLIFT_MAX_RING_BYTES (16ull << 30)
 #define WLIFT_MAX_RING_SLOTS 1024u
+/* The local cache's size limit (cache_max_bytes, WEIGHTLIFT_CACHE_MAX_BYTES): up to 1 EiB. */
+#define WLIFT_MAX_CACHE_BYTES (1ull << 60)
 
 enum wlift_log_level { WLIFT_LOG_ERROR = 0, WLIFT_LOG_WARN, WLIFT_LOG_INFO, WLIFT_LOG_DEBUG };
 typedef void (*wlift_log_fn)(void *user, int level, const char *msg);
@@ -197,7 +199,18 @@ typedef struct wlift_ctx_opts {
 	                               0: WEIGHTLIFT_MAX_RATE ("100M": binary suffixes, as
 	                               curl's --limit-rate) or none; WLIFT_MIN_RATE ..
 	                               WLIFT_MAX_RATE */
+	/* The local cache of remote objects (cache_dir above; docs/remote.md "Local cache"): */
+	int offline;                /* 1: never ask a server, serve remote objects from the cache
+	                               only; 0: WEIGHTLIFT_OFFLINE (1/0) or off */
+	uint64_t cache_max_bytes;   /* evict least recently used entries above this; 0:
+	                               WEIGHTLIFT_CACHE_MAX_BYTES or no limit */
+	int cache_fill;             /* WLIFT_CACHE_FILL_*; 0: WEIGHTLIFT_CACHE_FILL (partial|full)
+	                               or partial */
 } wlift_ctx_opts;
+/* cache_fill: a load that reads only part of an object stores nothing (PARTIAL), or the rest
+ * is fetched in the background after the load and the whole object cached (FULL). */
+#define WLIFT_CACHE_FILL_PARTIAL 1
+#define WLIFT_CACHE_FILL_FULL 2
 #define WLIFT_CTX_OPTS_INIT { .size = sizeof(wlift_ctx_opts), .log_level = WLIFT_LOG_WARN }
 
 /* Create a context. opts may be NULL for defaults. Every call that takes a wlift_ctx * also
@@ -205,6 +218,33 @@ typedef struct wlift_ctx_opts {
  * WEIGHTLIFT_* environment and never destroyed (wlift_ctx_destroy ignores it). */
 WLIFT_API int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d);
 WLIFT_API void wlift_ctx_destroy(wlift_ctx *ctx);
+
+/* Change ctx's cache directory for the objects opened from now on (NULL or "": no cache;
+ * checkpoints already open keep what they have). ctx NULL: the default context. Thread-safe.
+ * 0, or -ENOMEM. */
+WLIFT_API int wlift_ctx_set_cache_dir(wlift_ctx *ctx, const char *dir, wlift_diag *d);
+/* Offline mode on (1) or off (0) for the objects opened from now on. Thread-safe. */
+WLIFT_API void wlift_ctx_set_offline(wlift_ctx *ctx, int offline);
+
+/* One entry of the local cache (wlift_cache_list); the strings live for the callback. */
+typedef struct wlift_cache_entry {
+	const char *uri;            /* the remote object */
+	const char *path;           /* its cached copy */
+	const char *etag;           /* its identity when cached */
+	uint64_t size;
+	int64_t cached_at;          /* seconds since the epoch */
+	int64_t used_at;            /* last use (what eviction orders by) */
+} wlift_cache_entry;
+/* Call fn for every complete entry of ctx's cache directory (dir NULL: ctx's), least
+ * recently used first; a non-zero return from fn stops and is returned. The number of
+ * entries, or a negative code (WLIFT_ECACHE when there is no cache directory). */
+WLIFT_API int wlift_cache_list(wlift_ctx *ctx, const char *dir,
+			       int (*fn)(const wlift_cache_entry *e, void *user), void *user,
+			       wlift_diag *d);
+/* Remove every entry (and the leftovers of crashed fills) of the cache directory (dir NULL:
+ * ctx's), except those another process is filling now. The number removed, or a negative
+ * code. */
+WLIFT_API int wlift_cache_clear(wlift_ctx *ctx, const char *dir, wlift_diag *d);
 
 /* ---------------------------------------------------------------------------------------
  * Checkpoints: one file, a sharded set (model.safetensors.index.json) or a directory.
@@ -260,6 +300,16 @@ WLIFT_API int wlift_ckpt_metadata(const wlift_ckpt *ck, size_t file, size_t i, c
 				  const char **value);
 /* Seconds spent in wlift_open. */
 WLIFT_API double wlift_ckpt_open_seconds(const wlift_ckpt *ck);
+/* Copy len raw bytes at offset off of file `file` of ck into buf (headers included; through
+ * the file's source, so a remote file is read by range). 0, or a negative code (a range
+ * beyond the end is WLIFT_ETRUNCATED). */
+WLIFT_API int wlift_ckpt_read(const wlift_ckpt *ck, size_t file, uint64_t off, void *buf,
+			      size_t len, wlift_diag *d);
+/* Read a whole small object (a path or URI of any scheme, e.g. an index.json; through the
+ * local cache like any remote object) into *buf (malloc'd, NUL-terminated; free with free()),
+ * its length in *len. Objects over max bytes fail with -EFBIG. */
+WLIFT_API int wlift_read_object(wlift_ctx *ctx, const char *uri, size_t max, char **buf,
+				size_t *len, wlift_diag *d);
 
 /* ---------------------------------------------------------------------------------------
  * Loading.

@@ -6,6 +6,7 @@
 #ifndef WLIFT_COMMON_H
 #define WLIFT_COMMON_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +51,12 @@ struct wlift_ctx {
 	size_t ring_bytes;  /* WEIGHTLIFT_CUDA_RING_BYTES (0: default; range-checked per load) */
 	unsigned ring_slots; /* WEIGHTLIFT_CUDA_RING_SLOTS (0: default) */
 	uint64_t max_device_bytes; /* WEIGHTLIFT_MAX_DEVICE_BYTES (0: none) */
+	/* The local cache of remote objects (src/source/cache.c): */
+	pthread_mutex_t cache_mu; /* cache_dir and offline change at run time */
+	char *cache_dir;	  /* opts->cache_dir or WEIGHTLIFT_CACHE_DIR; NULL: none */
+	int offline;		  /* opts->offline or WEIGHTLIFT_OFFLINE */
+	uint64_t cache_max_bytes; /* WEIGHTLIFT_CACHE_MAX_BYTES (0: no limit) */
+	int cache_fill_full;	  /* WEIGHTLIFT_CACHE_FILL=full */
 	wlift_log_fn log;
 	void *log_user;
 	int log_level;
@@ -63,6 +70,10 @@ static inline wlift_ctx *wlift__ctx_or_default(wlift_ctx *ctx)
 {
 	return ctx ? ctx : wlift__ctx_default();
 }
+
+/* A copy of ctx's cache directory (NULL: none) and its offline switch and size limit, read
+ * together. 0 or -ENOMEM. */
+int wlift__ctx_cache(wlift_ctx *ctx, char **dir, int *offline, uint64_t *max_bytes);
 
 void wlift__log(const wlift_ctx *ctx, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -197,6 +197,83 @@ static int remote_knobs(wlift_ctx *ctx, const wlift_ctx_opts *opts, wlift_diag *
 	return 0;
 }
 
+/* The local cache's knobs. */
+static int cache_knobs(wlift_ctx *ctx, const wlift_ctx_opts *opts, wlift_diag *d)
+{
+	static const char *const dir_env[] = { "WEIGHTLIFT_CACHE_DIR" };
+	const char *v;
+	size_t max = 0;
+	int ret;
+
+	if (str_knob(opts->cache_dir, dir_env, 1, &ctx->cache_dir))
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	ctx->offline = OPT_HAS(opts, offline) && opts->offline ? 1
+		       : env_flag("WEIGHTLIFT_OFFLINE");
+	ret = knob(OPT_HAS(opts, cache_max_bytes) ? (size_t)opts->cache_max_bytes : 0,
+		   "cache_max_bytes", "WEIGHTLIFT_CACHE_MAX_BYTES", 0, WLIFT_MAX_CACHE_BYTES,
+		   &max, d);
+	if (ret)
+		return ret;
+	ctx->cache_max_bytes = max;
+	if (OPT_HAS(opts, cache_fill) && opts->cache_fill) {
+		if (opts->cache_fill != WLIFT_CACHE_FILL_PARTIAL &&
+		    opts->cache_fill != WLIFT_CACHE_FILL_FULL)
+			return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.range",
+					       "wlift_ctx_opts.cache_fill = %d is not "
+					       "WLIFT_CACHE_FILL_PARTIAL or WLIFT_CACHE_FILL_FULL",
+					       opts->cache_fill);
+		ctx->cache_fill_full = opts->cache_fill == WLIFT_CACHE_FILL_FULL;
+	} else if (wlift__env_str("WEIGHTLIFT_CACHE_FILL", &v)) {
+		if (strcmp(v, "full") != 0 && strcmp(v, "partial") != 0)
+			return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+					       "environment variable WEIGHTLIFT_CACHE_FILL must be "
+					       "partial or full");
+		ctx->cache_fill_full = strcmp(v, "full") == 0;
+	}
+	return 0;
+}
+
+int wlift__ctx_cache(wlift_ctx *ctx, char **dir, int *offline, uint64_t *max_bytes)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&ctx->cache_mu);
+	*dir = NULL;
+	if (ctx->cache_dir && !(*dir = strdup(ctx->cache_dir)))
+		ret = -ENOMEM;
+	*offline = ctx->offline;
+	*max_bytes = ctx->cache_max_bytes;
+	pthread_mutex_unlock(&ctx->cache_mu);
+	return ret;
+}
+
+int wlift_ctx_set_cache_dir(wlift_ctx *ctx, const char *dir, wlift_diag *d)
+{
+	char *copy = NULL, *old;
+
+	ctx = wlift__ctx_or_default(ctx);
+	if (!ctx)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	if (dir && *dir && !(copy = strdup(dir)))
+		return wlift__diag_set(d, -ENOMEM, dir, NULL, -1, NULL, NULL);
+	pthread_mutex_lock(&ctx->cache_mu);
+	old = ctx->cache_dir;
+	ctx->cache_dir = copy;
+	pthread_mutex_unlock(&ctx->cache_mu);
+	free(old);
+	return 0;
+}
+
+void wlift_ctx_set_offline(wlift_ctx *ctx, int offline)
+{
+	ctx = wlift__ctx_or_default(ctx);
+	if (!ctx)
+		return;
+	pthread_mutex_lock(&ctx->cache_mu);
+	ctx->offline = offline ? 1 : 0;
+	pthread_mutex_unlock(&ctx->cache_mu);
+}
+
 int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 {
 	wlift_ctx_opts defaults = WLIFT_CTX_OPTS_INIT;
@@ -217,6 +294,7 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	pthread_mutex_init(&ctx->cache_mu, NULL);
 
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	if (ncpu < 1)
@@ -280,8 +358,9 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 			goto out;
 		ctx->max_device_bytes = v;
 	}
-	/* opts->cache_dir is accepted for the remote sources' write-through cache; local
-	 * sources have nothing to cache, so it is not kept yet. */
+	ret = cache_knobs(ctx, opts, d);
+	if (ret)
+		goto out;
 	ctx->log = opts->log;
 	ctx->log_user = opts->log_user;
 	ctx->log_level = opts->log_level;
@@ -308,6 +387,8 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	free(ctx->ca_bundle);
 	wlift__rate_destroy(ctx->rate);
 	free(ctx->cuda_library);
+	free(ctx->cache_dir);
+	pthread_mutex_destroy(&ctx->cache_mu);
 	free(ctx);
 }
 
@@ -318,6 +399,7 @@ static void default_init(void)
 	if (wlift_ctx_create(&default_ctx, NULL, NULL) < 0) {
 		default_ctx = calloc(1, sizeof(*default_ctx));
 		if (default_ctx) {
+			pthread_mutex_init(&default_ctx->cache_mu, NULL);
 			default_ctx->threads = WLIFT_MIN_DEFAULT_THREADS;
 			default_ctx->chunk_bytes = WLIFT_DEFAULT_CHUNK_BYTES;
 			default_ctx->max_inflight_bytes = WLIFT_DEFAULT_INFLIGHT_BYTES;

@@ -385,3 +385,21 @@ double wlift_ckpt_open_seconds(const wlift_ckpt *ck)
 {
 	return ck ? ck->open_s : 0;
 }
+
+int wlift_ckpt_read(const wlift_ckpt *ck, size_t file, uint64_t off, void *buf, size_t len,
+		    wlift_diag *d)
+{
+	if (!ck || file >= ck->nfiles || (!buf && len))
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "api.args",
+				       "wlift_ckpt_read: no such file %zu or no buffer", file);
+	return wlift__source_read(ck->files[file].src, buf, len, off, d);
+}
+
+int wlift_read_object(wlift_ctx *ctx, const char *uri, size_t max, char **buf, size_t *len,
+		      wlift_diag *d)
+{
+	if (!uri || !buf || !len)
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "api.args",
+				       "wlift_read_object: uri, buf or len is NULL");
+	return wlift__source_read_all(ctx, uri, max, buf, len, d);
+}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "source/cache.h"
 #include "source/file.h"
 #include "source/http.h"
 #include "source/source.h"
@@ -111,8 +112,10 @@ int wlift__source_open(wlift_ctx *ctx, const char *uri, struct wlift__source **o
 	const struct scheme *sc = scheme_of(uri);
 
 	*out = NULL;
+	/* Remote objects go through the local cache (which opens them itself when the context
+	 * has none). */
 	if (sc)
-		return sc->open(wlift__ctx_or_default(ctx), uri, out, d);
+		return wlift__cache_open(wlift__ctx_or_default(ctx), uri, sc->open, out, d);
 	if (!path)
 		return no_scheme(uri, d);
 	return wlift__file_open(wlift__ctx_or_default(ctx), path, uri, out, d);

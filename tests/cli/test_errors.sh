@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Exit codes and error messages of the CLI contract: usage errors (2), bad files (1, with the
 # error code named in --json), missing or unreadable files (3 / 4), the message format
-# "weightlift: <file>: <tensor>: <message> [rule]", help and version, cp/cache.
+# "weightlift: <file>: <tensor>: <message> [rule]", help and version, cp/cache usage.
 . "$(dirname "$0")/lib.sh"
 fixtures
 
@@ -20,11 +20,13 @@ grep_out "weightlift 0."
 expect_rc 2 "$WEIGHTLIFT" frobnicate "$S"
 grep_err "unknown command 'frobnicate'"
 expect_rc 2 "$WEIGHTLIFT" --frobnicate
-for cmd in cp cache; do
-	expect_rc 2 "$WEIGHTLIFT" "$cmd" "$S" "$T/x"
-	grep_err "weightlift: '$cmd' is not available yet (remote sources stage)"
-done
-for cmd in inspect verify load; do
+expect_rc 2 "$WEIGHTLIFT" cp "$S"
+grep_err "give one URI and one directory"
+expect_rc 2 "$WEIGHTLIFT" cache frob
+grep_err "unknown subcommand 'frob'"
+expect_rc 2 "$WEIGHTLIFT" load --cache-fill most "$S"
+grep_err "invalid --cache-fill 'most'"
+for cmd in inspect verify load cp cache; do
 	expect_rc 0 "$WEIGHTLIFT" "$cmd" --help
 	grep_out "usage: weightlift $cmd"
 	grep_out "exit status"
@@ -32,7 +34,7 @@ for cmd in inspect verify load; do
 	expect_rc 0 "$WEIGHTLIFT" help "$cmd"
 	grep_out "usage: weightlift $cmd"
 	expect_rc 2 "$WEIGHTLIFT" "$cmd"
-	grep_err "no URI given"
+	if [ "$cmd" = cache ]; then grep_err "give ls or clear"; else grep_err "no URI given"; fi
 	expect_rc 2 "$WEIGHTLIFT" "$cmd" --no-such-option "$S"
 	grep_err "unknown option '--no-such-option'"
 	expect_rc 2 "$WEIGHTLIFT" "$cmd" -Z "$S"

@@ -52,6 +52,8 @@ http {
 			alias $root/;
 			if (\$http_authorization != "Bearer sekrit") { return 403; }
 		}
+		# Slow answers (the cache's crash and concurrency tests stop a load midway).
+		location /slow/ { alias $root/; limit_rate 4m; }
 		location /forbidden/ { return 403; }
 		location /unauthorized/ { return 401; }
 		location /broken/ { return 500; }
