@@ -372,7 +372,8 @@ static void evict(const struct cache_src *cs, const char *dir, const char *skip_
 		free(data);
 	}
 	closedir(dd);
-	qsort(v, n, sizeof(*v), by_use);
+	if (n)
+		qsort(v, n, sizeof(*v), by_use);
 	for (size_t i = 0; i < n && total > max; i++) {
 		char *meta = cat3(dir, v[i].key, ".json"), *data = cat3(dir, v[i].key, ".data");
 		if (meta && data) {
