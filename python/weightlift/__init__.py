@@ -29,16 +29,34 @@ from ._serialize import TensorSpec, deserialize, serialize, serialize_file
 __version__ = _native.version
 __all__ = ["SafetensorError", "safe_open", "PySafeSlice", "stream", "load_file", "load",
            "save_file", "save", "TensorSpec", "serialize", "serialize_file", "deserialize",
-           "__version__", "install_as_safetensors", "uninstall_as_safetensors"]
+           "__version__", "install_as_safetensors", "uninstall_as_safetensors",
+           "set_local_cache_dir", "set_offline"]
+
+
+def set_local_cache_dir(path: Optional[Union[str, os.PathLike]]) -> None:
+    """Cache remote objects (http(s)://, hf://, ...) in the directory path from now on, in this
+    process (None: no cache). The bytes are written while they stream; the next load of the
+    same URI reads the cached file after the server confirms size and ETag (docs/remote.md,
+    "Local cache"). Checkpoints already open are not affected. WEIGHTLIFT_CACHE_DIR sets the
+    same at import."""
+    _native.set_cache_dir(None if path is None else os.fspath(path))
+
+
+def set_offline(offline: bool = True) -> None:
+    """Serve remote objects from the local cache only, asking no server (later opens in this
+    process); an object not cached raises OSError. WEIGHTLIFT_OFFLINE=1 sets it at import;
+    load_file/safe_open/stream also take offline=True per call."""
+    _native.set_offline(bool(offline))
 
 
 def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu",
-              backend: Optional[str] = None, *, device_allocator: Any = None) -> Dict[str, Any]:
+              backend: Optional[str] = None, *, device_allocator: Any = None,
+              offline: Optional[bool] = None) -> Dict[str, Any]:
     """weightlift.torch.load_file: every tensor as torch tensors, in file order."""
     from . import torch as _t
 
     return _t.load_file(filename, device=device, backend=backend,
-                        device_allocator=device_allocator)
+                        device_allocator=device_allocator, offline=offline)
 
 
 def load(data: bytes) -> Dict[str, Any]:

@@ -142,13 +142,18 @@ def _not_found(path: str) -> FileNotFoundError:
     return e
 
 
-def open_checkpoint(path: Union[PathLike, bytes, bytearray, memoryview]) -> "_native.Checkpoint":
+def open_checkpoint(path: Union[PathLike, bytes, bytearray, memoryview],
+                    offline: Optional[bool] = None) -> "_native.Checkpoint":
+    """offline=True: remote objects come from the local cache only, asking no server (as
+    set_offline(True) or WEIGHTLIFT_OFFLINE=1 for every open)."""
     if isinstance(path, (bytes, bytearray, memoryview)):
         return _native.Checkpoint(path, "<bytes>")
     p = os.fspath(path)
     if p == "":
         raise _not_found(p)
     try:
+        if offline:
+            return _native.Checkpoint(p, offline=True)
         return _native.Checkpoint(p)
     except FileNotFoundError as e:
         # A local path gets the reference's text; a remote object keeps the library's,
@@ -406,12 +411,13 @@ def device_allocator(spec: Any, device: str) -> Any:
 
 def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional[str] = None,
               names: Optional[List[str]] = None, owned: bool = False,
-              mmap_views: bool = False, allocator: Any = None) -> Dict[str, Any]:
+              mmap_views: bool = False, allocator: Any = None,
+              offline: Optional[bool] = None) -> Dict[str, Any]:
     dev, move = split_device(device)
     convert = _moving(convert, move)
     mapped = backend_mmap(backend, dev, owned, mmap_views)
     alloc = device_allocator(allocator, dev)
-    ck = open_checkpoint(path)
+    ck = open_checkpoint(path, offline)
     try:
         if isinstance(path, (bytes, bytearray, memoryview)):
             mapped = MMAP_OFF
@@ -528,15 +534,16 @@ def _compact(arr, framework):
 
 
 class safe_open:
-    """safe_open(filename, framework, device="cpu", backend=None): lazy access to a checkpoint
-    (file, index.json or directory), as in the safetensors package. Thread-safe: many threads
-    may call get_tensor on one handle (the GIL is released while reading)."""
+    """safe_open(filename, framework, device="cpu", backend=None, *, offline=None): lazy access
+    to a checkpoint (file, index.json or directory, or a remote URI), as in the safetensors
+    package. Thread-safe: many threads may call get_tensor on one handle (the GIL is released
+    while reading). offline=True: remote objects from the local cache only."""
 
     def __init__(self, filename: PathLike, framework: str = "pt", device: Device = "cpu",
-                 backend: Optional[str] = None):
+                 backend: Optional[str] = None, *, offline: Optional[bool] = None):
         path = check_filename(filename)
         self._setup(framework, device, backend)
-        self._ck = open_checkpoint(path)
+        self._ck = open_checkpoint(path, offline)
 
     def _setup(self, framework: str, device: Device, backend: Optional[str]) -> None:
         """Arguments checked in the reference's order (framework, device, backend), before
@@ -672,14 +679,16 @@ _END = object()
 
 
 def stream(uri: PathLike, device: Device = "cpu", framework: str = "pt",
-           backend: Optional[str] = None) -> Iterator[Tuple[str, Any]]:
+           backend: Optional[str] = None, *,
+           offline: Optional[bool] = None) -> Iterator[Tuple[str, Any]]:
     """Yield (name, tensor) as each tensor's bytes have landed, while the rest is read.
-    Tensors stay valid after the iteration. Closing the generator early cancels the load."""
+    Tensors stay valid after the iteration. Closing the generator early cancels the load.
+    offline=True: remote objects from the local cache only."""
     convert, _ = converter(framework)
     dev, move = split_device(device)
     convert = _moving(convert, move)
     mapped = backend_mmap(backend, dev, framework in _OWNED_FRAMEWORKS)
-    ck = open_checkpoint(uri)
+    ck = open_checkpoint(uri, offline)
     q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
     cancel = threading.Event()
     err: List[BaseException] = []

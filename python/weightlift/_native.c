@@ -20,6 +20,10 @@
 
 static PyObject *SafetensorError;
 static wlift_ctx *g_ctx;
+/* The context of offline opens (Checkpoint(..., offline=True)), made on first use; its cache
+ * directory follows g_ctx's (set_cache_dir sets both). */
+static wlift_ctx *g_ctx_offline;
+static PyObject *g_cache_dir; /* the last set_cache_dir value (a str or None), or NULL */
 
 /* ------------------------------------------------------------------------------------- */
 /* Errors                                                                                 */
@@ -129,16 +133,54 @@ static void ckpt_dealloc(CkptObject *self)
 	Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static int ckpt_init(CkptObject *self, PyObject *args, PyObject *kw)
+/* The library's warnings (the local cache's: a server that cannot be reached, a cache write
+ * that failed) go to stderr, as the CLI prints them; nothing else is logged. */
+static void log_stderr(void *user, int level, const char *msg)
 {
-	static char *kwlist[] = {"source", "name", NULL};
-	PyObject *src, *path = NULL;
-	const char *name = "<memory>";
-	wlift_ckpt *ck = NULL;
+	(void)user;
+	(void)level;
+	fprintf(stderr, "weightlift: warning: %s\n", msg);
+}
+
+static wlift_ctx *offline_ctx(void)
+{
+	wlift_ctx_opts o = WLIFT_CTX_OPTS_INIT;
 	wlift_diag d;
 	int ret;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|s", kwlist, &src, &name))
+	if (g_ctx_offline)
+		return g_ctx_offline;
+	o.log = log_stderr;
+	o.offline = 1;
+	wlift_diag_clear(&d);
+	ret = wlift_ctx_create(&g_ctx_offline, &o, &d);
+	if (ret < 0) {
+		raise_diag(ret, &d);
+		return NULL;
+	}
+	if (g_cache_dir) {
+		const char *dir = g_cache_dir == Py_None ? NULL : PyUnicode_AsUTF8(g_cache_dir);
+		if (g_cache_dir != Py_None && !dir)
+			return NULL;
+		wlift_ctx_set_cache_dir(g_ctx_offline, dir, NULL);
+	}
+	return g_ctx_offline;
+}
+
+static int ckpt_init(CkptObject *self, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"source", "name", "offline", NULL};
+	PyObject *src, *path = NULL;
+	const char *name = "<memory>";
+	wlift_ckpt *ck = NULL;
+	wlift_ctx *ctx = g_ctx;
+	int offline = 0;
+	wlift_diag d;
+	int ret;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|sp", kwlist, &src, &name, &offline))
+		return -1;
+	if (offline && !(ctx = offline_ctx()))
 		return -1;
 	if (self->ck) {
 		PyErr_SetString(PyExc_RuntimeError, "Checkpoint already open");
@@ -159,7 +201,7 @@ static int ckpt_init(CkptObject *self, PyObject *args, PyObject *kw)
 			return -1;
 		p = PyBytes_AS_STRING(path);
 		Py_BEGIN_ALLOW_THREADS
-		ret = wlift_open(g_ctx, p, &ck, &d);
+		ret = wlift_open(ctx, p, &ck, &d);
 		Py_END_ALLOW_THREADS
 		Py_DECREF(path);
 	}
@@ -1148,7 +1190,59 @@ static PyObject *py_dtype_bits(PyObject *m, PyObject *arg)
 	return PyLong_FromUnsignedLong(wlift_dtype_bits((wlift_dtype)t));
 }
 
+static PyObject *py_set_cache_dir(PyObject *mod, PyObject *arg)
+{
+	PyObject *bytes = NULL;
+	const char *dir = NULL;
+	wlift_diag d;
+	int ret;
+
+	(void)mod;
+	if (arg != Py_None) {
+		if (!PyUnicode_FSConverter(arg, &bytes))
+			return NULL;
+		dir = PyBytes_AS_STRING(bytes);
+		if (!*dir) {
+			Py_DECREF(bytes);
+			PyErr_SetString(PyExc_ValueError, "the cache directory is an empty string "
+					"(None disables the cache)");
+			return NULL;
+		}
+	}
+	wlift_diag_clear(&d);
+	ret = wlift_ctx_set_cache_dir(g_ctx, dir, &d);
+	if (!ret && g_ctx_offline)
+		ret = wlift_ctx_set_cache_dir(g_ctx_offline, dir, &d);
+	if (!ret) {
+		PyObject *keep = dir ? PyUnicode_DecodeFSDefault(dir) : Py_NewRef(Py_None);
+		if (!keep) {
+			Py_XDECREF(bytes);
+			return NULL;
+		}
+		Py_XSETREF(g_cache_dir, keep);
+	}
+	Py_XDECREF(bytes);
+	if (ret < 0)
+		return raise_diag(ret, &d);
+	Py_RETURN_NONE;
+}
+
+static PyObject *py_set_offline(PyObject *mod, PyObject *arg)
+{
+	int on = PyObject_IsTrue(arg);
+
+	(void)mod;
+	if (on < 0)
+		return NULL;
+	wlift_ctx_set_offline(g_ctx, on);
+	Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+	{"set_cache_dir", (PyCFunction)py_set_cache_dir, METH_O,
+	 "set_cache_dir(path or None): the local cache of remote objects for later opens."},
+	{"set_offline", (PyCFunction)py_set_offline, METH_O,
+	 "set_offline(flag): serve remote objects from the local cache only (later opens)."},
 	{"save", (PyCFunction)(void (*)(void))py_save, METH_VARARGS | METH_KEYWORDS,
 	 "save(items, metadata=None, path=None): serialise [(name, dtype, shape, buffer)]; "
 	 "returns bytes, or writes path atomically and returns None."},
@@ -1190,7 +1284,9 @@ PyMODINIT_FUNC PyInit__native(void)
 		return NULL;
 	wlift_diag_clear(&d);
 	if (!g_ctx) {
-		ret = wlift_ctx_create(&g_ctx, NULL, &d);
+		wlift_ctx_opts o = WLIFT_CTX_OPTS_INIT;
+		o.log = log_stderr;
+		ret = wlift_ctx_create(&g_ctx, &o, &d);
 		if (ret < 0)
 			return raise_diag(ret, &d);
 	}

@@ -83,12 +83,13 @@ def load(data: bytes) -> Dict[str, np.ndarray]:
 
 
 def load_file(filename: Union[str, os.PathLike], backend: Optional[str] = None, *,
-              mmap_views: bool = False) -> Dict[str, np.ndarray]:
+              mmap_views: bool = False, offline: Optional[bool] = None) -> Dict[str, np.ndarray]:
     """Load every array of a file, index.json or directory, in file order, into memory the
     arrays own (as safetensors.numpy does, whatever the backend: "mmap" or "pread").
     mmap_views=True returns views of a private (copy-on-write) mapping of the files instead:
     nearly free when the files are in the page cache, but truncating a file while its arrays
-    live kills the process with SIGBUS."""
+    live kills the process with SIGBUS. offline=True: remote objects from the local cache
+    only (weightlift.set_local_cache_dir)."""
     return _core.load_dict(_core.check_filename(filename), _core.to_numpy, "cpu", backend,
                            owned=True,
-                           mmap_views=mmap_views)
+                           mmap_views=mmap_views, offline=offline)

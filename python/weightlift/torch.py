@@ -269,15 +269,17 @@ class TorchAllocator:
 
 def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu",
               backend: Optional[str] = None, *,
-              device_allocator: Any = None) -> Dict[str, torch.Tensor]:
-    """Load every tensor of a file, index.json or directory, in file order.
+              device_allocator: Any = None,
+              offline: Optional[bool] = None) -> Dict[str, torch.Tensor]:
+    """Load every tensor of a file, index.json or directory (or a remote URI), in file order.
 
     backend: None/"mmap" (lazy copy-on-write views of the file, the default for CPU) or
     "pread" (copied into owned memory by the parallel reader). device_allocator (GPU
     devices): "torch" to have PyTorch's caching allocator own the device memory (see
-    TorchAllocator), or an object with alloc(device, nbytes) and free(device, ptr, nbytes)."""
+    TorchAllocator), or an object with alloc(device, nbytes) and free(device, ptr, nbytes).
+    offline=True: remote objects from the local cache only (weightlift.set_local_cache_dir)."""
     return _core.load_dict(_core.check_filename(filename), _core.to_torch, device, backend,
-                           allocator=device_allocator)
+                           allocator=device_allocator, offline=offline)
 
 
 def save_model(model: "torch.nn.Module", filename: Union[str, os.PathLike],
