@@ -47,6 +47,14 @@ struct wlift_ctx {
 	uint64_t max_rate;	    /* WEIGHTLIFT_MAX_RATE: bytes/s over all remote transfers of
 				       this context (0: no cap) */
 	struct wlift__rate *rate;   /* the bucket of max_rate, or NULL */
+	/* GCS (gs://) sources (src/source/gcs_auth.h has the credential order): */
+	char *gcs_token;	    /* WEIGHTLIFT_GCS_TOKEN, else GOOGLE_OAUTH_ACCESS_TOKEN */
+	const char *gcs_token_env;  /* the variable it came from (static), or NULL */
+	char *gcs_credentials;	    /* GOOGLE_APPLICATION_CREDENTIALS: a key file, or NULL */
+	char *gcs_adc_file;	    /* gcloud's application_default_credentials.json path */
+	char *gcs_emulator;	    /* STORAGE_EMULATOR_HOST, or NULL */
+	char *gcs_metadata_host;    /* GCE_METADATA_HOST, else GCE_METADATA_IP, or NULL */
+	int gcs_anonymous;	    /* WEIGHTLIFT_GCS_ANONYMOUS=1: never send a token */
 	char *cuda_library; /* WEIGHTLIFT_CUDA_LIBRARY: the CUDA driver to load (NULL: libcuda.so.1) */
 	size_t ring_bytes;  /* WEIGHTLIFT_CUDA_RING_BYTES (0: default; range-checked per load) */
 	unsigned ring_slots; /* WEIGHTLIFT_CUDA_RING_SLOTS (0: default) */

@@ -274,6 +274,38 @@ void wlift_ctx_set_offline(wlift_ctx *ctx, int offline)
 	pthread_mutex_unlock(&ctx->cache_mu);
 }
 
+/* The gs:// sources' settings: the names Google's client libraries read (docs/remote.md). */
+static int gcs_knobs(wlift_ctx *ctx)
+{
+	static const char *const cred_env[] = { "GOOGLE_APPLICATION_CREDENTIALS" };
+	static const char *const emu_env[] = { "STORAGE_EMULATOR_HOST" };
+	static const char *const md_env[] = { "GCE_METADATA_HOST", "GCE_METADATA_IP" };
+	const char *v = NULL, *home = NULL;
+	char path[4096];
+
+	if (wlift__env_str("WEIGHTLIFT_GCS_TOKEN", &v))
+		ctx->gcs_token_env = "WEIGHTLIFT_GCS_TOKEN";
+	else if (wlift__env_str("GOOGLE_OAUTH_ACCESS_TOKEN", &v))
+		ctx->gcs_token_env = "GOOGLE_OAUTH_ACCESS_TOKEN";
+	if (v && !(ctx->gcs_token = strdup(v)))
+		return -ENOMEM;
+	/* gcloud keeps its configuration in $CLOUDSDK_CONFIG, else ~/.config/gcloud. */
+	path[0] = '\0';
+	if (wlift__env_str("CLOUDSDK_CONFIG", &v))
+		snprintf(path, sizeof(path), "%s/application_default_credentials.json", v);
+	else if (wlift__env_str("HOME", &home))
+		snprintf(path, sizeof(path),
+			 "%s/.config/gcloud/application_default_credentials.json", home);
+	if (path[0] && !(ctx->gcs_adc_file = strdup(path)))
+		return -ENOMEM;
+	ctx->gcs_anonymous = env_flag("WEIGHTLIFT_GCS_ANONYMOUS");
+	if (str_knob(NULL, cred_env, 1, &ctx->gcs_credentials) ||
+	    str_knob(NULL, emu_env, 1, &ctx->gcs_emulator) ||
+	    str_knob(NULL, md_env, 2, &ctx->gcs_metadata_host))
+		return -ENOMEM;
+	return 0;
+}
+
 int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 {
 	wlift_ctx_opts defaults = WLIFT_CTX_OPTS_INIT;
@@ -324,6 +356,10 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 	ret = remote_knobs(ctx, opts, d);
 	if (ret)
 		goto out;
+	if (gcs_knobs(ctx)) {
+		ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+		goto out;
+	}
 	/* GPU loads: the driver library (the fake driver in tests) and the staging ring. 0 keeps
 	 * the default; the ring's lower bounds are checked per load (config.c). */
 	{
@@ -386,6 +422,11 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	free(ctx->hf_endpoint);
 	free(ctx->ca_bundle);
 	wlift__rate_destroy(ctx->rate);
+	free(ctx->gcs_token);
+	free(ctx->gcs_credentials);
+	free(ctx->gcs_adc_file);
+	free(ctx->gcs_emulator);
+	free(ctx->gcs_metadata_host);
 	free(ctx->cuda_library);
 	free(ctx->cache_dir);
 	pthread_mutex_destroy(&ctx->cache_mu);

@@ -60,6 +60,13 @@
 /* The bandwidth cap's bucket holds a tenth of a second of the rate, at least this much (one
  * curl buffer: a transfer delivers up to WLIFT_HTTP_BUFFER bytes per callback). */
 #define WLIFT_RATE_MIN_BURST (512.0 * 1024)
+/* gs:// sources: the JSON API's address (STORAGE_EMULATOR_HOST replaces it); a cached access
+ * token is fetched anew this many seconds before it expires (Google's libraries use a few
+ * minutes: a token handed out must outlive the request it goes with); a token request gives
+ * up after WLIFT_GCS_TOKEN_TIMEOUT_S. */
+#define WLIFT_GCS_ENDPOINT "https://storage.googleapis.com"
+#define WLIFT_GCS_TOKEN_MARGIN_S 300
+#define WLIFT_GCS_TOKEN_TIMEOUT_S 60L
 /* GPU loads: the pinned staging ring (WEIGHTLIFT_CUDA_RING_BYTES / _SLOTS). 16 buffers of
  * 8 MiB: one per read in flight for the default threads with room for the copies behind them
  * (the H2D copy of 8 MiB takes ~0.2 ms at 50 GB/s, so a few buffers in copy keep the link
