@@ -335,6 +335,12 @@ static long status_of(const struct xfer *x)
 	return st;
 }
 
+/* Whether the URL pins the object's version (the scheme's WLIFT_HTTP_AUTH_URL_IDENTITY). */
+static int url_identity(const struct http_source *s)
+{
+	return s->rauth.ops && (s->rauth.ops->flags & WLIFT_HTTP_AUTH_URL_IDENTITY);
+}
+
 /* Whether the response about to deliver its body is one to keep (BAD_* otherwise). */
 static int check_response(struct xfer *x)
 {
@@ -360,7 +366,7 @@ static int check_response(struct xfer *x)
 		return BAD_RANGE;
 	if (x->cr_total != s->base.size)
 		return BAD_CHANGED;
-	if (s->etag[0] && x->etag[0] && strcmp(s->etag, x->etag) != 0)
+	if (s->etag[0] && x->etag[0] && strcmp(s->etag, x->etag) != 0 && !url_identity(s))
 		return BAD_CHANGED;
 	if (x->cr_first != x->r.off || x->cr_last != x->r.off + x->r.len - 1)
 		return BAD_RANGE;
@@ -652,7 +658,9 @@ static int setup(struct xfer *x, struct http_source *s, const struct wlift__read
 	/* The identity of the object read at open, so that a server whose object changed
 	 * answers 412 instead of other bytes. A weak ETag cannot match If-Match. */
 	cond[0] = '\0';
-	if (!probe && s->etag[0] && strncmp(s->etag, "W/", 2) != 0)
+	if (url_identity(s))
+		; /* the URL itself asks for the version read at open */
+	else if (!probe && s->etag[0] && strncmp(s->etag, "W/", 2) != 0)
 		snprintf(cond, sizeof(cond), "If-Match: %s", s->etag);
 	else if (!probe && s->last_modified[0])
 		snprintf(cond, sizeof(cond), "If-Unmodified-Since: %s", s->last_modified);

@@ -59,6 +59,10 @@ struct wlift__http_auth_ops {
 /* ops->flags */
 #define WLIFT_HTTP_AUTH_NO_REDIRECT 1u /* a 3xx is an error (explained), never followed: a
 					  signature is for one host */
+#define WLIFT_HTTP_AUTH_URL_IDENTITY 2u /* the URL pins the object's version (GCS's
+					   ifGenerationMatch: a replaced object answers 412): reads
+					   send no If-Match / If-Unmodified-Since and an answer's
+					   ETag is not compared with the open's */
 
 /* The most error-body bytes given to explain(). */
 #define WLIFT_HTTP_ERROR_BODY 4096

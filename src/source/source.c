@@ -10,6 +10,7 @@
 
 #include "source/cache.h"
 #include "source/file.h"
+#include "source/gcs.h"
 #include "source/http.h"
 #include "source/source.h"
 
@@ -45,6 +46,7 @@ static const struct scheme schemes[] = {
 	{ "http://", wlift__http_stat, wlift__http_list, wlift__http_open },
 	{ "https://", wlift__http_stat, wlift__http_list, wlift__http_open },
 	{ "hf://", wlift__http_stat, wlift__http_list, wlift__http_open },
+	{ "gs://", wlift__gcs_stat, wlift__gcs_list, wlift__gcs_open },
 };
 
 static const struct scheme *scheme_of(const char *uri)
@@ -57,7 +59,7 @@ static const struct scheme *scheme_of(const char *uri)
 
 /* Schemes that later stages of this project implement: named so that their URIs get
  * "not supported by this build" instead of "not understood". */
-static const char *const planned_schemes[] = { "s3://", "gs://" };
+static const char *const planned_schemes[] = { "s3://" };
 
 static int no_scheme(const char *uri, wlift_diag *d)
 {
