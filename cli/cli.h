@@ -129,6 +129,11 @@ struct cli_shard {
 int cli_shard_parse(const char *text, size_t len, struct cli_shard *sh, char *msg, size_t cap);
 void cli_shard_free(struct cli_shard *sh);
 
+/* An --experts value: "block" or "round-robin", optionally ":N" (N routed experts, 1 ..
+ * 2^32-1; without it the checkpoint's count). Fills placement and nexperts of *f. 0, or -1
+ * with a message in msg[0..cap). */
+int cli_experts_parse(const char *s, wlift_expert_filter *f, char *msg, size_t cap);
+
 /* Print json as the one --json object on stdout (pretty on a terminal, one line otherwise). */
 void cli_json_print(json_object *obj);
 

@@ -178,3 +178,36 @@ int cli_shard_parse(const char *text, size_t len, struct cli_shard *sh, char *ms
 	sh->n = n;
 	return 0;
 }
+
+int cli_experts_parse(const char *s, wlift_expert_filter *f, char *msg, size_t cap)
+{
+	static const struct {
+		const char *name;
+		int placement;
+	} kinds[] = {{"block", WLIFT_EXPERTS_BLOCK}, {"round-robin", WLIFT_EXPERTS_ROUND_ROBIN}};
+	const char *colon = strchr(s, ':');
+	size_t len = colon ? (size_t)(colon - s) : strlen(s);
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		unsigned long long n = 0;
+		char *end = NULL;
+
+		if (strlen(kinds[i].name) != len || strncmp(s, kinds[i].name, len) != 0)
+			continue;
+		if (colon) {
+			if (colon[1] < '0' || colon[1] > '9')
+				return fail(msg, cap, "the expert count after ':' must be a number "
+						      "[experts.count]");
+			errno = 0;
+			n = strtoull(colon + 1, &end, 10);
+			if (errno || *end || n == 0 || n > UINT32_MAX)
+				return fail(msg, cap, "the expert count must be 1 .. 4294967295 "
+						      "[experts.count]");
+		}
+		f->placement = kinds[i].placement;
+		f->nexperts = (unsigned)n;
+		return 0;
+	}
+	return fail(msg, cap, "placement must be block or round-robin, optionally :N "
+			      "[experts.placement]");
+}

@@ -40,6 +40,12 @@ static void usage(FILE *out)
 	    "  --shard-spec FILE       JSON object {\"name or glob\": dim or null}: split the\n"
 	    "                          matching tensors along dim into W blocks of ceil(n/W)\n"
 	    "                          (null, or no match: replicated, loaded whole)\n"
+	    "  --experts P[:N]         expert parallelism over --rank/--world: load only the\n"
+	    "                          routed experts (names with experts.<e>.) this rank\n"
+	    "                          owns: P = block (contiguous blocks, remainder to the\n"
+	    "                          lowest ranks) or round-robin (e % W == R); N experts\n"
+	    "                          (default: counted in the checkpoint); all other\n"
+	    "                          tensors are loaded on every rank\n"
 	    "  --device DEV            cpu (default), cuda (= cuda:0) or cuda:N\n"
 	    "  --dtype T               convert floating-point tensors to F16, BF16 or F32\n"
 	    "  --repeat N              run open + load N times, report the median run\n"
@@ -255,6 +261,7 @@ int cli_load(int argc, char **argv)
 		OPT_WORLD,
 		OPT_SHARD,
 		OPT_RATE,
+		OPT_EXPERTS,
 	};
 	static const struct option opts[] = {
 	    {"threads", required_argument, NULL, OPT_THREADS},
@@ -273,6 +280,7 @@ int cli_load(int argc, char **argv)
 	    {"world", required_argument, NULL, OPT_WORLD},
 	    {"shard-spec", required_argument, NULL, OPT_SHARD},
 	    {"max-rate", required_argument, NULL, OPT_RATE},
+	    {"experts", required_argument, NULL, OPT_EXPERTS},
 	    CLI_CACHE_LONGOPTS,
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -291,6 +299,8 @@ int cli_load(int argc, char **argv)
 	unsigned long threads = 0, repeat = 1, rank = 0, world = 0;
 	struct cli_shard shard = {0};
 	const char *shard_path = NULL;
+	wlift_expert_filter experts = {0};
+	bool use_experts = false;
 	uint64_t chunk = 0, inflight = 0, peak = 0, rate = 0;
 	const char *uri, *device = NULL;
 	wlift_ctx *ctx = NULL;
@@ -410,6 +420,16 @@ int cli_load(int argc, char **argv)
 		case OPT_SHARD:
 			shard_path = optarg;
 			break;
+		case OPT_EXPERTS: {
+			char msg[128];
+			if (cli_experts_parse(optarg, &experts, msg, sizeof(msg)) < 0) {
+				rc = cli_usage_error("load", "invalid --experts '%s': %s", optarg,
+						     msg);
+				goto out;
+			}
+			use_experts = true;
+			break;
+		}
 		case 'q':
 			quiet = true;
 			break;
@@ -439,12 +459,19 @@ int cli_load(int argc, char **argv)
 		rc = cli_usage_error("load", "--touch reads host memory: it needs --device cpu");
 		goto out;
 	}
-	if (rank >= (world ? world : 1) || (shard_path && world < 2) || (world > 1 && !shard_path)) {
+	if (rank >= (world ? world : 1) || (shard_path && world < 2) ||
+	    (world > 1 && !shard_path && !use_experts)) {
 		rc = cli_usage_error("load", "%s",
 				     rank >= (world ? world : 1) ? "--rank must be below --world"
 				     : shard_path ? "--shard-spec needs --world W >= 2 (and --rank)"
-						  : "--world needs --shard-spec");
+						  : "--world needs --shard-spec or --experts");
 		goto out;
+	}
+	if (use_experts) {
+		/* Over the load's rank and world (ep_size 0), which --experts alone also sets. */
+		lo.rank = (int)rank;
+		lo.world_size = (int)world;
+		lo.experts = &experts;
 	}
 	if (shard_path) {
 		char *text = NULL, msg[256];

@@ -354,6 +354,27 @@ typedef struct wlift_shard_rule {
 	int dim;
 } wlift_shard_rule;
 
+/* Expert-parallel filter (wlift_load_opts.experts): a tensor whose name holds marker followed
+ * by a decimal number and a dot ("experts." by default: "model.layers.3.mlp.experts.42.w1",
+ * or a name starting "experts.42.") is routed expert 42's; it is loaded only when this rank
+ * owns that expert. Every other tensor (attention, router, shared experts) is loaded on every
+ * rank. The filter applies after names (an unowned expert named there is dropped too).
+ * Placement: WLIFT_EXPERTS_BLOCK gives rank r of ep_size a contiguous block of nexperts /
+ * ep_size experts, the remainder going one each to the lowest ranks (fastsafetensors'
+ * owned_expert_range); WLIFT_EXPERTS_ROUND_ROBIN gives it experts e with e % ep_size == r;
+ * owns, when set, decides instead (called from the loading thread, once per expert tensor).
+ * nexperts 0: one more than the largest expert number in the checkpoint. ep_size 0: the
+ * load's rank and world_size. An expert number >= nexperts is -EINVAL naming the tensor. */
+enum wlift_expert_placement { WLIFT_EXPERTS_BLOCK = 0, WLIFT_EXPERTS_ROUND_ROBIN = 1 };
+typedef struct wlift_expert_filter {
+	const char *marker;          /* NULL: "experts." */
+	unsigned nexperts;           /* 0: found in the checkpoint */
+	int ep_rank, ep_size;        /* 0 <= ep_rank < ep_size <= WLIFT_MAX_WORLD; size 0: load's */
+	int placement;               /* enum wlift_expert_placement */
+	int (*owns)(unsigned expert, void *user); /* non-NULL: 1 owns, 0 not, < 0 fails */
+	void *owns_user;
+} wlift_expert_filter;
+
 /* Leading-dimension rows [begin, end) of one tensor (wlift_load_opts.rows). */
 typedef struct wlift_rows {
 	uint64_t begin, end;
@@ -420,6 +441,9 @@ typedef struct wlift_load_opts {
 	 * where the device supports it, so that dropping tensors returns their memory; else
 	 * cuMemAlloc). */
 	const struct wlift_device_allocator *device_allocator;
+	/* Expert parallelism: load only the routed experts this rank owns (see
+	 * wlift_expert_filter); NULL: all. */
+	const wlift_expert_filter *experts;
 } wlift_load_opts;
 #define WLIFT_LOAD_OPTS_INIT { .size = sizeof(wlift_load_opts) }
 

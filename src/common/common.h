@@ -65,6 +65,7 @@ struct wlift_ctx {
 	int offline;		  /* opts->offline or WEIGHTLIFT_OFFLINE */
 	uint64_t cache_max_bytes; /* WEIGHTLIFT_CACHE_MAX_BYTES (0: no limit) */
 	int cache_fill_full;	  /* WEIGHTLIFT_CACHE_FILL=full */
+	size_t shard_piece_min; /* WEIGHTLIFT_SHARD_PIECE_MIN: strided shard pieces read alone */
 	wlift_log_fn log;
 	void *log_user;
 	int log_level;

@@ -353,6 +353,10 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 	 * machine (docs/ARCHITECTURE.md), so it is off unless asked for. */
 	ctx->populate = env_flag("WEIGHTLIFT_POPULATE");
 	ctx->disable_uring = env_flag("WEIGHTLIFT_DISABLE_URING");
+	ret = knob(0, "shard_piece_min", "WEIGHTLIFT_SHARD_PIECE_MIN", WLIFT_SHARD_PIECE_MIN,
+		   WLIFT_MAX_CHUNK_BYTES, &ctx->shard_piece_min, d);
+	if (ret)
+		goto out;
 	ret = remote_knobs(ctx, opts, d);
 	if (ret)
 		goto out;

@@ -126,6 +126,7 @@ int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
 	if (c->max_inflight_bytes < c->chunk_bytes)
 		c->max_inflight_bytes = c->chunk_bytes;
 	c->populate = ctx->populate;
+	c->shard_piece_min = ctx->shard_piece_min ? ctx->shard_piece_min : WLIFT_SHARD_PIECE_MIN;
 	c->rank = o->world_size > 1 ? (unsigned)o->rank : 0;
 	c->world = o->world_size > 1 ? (unsigned)o->world_size : 1;
 	c->progress = o->progress;

@@ -361,6 +361,9 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	ret = wlift__load_select(ck, o, &sel, d);
 	if (ret)
 		goto out;
+	ret = wlift__load_experts(ck, o, &sel, d);
+	if (ret)
+		goto out;
 	ret = wlift__load_partition(ck, o, &cfg, &sel, d);
 	if (ret)
 		goto out;

@@ -124,7 +124,7 @@ static void shard_block(uint64_t n, unsigned rank, unsigned world, uint64_t *b, 
 
 /* Tensor i's block along dim > 0: the covering range of its rows, gathered after landing. */
 static int partition_gather(struct wlift__selection *s, size_t i, const wlift_tensor_info *t,
-			    unsigned dim, uint64_t b, uint64_t e, wlift_diag *d)
+			    unsigned dim, uint64_t b, uint64_t e, size_t piece_min, wlift_diag *d)
 {
 	struct wlift__gather *g = &s->gather[i];
 	uint64_t outer = 1, inner_bits = wlift_dtype_bits(t->dtype);
@@ -155,7 +155,7 @@ static int partition_gather(struct wlift__selection *s, size_t i, const wlift_te
 		if (outer == 1)
 			g->outer = 0; /* one piece: contiguous */
 		else
-			g->split = g->piece >= WLIFT_SHARD_PIECE_MIN;
+			g->split = g->piece >= piece_min;
 	}
 	s->ti[i].file_offset += b * (inner_bits / 8);
 	s->ti[i].data_begin += b * (inner_bits / 8);
@@ -198,7 +198,8 @@ int wlift__load_partition(const struct wlift_ckpt *ck, const wlift_load_opts *o,
 						       t->name, t->ndim, rule->dim, rule->pattern);
 			shard_block(t->shape[rule->dim], c->rank, c->world, &b, &e);
 			if (rule->dim > 0) {
-				ret = partition_gather(s, i, t, (unsigned)rule->dim, b, e, d);
+				ret = partition_gather(s, i, t, (unsigned)rule->dim, b, e,
+						       c->shard_piece_min, d);
 				if (ret)
 					return ret;
 				continue;

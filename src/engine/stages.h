@@ -36,6 +36,7 @@ struct wlift__load_cfg {
 	size_t max_inflight_bytes;
 	int populate; /* host arenas pre-faulted before reading */
 	unsigned rank, world; /* world 1: not sharded */
+	size_t shard_piece_min; /* strided shard pieces of at least this are read one by one */
 	wlift_progress_fn progress;
 	void *progress_user;
 };
@@ -76,6 +77,10 @@ int wlift__load_partition(const struct wlift_ckpt *ck, const wlift_load_opts *o,
 			  const struct wlift__load_cfg *c, struct wlift__selection *s,
 			  wlift_diag *d);
 void wlift__selection_free(struct wlift__selection *s);
+/* opts->experts (experts.c): drop the routed experts this rank does not own from s, keeping
+ * its order; every other tensor stays. */
+int wlift__load_experts(const struct wlift_ckpt *ck, const wlift_load_opts *o,
+			struct wlift__selection *s, wlift_diag *d);
 
 /* ---- probe ------------------------------------------------------------------------------ */
 
