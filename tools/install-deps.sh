@@ -2,14 +2,16 @@
 # Install what weightlift needs from Debian, only when missing.
 #   tools/install-deps.sh build   compilers and -dev libraries
 #   tools/install-deps.sh test    + test tools (Check, fio, valgrind, nginx, libfuse3 for the
-#                                 fault injection test, python venv)
+#                                 fault injection test, Open MPI for the distributed tests,
+#                                 python venv)
 #   tools/install-deps.sh demo    + what `make demo` uses
 set -euo pipefail
 what=${1:-build}
 pkgs=(build-essential cmake pkg-config libjson-c-dev liburing-dev libssl-dev libcurl4-openssl-dev
       python3 python3-venv python3-dev)
 case "$what" in
-  test) pkgs+=(check clang libclang-rt-14-dev fio valgrind libfuse3-dev fuse3 nginx) ;;
+  test) pkgs+=(check clang libclang-rt-14-dev fio valgrind libfuse3-dev fuse3 nginx openmpi-bin
+              libopenmpi-dev) ;;
   demo) pkgs+=(fio) ;;
   build) ;;
   *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;

@@ -25,12 +25,14 @@ from ._core import PySafeSlice, _safe_open_handle, safe_open, stream
 from ._shim import install_as_safetensors, uninstall_as_safetensors
 from ._native import SafetensorError
 from ._serialize import TensorSpec, deserialize, serialize, serialize_file
+from .distributed import FilesBufferOnDevice, SafeTensorsFileLoader, SingleGroup
 
 __version__ = _native.version
 __all__ = ["SafetensorError", "safe_open", "PySafeSlice", "stream", "load_file", "load",
            "save_file", "save", "TensorSpec", "serialize", "serialize_file", "deserialize",
            "__version__", "install_as_safetensors", "uninstall_as_safetensors",
-           "set_local_cache_dir", "set_offline"]
+           "set_local_cache_dir", "set_offline", "SafeTensorsFileLoader",
+           "FilesBufferOnDevice", "SingleGroup"]
 
 
 def set_local_cache_dir(path: Optional[Union[str, os.PathLike]]) -> None:

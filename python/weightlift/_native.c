@@ -521,12 +521,17 @@ static void py_free_cb(void *user, int device, void *ptr, size_t bytes)
 static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"names", "mmap", "strategy", "direct", "threads", "device",
-				 "ready", "cancel", "rows", "device_allocator", NULL};
+				 "ready", "cancel", "rows", "device_allocator", "rank", "world",
+				 "shard", "experts", NULL};
 	PyObject *names = Py_None, *ready = Py_None, *cancel = Py_None, *rows = Py_None;
 	PyObject *dev_alloc = Py_None;
 	struct py_alloc *pa = NULL;
 	wlift_device_allocator cal = {py_alloc_cb, py_free_cb, NULL};
-	PyObject *seq = NULL, *rseq = NULL;
+	PyObject *shard = Py_None, *experts = Py_None;
+	PyObject *seq = NULL, *rseq = NULL, *sseq = NULL;
+	wlift_shard_rule *crules = NULL;
+	wlift_expert_filter ef = {0};
+	int rank = 0, world = 0;
 	PyObject *res_obj = NULL;
 	const char **cnames = NULL;
 	wlift_rows *crows = NULL;
@@ -539,9 +544,9 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	wlift_diag d;
 	int ret;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOOOO", kwlist, &names, &mmap,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOOOOiiOO", kwlist, &names, &mmap,
 					 &strategy, &direct, &threads, &device, &ready, &cancel,
-					 &rows, &dev_alloc))
+					 &rows, &dev_alloc, &rank, &world, &shard, &experts))
 		return NULL;
 	if (ckpt_check(self) < 0)
 		return NULL;
@@ -614,6 +619,36 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 		cal.user = pa;
 		o.device_allocator = &cal;
 	}
+	if (shard != Py_None) {
+		/* shard: a sequence of (pattern, dim) rules; dim -1 replicates. */
+		Py_ssize_t n;
+
+		sseq = PySequence_Fast(shard, "shard must be a sequence of (pattern, dim)");
+		if (!sseq)
+			goto out;
+		n = PySequence_Fast_GET_SIZE(sseq);
+		crules = PyMem_Calloc((size_t)n + 1, sizeof(*crules));
+		if (!crules) {
+			PyErr_NoMemory();
+			goto out;
+		}
+		for (Py_ssize_t i = 0; i < n; i++) {
+			if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(sseq, i), "si",
+					      &crules[i].pattern, &crules[i].dim))
+				goto out;
+		}
+		o.shard = crules;
+		o.nshard = (size_t)n;
+	}
+	if (experts != Py_None) {
+		/* experts: (placement, nexperts, ep_rank, ep_size, marker or None). */
+		if (!PyArg_ParseTuple(experts, "iIiiz", &ef.placement, &ef.nexperts, &ef.ep_rank,
+				      &ef.ep_size, &ef.marker))
+			goto out;
+		o.experts = &ef;
+	}
+	o.rank = rank;
+	o.world_size = world;
 	o.device = device;
 	o.mmap = mmap;
 	o.strategy = strategy;
@@ -665,8 +700,10 @@ out:
 		if (!pa->allocated || pa->freed)
 			py_alloc_drop(pa);
 	}
+	PyMem_Free(crules);
 	PyMem_Free(crows);
 	PyMem_Free(cnames);
+	Py_XDECREF(sseq);
 	Py_XDECREF(rseq);
 	Py_XDECREF(seq);
 	return res_obj;
@@ -683,10 +720,13 @@ static PyMethodDef ckpt_methods[] = {
 	 "[(uri, size, header_len, data_offset, ntensors)] per file."},
 	{"load", (PyCFunction)(void (*)(void))ckpt_load, METH_VARARGS | METH_KEYWORDS,
 	 "load(names=None, mmap=0, strategy=0, direct=0, threads=0, device=None, ready=None, "
-	 "cancel=None, rows=None, device_allocator=None) -> Result. rows: one (begin, end) of "
+	 "cancel=None, rows=None, device_allocator=None, rank=0, world=0, shard=None, "
+	 "experts=None) -> Result. rows: one (begin, end) of "
 	 "leading-dimension rows per name (only those bytes are read). device_allocator: an "
 	 "object with alloc(device, nbytes) -> device pointer and free(device, ptr, nbytes) "
-	 "that owns a GPU load's device memory. The GIL is released while loading."},
+	 "that owns a GPU load's device memory. shard: [(pattern, dim)] rules for rank of world "
+	 "(dim -1 replicates); experts: (placement, nexperts, ep_rank, ep_size, marker) "
+	 "(wlift_expert_filter). The GIL is released while loading."},
 	{"close", (PyCFunction)ckpt_close, METH_NOARGS, "Close; loaded tensors stay valid."},
 	{NULL, NULL, 0, NULL},
 };
@@ -1265,6 +1305,8 @@ static const struct {
     {"MMAP_OFF", WLIFT_MMAP_OFF},
     {"MMAP_ON", WLIFT_MMAP_ON},
     {"MMAP_AUTO", WLIFT_MMAP_AUTO},
+    {"EXPERTS_BLOCK", WLIFT_EXPERTS_BLOCK},
+    {"EXPERTS_ROUND_ROBIN", WLIFT_EXPERTS_ROUND_ROBIN},
     {"STRATEGY_AUTO", WLIFT_STRATEGY_AUTO},
     {"STRATEGY_PREAD", WLIFT_STRATEGY_PREAD},
     {"STRATEGY_URING", WLIFT_STRATEGY_URING},

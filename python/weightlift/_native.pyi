@@ -50,7 +50,9 @@ class Checkpoint:
              direct: int = ..., threads: int = ..., device: Optional[str] = ...,
              ready: Optional[Callable[[Tensor], Any]] = ..., cancel: Any = ...,
              rows: Optional[Sequence[Tuple[int, int]]] = ...,
-             device_allocator: Any = ...) -> Result: ...
+             device_allocator: Any = ..., rank: int = ..., world: int = ...,
+             shard: Optional[Sequence[Tuple[str, int]]] = ...,
+             experts: Optional[Tuple[int, int, int, int, Optional[str]]] = ...) -> Result: ...
     def close(self) -> None: ...
 
 def save(items: Sequence[Tuple[str, str, Sequence[int], Any]], metadata: Optional[Mapping[str, str]] = ...,

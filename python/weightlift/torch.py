@@ -270,14 +270,24 @@ class TorchAllocator:
 def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu",
               backend: Optional[str] = None, *,
               device_allocator: Any = None,
-              offline: Optional[bool] = None) -> Dict[str, torch.Tensor]:
+              offline: Optional[bool] = None, group=None,
+              shard: Optional[Dict[str, Optional[int]]] = None,
+              experts=None) -> Dict[str, torch.Tensor]:
     """Load every tensor of a file, index.json or directory (or a remote URI), in file order.
 
     backend: None/"mmap" (lazy copy-on-write views of the file, the default for CPU) or
     "pread" (copied into owned memory by the parallel reader). device_allocator (GPU
     devices): "torch" to have PyTorch's caching allocator own the device memory (see
     TorchAllocator), or an object with alloc(device, nbytes) and free(device, ptr, nbytes).
-    offline=True: remote objects from the local cache only (weightlift.set_local_cache_dir)."""
+    offline=True: remote objects from the local cache only (weightlift.set_local_cache_dir).
+    group (a torch.distributed process group, an mpi4py communicator), shard ({name or glob:
+    dim or None}) or experts: a distributed load, each byte read once over the ranks
+    (weightlift.distributed.load_file, docs/distributed.md)."""
+    if group is not None or shard is not None or experts is not None:
+        from . import distributed
+
+        return distributed.load_file(filename, device=device, group=group, shard=shard,
+                                     experts=experts)
     return _core.load_dict(_core.check_filename(filename), _core.to_torch, device, backend,
                            allocator=device_allocator, offline=offline)
 

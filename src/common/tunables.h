@@ -24,8 +24,13 @@
 /* A tensor-parallel block along a dim > 0 is outer pieces, stride apart: pieces of at least
  * this many bytes are read each on its own (the ranks together read each byte once); smaller
  * ones are read as their covering range and gathered (one large read instead of many small:
- * below this a piece costs more in per-read overhead than the bytes between pieces). */
-#define WLIFT_SHARD_PIECE_MIN (64u << 10)
+ * below this a piece costs more in per-read overhead than the bytes between pieces).
+ * Measured (bench/shard_piece.py, rank 0 of 4, a 32 MiB block, bench/RESULTS.md): covering
+ * time / piece-by-piece time = 0.53 (256 B), 0.71 (1 KiB), 1.36 (2 KiB), 1.55 (4 KiB),
+ * 2.9 (8 KiB), 4.7 (64 KiB) from the page cache; with O_DIRECT 0.14, 0.42, 0.72, 0.99
+ * (4 KiB: even), 1.72 (8 KiB), 2.1 (64 KiB). 8 KiB is the smallest size that wins both ways.
+ * WEIGHTLIFT_SHARD_PIECE_MIN overrides it. */
+#define WLIFT_SHARD_PIECE_MIN (8u << 10)
 /* O_DIRECT ranges are capped so that a fix-up (and the readiness it delays) stays small. */
 #define WLIFT_DIRECT_MAX_RANGE (64u << 20)
 /* AUTO direct only when the plan's ranges average at least this much: a layout whose tensors
