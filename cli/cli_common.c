@@ -24,6 +24,10 @@ int cli_exit_code(int err)
 	 * local file system: the fix is the same (credentials or access rights). */
 	if (err == WLIFT_EAUTH || err == -EACCES || err == -EPERM)
 		return CLI_EXIT_AUTH;
+	/* An object that changed while it was read (a remote object replaced, a local file
+	 * rewritten) is an I/O condition, not bad input: docs/remote.md's table says 3. */
+	if (err == WLIFT_ECHANGED)
+		return CLI_EXIT_IO;
 	switch (wlift_errclass(err)) {
 	case WLIFT_ERRCLASS_GPU:
 		return CLI_EXIT_DEVICE;

@@ -42,6 +42,7 @@ static void usage(FILE *out)
 	      "                      exit 1 on any mismatch\n"
 	      "  --batch-size SIZE   load at most SIZE bytes at a time (default 1G)\n"
 	      "  --threads N         I/O threads (default: library default)\n"
+	      "  --chunk-size SIZE   read unit, e.g. 1M (default: the library's)\n"
 	      "  --max-rate RATE     cap remote transfers at RATE bytes/s, e.g. 100M (binary\n"
 	      "                      suffixes; default: WEIGHTLIFT_MAX_RATE or no cap)\n"
 	      CLI_CACHE_HELP
@@ -336,7 +337,7 @@ static void write_verdict(struct cli_jw *w, void *user)
 
 int cli_verify(int argc, char **argv)
 {
-	enum { OPT_JSON = 256, OPT_EXPECT, OPT_BATCH, OPT_THREADS, OPT_RATE };
+	enum { OPT_JSON = 256, OPT_EXPECT, OPT_BATCH, OPT_THREADS, OPT_RATE, OPT_CHUNK };
 	static const struct option opts[] = {
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"expect", required_argument, NULL, OPT_EXPECT},
@@ -344,6 +345,7 @@ int cli_verify(int argc, char **argv)
 	    {"threads", required_argument, NULL, OPT_THREADS},
 	    {"max-rate", required_argument, NULL, OPT_RATE},
 	    CLI_CACHE_LONGOPTS,
+	    {"chunk-size", required_argument, NULL, OPT_CHUNK},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -358,7 +360,7 @@ int cli_verify(int argc, char **argv)
 	struct mismatch *mm = NULL;
 	size_t nmm = 0;
 	const char *expect_path = NULL;
-	uint64_t batch = DEFAULT_BATCH_BYTES;
+	uint64_t batch = DEFAULT_BATCH_BYTES, chunk = 0;
 	unsigned long threads = 0;
 	wlift_ctx *ctx = NULL;
 	wlift_diag d;
@@ -381,6 +383,11 @@ int cli_verify(int argc, char **argv)
 		case OPT_THREADS:
 			if (cli_parse_uint(optarg, WLIFT_MAX_THREADS, &threads) < 0)
 				return cli_usage_error("verify", "invalid --threads '%s'", optarg);
+			break;
+		case OPT_CHUNK:
+			if (cli_parse_size(optarg, &chunk, false) < 0 || chunk > WLIFT_MAX_CHUNK_BYTES)
+				return cli_usage_error("verify", "invalid --chunk-size '%s' (a size up "
+						       "to 1G)", optarg);
 			break;
 		case OPT_RATE:
 			rc = cli_parse_rate("verify", optarg, &co.max_rate);
@@ -413,6 +420,7 @@ int cli_verify(int argc, char **argv)
 			return ret;
 	}
 	lo.threads = (unsigned)threads;
+	lo.chunk_bytes = (size_t)chunk;
 	lo.device = "cpu";
 	wlift_diag_clear(&d);
 	ret = cli_ctx_create(&ctx, &co, verbosity, &d);

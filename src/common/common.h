@@ -44,6 +44,11 @@ struct wlift_ctx {
 	char *hf_token;		    /* HF_TOKEN: for the Hugging Face endpoint only, or NULL */
 	char *hf_endpoint;	    /* HF_ENDPOINT, or NULL: WLIFT_HF_ENDPOINT */
 	char *ca_bundle;	    /* WEIGHTLIFT_CA_BUNDLE, CURL_CA_BUNDLE or SSL_CERT_FILE */
+	unsigned http_retries;	    /* WEIGHTLIFT_HTTP_RETRIES: more attempts per read */
+	unsigned http_retry_base_ms; /* WEIGHTLIFT_HTTP_RETRY_BASE_MS: first backoff */
+	unsigned http_retry_max_ms; /* WEIGHTLIFT_HTTP_RETRY_MAX_MS: backoff and Retry-After cap */
+	unsigned http_hedge;	    /* WEIGHTLIFT_HTTP_HEDGE: hedge factor (0: off) */
+	int http_adaptive;	    /* WEIGHTLIFT_HTTP_ADAPTIVE (default 1): adaptive concurrency */
 	uint64_t max_rate;	    /* WEIGHTLIFT_MAX_RATE: bytes/s over all remote transfers of
 				       this context (0: no cap) */
 	struct wlift__rate *rate;   /* the bucket of max_rate, or NULL */

@@ -172,6 +172,43 @@ static int remote_knobs(wlift_ctx *ctx, const wlift_ctx_opts *opts, wlift_diag *
 	if (ret)
 		return ret;
 	ctx->http_stall_s = (unsigned)v;
+	/* Retries and hedging: 0 is a value of its own here (no retries, no hedging), so an
+	 * unset variable is told apart from "0". */
+	{
+		const struct {
+			const char *env;
+			unsigned def, min, max;
+			unsigned *out;
+		} nk[] = {
+			{ "WEIGHTLIFT_HTTP_RETRIES", WLIFT_HTTP_RETRIES, 0, WLIFT_HTTP_MAX_RETRIES,
+			  &ctx->http_retries },
+			{ "WEIGHTLIFT_HTTP_RETRY_BASE_MS", WLIFT_HTTP_RETRY_BASE_MS, 1,
+			  WLIFT_HTTP_MAX_RETRY_MS, &ctx->http_retry_base_ms },
+			{ "WEIGHTLIFT_HTTP_RETRY_MAX_MS", WLIFT_HTTP_RETRY_MAX_MS, 1,
+			  WLIFT_HTTP_MAX_RETRY_MS, &ctx->http_retry_max_ms },
+			{ "WEIGHTLIFT_HTTP_HEDGE", WLIFT_HTTP_HEDGE, 0, WLIFT_HTTP_MAX_HEDGE,
+			  &ctx->http_hedge },
+		};
+		const char *ev;
+		for (size_t i = 0; i < WLIFT_ARRAY_SIZE(nk); i++) {
+			char *end;
+			unsigned long x = nk[i].def;
+			if (wlift__env_str(nk[i].env, &ev)) {
+				errno = 0;
+				x = strtoul(ev, &end, 10);
+				if (errno || end == ev || *end || *ev == '-' || x < nk[i].min ||
+				    x > nk[i].max)
+					return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+							       "environment variable %s = '%s' is "
+							       "out of range (%u .. %u)",
+							       nk[i].env, ev, nk[i].min, nk[i].max);
+			}
+			*nk[i].out = (unsigned)x;
+		}
+		ctx->http_adaptive = wlift__env_str("WEIGHTLIFT_HTTP_ADAPTIVE", &ev)
+					     ? strcmp(ev, "0") != 0
+					     : 1;
+	}
 	ret = knob(0, "max_rate", "WEIGHTLIFT_MAX_RATE", 0, WLIFT_MAX_RATE, &v, d);
 	if (ret)
 		return ret;
@@ -451,6 +488,11 @@ static void default_init(void)
 			default_ctx->http_requests = WLIFT_HTTP_DEFAULT_REQUESTS;
 			default_ctx->http_connect_s = WLIFT_HTTP_CONNECT_S;
 			default_ctx->http_stall_s = WLIFT_HTTP_STALL_S;
+			default_ctx->http_retries = WLIFT_HTTP_RETRIES;
+			default_ctx->http_retry_base_ms = WLIFT_HTTP_RETRY_BASE_MS;
+			default_ctx->http_retry_max_ms = WLIFT_HTTP_RETRY_MAX_MS;
+			default_ctx->http_hedge = WLIFT_HTTP_HEDGE;
+			default_ctx->http_adaptive = 1;
 		}
 	}
 }

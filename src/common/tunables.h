@@ -62,6 +62,29 @@
 /* curl's receive buffer (its maximum, CURL_MAX_READ_SIZE): fewer write callbacks. */
 #define WLIFT_HTTP_BUFFER (512L << 10)
 #define WLIFT_HF_ENDPOINT "https://huggingface.co"
+/* Retries of a failed read (timeouts, resets, short bodies, 408/429/5xx): this many more
+ * attempts, waiting WLIFT_HTTP_RETRY_BASE_MS doubled per attempt (with jitter) up to
+ * WLIFT_HTTP_RETRY_MAX_MS, which also caps a server's Retry-After. */
+#define WLIFT_HTTP_RETRIES 5u
+#define WLIFT_HTTP_MAX_RETRIES 100u
+#define WLIFT_HTTP_RETRY_BASE_MS 200u
+#define WLIFT_HTTP_RETRY_MAX_MS 10000u
+#define WLIFT_HTTP_MAX_RETRY_MS 600000u
+/* Hedged requests: a read without progress for WLIFT_HTTP_HEDGE times the median duration of
+ * the queue's last WLIFT_HTTP_LAT_SAMPLES completed reads (at least WLIFT_HTTP_HEDGE_MIN_S,
+ * and only once WLIFT_HTTP_HEDGE_MIN_SAMPLES completed) is asked again on a fresh connection
+ * into a buffer of its own; at most WLIFT_HTTP_MAX_HEDGES per queue at once. */
+#define WLIFT_HTTP_HEDGE 4u
+#define WLIFT_HTTP_MAX_HEDGE 100u
+#define WLIFT_HTTP_HEDGE_MIN_S 0.25
+#define WLIFT_HTTP_HEDGE_MIN_SAMPLES 3u
+#define WLIFT_HTTP_LAT_SAMPLES 32u
+#define WLIFT_HTTP_MAX_HEDGES 1u
+/* Adaptive concurrency: each queue starts with this many requests active (of its depth),
+ * doubles while each round's throughput grows by WLIFT_HTTP_GROW_GAIN, adds one while it
+ * still grows, and halves on 429/503. */
+#define WLIFT_HTTP_START_ACTIVE 1u
+#define WLIFT_HTTP_GROW_GAIN 1.1
 /* The bandwidth cap's bucket holds a tenth of a second of the rate, at least this much (one
  * curl buffer: a transfer delivers up to WLIFT_HTTP_BUFFER bytes per callback). */
 #define WLIFT_RATE_MIN_BURST (512.0 * 1024)

@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "source/http.h"
+#include "source/retry.h"
 
 int wlift__http_scheme(const char *uri)
 {
@@ -204,6 +205,9 @@ struct http_source {
 	char *ca_bundle;
 	struct wlift__http_auth rauth; /* the scheme's request auth (ops NULL: none) */
 	struct wlift__rate *rate; /* the context's bandwidth cap, or NULL */
+	const wlift_ctx *ctx;	  /* for log lines (retries, hedges) */
+	unsigned retries, retry_base_ms, retry_max_ms, hedge;
+	int adaptive;
 	pthread_mutex_t mu; /* guards spare */
 	CURLM *spare;	    /* a finished queue's multi handle, connections still open */
 };
@@ -275,6 +279,22 @@ struct xfer {
 	int bad;     /* BAD_* */
 	int paused;  /* by the bandwidth cap, until resume_at */
 	double resume_at;
+	/* The read queue's bookkeeping (http_rq): a slot is a primary (one engine read, tried
+	 * up to 1 + retries times) or the hedge of one (the same range again, into a buffer of
+	 * its own). */
+	int active;	    /* the handle is in the multi handle */
+	int is_hedge;
+	int held;	    /* a primary whose attempt failed while its hedge still runs */
+	unsigned attempts;  /* attempts started */
+	double start_at, progress_at; /* of the current attempt: start, last body bytes */
+	double retry_at;    /* a primary not active: when its next attempt may start */
+	double retry_after; /* the last answer's Retry-After in seconds, or -1 */
+	struct xfer *hedge; /* a primary's hedge in flight, or NULL */
+	struct xfer *of;    /* a hedge's primary */
+	uint8_t *hbuf;	    /* a hedge's buffer (hcap bytes) */
+	size_t hcap;
+	int64_t fail_res;   /* a held primary's failure, decided when its hedge ends */
+	wlift_diag fail_d;
 	/* The last response's headers (a redirect or 100 starts a new one). */
 	int has_cr, cr_unsat;
 	uint64_t cr_first, cr_last, cr_total;
@@ -310,6 +330,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *user)
 		/* A new response (after a redirect or an interim 1xx). */
 		x->has_cr = x->cr_unsat = 0;
 		x->etag[0] = x->last_modified[0] = x->ctype[0] = '\0';
+		x->retry_after = -1;
 		return n;
 	}
 	if (n > 14 && strncasecmp(buf, "content-range:", 14) == 0) {
@@ -323,6 +344,9 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *user)
 		copy_value(x->last_modified, sizeof(x->last_modified), buf + 14, n - 14);
 	} else if (n > 13 && strncasecmp(buf, "content-type:", 13) == 0) {
 		copy_value(x->ctype, sizeof(x->ctype), buf + 13, n - 13);
+	} else if (n > 12 && strncasecmp(buf, "retry-after:", 12) == 0) {
+		copy_value(tmp, sizeof(tmp), buf + 12, n - 12);
+		x->retry_after = wlift__retry_after(tmp);
 	}
 	return n;
 }
@@ -408,6 +432,7 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *user)
 	}
 	memcpy((uint8_t *)x->r.dst + x->got, buf, n);
 	x->got += n;
+	x->progress_at = wlift__now();
 	return n;
 error_body:
 	/* Kept for explain(), never for the message itself; the rest is not read. */
@@ -648,6 +673,7 @@ static int setup(struct xfer *x, struct http_source *s, const struct wlift__read
 	x->got = 0;
 	x->probe = probe;
 	x->checked = x->bad = x->paused = 0;
+	x->retry_after = -1;
 	x->has_cr = x->cr_unsat = 0;
 	x->etag[0] = x->last_modified[0] = x->ctype[0] = x->errbuf[0] = '\0';
 	free(x->ebody);
@@ -714,16 +740,34 @@ static int setup(struct xfer *x, struct http_source *s, const struct wlift__read
 
 /* ---- the read queue --------------------------------------------------------------------- */
 
+/* A queue's slots: x[0..depth) hold the engine's reads (primaries), x[depth + i] the hedge of
+ * x[i]. A primary is active (its handle in the multi handle), waiting (for its first start
+ * under the adaptive limit, or for a retry's backoff), or held (its attempt failed while its
+ * hedge runs). Everything happens on the worker that drives the queue: curl's callbacks run
+ * inside curl_multi_perform on that thread, so once a handle is removed nothing of it lands
+ * in memory any more. */
 struct http_rq {
 	struct wlift__rq base;
 	CURLM *multi;
-	struct xfer *x;		  /* depth slots */
+	struct xfer *x;		  /* 2 * depth slots */
 	struct http_source *home; /* keeps the multi handle when the queue goes */
 	int canceled;		  /* atomic */
 	/* Reads served from the open's bytes complete at the next reap. */
 	uint64_t *mem_tag;
 	int64_t *mem_res;
 	unsigned nmem;
+	unsigned nactive; /* primaries active */
+	unsigned hedges;  /* hedges active */
+	/* Adaptive concurrency: at most limit primaries active; a round is limit completions,
+	 * its throughput compared with the best so far. */
+	unsigned limit, round_done;
+	int slow_start;
+	uint64_t round_bytes;
+	double round_start, best;
+	/* Durations of the latest completed reads, for the hedging threshold. */
+	double lat[WLIFT_HTTP_LAT_SAMPLES];
+	unsigned nlat, lat_next;
+	uint64_t seed; /* backoff jitter */
 };
 
 static CURLM *multi_new(void)
@@ -735,19 +779,46 @@ static CURLM *multi_new(void)
 	return m;
 }
 
+/* Take x's handle out of the multi handle (no callback of it runs after this). */
+static void stop(struct http_rq *q, struct xfer *x)
+{
+	if (!x->active)
+		return;
+	curl_multi_remove_handle(q->multi, x->easy);
+	x->active = 0;
+	x->paused = 0;
+	if (x->is_hedge)
+		q->hedges--;
+	else
+		q->nactive--;
+}
+
+static void drop_hedge(struct http_rq *q, struct xfer *p)
+{
+	struct xfer *h = p->hedge;
+
+	if (!h)
+		return;
+	stop(q, h);
+	h->used = 0;
+	p->hedge = NULL;
+}
+
 static void rq_destroy(struct wlift__rq *rq)
 {
 	struct http_rq *q = (struct http_rq *)rq;
 
 	if (!q)
 		return;
-	for (unsigned i = 0; q->x && i < rq->depth; i++) {
-		if (q->x[i].used)
-			curl_multi_remove_handle(q->multi, q->x[i].easy);
-		if (q->x[i].easy)
-			curl_easy_cleanup(q->x[i].easy);
-		curl_slist_free_all(q->x[i].hdrs);
-		free(q->x[i].ebody);
+	for (unsigned i = 0; q->x && i < 2 * rq->depth; i++) {
+		struct xfer *x = &q->x[i];
+		if (x->active)
+			curl_multi_remove_handle(q->multi, x->easy);
+		if (x->easy)
+			curl_easy_cleanup(x->easy);
+		curl_slist_free_all(x->hdrs);
+		free(x->ebody);
+		free(x->hbuf);
 	}
 	if (q->multi && q->home) {
 		pthread_mutex_lock(&q->home->mu);
@@ -767,12 +838,43 @@ static void rq_destroy(struct wlift__rq *rq)
 	free(q);
 }
 
+/* Start an attempt of x (set up again from x->r: a retry re-signs through the scheme's
+ * hook and writes from the start of its destination again, so no byte is counted twice).
+ * 0, or a negative code with d filled. */
+static int start(struct http_rq *q, struct xfer *x, wlift_diag *d)
+{
+	struct wlift__read r = x->r;
+	CURLMcode mc;
+	int ret;
+
+	ret = setup(x, x->s, &r, x->probe, d);
+	if (ret)
+		return ret;
+	if (x->is_hedge)
+		/* Another connection than the one that stalls (on HTTP/2 the same connection
+		 * would carry both). */
+		curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT, 1L);
+	mc = curl_multi_add_handle(q->multi, x->easy);
+	if (mc != CURLM_OK)
+		return wlift__diag_set(d, mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO,
+				       x->s->base.uri, NULL, (int64_t)r.off, "http.curl",
+				       "%s: curl: %s", x->s->base.uri, curl_multi_strerror(mc));
+	x->active = 1;
+	x->attempts++;
+	x->start_at = x->progress_at = wlift__now();
+	if (x->is_hedge)
+		q->hedges++;
+	else
+		q->nactive++;
+	return 0;
+}
+
 static int submit_x(struct http_rq *q, struct http_source *s, const struct wlift__read *r,
 		    int probe, wlift_diag *d)
 {
 	struct wlift__rq *rq = &q->base;
+	struct xfer *x;
 	unsigned i;
-	CURLMcode mc;
 	int ret;
 
 	if (rq->inflight >= rq->depth)
@@ -789,15 +891,21 @@ static int submit_x(struct http_rq *q, struct http_source *s, const struct wlift
 		;
 	if (i == rq->depth)
 		return -EBUSY;
-	ret = setup(&q->x[i], s, r, probe, d);
-	if (ret)
-		return ret;
-	mc = curl_multi_add_handle(q->multi, q->x[i].easy);
-	if (mc != CURLM_OK)
-		return wlift__diag_set(d, mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO, s->base.uri,
-				       NULL, (int64_t)r->off, "http.curl", "%s: curl: %s",
-				       s->base.uri, curl_multi_strerror(mc));
-	q->x[i].used = 1;
+	x = &q->x[i];
+	x->s = s;
+	x->r = *r;
+	x->probe = probe;
+	x->attempts = 0;
+	x->held = 0;
+	x->hedge = NULL;
+	x->retry_at = 0;
+	if (q->nactive < q->limit) {
+		ret = start(q, x, d);
+		if (ret)
+			return ret;
+	}
+	/* Otherwise it waits for a free place under the adaptive limit (reap starts it). */
+	x->used = 1;
 	rq->inflight++;
 	return 0;
 }
@@ -808,28 +916,277 @@ static int rq_submit(struct wlift__rq *rq, struct wlift__source *s, const struct
 	return submit_x((struct http_rq *)rq, (struct http_source *)s, r, 0, d);
 }
 
-/* Resume the transfers the bandwidth cap paused whose time has come; returns the
- * milliseconds (at most max_ms) until the next one is due. */
-static int resume_paused(struct http_rq *q, int max_ms)
+/* Whether a failed attempt of x (finish() just judged it) is worth another: timeouts and
+ * stalls, resets, connections that close early (short bodies), 408, 429, 500, 502, 503, 504,
+ * and answers for another range or longer than it (a misbehaving cache or proxy on the way
+ * gives those too). Never: auth failures, 404, the object changing, a server without Range
+ * support, TLS and URL errors; a refused connection only after the open reached the server. */
+static int transient(const struct xfer *x, CURLcode rc, const wlift_diag *td)
 {
-	double now = 0, next = (double)max_ms / 1000;
+	long st = status_of(x);
 
-	for (unsigned i = 0; i < q->base.depth; i++) {
-		struct xfer *x = &q->x[i];
-		if (!x->used || !x->paused)
-			continue;
-		if (now == 0)
-			now = wlift__now();
-		if (x->resume_at <= now) {
-			/* Resuming delivers the kept bytes at once (the callback may pause it
-			 * again). */
-			x->paused = 0;
-			curl_easy_pause(x->easy, CURLPAUSE_CONT);
-		}
-		if (x->paused && x->resume_at - now < next)
-			next = x->resume_at - now;
+	switch (x->bad) {
+	case BAD_STATUS:
+		return st == 408 || st == 429 || st == 500 || st == 502 || st == 503 || st == 504;
+	case BAD_RANGE:
+	case BAD_LONG:
+		return 1;
+	case BAD_NONE:
+		break;
+	default:
+		return 0;
 	}
-	return next <= 0 ? 0 : next * 1000 < 1 ? 1 : (int)(next * 1000);
+	switch (rc) {
+	case CURLE_OK:
+		return strcmp(td->rule, "http.short") == 0;
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return 1;
+	case CURLE_COULDNT_CONNECT:
+		return !x->probe;
+	default:
+		return 0;
+	}
+}
+
+static void lat_add(struct http_rq *q, double dt)
+{
+	q->lat[q->lat_next] = dt;
+	q->lat_next = (q->lat_next + 1) % WLIFT_HTTP_LAT_SAMPLES;
+	if (q->nlat < WLIFT_HTTP_LAT_SAMPLES)
+		q->nlat++;
+}
+
+/* Adaptive concurrency: a read of n bytes completed. */
+static void adapt_done(struct http_rq *q, uint64_t n, double now)
+{
+	double tput;
+
+	if (!q->home->adaptive || q->limit >= q->base.depth)
+		return;
+	q->round_bytes += n;
+	if (++q->round_done < (q->limit < 2 ? 2 : q->limit))
+		return;
+	tput = now > q->round_start ? (double)q->round_bytes / (now - q->round_start) : 0;
+	if (tput > q->best * WLIFT_HTTP_GROW_GAIN) {
+		q->best = tput;
+		q->limit = q->slow_start ? q->limit * 2 : q->limit + 1;
+		if (q->limit > q->base.depth)
+			q->limit = q->base.depth;
+	} else {
+		q->slow_start = 0;
+	}
+	q->round_done = 0;
+	q->round_bytes = 0;
+	q->round_start = now;
+}
+
+/* The server said "slow down" (429, 503): half as many requests, growing again from there. */
+static void adapt_slow(struct http_rq *q, double now)
+{
+	if (!q->home->adaptive)
+		return;
+	q->limit = q->limit > 1 ? q->limit / 2 : 1;
+	q->slow_start = 0;
+	q->best = 0;
+	q->round_done = 0;
+	q->round_bytes = 0;
+	q->round_start = now;
+}
+
+/* Report primary x's outcome into *c. */
+static int report(struct http_rq *q, struct xfer *x, int64_t res, struct wlift__rdone *c)
+{
+	x->used = 0;
+	x->held = 0;
+	q->base.inflight--;
+	c->tag = x->r.tag;
+	c->res = res;
+	return 1;
+}
+
+/* Primary x's attempt failed with res (td: the message). Schedules another attempt and
+ * returns 0, or reports the failure into *c and d and returns 1. */
+static int failed(struct http_rq *q, struct xfer *x, int64_t res, int again,
+		  const wlift_diag *td, struct wlift__rdone *c, wlift_diag *d)
+{
+	struct http_source *s = x->s;
+	double now = wlift__now();
+
+	if (x->hedge && again) {
+		/* The hedge may still bring the range: decide when it ends. */
+		x->held = 1;
+		x->fail_res = res;
+		x->fail_d = *td;
+		return 0;
+	}
+	drop_hedge(q, x);
+	if (again && x->attempts <= s->retries) {
+		long st = x->bad == BAD_STATUS ? status_of(x) : 0;
+		double wait;
+		if (st == 429 || st == 503)
+			adapt_slow(q, now);
+		wait = wlift__retry_backoff(x->attempts, s->retry_base_ms, s->retry_max_ms,
+					    st == 429 || st == 503 ? x->retry_after : -1, &q->seed);
+		x->retry_at = now + wait;
+		wlift__log(s->ctx, WLIFT_LOG_INFO, "%s (attempt %u of %u; again in %.2f s)",
+			   td->message, x->attempts, 1 + s->retries, wait);
+		return 0;
+	}
+	if (d) {
+		*d = *td;
+		if (x->attempts > 1) {
+			size_t n = strlen(d->message);
+			snprintf(d->message + n, sizeof(d->message) - n, " (gave up after %u attempts)",
+				 x->attempts);
+		}
+	}
+	return report(q, x, res, c);
+}
+
+/* Handle the end of transfer x; 1 when a read's outcome went into *c. */
+static int done(struct http_rq *q, struct xfer *x, CURLcode rc, struct wlift__rdone *c,
+		wlift_diag *d)
+{
+	double now = wlift__now();
+	wlift_diag td;
+	int64_t res;
+	int again;
+
+	if (!x->active)
+		return 0; /* a message of a handle taken out already */
+	stop(q, x);
+	wlift_diag_clear(&td);
+	res = finish(x, rc, &td);
+	again = res < 0 && transient(x, rc, &td);
+	if (x->is_hedge) {
+		struct xfer *p = x->of;
+		x->used = 0;
+		p->hedge = NULL;
+		if (res == (int64_t)p->r.len) {
+			/* The hedge won: the primary goes (its bytes stop here), then the
+			 * hedge's bytes replace whatever the primary had written. */
+			stop(q, p);
+			memcpy(p->r.dst, x->r.dst, (size_t)res);
+			lat_add(q, now - x->start_at);
+			wlift__log(x->s->ctx, WLIFT_LOG_INFO,
+				   "%s: the hedged request for bytes %llu-%llu won", x->s->base.uri,
+				   (unsigned long long)p->r.off,
+				   (unsigned long long)(p->r.off + p->r.len - 1));
+			return report(q, p, res, c);
+		}
+		if (p->held) {
+			p->held = 0;
+			return failed(q, p, p->fail_res, 1, &p->fail_d, c, d);
+		}
+		return 0;
+	}
+	if (res >= 0) {
+		drop_hedge(q, x);
+		lat_add(q, now - x->start_at);
+		adapt_done(q, (uint64_t)res, now);
+		return report(q, x, res, c);
+	}
+	return failed(q, x, res, again, &td, c, d);
+}
+
+/* Before each round of transfers: resume what the bandwidth cap paused, start waiting reads
+ * that are due (within the adaptive limit), hedge reads without progress. Returns 1 when a
+ * read's outcome went into *c (a start that failed), else 0 with *next_ms lowered to the
+ * milliseconds until something here is due. */
+static int tick(struct http_rq *q, int *next_ms, struct wlift__rdone *c, wlift_diag *d)
+{
+	struct http_source *s = q->home;
+	double now = wlift__now(), next = (double)*next_ms / 1000, after = -1;
+	unsigned depth = q->base.depth;
+
+	if (s->hedge && q->hedges < WLIFT_HTTP_MAX_HEDGES && q->nlat) {
+		double tmp[WLIFT_HTTP_LAT_SAMPLES];
+		memcpy(tmp, q->lat, q->nlat * sizeof(*tmp));
+		after = wlift__hedge_after(tmp, q->nlat, s->hedge, WLIFT_HTTP_HEDGE_MIN_S);
+	}
+	for (unsigned i = 0; i < 2 * depth; i++) {
+		struct xfer *x = &q->x[i];
+		if (!x->used)
+			continue;
+		if (x->active && x->paused) {
+			if (x->resume_at <= now) {
+				/* Resuming delivers the kept bytes at once (the callback may
+				 * pause it again). */
+				x->paused = 0;
+				curl_easy_pause(x->easy, CURLPAUSE_CONT);
+				now = wlift__now();
+			}
+			if (x->paused && x->resume_at - now < next)
+				next = x->resume_at - now;
+			continue;
+		}
+		if (x->is_hedge)
+			continue;
+		if (!x->active && !x->held) {
+			if (x->retry_at > now) {
+				if (x->retry_at - now < next)
+					next = x->retry_at - now;
+				continue;
+			}
+			if (q->nactive >= q->limit)
+				continue;
+			wlift_diag td;
+			wlift_diag_clear(&td);
+			int ret = start(q, x, &td);
+			if (ret) {
+				if (d)
+					*d = td;
+				return report(q, x, ret, c);
+			}
+			continue;
+		}
+		if (x->active && !x->hedge && after >= 0 && q->hedges < WLIFT_HTTP_MAX_HEDGES) {
+			double idle = now - x->progress_at;
+			if (idle < after) {
+				if (after - idle < next)
+					next = after - idle;
+				continue;
+			}
+			/* No progress for much longer than its peers take: ask again on another
+			 * connection, into a buffer of its own. */
+			struct xfer *h = &q->x[depth + i];
+			wlift_diag td;
+			if (h->hcap < x->r.len) {
+				uint8_t *b = realloc(h->hbuf, x->r.len);
+				if (!b)
+					continue; /* no hedge then */
+				h->hbuf = b;
+				h->hcap = x->r.len;
+			}
+			h->s = x->s;
+			h->r = x->r;
+			h->r.dst = h->hbuf;
+			h->probe = 0;
+			h->is_hedge = 1;
+			h->of = x;
+			h->attempts = 0;
+			wlift_diag_clear(&td);
+			if (start(q, h, &td))
+				continue;
+			h->used = 1;
+			x->hedge = h;
+			wlift__log(s->ctx, WLIFT_LOG_INFO,
+				   "%s: bytes %llu-%llu: no progress for %.2f s, hedged with a "
+				   "second request",
+				   x->s->base.uri, (unsigned long long)x->r.off,
+				   (unsigned long long)(x->r.off + x->r.len - 1), idle);
+		}
+	}
+	if (next < 0)
+		next = 0;
+	*next_ms = next * 1000 < 1 && next > 0 ? 1 : (int)(next * 1000);
+	return 0;
 }
 
 static int rq_reap(struct wlift__rq *rq, int wait, struct wlift__rdone *c, wlift_diag *d)
@@ -839,7 +1196,7 @@ static int rq_reap(struct wlift__rq *rq, int wait, struct wlift__rdone *c, wlift
 
 	for (;;) {
 		CURLMsg *m;
-		int left, running;
+		int left, running, next_ms = 1000;
 		CURLMcode mc;
 
 		if (q->nmem) {
@@ -850,18 +1207,12 @@ static int rq_reap(struct wlift__rq *rq, int wait, struct wlift__rdone *c, wlift
 			return 1;
 		}
 		while ((m = curl_multi_info_read(q->multi, &left))) {
-			struct xfer *x = NULL;
+			char *priv = NULL;
 			if (m->msg != CURLMSG_DONE)
 				continue;
-			char *priv = NULL;
 			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
-			x = (struct xfer *)priv;
-			curl_multi_remove_handle(q->multi, x->easy);
-			x->used = 0;
-			rq->inflight--;
-			c->tag = x->r.tag;
-			c->res = finish(x, m->data.result, d);
-			return 1;
+			if (done(q, (struct xfer *)priv, m->data.result, c, d))
+				return 1;
 		}
 		if (!rq->inflight)
 			return 0;
@@ -870,26 +1221,28 @@ static int rq_reap(struct wlift__rq *rq, int wait, struct wlift__rdone *c, wlift
 				struct xfer *x = &q->x[i];
 				if (!x->used)
 					continue;
-				curl_multi_remove_handle(q->multi, x->easy);
-				x->used = 0;
-				rq->inflight--;
-				c->tag = x->r.tag;
-				c->res = wlift__diag_set(d, WLIFT_ECANCELED, x->s->base.uri, NULL,
-							 (int64_t)x->r.off, "load.canceled",
-							 "%s: read canceled", x->s->base.uri);
-				return 1;
+				drop_hedge(q, x);
+				stop(q, x);
+				wlift__diag_set(d, WLIFT_ECANCELED, x->s->base.uri, NULL,
+						(int64_t)x->r.off, "load.canceled", "%s: read canceled",
+						x->s->base.uri);
+				return report(q, x, WLIFT_ECANCELED, c);
 			}
 			return 0;
 		}
+		if (tick(q, &next_ms, c, d))
+			return 1;
 		if (performed && !wait)
 			return 0;
 		if (performed) {
-			mc = curl_multi_poll(q->multi, NULL, 0, resume_paused(q, 1000), NULL);
+			mc = curl_multi_poll(q->multi, NULL, 0, next_ms, NULL);
 			if (mc != CURLM_OK)
 				return wlift__diag_set(d, -EIO, NULL, NULL, -1, "http.curl",
 						       "curl_multi_poll: %s", curl_multi_strerror(mc));
+			next_ms = 0;
+			if (tick(q, &next_ms, c, d))
+				return 1;
 		}
-		resume_paused(q, 0);
 		mc = curl_multi_perform(q->multi, &running);
 		if (mc != CURLM_OK)
 			return wlift__diag_set(d, mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO, NULL,
@@ -927,7 +1280,11 @@ static int rq_new(struct http_source *s, unsigned depth, struct http_rq **out, w
 	q->base.ops = &http_rq_ops;
 	q->base.depth = depth;
 	q->home = (struct http_source *)wlift__source_ref(&s->base);
-	q->x = calloc(depth, sizeof(*q->x));
+	q->x = calloc(2 * (size_t)depth, sizeof(*q->x));
+	q->limit = s->adaptive && depth > WLIFT_HTTP_START_ACTIVE ? WLIFT_HTTP_START_ACTIVE : depth;
+	q->slow_start = 1;
+	q->round_start = wlift__now();
+	q->seed = (uint64_t)(uintptr_t)q ^ (uint64_t)(q->round_start * 1e9);
 	q->mem_tag = calloc(depth, sizeof(*q->mem_tag));
 	q->mem_res = calloc(depth, sizeof(*q->mem_res));
 	pthread_mutex_lock(&s->mu);
@@ -1174,6 +1531,12 @@ static int open_common(wlift_ctx *ctx, const char *uri, const char *url,
 	s->connect_s = ctx->http_connect_s ? ctx->http_connect_s : WLIFT_HTTP_CONNECT_S;
 	s->stall_s = ctx->http_stall_s ? ctx->http_stall_s : WLIFT_HTTP_STALL_S;
 	s->rate = ctx->rate;
+	s->ctx = ctx;
+	s->retries = ctx->http_retries;
+	s->retry_base_ms = ctx->http_retry_base_ms ? ctx->http_retry_base_ms : WLIFT_HTTP_RETRY_BASE_MS;
+	s->retry_max_ms = ctx->http_retry_max_ms ? ctx->http_retry_max_ms : WLIFT_HTTP_RETRY_MAX_MS;
+	s->hedge = ctx->http_hedge;
+	s->adaptive = ctx->http_adaptive;
 	s->head = malloc(WLIFT_HEADER_PROBE);
 	if (!s->head || (ctx->ca_bundle && !(s->ca_bundle = strdup(ctx->ca_bundle))) ||
 	    (!s->rauth.ops && choose_token(ctx, s, uri))) {

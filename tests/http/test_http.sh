@@ -32,6 +32,8 @@ unset HF_TOKEN HUGGING_FACE_HUB_TOKEN WEIGHTLIFT_HTTP_TOKEN HF_ENDPOINT WEIGHTLI
 	SSL_CERT_FILE
 # Fail fast rather than hang on a broken server.
 export WEIGHTLIFT_HTTP_STALL_TIMEOUT=10 WEIGHTLIFT_HTTP_CONNECT_TIMEOUT=5
+# Failed reads are retried (tests/http/test_faults.sh checks how): quickly here.
+export WEIGHTLIFT_HTTP_RETRY_BASE_MS=10 WEIGHTLIFT_HTTP_RETRY_MAX_MS=100
 
 # sha_lines FILE: the "<sha256> <name>" lines of a verify output, sorted.
 sha_lines() { awk 'length($1) == 64 && NF == 2 { print $1, $2 }' "$1" | sort; }

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Faults between the client and nginx (127.0.0.1), injected by tests/http/faultproxy.py: every
+# retry rule of the HTTP source, checked with the tensors' sha256 against the local file's
+# (verify with requests smaller than the tensors, so that a retried range is one of many):
+#  - retried and then loaded correctly: 503 and 429 with Retry-After (honoured), 500, 502,
+#    504, connection resets, connections dropped mid-body, short (truncated) bodies, longer
+#    bodies, a wrong Content-Range, a stalled connection (the stall timeout re-issues it),
+#    and seeded random 500s and drops over the whole load;
+#  - given up after the attempts allowed, naming URI, range, status and attempts;
+#  - never retried: the object changing (412 to If-Match; another ETag), 401/403 (exit 4),
+#    404, a 200 with the whole object;
+#  - hedging: a stalled range is asked again on another connection and the load finishes long
+#    before the stall would end, with the right bytes;
+#  - the time to first tensor: a fresh load makes one ranged GET for the header and its first
+#    data request on the same connection (no HEAD): connect, header, data.
+# Skips (77) without nginx. Every command is bounded by timeout.
+. "$(dirname "$0")/../cli/lib.sh"
+. "$(dirname "$0")/nginx.sh"
+. "$(dirname "$0")/faultproxy.sh"
+cleanup() {
+	fp_stop
+	nginx_stop
+	rm -rf "$T"
+}
+trap cleanup EXIT
+fixtures --big 8
+# Random tensor bytes (the fixture's big tensors are a pattern): 32 tensors of 256 KiB.
+python3 - "$D/rand.safetensors" <<'PY'
+import json, os, struct, sys
+n, per = 32, 256 << 10
+hdr = {"t%02d" % i: {"dtype": "U8", "shape": [per], "data_offsets": [i * per, (i + 1) * per]} for i in range(n)}
+h = json.dumps(hdr).encode()
+h += b" " * (-len(h) % 8)
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + os.urandom(n * per))
+PY
+nginx_start "$D" "$T"
+fp_start "127.0.0.1:$PORT" "$T/fp"
+TO="timeout 60"
+unset WEIGHTLIFT_MAX_RATE
+export WEIGHTLIFT_HTTP_RETRY_BASE_MS=20 WEIGHTLIFT_HTTP_RETRY_MAX_MS=2000 \
+	WEIGHTLIFT_HTTP_STALL_TIMEOUT=30 WEIGHTLIFT_HTTP_CONNECT_TIMEOUT=5
+F=rand.safetensors
+"$WEIGHTLIFT" verify "$D/$F" | awk 'length($1) == 64 { print $1, $2 }' | sort >"$T/want"
+[ -s "$T/want" ] || { echo "FAIL: local verify"; exit 1; }
+
+# good WHAT [ARGS...]: verify over the proxy (64 KiB requests) gives the local digests.
+good() {
+	local what=$1
+	shift
+	expect_rc 0 $TO "$WEIGHTLIFT" verify -v --chunk-size 64k "$@" "$FP_URL/$F" || { fail "$what"; return; }
+	awk 'length($1) == 64 { print $1, $2 }' "$OUT" | sort >"$T/got"
+	NCHECK=$((NCHECK + 1))
+	cmp -s "$T/got" "$T/want" || fail "$what: digests differ from the local file's"
+}
+# applied N: the proxy applied its first rule N times (at least).
+applied() {
+	fp_stats >"$T/stats"
+	NCHECK=$((NCHECK + 1))
+	local n
+	n=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["applied"][0])' "$T/stats")
+	[ "$n" -ge "$1" ] || fail "the fault was applied $n times, want $1"
+}
+# retried: some range was asked for more than once (after its fault).
+retried() {
+	NCHECK=$((NCHECK + 1))
+	[ -n "$(awk '$3 == "GET" { print $5 }' "$FP_LOG" | sort | uniq -d)" ] ||
+		fail "$1: no range was asked again: $(head -5 "$FP_LOG")"
+}
+
+# --- transient faults: retried, the bytes right ----------------------------------------------
+for st in 500 502 504 429 503; do
+	fp_rules '[{"action": "status", "status": '$st', "min_offset": 1, "count": 3}]'
+	good "HTTP $st three times"
+	applied 3
+	retried "HTTP $st"
+	grep_err "HTTP $st"
+	grep_err "attempt 1 of 6"
+done
+# Retry-After is honoured (1 s), within the cap.
+fp_rules '[{"action": "status", "status": 503, "retry_after": 1, "min_offset": 1, "count": 1}]'
+t0=$(date +%s%N)
+good "503 with Retry-After: 1"
+dt=$((($(date +%s%N) - t0) / 1000000))
+NCHECK=$((NCHECK + 1))
+[ "$dt" -ge 900 ] || fail "Retry-After: 1 was not waited for ($dt ms)"
+grep_err "again in 1.00 s"
+WEIGHTLIFT_HTTP_RETRY_MAX_MS=100 good "Retry-After beyond the cap" &&
+	fp_rules '[{"action": "status", "status": 429, "retry_after": 3600, "min_offset": 1, "count": 1}]'
+t0=$(date +%s%N)
+WEIGHTLIFT_HTTP_RETRY_MAX_MS=300 good "Retry-After: 3600 capped at 0.3 s"
+dt=$((($(date +%s%N) - t0) / 1000000))
+NCHECK=$((NCHECK + 1))
+[ "$dt" -lt 5000 ] || fail "Retry-After beyond the cap was waited for ($dt ms)"
+for rule in '"action": "reset"' '"action": "drop", "after": 30000' '"action": "truncate", "after": 1000' \
+	'"action": "long", "extra": 100' '"action": "wrong_range"' '"action": "wrong_range", "shift": -1'; do
+	fp_rules '[{'"$rule"', "min_offset": 1, "count": 2}]'
+	good "$rule twice"
+	applied 2
+	retried "$rule"
+done
+# A stalled connection: the stall timeout (1 s) ends it and the range is asked again.
+fp_rules '[{"action": "stall", "after": 1000, "seconds": 20, "min_offset": 1, "count": 1}]'
+t0=$(date +%s%N)
+WEIGHTLIFT_HTTP_STALL_TIMEOUT=1 WEIGHTLIFT_HTTP_HEDGE=0 good "a stalled connection"
+dt=$((($(date +%s%N) - t0) / 1000000))
+NCHECK=$((NCHECK + 1))
+[ "$dt" -lt 10000 ] || fail "the stall took $dt ms"
+grep_err "too slow"
+grep_err "attempt 1 of 6"
+# Random faults over the whole load (seeded): 20% of the reads fail one way or another.
+fp_rules '[{"action": "status", "status": 500, "min_offset": 1, "prob": 0.1}, {"action": "drop", "after": 20000, "min_offset": 1, "prob": 0.1}]'
+WEIGHTLIFT_HTTP_RETRIES=10 good "random 500s and drops"
+# The first ranged GET (the open) is retried too.
+fp_rules '[{"action": "status", "status": 503, "nth": [1]}]'
+good "503 to the open"
+# The C API over the proxy: every byte, many request sizes and threads, with faults.
+fp_rules '[{"action": "drop", "after": 5000, "min_offset": 1, "prob": 0.05}]'
+expect_rc 0 $TO env WEIGHTLIFT_HTTP_RETRIES=20 "$HTTP_CHECK" same "$FP_URL/big.safetensors" "$D/big.safetensors" 4
+
+# --- persistent faults: given up after the attempts, naming URI, range, status, attempts ----
+fp_rules '[{"action": "status", "status": 503, "min_offset": 1}]'
+WEIGHTLIFT_HTTP_RETRIES=2 expect_rc 3 $TO "$WEIGHTLIFT" verify --chunk-size 64k "$FP_URL/$F"
+grep_err "$FP_URL/$F"
+grep_err "HTTP 503"
+grep_err "bytes "
+grep_err "gave up after 3 attempts"
+fp_rules '[{"action": "drop", "after": 100, "min_offset": 1}]'
+WEIGHTLIFT_HTTP_RETRIES=1 expect_rc 3 $TO "$WEIGHTLIFT" load --chunk-size 64k "$FP_URL/$F"
+grep_err "gave up after 2 attempts"
+WEIGHTLIFT_HTTP_RETRIES=0 expect_rc 3 $TO "$WEIGHTLIFT" load --chunk-size 64k "$FP_URL/$F"
+NCHECK=$((NCHECK + 1))
+! grep -q "gave up" "$ERR" || fail "no retries, yet: $(cat "$ERR")"
+expect_rc 0 $TO env WEIGHTLIFT_HTTP_RETRIES=2 "$HTTP_CHECK" fail "$FP_URL/$F" WLIFT_ENET load
+expect_rc_in "1 2" $TO env WEIGHTLIFT_HTTP_RETRIES=101 "$WEIGHTLIFT" load "$FP_URL/$F"
+grep_err "WEIGHTLIFT_HTTP_RETRIES"
+
+# --- never retried ---------------------------------------------------------------------------
+# never_again WHAT RC: the load failed with RC and no range was asked twice.
+never_again() {
+	expect_rc "$2" $TO "$WEIGHTLIFT" load --chunk-size 64k --threads 1 "$FP_URL/$F"
+	NCHECK=$((NCHECK + 1))
+	[ -z "$(awk '$3 == "GET" { print $5 }' "$FP_LOG" | sort | uniq -d)" ] ||
+		fail "$1 was retried: $(awk '$3 == "GET" { print $5 }' "$FP_LOG" | sort | uniq -d | head -3)"
+	NCHECK=$((NCHECK + 1))
+	! grep -q "attempt 1 of" "$ERR" || fail "$1 was retried: $(cat "$ERR")"
+}
+fp_rules '[{"action": "change", "min_offset": 300000}]'
+never_again "412 (the object changed)" 3
+grep_err "changed"
+expect_rc 0 $TO "$HTTP_CHECK" fail "$FP_URL/$F" WLIFT_ECHANGED load
+fp_rules '[{"action": "change", "etag": "\"other\"", "min_offset": 300000}]'
+: # an ETag change without If-Match is checked by tests/http/test_http.sh (badserver.py)
+fp_rules '[{"action": "status", "status": 403, "min_offset": 300000}]'
+never_again "403" 4
+grep_err "HTTP 403 Forbidden"
+fp_rules '[{"action": "status", "status": 401, "min_offset": 300000}]'
+never_again "401" 4
+fp_rules '[{"action": "status", "status": 404, "min_offset": 300000}]'
+never_again "404" 3
+grep_err "HTTP 404"
+fp_rules '[{"action": "full", "min_offset": 300000}]'
+never_again "a 200 with the whole object" 3
+grep_err "does not support range requests"
+
+# --- hedging: a stalled range is asked again elsewhere; the first answer wins ----------------
+fp_rules '[{"action": "stall", "after": 0, "seconds": 30, "min_offset": 1, "nth": [12]}]'
+t0=$(date +%s%N)
+WEIGHTLIFT_HTTP_REQUESTS=4 good "a stalled range, hedged" --threads 1
+dt=$((($(date +%s%N) - t0) / 1000000))
+NCHECK=$((NCHECK + 1))
+[ "$dt" -lt 10000 ] || fail "the hedged load took $dt ms (the stall is 30 s)"
+grep_err "hedged with a second request"
+grep_err "hedged request for bytes"
+applied 1
+# Hedging off: the stall timeout has to end it instead.
+fp_rules '[{"action": "stall", "after": 0, "seconds": 4, "min_offset": 1, "nth": [12]}]'
+t0=$(date +%s%N)
+WEIGHTLIFT_HTTP_HEDGE=0 WEIGHTLIFT_HTTP_STALL_TIMEOUT=2 WEIGHTLIFT_HTTP_REQUESTS=4 good "a stalled range, no hedging" --threads 1
+dt=$((($(date +%s%N) - t0) / 1000000))
+NCHECK=$((NCHECK + 1))
+[ "$dt" -ge 1900 ] || fail "hedging off, yet the load took only $dt ms"
+NCHECK=$((NCHECK + 1))
+! grep -q "hedged" "$ERR" || fail "hedged with WEIGHTLIFT_HTTP_HEDGE=0"
+expect_rc_in "1 2" $TO env WEIGHTLIFT_HTTP_HEDGE=x "$WEIGHTLIFT" load "$FP_URL/$F"
+grep_err "WEIGHTLIFT_HTTP_HEDGE"
+
+# --- time to first tensor: connect, one ranged GET for the header, the data on that connection
+fp_stop
+fp_start "127.0.0.1:$PORT" "$T/fp2"
+expect_rc 0 $TO "$WEIGHTLIFT" load --json "$FP_URL/$F"
+fp_stats >"$T/stats"
+pycheck '
+log = j["log"]
+assert all(x["method"] == "GET" for x in log), [x["method"] for x in log]
+assert log[0]["range"] == "bytes=0-65535", log[0]
+data = [x for x in log[1:] if x["path"] == log[0]["path"]]
+assert data, log
+# The first data request goes on the connection the open made (no second connect, no HEAD).
+assert data[0]["conn"] == log[0]["conn"], (data[0], log[0])
+assert log[1] is data[0], log[:2]
+' "$T/stats"
+# One thread, one request in flight: one connection for the whole load.
+fp_rules '[]'
+WEIGHTLIFT_HTTP_REQUESTS=1 expect_rc 0 $TO "$WEIGHTLIFT" load --json --threads 1 "$FP_URL/$F"
+fp_stats >"$T/stats"
+pycheck '
+# (the proxy counts the connection of the statistics request too)
+assert len(set(x["conn"] for x in j["log"])) == 1, j["log"]
+assert j["requests"] == 2, [(x["n"], x["range"]) for x in j["log"]]
+' "$T/stats"
+
+echo "$((NCHECK - NFAIL)) passed, $NFAIL failed"
+[ "$NFAIL" -eq 0 ]
