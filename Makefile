@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PREFIX ?= /usr/local
 
-.PHONY: all deps build test test-c test-asan test-tsan test-python venv demo bench install clean
+.PHONY: all deps build test test-c test-asan test-tsan test-python venv demo bench install ptx clean
 
 all: build
 
@@ -63,6 +63,10 @@ PYTHON ?= python3
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 	if [ -n "$(PYTHON)" ]; then $(PYTHON) -m pip install ./; fi
+
+# Regenerate the device kernels' committed PTX (src/kernels/) with nvcc (tools/gen-ptx.sh).
+ptx:
+	sh tools/gen-ptx.sh $(or $(NVCC),$(shell command -v nvcc || echo /usr/local/cuda/bin/nvcc))
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "fake_cuda.h"
+#include "kernels/convert_elem.h"
 #include "sink/cuda_api.h"
 
 #define API __attribute__((visibility("default")))
@@ -49,7 +50,27 @@ struct CUevent_st {
 	CUresult status;
 };
 
-enum { OP_HTOD, OP_DTOD, OP_EVENT };
+enum { OP_HTOD, OP_DTOD, OP_EVENT, OP_KERNEL, OP_2D };
+
+struct CUfunc_st {
+	int pair; /* WLIFT_K_* (kernels/convert_elem.h) */
+	unsigned in, out;
+};
+
+/* A module: the image it was loaded from (the kernels it names are the ones found). */
+struct CUmod_st {
+	char *image;
+	struct CUfunc_st fn[WLIFT_K_NPAIRS];
+};
+
+static const struct {
+	const char *name;
+	unsigned in, out;
+} kernels[WLIFT_K_NPAIRS] = {
+#define FAKE_K_ROW(id, name, i, o) [id] = { "wlift_cvt_" #name, i, o },
+	WLIFT_K_PAIRS(FAKE_K_ROW)
+#undef FAKE_K_ROW
+};
 
 struct op {
 	int kind;
@@ -57,6 +78,8 @@ struct op {
 	void *dst;
 	const void *src;
 	size_t len;
+	int pair;	      /* OP_KERNEL: the kernel; len is the element count */
+	size_t spitch, dpitch, height; /* OP_2D: len bytes a row */
 	CUevent ev;
 	uint64_t gen, seq;
 	int fail; /* injected asynchronous failure */
@@ -98,7 +121,8 @@ static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER; /* ops finished */
 static int inited, workers_started;
 static int ndev = 2, nworkers = 3;
 static uint64_t mem_bytes = 16ull << 30, oom_at, fail_copy, fail_async;
-static int fail_register;
+static int fail_register, fail_module;
+static uint64_t fail_launch, launch_calls;
 static unsigned delay_us = 300;
 static int memfd = -1;
 static uint8_t *devmem[MAX_DEV];
@@ -164,6 +188,9 @@ API void fakecuda_configure(void)
 	fail_register = (int)env_u64("FAKECUDA_FAIL_REGISTER", 0);
 	delay_us = (unsigned)env_u64("FAKECUDA_DELAY_US", 300);
 	vmm = (int)env_u64("FAKECUDA_VMM", 1);
+	fail_launch = env_u64("FAKECUDA_FAIL_LAUNCH", 0);
+	fail_module = (int)env_u64("FAKECUDA_FAIL_MODULE", 0);
+	launch_calls = 0;
 	granule = env_u64("FAKECUDA_GRANULE", 2u << 20);
 	if (!granule || (granule & (granule - 1)) || granule % 4096)
 		granule = 2u << 20;
@@ -233,7 +260,16 @@ static void *worker(void *arg)
 		if (o->kind != OP_EVENT) {
 			if (d)
 				sleep_us(d);
-			if (!o->fail && !o->s->err)
+			if (o->fail || o->s->err)
+				;
+			else if (o->kind == OP_KERNEL)
+				for (uint64_t i = 0; i < o->len; i++)
+					wlift_k_one(o->pair, o->src, o->dst, i);
+			else if (o->kind == OP_2D)
+				for (size_t y = 0; y < o->height; y++)
+					memmove((uint8_t *)o->dst + y * o->dpitch,
+						(const uint8_t *)o->src + y * o->spitch, o->len);
+			else
 				memmove(o->dst, o->src, o->len);
 		}
 		pthread_mutex_lock(&mu);
@@ -327,6 +363,9 @@ static const struct {
 	{ CUDA_ERROR_INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context" },
 	{ CUDA_ERROR_INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle" },
 	{ CUDA_ERROR_NOT_READY, "CUDA_ERROR_NOT_READY", "device not ready" },
+	{ CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found" },
+	{ CUDA_ERROR_INVALID_PTX, "CUDA_ERROR_INVALID_PTX",
+	  "a PTX JIT compilation failed" },
 	{ CUDA_ERROR_ILLEGAL_ADDRESS, "CUDA_ERROR_ILLEGAL_ADDRESS",
 	  "an illegal memory access was encountered" },
 	{ CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED, "CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED",
@@ -1094,10 +1133,10 @@ API CUresult cuStreamDestroy_v2(CUstream s)
 }
 
 /* Called with mu held. */
-static CUresult enqueue(int kind, CUstream s, void *dst, const void *src, size_t len, CUevent ev,
-			int fail)
+static CUresult enqueue_op(struct op *o, int kind, CUstream s, void *dst, const void *src,
+			   size_t len, CUevent ev, int fail)
 {
-	struct op *o = calloc(1, sizeof(*o)), **pp = &queue;
+	struct op **pp = &queue;
 
 	if (!o)
 		return CUDA_ERROR_OUT_OF_MEMORY;
@@ -1118,6 +1157,12 @@ static CUresult enqueue(int kind, CUstream s, void *dst, const void *src, size_t
 		st.max_pending = pending;
 	pthread_cond_broadcast(&work_cv);
 	return CUDA_SUCCESS;
+}
+
+static CUresult enqueue(int kind, CUstream s, void *dst, const void *src, size_t len, CUevent ev,
+			int fail)
+{
+	return enqueue_op(calloc(1, sizeof(struct op)), kind, s, dst, src, len, ev, fail);
 }
 
 API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t bytes, CUstream s)
@@ -1270,4 +1315,169 @@ API CUresult cuEventDestroy_v2(CUevent e)
 	pthread_mutex_unlock(&mu);
 	free(e);
 	return CUDA_SUCCESS;
+}
+
+/* ---- modules and kernels ------------------------------------------------------------------ */
+
+API CUresult cuModuleLoadData(CUmodule *m, const void *image)
+{
+	const char *img = image;
+
+	*m = NULL;
+	if (!img)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&mu);
+	if (cur_dev("cuModuleLoadData") < 0) {
+		pthread_mutex_unlock(&mu);
+		return CUDA_ERROR_INVALID_CONTEXT;
+	}
+	pthread_mutex_unlock(&mu);
+	/* A PTX image: text with a .version and .target (a real driver JIT-compiles it). */
+	if (fail_module || !strstr(img, ".version ") || !strstr(img, ".target "))
+		return CUDA_ERROR_INVALID_PTX;
+	*m = calloc(1, sizeof(**m));
+	if (*m)
+		(*m)->image = strdup(img);
+	if (!*m || !(*m)->image) {
+		free(*m);
+		*m = NULL;
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	pthread_mutex_lock(&mu);
+	st.modules++;
+	pthread_mutex_unlock(&mu);
+	return CUDA_SUCCESS;
+}
+
+API CUresult cuModuleUnload(CUmodule m)
+{
+	if (!m)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&mu);
+	st.modules--;
+	pthread_mutex_unlock(&mu);
+	free(m->image);
+	free(m);
+	return CUDA_SUCCESS;
+}
+
+/* The kernel named, when the image defines it (".entry NAME(") and the fake implements it:
+ * the C code of kernels/convert_elem.h, which is what convert.cu compiles. */
+API CUresult cuModuleGetFunction(CUfunction *f, CUmodule m, const char *name)
+{
+	char want[96];
+
+	*f = NULL;
+	if (!m || !name)
+		return CUDA_ERROR_INVALID_HANDLE;
+	snprintf(want, sizeof(want), ".entry %s(", name);
+	if (!strstr(m->image, want))
+		return CUDA_ERROR_NOT_FOUND;
+	for (int p = 0; p < WLIFT_K_NPAIRS; p++) {
+		if (strcmp(kernels[p].name, name) != 0)
+			continue;
+		*f = &m->fn[p]; /* lives as long as the module, as CUDA's */
+		(*f)->pair = p;
+		(*f)->in = kernels[p].in;
+		(*f)->out = kernels[p].out;
+		return CUDA_SUCCESS;
+	}
+	return CUDA_ERROR_NOT_FOUND;
+}
+
+API CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+			    unsigned by, unsigned bz, unsigned shared, CUstream s, void **params,
+			    void **extra)
+{
+	const uint8_t *src;
+	uint8_t *dst;
+	uint64_t n;
+	CUresult r = CUDA_SUCCESS;
+
+	if (!f || !params)
+		return CUDA_ERROR_INVALID_HANDLE;
+	/* The kernels' parameters: (const uint8_t *src, uint8_t *dst, uint64_t n), copied at
+	 * the launch, as CUDA does. */
+	memcpy(&src, params[0], sizeof(src));
+	memcpy(&dst, params[1], sizeof(dst));
+	memcpy(&n, params[2], sizeof(n));
+	pthread_mutex_lock(&mu);
+	launch_calls++;
+	if (!s) {
+		violation("cuLaunchKernel on the default stream");
+		r = CUDA_ERROR_INVALID_HANDLE;
+	} else if (cur_dev("cuLaunchKernel") < 0) {
+		r = CUDA_ERROR_INVALID_CONTEXT;
+	} else if (!gx || gy != 1 || gz != 1 || !bx || bx > 1024 || by != 1 || bz != 1 ||
+		   shared || extra) {
+		violation("cuLaunchKernel: grid %u x %u x %u, block %u x %u x %u", gx, gy, gz, bx,
+			  by, bz);
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else if (!n || !dev_ok((CUdeviceptr)(uintptr_t)src, n * f->in) ||
+		   !dev_ok((CUdeviceptr)(uintptr_t)dst, n * f->out)) {
+		violation("cuLaunchKernel %s of %llu elements %p -> %p: outside device memory",
+			  kernels[f->pair].name, (unsigned long long)n, (const void *)src,
+			  (void *)dst);
+		r = CUDA_ERROR_ILLEGAL_ADDRESS;
+	} else if (fail_launch && launch_calls == fail_launch) {
+		r = CUDA_ERROR_LAUNCH_FAILED;
+	} else {
+		struct op *o = calloc(1, sizeof(*o));
+		if (o)
+			o->pair = f->pair;
+		r = enqueue_op(o, OP_KERNEL, s, dst, src, (size_t)n, NULL, 0);
+		if (!r) {
+			st.launches++;
+			st.launch_elems += n;
+		}
+	}
+	pthread_mutex_unlock(&mu);
+	return r;
+}
+
+/* ---- 2D copies ---------------------------------------------------------------------------- */
+
+API CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *p, CUstream s)
+{
+	const uint8_t *src;
+	uint8_t *dst;
+	size_t span_s, span_d;
+	CUresult r = CUDA_SUCCESS;
+
+	if (!p || !s)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (p->srcMemoryType != CU_MEMORYTYPE_HOST || p->dstMemoryType != CU_MEMORYTYPE_DEVICE ||
+	    !p->Height || !p->WidthInBytes || p->srcPitch < p->WidthInBytes ||
+	    p->dstPitch < p->WidthInBytes)
+		return CUDA_ERROR_INVALID_VALUE;
+	src = (const uint8_t *)p->srcHost + p->srcY * p->srcPitch + p->srcXInBytes;
+	dst = (uint8_t *)(uintptr_t)p->dstDevice + p->dstY * p->dstPitch + p->dstXInBytes;
+	span_s = (p->Height - 1) * p->srcPitch + p->WidthInBytes;
+	span_d = (p->Height - 1) * p->dstPitch + p->WidthInBytes;
+	pthread_mutex_lock(&mu);
+	if (cur_dev("cuMemcpy2DAsync") < 0) {
+		r = CUDA_ERROR_INVALID_CONTEXT;
+	} else if (!pinned(src, span_s)) {
+		violation("cuMemcpy2DAsync of %zu x %zu bytes from pageable memory", p->Height,
+			  p->WidthInBytes);
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else if (!dev_ok((CUdeviceptr)(uintptr_t)dst, span_d)) {
+		violation("cuMemcpy2DAsync of %zu x %zu bytes to %p: outside device memory",
+			  p->Height, p->WidthInBytes, (void *)dst);
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else {
+		struct op *o = calloc(1, sizeof(*o));
+		if (o) {
+			o->spitch = p->srcPitch;
+			o->dpitch = p->dstPitch;
+			o->height = p->Height;
+		}
+		r = enqueue_op(o, OP_2D, s, dst, src, p->WidthInBytes, NULL, 0);
+		if (!r) {
+			st.copies_2d++;
+			st.htod_bytes += p->Height * p->WidthInBytes;
+		}
+	}
+	pthread_mutex_unlock(&mu);
+	return r;
 }

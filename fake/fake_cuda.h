@@ -18,6 +18,8 @@
  *   FAKECUDA_VMM=0            no virtual memory management (the device attribute says 0,
  *                             cuMemCreate etc. fail with CUDA_ERROR_NOT_SUPPORTED)
  *   FAKECUDA_GRANULE=N        allocation granularity (default 2 MiB; a power of two >= 4 KiB)
+ *   FAKECUDA_FAIL_MODULE=1    cuModuleLoadData fails (CUDA_ERROR_INVALID_PTX)
+ *   FAKECUDA_FAIL_LAUNCH=N    the Nth cuLaunchKernel fails at the call (CUDA_ERROR_LAUNCH_FAILED)
  */
 #ifndef WLIFT_FAKE_CUDA_H
 #define WLIFT_FAKE_CUDA_H
@@ -46,6 +48,10 @@ struct fakecuda_stats {
 	uint64_t mapped_bytes;	   /* bytes mapped now (cuMemMap not yet unmapped) */
 	unsigned reservations;	   /* cuMemAddressReserve ranges not yet freed */
 	uint64_t reserved_bytes;
+	/* Kernels (the conversions of kernels/convert_elem.h, run by the copy workers). */
+	unsigned modules;	   /* cuModuleLoadData not yet unloaded */
+	uint64_t launches, launch_elems; /* cuLaunchKernel calls queued, their elements */
+	uint64_t copies_2d;	   /* cuMemcpy2DAsync (host to device) calls queued */
 };
 
 typedef void (*fakecuda_stats_fn)(struct fakecuda_stats *out);

@@ -32,7 +32,19 @@ struct load {
 	uint64_t *left;		  /* split gathers: pieces still to land */
 	wlift_ready_fn ready;
 	void *ready_user;
+	/* The first fix-up or conversion failure's message (the pipeline knows only its code). */
+	int have_diag;
+	wlift_diag diag;
 };
+
+/* Keep the first failure of a sink operation on tensor t, naming it. */
+static int op_failed(struct load *l, const struct wlift_tensor *t, int ret, const wlift_diag *e)
+{
+	if (e->code && !__atomic_exchange_n(&l->have_diag, 1, __ATOMIC_ACQ_REL))
+		wlift__diag_set(&l->diag, ret, NULL, t->v.info.name, -1, e->rule[0] ? e->rule : NULL,
+				"tensor \"%s\": %s", t->v.info.name, e->message);
+	return ret;
+}
 
 static size_t nelem(const wlift_tensor_info *t)
 {
@@ -64,17 +76,21 @@ static int copy_done(void *user, size_t i)
 	for (uint64_t k = 1; g && k < g->outer; k++) {
 		uint64_t from = g->split ? l->entry_dest[l->first[i] + k]
 					 : l->raw_off[i] + k * g->stride;
-		int ret = l->sink->ops->move(l->sink, l->raw_off[i] + k * g->piece, from,
-					     g->piece, NULL);
+		wlift_diag e;
+		int ret;
+		wlift_diag_clear(&e);
+		ret = l->sink->ops->move(l->sink, l->raw_off[i] + k * g->piece, from, g->piece, &e);
 		if (ret)
-			return ret;
+			return op_failed(l, t, ret, &e);
 	}
 	if (t->v.dtype != t->v.info.dtype) {
-		int ret = l->sink->ops->convert(l->sink, t->v.info.dtype, t->v.dtype,
-						l->raw_off[i], l->data_off[i], nelem(&t->v.info),
-						NULL);
+		wlift_diag e;
+		int ret;
+		wlift_diag_clear(&e);
+		ret = l->sink->ops->convert(l->sink, t->v.info.dtype, t->v.dtype, l->raw_off[i],
+					    l->data_off[i], nelem(&t->v.info), &e);
 		if (ret)
-			return ret;
+			return op_failed(l, t, ret, &e);
 		/* Widened into the conversion area: the stored bytes are dead (host memory stays
 		 * at the loaded bytes, not both copies). */
 		if (l->data_off[i] != l->raw_off[i] && l->sink->ops->release)
@@ -103,6 +119,9 @@ static int layout_conversions(const struct wlift__load_cfg *c, const struct wlif
 			      const wlift_tensor_info *ti, size_t n, uint64_t *conv_off,
 			      uint64_t *conv_bytes, wlift_diag *d)
 {
+	/* Converted tensors start as aligned as the sink's stored ones (256 on a GPU). */
+	uint64_t al = sink->dest_align > WLIFT_PLAN_ALIGN ? sink->dest_align : WLIFT_PLAN_ALIGN;
+
 	*conv_bytes = 0;
 	for (size_t i = 0; i < n; i++) {
 		wlift_dtype from = ti[i].dtype;
@@ -129,8 +148,7 @@ static int layout_conversions(const struct wlift__load_cfg *c, const struct wlif
 			continue;
 		nb = ti[i].nbytes / (wlift_dtype_bits(from) / 8) * (wlift_dtype_bits(c->dtype) / 8);
 		conv_off[i] = *conv_bytes + 1;
-		*conv_bytes = (*conv_bytes + nb + WLIFT_PLAN_ALIGN - 1) / WLIFT_PLAN_ALIGN *
-			      WLIFT_PLAN_ALIGN;
+		*conv_bytes = (*conv_bytes + nb + al - 1) / al * al;
 	}
 	return 0;
 }
@@ -434,8 +452,12 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		for (size_t i = 0; i < n; i++)
 			pe.raw_off[i] = plan.dest[pe.first ? pe.first[i] : i];
 		/* sink: the stored bytes, then the widened conversions. */
-		conv_base = (plan.arena_bytes + WLIFT_PLAN_ALIGN - 1) / WLIFT_PLAN_ALIGN *
-			    WLIFT_PLAN_ALIGN;
+		{
+			uint64_t al = conv_bytes && sink->dest_align > WLIFT_PLAN_ALIGN
+					  ? sink->dest_align
+					  : WLIFT_PLAN_ALIGN;
+			conv_base = (plan.arena_bytes + al - 1) / al * al;
+		}
 		ret = sink_memory(sink, res, conv_base + conv_bytes, &m, d);
 		if (ret)
 			goto out;
@@ -489,6 +511,8 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		pl.progress = cfg.progress;
 		pl.progress_user = cfg.progress_user;
 		ret = wlift__pipeline_run(&pl, d);
+		if (ret && l.have_diag && d && d->code == l.diag.code)
+			*d = l.diag; /* the sink's own account of the failure */
 		if (ret)
 			goto out;
 		res->stats.bytes_read = pl.bytes_read;

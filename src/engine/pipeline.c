@@ -90,6 +90,11 @@ static int fire(struct run *r, size_t k)
 		if (ret == WLIFT_ECANCELED)
 			wlift__diag_set(&d, ret, NULL, r->pl->tensors[k].name, -1, "load.canceled",
 					"the load was canceled by the ready callback");
+		else
+			wlift__diag_set(&d, ret, NULL, r->pl->tensors[k].name, -1, "load.finish",
+					"tensor \"%s\": finishing it in the destination (placement "
+					"fix-up or dtype conversion) failed: %s",
+					r->pl->tensors[k].name, wlift_strerror(ret));
 		fail(r, ret, &d);
 	}
 	return ret;

@@ -22,6 +22,7 @@
 
 #include "sink/cuda.h"
 #include "sink/cuda_drv.h"
+#include "sink/cuda_kernels.h"
 #include "sink/cuda_mem.h"
 
 #define RING_SEGMENT (256u << 20) /* cuMemHostRegister at most this much per call */
@@ -70,6 +71,11 @@ struct cuda_sink {
 	struct wlift__cuda_mem *mem;		  /* until exported */
 	CUdeviceptr dptr;
 	uint64_t bytes;
+	/* device dtype conversion: the kernels, loaded at the first conversion */
+	struct wlift__cuda_kernels *kern;
+	int kern_err;		/* their load failed: this code, kern_diag the message */
+	wlift_diag kern_diag;
+	pthread_mutex_t kmu; /* kernels and aux-stream conversions */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* a slot was given back */
 };
@@ -534,6 +540,60 @@ static int cuda_move(struct wlift__sink *s, uint64_t to, uint64_t from, uint64_t
 	return 0;
 }
 
+/* dtype conversion on the device, once the tensor's bytes have landed: the kernel for the
+ * pair on the fix-up stream, then a synchronise (the tensor is reported ready right after). */
+static int cuda_convert(struct wlift__sink *s, wlift_dtype from, wlift_dtype to, uint64_t src,
+			uint64_t dst, uint64_t nelem, wlift_diag *d)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+	unsigned in = 0, out = 0;
+	int pair = wlift__cuda_kernel_pair(from, to, &in, &out), ret = 0;
+	CUresult r;
+
+	if (pair < 0)
+		return wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, NULL, -1, "cuda.convert",
+				       "%s: converting %s to %s on the device is not supported",
+				       c->name, wlift_dtype_name(from), wlift_dtype_name(to));
+	if (!nelem)
+		return 0;
+	if (nelem > c->bytes / in || src > c->bytes - nelem * in || nelem > c->bytes / out ||
+	    dst > c->bytes - nelem * out ||
+	    (src != dst && src < dst + nelem * out && dst < src + nelem * in))
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "cuda.convert",
+				       "%s: internal error: converting %llu elements from device "
+				       "offset %llu to %llu (destination %llu bytes)",
+				       c->name, (unsigned long long)nelem, (unsigned long long)src,
+				       (unsigned long long)dst, (unsigned long long)c->bytes);
+	if (!push(c))
+		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
+				       "%s: cannot make the device's context current", c->name);
+	pthread_mutex_lock(&c->kmu);
+	if (!c->kern && !c->kern_err) {
+		wlift_diag_clear(&c->kern_diag);
+		c->kern_err = wlift__cuda_kernels_load(c->cu, c->name, &c->kern, &c->kern_diag);
+	}
+	if (c->kern_err) {
+		ret = c->kern_err;
+		if (d)
+			*d = c->kern_diag; /* every conversion of the load says why */
+	}
+	if (!ret) {
+		r = wlift__cuda_convert(c->kern, pair, c->dptr + src, c->dptr + dst, nelem, c->aux);
+		if (r == CUDA_SUCCESS)
+			r = c->cu->StreamSynchronize(c->aux);
+		if (r != CUDA_SUCCESS)
+			ret = wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.convert",
+					      "%s: converting %llu elements %s to %s at device "
+					      "offset %llu: %s",
+					      c->name, (unsigned long long)nelem,
+					      wlift_dtype_name(from), wlift_dtype_name(to),
+					      (unsigned long long)src, etext(c, r));
+	}
+	pthread_mutex_unlock(&c->kmu);
+	pop(c);
+	return ret;
+}
+
 static int cuda_release(struct wlift__sink *s, uint64_t off, uint64_t len)
 {
 	struct cuda_sink *c = (struct cuda_sink *)s;
@@ -580,6 +640,7 @@ static void cuda_destroy(struct wlift__sink *s)
 		c->cu->StreamDestroy(c->aux);
 	}
 	ring_free(c);
+	wlift__cuda_kernels_free(c->kern);
 	wlift__cuda_mem_free(c->mem); /* not exported: a failed load */
 	if (pushed)
 		pop(c);
@@ -587,6 +648,7 @@ static void cuda_destroy(struct wlift__sink *s)
 		c->cu->PrimaryCtxRelease(c->dev);
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->kmu);
 	free(c);
 }
 
@@ -599,8 +661,7 @@ static const struct wlift__sink_ops cuda_ops = {
 	.commit = cuda_commit,
 	.poll = cuda_poll,
 	.move = cuda_move,
-	/* .convert: device dtype conversion needs the kernels (src/kernels/); the load refuses
-	 * a dtype for this sink before reading. */
+	.convert = cuda_convert,
 	.release = cuda_release,
 	.export_mem = cuda_export,
 	.finish = cuda_finish,
@@ -644,6 +705,7 @@ int wlift__cuda_sink_create(const char *device, const struct wlift__sink_cfg *cf
 	if (!c)
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->kmu, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	c->base.ops = &cuda_ops;
 	c->base.in_place = 0;

@@ -20,6 +20,26 @@ typedef struct CUstream_st *CUstream;
 typedef struct CUevent_st *CUevent;
 typedef unsigned long long CUdeviceptr;
 typedef unsigned long long CUmemGenericAllocationHandle;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef struct CUarray_st *CUarray;
+
+/* cuMemcpy2DAsync's parameters (CUDA_MEMCPY2D_v2). */
+typedef struct {
+	size_t srcXInBytes, srcY;
+	int srcMemoryType; /* CU_MEMORYTYPE_HOST, _DEVICE */
+	const void *srcHost;
+	CUdeviceptr srcDevice;
+	CUarray srcArray;
+	size_t srcPitch;
+	size_t dstXInBytes, dstY;
+	int dstMemoryType;
+	void *dstHost;
+	CUdeviceptr dstDevice;
+	CUarray dstArray;
+	size_t dstPitch;
+	size_t WidthInBytes, Height;
+} CUDA_MEMCPY2D;
 
 /* Virtual memory management (cuMemCreate, cuMemMap, ...). */
 typedef struct {
@@ -51,6 +71,9 @@ typedef struct {
 #define CUDA_ERROR_OUT_OF_MEMORY 2
 #define CUDA_ERROR_NOT_INITIALIZED 3
 #define CUDA_ERROR_NO_DEVICE 100
+#define CUDA_ERROR_INVALID_IMAGE 200
+#define CUDA_ERROR_INVALID_PTX 218
+#define CUDA_ERROR_UNSUPPORTED_PTX_VERSION 222
 #define CUDA_ERROR_INVALID_DEVICE 101
 #define CUDA_ERROR_INVALID_CONTEXT 201
 #define CUDA_ERROR_INVALID_HANDLE 400
@@ -77,6 +100,8 @@ typedef struct {
 #define CU_MEM_ACCESS_FLAGS_PROT_READWRITE 0x3
 #define CU_MEM_ALLOC_GRANULARITY_MINIMUM 0x0
 #define CU_MEM_ALLOC_GRANULARITY_RECOMMENDED 0x1
+#define CU_MEMORYTYPE_HOST 0x1
+#define CU_MEMORYTYPE_DEVICE 0x2
 
 /* Entry points, in the order cuda_drv.c resolves them: X(field, exported symbol, arguments);
  * every one returns CUresult. */
@@ -117,7 +142,9 @@ typedef struct {
 	X(EventDestroy, "cuEventDestroy_v2", (CUevent e))
 
 /* Entry points the sink can do without (NULL when the driver lacks them): virtual memory
- * management, used when the device supports it, else one cuMemAlloc per load. */
+ * management, used when the device supports it, else one cuMemAlloc per load; the modules
+ * and launches of the conversion kernels (without them: device conversion unsupported); the
+ * 2D copy of strided shard blocks (without it: staged gather by device moves). */
 #define WLIFT_CUDA_OPTIONAL_ENTRY_POINTS(X)                                                  \
 	X(MemGetAllocationGranularity, "cuMemGetAllocationGranularity",                       \
 	  (size_t * g, const CUmemAllocationProp *prop, int option))                          \
@@ -134,6 +161,14 @@ typedef struct {
 	   unsigned long long flags))                                                         \
 	X(MemUnmap, "cuMemUnmap", (CUdeviceptr p, size_t bytes))                              \
 	X(MemSetAccess, "cuMemSetAccess",                                                     \
-	  (CUdeviceptr p, size_t bytes, const CUmemAccessDesc *desc, size_t count))
+	  (CUdeviceptr p, size_t bytes, const CUmemAccessDesc *desc, size_t count))           \
+	X(ModuleLoadData, "cuModuleLoadData", (CUmodule * m, const void *image))              \
+	X(ModuleUnload, "cuModuleUnload", (CUmodule m))                                       \
+	X(ModuleGetFunction, "cuModuleGetFunction",                                           \
+	  (CUfunction * f, CUmodule m, const char *name))                                     \
+	X(LaunchKernel, "cuLaunchKernel",                                                     \
+	  (CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,     \
+	   unsigned bz, unsigned shared, CUstream s, void **params, void **extra))            \
+	X(Memcpy2DAsync, "cuMemcpy2DAsync_v2", (const CUDA_MEMCPY2D *p, CUstream s))
 
 #endif

@@ -3,8 +3,8 @@
 # `weightlift load --device cuda:N` against the fake CUDA driver (fake/, WLIFT_FAKECUDA): the
 # load succeeds on each fake device, its peak RssAnon growth stays under the ring + 64 MiB for
 # a checkpoint 16x the ring, and device errors exit 5 with the message naming the device:
-# no driver, no such device, out of device memory, a failed copy; a bad device name or a
-# device dtype conversion (no kernels built in) is bad input.
+# no driver, no such device, out of device memory, a failed copy, conversion kernels that do
+# not load; a bad device name is bad input. --dtype converts on the device.
 . "$(dirname "$0")/lib.sh"
 [ -n "${WLIFT_FAKECUDA:-}" ] && [ -e "$WLIFT_FAKECUDA" ] || { echo "SKIP: no fake CUDA driver"; exit 77; }
 fixtures --big 128
@@ -47,6 +47,13 @@ FAKECUDA_FAIL_COPY=3 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 "$B"
 grep_err "cuMemcpyHtoDAsync of"
 FAKECUDA_FAIL_ASYNC=3 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 "$B"
 grep_err "CUDA_ERROR_ILLEGAL_ADDRESS"
+FL=embed.weight,layer.0.bias,layer.0.mask,empty,norm.weight,q.u8
+for dt in F16 BF16 F32; do
+	expect_rc 0 "$WEIGHTLIFT" load --device cuda:1 --dtype $dt --names $FL --json "$S"
+	pycheck 'assert j["tensors"] == 6, j'
+done
+FAKECUDA_FAIL_MODULE=1 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 --dtype F32 --names $FL "$S"
+grep_err "cannot load the dtype conversion kernels: cuModuleLoadData"
 
 # --- the GPU machine's tools, against the fake: gpucheck and bench/gpu.sh's checks ----------
 GC=$(dirname "$WEIGHTLIFT")/gpucheck
@@ -65,8 +72,6 @@ fi
 # --- bad input ---------------------------------------------------------------------------------
 expect_rc 2 "$WEIGHTLIFT" load --device cuda:x "$S"
 grep_err "not understood"
-expect_rc 1 "$WEIGHTLIFT" load --device cuda:0 --dtype F16 "$B"
-grep_err "is not supported by this build"
 WEIGHTLIFT_CUDA_RING_BYTES=100 expect_rc 2 "$WEIGHTLIFT" load --device cuda:0 "$S"
 grep_err "out of range"
 finish

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fake_cuda.h"
+#include "sink/convert_cpu.h"
 #include "sink/cuda_api.h"
 #include "testutil.h"
 #include "weightlift.h"
@@ -468,32 +469,185 @@ START_TEST(ring_knobs)
 }
 END_TEST
 
-/* A device load with a dtype: refused before reading while no kernels are built in. */
-START_TEST(dtype_unsupported)
+/* ---- device dtype conversion -------------------------------------------------------------- */
+
+static const size_t conv_counts[] = { 1, 3, 7, 1000, 65537, 4099, 2 };
+#define NCONV (sizeof(conv_counts) / sizeof(conv_counts[0]))
+
+/* A checkpoint of NCONV tensors of dtype from (odd element counts: odd file offsets), random
+ * bits (NaNs, infinities and subnormals among them); its data in *data. */
+static void make_conv_st(const char *path, wlift_dtype from, uint8_t **data, size_t *len)
 {
-	const char *path = wt_path("f16.safetensors");
-	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
-	uint16_t data[4] = { 0x3c00, 0x4000, 0x4200, 0x4400 };
+	unsigned eb = wlift_dtype_bits(from) / 8;
+	char json[2048];
+	size_t jl = 0, off = 0;
+	uint32_t x = 2463534242u;
+
+	jl += (size_t)snprintf(json + jl, sizeof(json) - jl, "{");
+	for (size_t i = 0; i < NCONV; i++) {
+		jl += (size_t)snprintf(json + jl, sizeof(json) - jl,
+				       "%s\"c%zu\":{\"dtype\":\"%s\",\"shape\":[%zu],"
+				       "\"data_offsets\":[%zu,%zu]}",
+				       i ? "," : "", i, wlift_dtype_name(from), conv_counts[i], off,
+				       off + conv_counts[i] * eb);
+		off += conv_counts[i] * eb;
+	}
+	snprintf(json + jl, sizeof(json) - jl, "}");
+	*data = malloc(off);
+	ck_assert_ptr_nonnull(*data);
+	for (size_t i = 0; i < off; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		(*data)[i] = (uint8_t)x;
+	}
+	*len = off;
+	wt_write_st(path, json, *data, off);
+}
+
+static int fake_launches(struct fake *f)
+{
+	struct fakecuda_stats st;
+
+	f->stats(&st);
+	ck_assert_msg(st.violations == 0, "%u driver misuses; first: %s", st.violations,
+		      st.violation);
+	return (int)st.launches;
+}
+
+/* Every pair among F32, F16 and BF16 converted on the device (the kernels launched on the
+ * copy path once each tensor's bytes have landed; narrowing in place, widening into the
+ * conversion area) equals the CPU converter bit for bit, for buffered and O_DIRECT reads. */
+START_TEST(device_conversion)
+{
+	static const wlift_dtype dt[] = { WLIFT_F32, WLIFT_F16, WLIFT_BF16 };
+	const char *path = wt_path("conv.safetensors");
 	wlift_ctx *ctx = ctx_fake();
+	struct fake f;
+	int launches = 0;
+
+	for (size_t a = 0; a < 3; a++) {
+		uint8_t *data;
+		size_t len;
+		wlift_ckpt *ck;
+
+		make_conv_st(path, dt[a], &data, &len);
+		ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+		for (size_t b = 0; b < 3; b++) {
+			for (int direct = 0; direct < 2; direct++) {
+				wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+				unsigned ib = wlift_dtype_bits(dt[a]) / 8;
+				unsigned ob = wlift_dtype_bits(dt[b]) / 8;
+				size_t off = 0;
+				wlift_result *r;
+				wlift_diag d;
+				CUcontext c, old;
+
+				if (direct && !odirect_ok())
+					continue;
+				o.device = "cuda:1";
+				o.dtype = dt[b];
+				o.direct = direct ? WLIFT_DIRECT_ON : WLIFT_DIRECT_OFF;
+				o.threads = 3;
+				o.ring_bytes = 1u << 20;
+				o.ring_slots = 4;
+				wlift_diag_clear(&d);
+				ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &r, &d) == 0,
+					      "%s -> %s: %s", wlift_dtype_name(dt[a]),
+					      wlift_dtype_name(dt[b]), d.message);
+				f = fake_open();
+				ck_assert_int_eq(f.retain(&c, 1), CUDA_SUCCESS);
+				ck_assert_int_eq(f.push(c), CUDA_SUCCESS);
+				for (size_t i = 0; i < NCONV; i++) {
+					size_t n = conv_counts[i];
+					uint8_t *got = malloc(n * ob), *want = malloc(n * ob);
+					wlift_tensor_view v;
+					ck_assert_ptr_nonnull(got);
+					ck_assert_ptr_nonnull(want);
+					wlift_tensor_get(wlift_result_tensor(r, i), &v);
+					ck_assert_int_eq(v.dtype, dt[b]);
+					ck_assert_uint_eq(v.nbytes, n * ob);
+					ck_assert_int_eq(v.device, 1);
+					ck_assert_msg((uintptr_t)v.data % 256 == 0, "not aligned");
+					ck_assert_int_eq(f.dtoh(got, (CUdeviceptr)(uintptr_t)v.data,
+								n * ob),
+							 CUDA_SUCCESS);
+					ck_assert_int_eq(wlift__convert_cpu(dt[a], dt[b], data + off,
+									    want, n),
+							 0);
+					if (memcmp(got, want, n * ob))
+						ck_abort_msg("%s -> %s, tensor c%zu (%zu elements, "
+							     "O_DIRECT %d): device differs from CPU",
+							     wlift_dtype_name(dt[a]),
+							     wlift_dtype_name(dt[b]), i, n, direct);
+					off += n * ib;
+					free(got);
+					free(want);
+				}
+				ck_assert_int_eq(f.pop(&old), CUDA_SUCCESS);
+				ck_assert_int_eq(f.release(1), CUDA_SUCCESS);
+				if (a != b)
+					ck_assert_int_gt(fake_launches(&f), launches);
+				else
+					ck_assert_int_eq(fake_launches(&f), launches);
+				launches = fake_launches(&f);
+				wlift_result_free(r);
+			}
+		}
+		wlift_ckpt_close(ck);
+		free(data);
+	}
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&f);
+}
+END_TEST
+
+/* Kernels that do not load, a launch that fails: WLIFT_ECUDA naming the tensor, nothing
+ * left on the device. */
+static void conversion_failure(const char *knob, const char *val, const char *want)
+{
+	const char *path = wt_path("conv.safetensors");
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	wlift_ctx *ctx;
 	wlift_ckpt *ck;
 	wlift_result *r;
 	wlift_diag d;
+	uint8_t *data;
+	size_t len;
 
-	wt_write_st(path, "{\"w\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[0,8]}}", data,
-		    sizeof(data));
+	setenv(knob, val, 1);
+	ctx = ctx_fake();
+	make_conv_st(path, WLIFT_F16, &data, &len);
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.device = "cuda:0";
 	o.dtype = WLIFT_F32;
 	wlift_diag_clear(&d);
-	ck_assert_int_eq(wlift_load(ck, &o, NULL, NULL, &r, &d), WLIFT_EUNSUPPORTED);
-	ck_assert_msg(strstr(d.message, "w: converting F16 to F32 on device \"cuda:0\""), "%s",
-		      d.message);
+	ck_assert_int_eq(wlift_load(ck, &o, NULL, NULL, &r, &d), WLIFT_ECUDA);
+	ck_assert_ptr_null(r);
+	printf("%s=%s: %s\n", knob, val, d.message);
+	ck_assert_msg(strstr(d.message, "tensor \"c") && strstr(d.message, "cuda:0: ") &&
+			  strstr(d.message, want),
+		      "%s", d.message);
 	wlift_ckpt_close(ck);
 	wlift_ctx_destroy(ctx);
+	free(data);
 	{
 		struct fake f = fake_open();
 		check_nothing_held(&f);
 	}
+}
+
+START_TEST(conversion_module_fails)
+{
+	conversion_failure("FAKECUDA_FAIL_MODULE", "1",
+			   "cannot load the dtype conversion kernels: cuModuleLoadData: "
+			   "CUDA_ERROR_INVALID_PTX");
+}
+END_TEST
+
+START_TEST(conversion_launch_fails)
+{
+	conversion_failure("FAKECUDA_FAIL_LAUNCH", "3", "F16 to F32 at device offset");
 }
 END_TEST
 
@@ -878,7 +1032,9 @@ int main(void)
 	tcase_add_test(tc, one_device_bad_index);
 	tcase_add_test(tc, bad_names);
 	tcase_add_test(tc, ring_knobs);
-	tcase_add_test(tc, dtype_unsupported);
+	tcase_add_test(tc, device_conversion);
+	tcase_add_test(tc, conversion_module_fails);
+	tcase_add_test(tc, conversion_launch_fails);
 	tcase_add_test(tc, shard_gather_on_device);
 	tcase_add_test(tc, device_memory_follows_tensors);
 	tcase_add_test(tc, device_memory_without_vmm);
