@@ -4,15 +4,16 @@
 #   tools/install-deps.sh test    + test tools (Check, fio, valgrind, nginx, libfuse3 for the
 #                                 fault injection test, Open MPI for the distributed tests,
 #                                 python venv)
-#   tools/install-deps.sh demo    + what `make demo` uses
+#   tools/install-deps.sh demo    + what `make demo` uses (fio; nginx and curl for streaming
+#                                 from a loopback server through the local cache)
 set -euo pipefail
 what=${1:-build}
 pkgs=(build-essential cmake pkg-config libjson-c-dev liburing-dev libssl-dev libcurl4-openssl-dev
       python3 python3-venv python3-dev)
 case "$what" in
-  test) pkgs+=(check clang libclang-rt-14-dev fio valgrind libfuse3-dev fuse3 nginx openmpi-bin
+  test) pkgs+=(check clang libclang-rt-14-dev fio valgrind libfuse3-dev fuse3 nginx curl openmpi-bin
               libopenmpi-dev) ;;
-  demo) pkgs+=(fio) ;;
+  demo) pkgs+=(fio nginx curl) ;;
   build) ;;
   *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;
 esac

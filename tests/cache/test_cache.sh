@@ -116,6 +116,16 @@ check "--cache-fill full caches the whole object" 'cmp -s "$(entry_of "$URL/big.
 expect_rc 0 WL load --json --cache-dir "$C" --names "$name" "$URL/big.safetensors"
 pycheck 'assert j["strategy"] != "cache", j["strategy"]'
 
+# --- to a GPU (the fake driver): the staged sink's buffers are written through before reuse
+if [ -n "${WLIFT_FAKECUDA:-}" ] && [ -f "$WLIFT_FAKECUDA" ]; then
+	rm -rf "$C"
+	WEIGHTLIFT_CUDA_LIBRARY=$WLIFT_FAKECUDA WEIGHTLIFT_CUDA_RING_BYTES=4M expect_rc 0 \
+		WL load -q --device cuda:0 --cache-dir "$C" "$URL/big.safetensors"
+	check "a GPU load fills the entry" 'cmp -s "$(entry_of "$URL/big.safetensors")" "$D/big.safetensors"'
+	WEIGHTLIFT_CUDA_LIBRARY=$WLIFT_FAKECUDA expect_rc 0 \
+		WL load -q --device cuda:0 --cache-dir "$C" "$URL/big.safetensors"
+fi
+
 # --- failed loads leave no partial file -----------------------------------------------------
 # (An object read whole is cached whatever it holds: a malformed file then fails the same
 # way from the cache.)
