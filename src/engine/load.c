@@ -30,6 +30,7 @@ struct load {
 	const size_t *first;	  /* tensor -> its first plan entry */
 	const uint64_t *entry_dest; /* plan entry -> sink offset */
 	uint64_t *left;		  /* split gathers: pieces still to land */
+	uint8_t *sink_gathers;	  /* per tensor: 1 when the sink gathers it (remap) */
 	wlift_ready_fn ready;
 	void *ready_user;
 	/* The first fix-up or conversion failure's message (the pipeline knows only its code). */
@@ -72,7 +73,10 @@ static int copy_done(void *user, size_t i)
 	/* A split block lands piece by piece: the last one to land gathers. */
 	if (g && g->split && __atomic_sub_fetch(&l->left[i], 1, __ATOMIC_ACQ_REL) != 0)
 		return 0;
-	/* A block along a later dim: its pieces together, in place (each moves down). */
+	/* A block along a later dim: its pieces together, in place (each moves down), unless
+	 * the sink delivered them gathered. */
+	if (l->sink_gathers && l->sink_gathers[i])
+		g = NULL;
 	for (uint64_t k = 1; g && k < g->outer; k++) {
 		uint64_t from = g->split ? l->entry_dest[l->first[i] + k]
 					 : l->raw_off[i] + k * g->stride;
@@ -335,6 +339,54 @@ static void entries_free(struct entries *e, const struct wlift__selection *sel)
 	memset(e, 0, sizeof(*e));
 }
 
+/* Strided blocks that the sink can gather as their bytes land (remap: a GPU's 2D copies from
+ * the staging buffer, so nothing moves on the device afterwards). Not where O_DIRECT
+ * placement shifts a range (its fix-up moves the whole range once it has landed). A sink
+ * that cannot (-ENOTSUP at its first remap) leaves the moves to copy_done. */
+static int sink_gathers(struct load *l, const struct wlift__selection *sel,
+			const struct entries *pe, const struct wlift__plan *plan,
+			struct wlift__sink *sink, wlift_diag *d)
+{
+	int any = 0, ret;
+
+	if (!sel->gather || !sink->ops->remap)
+		return 0;
+	for (size_t r = 0; r < plan->nranges; r++)
+		if (plan->ranges[r].shift)
+			return 0;
+	for (size_t i = 0; i < sel->n; i++) {
+		const struct wlift__gather *g = &sel->gather[i];
+		size_t e = pe->first ? pe->first[i] : i;
+
+		if (g->outer < 2)
+			continue;
+		if (!l->sink_gathers) {
+			l->sink_gathers = calloc(sel->n, 1);
+			if (!l->sink_gathers)
+				return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+		}
+		if (!g->split) {
+			ret = sink->ops->remap(sink, plan->dest[e], sel->ti[i].nbytes, g->outer,
+					       g->piece, g->stride, pe->raw_off[i]);
+		} else {
+			ret = 0;
+			for (uint64_t k = 1; k < g->outer && !ret; k++)
+				ret = sink->ops->remap(sink, plan->dest[e + k], g->piece, 1, g->piece,
+						       g->piece, pe->raw_off[i] + k * g->piece);
+		}
+		if (ret == -ENOTSUP && !any)
+			return 0;
+		if (ret)
+			return wlift__diag_set(d, ret, NULL, sel->ti[i].name, -1, "load.gather",
+					       "tensor \"%s\": internal error: the sink refused to "
+					       "gather its block (%s)",
+					       sel->ti[i].name, wlift_strerror(ret));
+		l->sink_gathers[i] = 1;
+		any = 1;
+	}
+	return 0;
+}
+
 int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift__sink *sink,
 		wlift_ready_fn ready_fn, void *ready_user, wlift_result **out, wlift_diag *d)
 {
@@ -473,6 +525,9 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		l.first = pe.first;
 		l.entry_dest = plan.dest;
 		l.left = pe.left;
+		ret = sink_gathers(&l, &sel, &pe, &plan, sink, d);
+		if (ret)
+			goto out;
 		t_plan = wlift__now();
 		/* run */
 		/* Bytes in flight stay under max_inflight_bytes: threads x qd x chunk. */
@@ -558,6 +613,7 @@ out:
 	free(raw);
 	free(data_off);
 	free(conv_off);
+	free(l.sink_gathers);
 	return ret;
 }
 

@@ -47,6 +47,11 @@ struct segment {
 	int hostalloc; /* 1: cuMemHostAlloc'd (fallback); 0: part of the registered mapping */
 };
 
+/* A remapped (gathered) destination range, sink.h's remap. */
+struct remap {
+	uint64_t off, len, outer, piece, stride, dst;
+};
+
 struct cuda_sink {
 	struct wlift__sink base;
 	const struct wlift__cuda *cu;
@@ -71,6 +76,9 @@ struct cuda_sink {
 	struct wlift__cuda_mem *mem;		  /* until exported */
 	CUdeviceptr dptr;
 	uint64_t bytes;
+	/* gathered ranges, sorted by off (registered before the first commit) */
+	struct remap *remaps;
+	size_t nremaps;
 	/* device dtype conversion: the kernels, loaded at the first conversion */
 	struct wlift__cuda_kernels *kern;
 	int kern_err;		/* their load failed: this code, kern_diag the message */
@@ -317,6 +325,133 @@ static void cuda_unacquire(struct wlift__sink *s, void *buf)
 		give_back(c, sl);
 }
 
+/* The rows of remapped range m that the staged bytes p (range offsets [a, b)) hold, each
+ * to its gathered place: whole rows in one cuMemcpy2DAsync (source pitch stride, destination
+ * pitch piece), partial rows at either end one copy each; the bytes between rows (other
+ * ranks' columns) are not copied. */
+static CUresult deliver_rows(struct cuda_sink *c, const uint8_t *p, const struct remap *m,
+			     uint64_t a, uint64_t b, CUstream st, const char **what)
+{
+	uint64_t k = a / m->stride;
+	CUresult r = CUDA_SUCCESS;
+
+	while (a < b && k < m->outer && r == CUDA_SUCCESS) {
+		uint64_t rs = k * m->stride, re = rs + m->piece, e;
+
+		if (a >= re) { /* between row k and the next */
+			k++;
+			continue;
+		}
+		if (a < rs) {
+			p += rs - a;
+			a = rs;
+			continue;
+		}
+		if (a == rs && re <= b) {
+			uint64_t n = (b - rs - m->piece) / m->stride + 1;
+			if (n > m->outer - k)
+				n = m->outer - k;
+			if (n > 1 && c->cu->Memcpy2DAsync) {
+				CUDA_MEMCPY2D cp;
+				memset(&cp, 0, sizeof(cp));
+				cp.srcMemoryType = CU_MEMORYTYPE_HOST;
+				cp.srcHost = p;
+				cp.srcPitch = (size_t)m->stride;
+				cp.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+				cp.dstDevice = c->dptr + m->dst + k * m->piece;
+				cp.dstPitch = (size_t)m->piece;
+				cp.WidthInBytes = (size_t)m->piece;
+				cp.Height = (size_t)n;
+				*what = "cuMemcpy2DAsync";
+				r = c->cu->Memcpy2DAsync(&cp, st);
+				if (r != CUDA_ERROR_INVALID_VALUE) { /* e.g. a pitch over the limit */
+					e = rs + (n - 1) * m->stride + m->piece;
+					p += e - a;
+					a = e;
+					k += n;
+					continue;
+				}
+			}
+		}
+		/* One row, or its part in [a, b). */
+		e = re < b ? re : b;
+		*what = "cuMemcpyHtoDAsync";
+		r = c->cu->MemcpyHtoDAsync(c->dptr + m->dst + k * m->piece + (a - rs), p,
+					   (size_t)(e - a), st);
+		p += e - a;
+		a = e;
+	}
+	return r;
+}
+
+/* Copy the staged bytes buf (destination offsets [off, off+len)) to the device: as they are,
+ * except inside remapped ranges, which are gathered. */
+static CUresult deliver(struct cuda_sink *c, const uint8_t *buf, uint64_t off, size_t len,
+			CUstream st, const char **what)
+{
+	uint64_t pos = off, end = off + len;
+	size_t lo = 0, hi = c->nremaps;
+	CUresult r = CUDA_SUCCESS;
+
+	while (lo < hi) { /* the first remapped range ending after off */
+		size_t mid = lo + (hi - lo) / 2;
+		if (c->remaps[mid].off + c->remaps[mid].len <= off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	while (pos < end && r == CUDA_SUCCESS) {
+		const struct remap *m = lo < c->nremaps ? &c->remaps[lo] : NULL;
+		uint64_t e;
+
+		if (m && m->off <= pos) {
+			e = m->off + m->len < end ? m->off + m->len : end;
+			r = deliver_rows(c, buf + (pos - off), m, pos - m->off, e - m->off, st, what);
+			lo++;
+		} else {
+			e = m && m->off < end ? m->off : end;
+			*what = "cuMemcpyHtoDAsync";
+			r = c->cu->MemcpyHtoDAsync(c->dptr + pos, buf + (pos - off), (size_t)(e - pos),
+						   st);
+		}
+		pos = e;
+	}
+	return r;
+}
+
+static int cuda_remap(struct wlift__sink *s, uint64_t off, uint64_t len, uint64_t outer,
+		      uint64_t piece, uint64_t stride, uint64_t dst)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+	struct remap *n;
+	size_t i;
+
+	if (!outer || !piece || stride < piece || len < piece || off > c->bytes ||
+	    len > c->bytes - off || (outer - 1) > (len - piece) / stride || dst > c->bytes ||
+	    outer > (c->bytes - dst) / piece)
+		return -EINVAL;
+	if (!c->cu->Memcpy2DAsync && outer > 1)
+		return -ENOTSUP; /* the engine's device moves instead */
+	for (i = c->nremaps; i > 0 && c->remaps[i - 1].off >= off; i--)
+		;
+	if ((i > 0 && c->remaps[i - 1].off + c->remaps[i - 1].len > off) ||
+	    (i < c->nremaps && c->remaps[i].off < off + len))
+		return -EINVAL; /* overlaps another */
+	n = realloc(c->remaps, (c->nremaps + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	c->remaps = n;
+	memmove(&n[i + 1], &n[i], (c->nremaps - i) * sizeof(*n));
+	n[i].off = off;
+	n[i].len = len;
+	n[i].outer = outer;
+	n[i].piece = piece;
+	n[i].stride = stride;
+	n[i].dst = dst;
+	c->nremaps++;
+	return 0;
+}
+
 static int cuda_commit(struct wlift__sink *s, void *buf, uint64_t off, size_t len,
 		       uint64_t cookie, wlift_diag *d)
 {
@@ -324,6 +459,7 @@ static int cuda_commit(struct wlift__sink *s, void *buf, uint64_t off, size_t le
 	struct slot *sl = slot_of(c, buf);
 	unsigned si = __atomic_fetch_add(&c->next_stream, 1, __ATOMIC_RELAXED) % NSTREAMS;
 	CUstream st = c->streams[si];
+	const char *what = "cuMemcpyHtoDAsync";
 	CUresult r;
 
 	if (!sl || sl->state != SLOT_ACQUIRED || off > c->bytes || len > c->bytes - off) {
@@ -343,14 +479,15 @@ static int cuda_commit(struct wlift__sink *s, void *buf, uint64_t off, size_t le
 		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
 				       "%s: cannot make the device's context current", c->name);
 	}
-	r = c->cu->MemcpyHtoDAsync(c->dptr + off, buf, len, st);
+	r = deliver(c, buf, off, len, st, &what);
 	if (r != CUDA_SUCCESS) {
+		/* Copies of this buffer already queued read it: it is reused once they ran. */
+		c->cu->StreamSynchronize(st);
 		pop(c);
 		give_back(c, sl);
 		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.copy",
-				       "%s: cuMemcpyHtoDAsync of %zu bytes to device offset %llu "
-				       "failed: %s",
-				       c->name, len, (unsigned long long)off, etext(c, r));
+				       "%s: %s of %zu bytes to device offset %llu failed: %s",
+				       c->name, what, len, (unsigned long long)off, etext(c, r));
 	}
 	r = c->cu->EventRecord(sl->ev, st);
 	if (r != CUDA_SUCCESS) {
@@ -641,6 +778,7 @@ static void cuda_destroy(struct wlift__sink *s)
 	}
 	ring_free(c);
 	wlift__cuda_kernels_free(c->kern);
+	free(c->remaps);
 	wlift__cuda_mem_free(c->mem); /* not exported: a failed load */
 	if (pushed)
 		pop(c);
@@ -662,6 +800,7 @@ static const struct wlift__sink_ops cuda_ops = {
 	.poll = cuda_poll,
 	.move = cuda_move,
 	.convert = cuda_convert,
+	.remap = cuda_remap,
 	.release = cuda_release,
 	.export_mem = cuda_export,
 	.finish = cuda_finish,

@@ -59,6 +59,14 @@ struct wlift__sink_ops {
 	 * offsets; in place when src == dst and to is not wider. */
 	int (*convert)(struct wlift__sink *s, wlift_dtype from, wlift_dtype to, uint64_t src,
 		       uint64_t dst, uint64_t nelem, wlift_diag *d);
+	/* Optional (staged sinks): deliver what is committed into [off, off+len) gathered: the
+	 * byte at off + k*stride + j (k < outer, j < piece) goes to dst + k*piece + j, and the
+	 * rest of the range is not delivered at all (a tensor-parallel block along a dim > 0,
+	 * its rows copied straight from the staging buffer into place, a 2D copy on a GPU).
+	 * Called before the first commit, for ranges that do not overlap. 0: the sink gathers
+	 * and the engine moves nothing; -ENOTSUP: the engine gathers with move(). */
+	int (*remap)(struct wlift__sink *s, uint64_t off, uint64_t len, uint64_t outer,
+		     uint64_t piece, uint64_t stride, uint64_t dst);
 	/* Give back the memory of [off, off+len) (its bytes become undefined). */
 	int (*release)(struct wlift__sink *s, uint64_t off, uint64_t len);
 	/* Hand the destination memory to the caller (the result): the sink no longer frees it
