@@ -955,6 +955,7 @@ int wlift__cache_open(wlift_ctx *ctx, const char *uri, wlift__remote_open_fn ope
 		      struct wlift__source **out, wlift_diag *d)
 {
 	struct wlift__source *inner = NULL;
+	const struct wlift__source_ops *ops;
 	struct wlift__source_probe pr;
 	struct cache_src *cs = NULL;
 	struct paths p = { 0 };
@@ -1016,8 +1017,15 @@ int wlift__cache_open(wlift_ctx *ctx, const char *uri, wlift__remote_open_fn ope
 	inner->ops->probe(inner, 0, 0, 0, &pr);
 	if (have) {
 		if (pr.etag[0] && strcmp(pr.etag, sc.etag) == 0 && pr.size == sc.size) {
-			ret = serve(ctx, uri, &p, out, d);
-			goto out;
+			ret = serve(ctx, uri, &p, out, &d2);
+			if (!ret)
+				goto out;
+			/* Evicted or cleared by another process in between: stream instead. */
+			wlift__log(ctx, WLIFT_LOG_INFO, "%s: the cached copy went away (%s): "
+				   "streaming", uri, d2.message);
+			wlift_diag_clear(&d2);
+			ret = 0;
+			goto pass;
 		}
 		/* The server says the object changed: the copy is stale. */
 		wlift__log(ctx, WLIFT_LOG_INFO,
@@ -1062,9 +1070,14 @@ int wlift__cache_open(wlift_ctx *ctx, const char *uri, wlift__remote_open_fn ope
 		ret = 0;
 		goto pass;
 	}
+	ops = ops_for(inner->ops);
+	if (!ops) {
+		wlift__log(ctx, WLIFT_LOG_WARN, "%s: too many kinds of remote source for the cache: "
+			   "not cached", uri);
+		goto pass;
+	}
 	cs = calloc(1, sizeof(*cs));
-	if (!cs || wlift__source_init(&cs->base, ops_for(inner->ops), uri, inner->size) ||
-	    !cs->base.ops) {
+	if (!cs || wlift__source_init(&cs->base, ops, uri, inner->size)) {
 		if (cs)
 			free(cs->base.uri);
 		free(cs);
