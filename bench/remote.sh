@@ -1,102 +1,54 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Remote benchmark, HTTP over loopback (first part of issue 10 point 11): the Llama-shaped
-# checkpoint of bench/local.sh (bench/out/llama-$SIZE, sharded, made once) served by nginx on
-# 127.0.0.1 (a free port, stopped on exit), read in one run by
-#   curl         each shard to /dev/null, one after another (one connection)
-#   curl -Z      every shard at once (one connection per shard)
-#   aria2c       -x 8 -s 8 per shard into /dev/shm (when installed)
-#   weightlift   `load` of the index URL into CPU memory, for REQS x CHUNKS
-#   local        `load` of the local files (hot page cache: the engine's ceiling here)
-# median of ROUNDS alternating rounds; prints a Markdown table of GB/s (1e9 bytes/s).
-#   SIZE=4G ROUNDS=3 REQS="4 16 32" CHUNKS="8M 16M" bash bench/remote.sh
-# Not yet: S3 endpoint, boto3, the Run:ai streamer, the write-through cache, the emulated
-# 50 ms / 2 Gbit/s link (network namespaces + a delay line of ours).
+# Remote benchmark (issue 10 point 11), one command on a fresh Debian machine:
+#   bash bench/remote.sh                 the full run (~20 min on 2 cores): 4 GiB checkpoint,
+#                                        loopback 3 rounds, the emulated link 2 rounds
+#   bash bench/remote.sh --quick         a 256 MiB checkpoint, one round each (~2 min)
+#   bash bench/remote.sh [remote_bench.py options]   e.g. --no-link, --rate 1gbit, --reqs "4 64"
+# It installs what it needs (apt: nginx, aria2, curl, iputils-ping, iproute2 through
+# tools/install-deps.sh bench; PyPI into .venv: bench/requirements.txt, boto3 and the Run:ai
+# streamer with its S3 backend), builds build/weightlift and build/delayline (bench/delayline.c),
+# generates the checkpoint once (bench/gen_ckpt.py into ${WLB_DATA:-bench/out}/llama-$SIZE) and
+# runs bench/remote_bench.py, which prints Markdown (what each row measures: its docstring) and
+# saves JSON in bench/out/remote-DATE.json. The emulated link needs root (network namespaces,
+# tc, TUN devices); without root only the loopback part runs. Namespaces, nginx and the delay
+# line are removed on exit, whatever the exit (bounded: every command has a timeout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${SIZE:-4G}
-ROUNDS=${ROUNDS:-3}
-REQS=${REQS:-4 16 32}
-CHUNKS=${CHUNKS:-8M 16M}
-out=bench/out
-ckpt=$out/llama-$SIZE
-W=build/weightlift
-[ -x "$W" ] || make -s build >/dev/null
-py=python3
-[ -x .venv/bin/python ] && py=.venv/bin/python
+args=()
+for a in "$@"; do
+	if [ "$a" = --quick ]; then
+		SIZE=256M
+		args+=(--rounds 1 --link-rounds 1 --no-prime)
+	else
+		args+=("$a")
+	fi
+done
+bash tools/install-deps.sh bench
+[ -x .venv/bin/python ] || bash tools/venv.sh demo
+py=.venv/bin/python
+$py -c 'import numpy, torch, boto3, runai_model_streamer, runai_model_streamer_s3' 2>/dev/null ||
+	$py -m pip install -q -r bench/requirements.txt
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$(nproc)" --target weightlift_cli delayline >/dev/null 2>&1 ||
+	cmake --build build -j "$(nproc)" >/dev/null
+data=${WLB_DATA:-bench/out}
+ckpt=$data/llama-$SIZE
 if [ ! -f "$ckpt/model.safetensors.index.json" ]; then
 	$py bench/gen_ckpt.py "$ckpt" --size "$SIZE" --shard-size 1G --dtype F16
 fi
-T=$(mktemp -d "${TMPDIR:-/tmp}/wlift-remote.XXXXXX")
-. tests/http/nginx.sh
-cleanup() { nginx_stop; rm -rf "$T" /dev/shm/wlift-aria2.*; }
+mkdir -p bench/out
+$py bench/remote_bench.py "$ckpt" --json "bench/out/remote-$(date -u +%Y%m%dT%H%M).json" \
+	"${args[@]}" &
+pid=$!
+cleanup() {
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	# The Python side removes its namespaces itself; this is for a SIGKILL'ed run.
+	for ns in "wlb-cli-$pid" "wlb-srv-$pid"; do
+		ip netns del "$ns" 2>/dev/null || true
+	done
+}
 trap cleanup EXIT
-nginx_start "$(cd "$ckpt" && pwd)" "$T"
-shards=()
-for f in "$ckpt"/*.safetensors; do shards+=("$(basename "$f")"); done
-bytes=$(cat "$ckpt"/*.safetensors | wc -c)
-cat "$ckpt"/*.safetensors >/dev/null # page cache hot: the network path is what is measured
-
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores," \
-	"kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg); nginx $("$NGINX" -v 2>&1 | cut -d/ -f2)," \
-	"$(curl -V | head -1 | cut -d' ' -f1-2); $((bytes / 1048576)) MiB in ${#shards[@]} shards"
-
-# secs CMD...: wall seconds of CMD (its output discarded).
-secs() {
-	local t0 t1
-	t0=$(date +%s.%N)
-	"$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; echo nan; return; }
-	t1=$(date +%s.%N)
-	awk -v s="$t0" -v e="$t1" 'BEGIN { printf "%.3f", e - s }'
-}
-run_curl() {
-	local f
-	for f in "${shards[@]}"; do curl -sf -o /dev/null "$URL/$f" || return 1; done
-}
-run_curl_z() {
-	local a=() f
-	for f in "${shards[@]}"; do a+=(-o /dev/null "$URL/$f"); done
-	curl -sf -Z --parallel-max 64 "${a[@]}"
-}
-run_aria2() {
-	local d f
-	d=$(mktemp -d /dev/shm/wlift-aria2.XXXXXX)
-	for f in "${shards[@]}"; do
-		aria2c -q -x 8 -s 8 --file-allocation=none -d "$d" "$URL/$f" || { rm -rf "$d"; return 1; }
-		rm -f "$d/$f"
-	done
-	rm -rf "$d"
-}
-run_wl() { WEIGHTLIFT_HTTP_REQUESTS=$1 "$W" load --chunk-size "$2" "$URL/model.safetensors.index.json"; }
-run_local() { "$W" load "$ckpt/model.safetensors.index.json"; }
-
-names=(curl "curl -Z")
-cmds=(run_curl run_curl_z)
-if command -v aria2c >/dev/null; then
-	names+=("aria2c -x8 -s8")
-	cmds+=(run_aria2)
-fi
-for r in $REQS; do
-	for c in $CHUNKS; do
-		names+=("weightlift $r req x $c")
-		cmds+=("run_wl $r $c")
-	done
-done
-names+=("weightlift local (hot)")
-cmds+=(run_local)
-
-declare -A times
-for round in $(seq "$ROUNDS"); do
-	for i in "${!cmds[@]}"; do
-		# shellcheck disable=SC2086
-		times[$i]+="$(secs ${cmds[$i]}) "
-	done
-done
-echo
-echo "| reader | GB/s (median of $ROUNDS) | runs, s |"
-echo "|---|---|---|"
-for i in "${!cmds[@]}"; do
-	med=$(echo "${times[$i]}" | tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
-	gbs=$(awk -v b="$bytes" -v t="$med" 'BEGIN { printf "%.2f", (t > 0 ? b / t / 1e9 : 0) }')
-	printf '| %s | %s | %s|\n' "${names[$i]}" "$gbs" "${times[$i]}"
-done
+wait "$pid"

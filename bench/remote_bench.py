@@ -158,7 +158,7 @@ pid {p}/nginx.pid;
 error_log {p}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-	log_format t '$request_method $uri $status $body_bytes_sent "$http_range" $connection';
+	log_format t '$msec $request_time $request_method $uri $status $body_bytes_sent "$http_range" $connection';
 	access_log {p}/access.log t;
 	client_body_temp_path {p}/tmp/body;
 	proxy_temp_path {p}/tmp/proxy;
@@ -283,6 +283,16 @@ class Site:
         self.name, self.nginx, self.ns, self.files = name, nginx, ns, files
         self.keys = [os.path.basename(f) for f in files]
         self.rate_bytes = rate_bytes
+        self.link = None
+
+    def tx_bytes(self):
+        """Bytes the server's side of the link has sent (None on loopback): each row's count
+        checks that the reader really moved the checkpoint across the link."""
+        if not self.link:
+            return None
+        j = json.loads(sh(["ip", "-n", self.link.sns, "-s", "-j", "link", "show", "dev",
+                           self.link.sdev]).stdout)
+        return j[0]["stats64"]["tx"]["bytes"]
 
     def pre(self):
         return ["ip", "netns", "exec", self.ns] if self.ns else []
@@ -304,7 +314,11 @@ def case_curl_z(site, tmp):
     a = []
     for k in site.keys:
         a += ["-o", "/dev/null", f"{site.nginx.url}/{k}"]
-    return {"curl -Z": site.run(["curl", "-sf", "-Z", "--parallel-max", "64"] + a)[0]}
+    # --parallel-immediate: without it curl -Z waits to see whether the first connection
+    # multiplexes, and ran the transfers at one connection's rate (measured: 0.12 GB/s with
+    # 5 shards across the 50 ms link, 0.25 GB/s with 4 and this flag).
+    return {"curl -Z": site.run(["curl", "-sf", "-Z", "--parallel-immediate", "--parallel-max",
+                                 "64"] + a)[0]}
 
 
 def case_aria2(site, tmp):
@@ -314,10 +328,13 @@ def case_aria2(site, tmp):
         f.write('#!/bin/sh\nrm -f "$3"\n')
     os.chmod(hook, 0o755)
     try:
+        # An input file: URIs on aria2c's command line are mirrors of one file.
+        lst = os.path.join(tmp, "aria2-uris")
+        with open(lst, "w") as f:
+            f.write("".join(f"{site.nginx.url}/{k}\n" for k in site.keys))
         t, _ = site.run(["aria2c", "-q", "-x", "8", "-s", "8", "--file-allocation=none",
                          "--allow-overwrite=true", "--auto-file-renaming=false",
-                         f"--on-download-complete={hook}", "-d", d]
-                        + [f"{site.nginx.url}/{k}" for k in site.keys])
+                         f"--on-download-complete={hook}", "-d", d, "-i", lst])
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return {"aria2c -x8 -s8": t}
@@ -355,6 +372,15 @@ def case_wl_http(site, tmp, reqs=None):
     env = {"WEIGHTLIFT_HTTP_REQUESTS": str(reqs)} if reqs else None
     s, _, _ = wl_load(site, f"{site.nginx.url}/model.safetensors.index.json", env)
     return {f"weightlift http{f' {reqs} req' if reqs else ''}": s}
+
+
+def case_wl_populated(site, tmp):
+    """Diagnostic: the arena pre-faulted before the transfer (WEIGHTLIFT_POPULATE=1), timing
+    the transfer stage alone (read_s): what the network path gives without this VM's cost of
+    first touches of fresh memory (host faults: free page reporting)."""
+    _, _, j = wl_load(site, f"{site.nginx.url}/model.safetensors.index.json",
+                      {"WEIGHTLIFT_POPULATE": "1"})
+    return {"weightlift http, arena pre-faulted (transfer stage only)": j["read_s"]}
 
 
 def s3_env(site):
@@ -417,6 +443,7 @@ def median(v):
 
 def rounds(site, cases, n, nbytes, do_prime):
     res, err = {}, {}
+    wire = {}
     for r in range(n):
         warm(site.files)
         order = cases[r % len(cases):] + cases[:r % len(cases)]
@@ -424,15 +451,21 @@ def rounds(site, cases, n, nbytes, do_prime):
         for name, fn in order:
             if do_prime:
                 prime(nbytes)
+            tx0 = site.tx_bytes()
             try:
                 got = fn(site, TMP)
             except Exception as e:  # a failing peer loses its row, not the run
                 err[name] = str(e)[-300:]
                 log(f"  {name}: FAILED {err[name]}")
                 continue
+            if tx0 is not None:
+                wire.setdefault(name, []).append((site.tx_bytes() - tx0) / nbytes)
             for k, v in got.items():
                 res.setdefault(k, []).append(v)
-                log(f"  {k}: {v:.3f} s ({nbytes / v / 1e9:.3f} GB/s)")
+                log(f"  {k}: {v:.3f} s ({nbytes / v / 1e9:.3f} GB/s)"
+                    + (f", {wire[name][-1]:.3f} x the bytes on the wire" if tx0 is not None else ""))
+    if wire:
+        err["_wire"] = wire
     return res, err
 
 
@@ -513,7 +546,7 @@ def main():
     ap.add_argument("--no-prime", action="store_true")
     ap.add_argument("--delay-ms", type=float, default=25)
     ap.add_argument("--rate", default="2gbit")
-    ap.add_argument("--reqs", default="4 64", help="extra WEIGHTLIFT_HTTP_REQUESTS rows")
+    ap.add_argument("--reqs", default="", help="extra WEIGHTLIFT_HTTP_REQUESTS rows")
     ap.add_argument("--only", help="regular expression: run only the cases whose name matches")
     ap.add_argument("--json")
     ap.add_argument("--cache-root", help="where the cache cases write (default: beside the checkpoint)")
@@ -521,6 +554,10 @@ def main():
     ap.add_argument("--endpoint")
     ap.add_argument("--keys")
     a = ap.parse_args()
+    # SIGTERM (remote.sh's trap, timeout) unwinds through the finally below: nginx, the delay
+    # line and the namespaces go.
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if a.one:
         print(json.dumps({"boto3": one_boto3, "runai": one_runai}[a.one](a)))
         return
@@ -549,7 +586,8 @@ def main():
         report["features"] = have
         log(f"weightlift features: {have}")
         cases = [("curl", case_curl), ("curl -Z", case_curl_z), ("boto3", case_boto3),
-                 ("runai", case_runai), ("weightlift http", case_wl_http)]
+                 ("runai", case_runai), ("weightlift http", case_wl_http),
+                 ("weightlift populated", case_wl_populated)]
         if shutil.which("aria2c"):
             cases.insert(2, ("aria2c", case_aria2))
         for rq in a.reqs.split():
@@ -571,7 +609,7 @@ def main():
             res, err = rounds(site, cases + [("local", case_local)], a.rounds, nbytes, not a.no_prime)
             report["loopback"] = {"runs": res, "errors": err}
             md += ["", table(f"Loopback nginx (127.0.0.1), median of {a.rounds}", res, nbytes,
-                             dict(skipped, **{k: "failed: " + v for k, v in err.items()}))]
+                             dict(skipped, **{k: "failed: " + v for k, v in err.items() if k[0] != "_"}))]
             md += [""] + ratios(res, nbytes)
         if not a.no_link and os.getuid() == 0:
             link = Link(str(os.getpid()))
@@ -607,11 +645,14 @@ def main():
             rtt = ceil["ping_delay_cap"]["min_ms"]
             cap = parse_rate(a.rate)
             site = Site("link", srv, link.cns, files)
+            site.link = link
             res, err = rounds(site, cases, a.link_rounds, nbytes, not a.no_prime)
             report["link"] = {"runs": res, "errors": err, "cap_bytes_per_s": cap, "rtt_ms": rtt}
             md += ["", table(f"Across the emulated link ({a.rate}, {2 * a.delay_ms:g} ms RTT), "
                              f"median of {a.link_rounds}", res, nbytes,
-                             dict(skipped, **{k: "failed: " + v for k, v in err.items()}), cap)]
+                             dict(skipped, **{k: "failed: " + v for k, v in err.items() if k[0] != "_"}), cap)]
+            md += ["", "Bytes the server sent across the link / checkpoint bytes, per case: "
+                   + ", ".join(f"{k} {median(v):.3f}" for k, v in err.get("_wire", {}).items())]
             md += [""] + ratios(res, nbytes, cap)
             name, tt = ttft(site, rtt)
             report["ttft"] = {"tensor": name, "runs": tt}

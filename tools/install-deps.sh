@@ -6,6 +6,7 @@
 #                                 python venv)
 #   tools/install-deps.sh demo    + what `make demo` uses (fio; nginx and curl for streaming
 #                                 from a loopback server through the local cache)
+#   tools/install-deps.sh bench   + what bench/remote.sh uses (nginx, aria2c, curl, ping, ip/tc)
 set -euo pipefail
 what=${1:-build}
 pkgs=(build-essential cmake pkg-config libjson-c-dev liburing-dev libssl-dev libcurl4-openssl-dev
@@ -14,8 +15,9 @@ case "$what" in
   test) pkgs+=(check clang libclang-rt-14-dev fio valgrind libfuse3-dev fuse3 nginx curl openmpi-bin
               libopenmpi-dev) ;;
   demo) pkgs+=(fio nginx curl) ;;
+  bench) pkgs+=(nginx aria2 curl iputils-ping iproute2) ;;
   build) ;;
-  *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;
+  *) echo "usage: $0 build|test|demo|bench" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do
