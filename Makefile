@@ -22,9 +22,12 @@ build: deps
 venv:
 	bash tools/venv.sh
 
+# The venv comes before the C suites: the S3 and GCS suites run the moto server and
+# gcp-storage-emulator from it (they skip, 77, without it).
 test:
 	bash tools/install-deps.sh test
 	$(MAKE) build
+	$(MAKE) venv
 	$(MAKE) test-c
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
