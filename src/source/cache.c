@@ -1064,6 +1064,18 @@ int wlift__cache_open(wlift_ctx *ctx, const char *uri, wlift__remote_open_fn ope
 		if (fd < 0)
 			ret = -errno;
 	}
+	if (!ret && pr.size && fallocate(fd, 0, 0, (off_t)pr.size)) {
+		/* Reserve the whole object first: a full disk (or quota, or file size limit) is
+		 * found before anything is written, and costs the load nothing. File systems
+		 * without fallocate are written as they are. */
+		if (errno == ENOSPC || errno == EDQUOT || errno == EFBIG) {
+			wlift__log(ctx, WLIFT_LOG_WARN, "%s: cache %s: reserving %llu bytes failed "
+				   "(%s): the object is not cached; the load goes on", uri, dir,
+				   (unsigned long long)pr.size, strerror(errno));
+			ret = 0;
+			goto pass;
+		}
+	}
 	if (ret) {
 		wlift__log(ctx, WLIFT_LOG_WARN, "%s: cache %s cannot be used (%s): not cached", uri,
 			   dir, strerror(-ret));
