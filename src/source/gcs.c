@@ -18,12 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
 #include "source/gcs.h"
 #include "source/gcs_auth.h"
 #include "source/http.h"
+#include "source/retry.h"
 
 /* objects.list pages: the service's maximum page size; a listing of more pages than this is
  * not a checkpoint directory. */
@@ -399,22 +401,44 @@ static int answer_error(struct wlift__http_auth *auth, const char *uri,
 				       : "");
 }
 
-/* GET url with auth into *r (status 2xx) or an error. */
+static int transient(long st)
+{
+	return st == 408 || st == 429 || st == 500 || st == 502 || st == 503 || st == 504;
+}
+
+/* GET url with auth into *r (status 2xx) or an error. 408, 429 and 5xx answers are retried
+ * as object reads are (the context's http_retries, backoff with jitter, Retry-After is not
+ * read here); connection failures are not (the reads after it retry theirs). */
 static int get_json(wlift_ctx *ctx, const char *uri, struct wlift__http_auth *auth,
 		    const char *url, const char *what, struct wlift__http_resp *r, wlift_diag *d)
 {
 	struct wlift__http_req req = { 0 };
+	unsigned base = ctx->http_retry_base_ms ? ctx->http_retry_base_ms : WLIFT_HTTP_RETRY_BASE_MS;
+	unsigned max = ctx->http_retry_max_ms ? ctx->http_retry_max_ms : WLIFT_HTTP_RETRY_MAX_MS;
+	uint64_t seed = (uint64_t)(uintptr_t)r ^ (uint64_t)(wlift__now() * 1e9) ^ 1;
 	int ret;
 
 	req.url = url;
 	req.max_body = GCS_MAX_JSON;
-	ret = wlift__http_fetch(ctx, uri, auth, &req, r, d);
-	if (ret)
-		return ret;
-	if (r->status < 200 || r->status >= 300) {
-		ret = answer_error(auth, uri, r, what, d);
-		wlift__http_resp_free(r);
+	for (unsigned attempt = 1;; attempt++) {
+		ret = wlift__http_fetch(ctx, uri, auth, &req, r, d);
+		if (ret)
+			return ret;
+		if (r->status >= 200 && r->status < 300)
+			return 0;
+		if (!transient(r->status) || attempt > ctx->http_retries)
+			break;
+		{
+			double w = wlift__retry_backoff(attempt, base, max, -1, &seed);
+			struct timespec ts = { (time_t)w, (long)((w - (double)(time_t)w) * 1e9) };
+			wlift__log(ctx, WLIFT_LOG_INFO, "%s: HTTP %ld (%s), attempt %u of %u, again in %.2f s",
+				   uri, r->status, what, attempt, 1 + ctx->http_retries, w);
+			wlift__http_resp_free(r);
+			nanosleep(&ts, NULL);
+		}
 	}
+	ret = answer_error(auth, uri, r, what, d);
+	wlift__http_resp_free(r);
 	return ret;
 }
 

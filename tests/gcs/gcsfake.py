@@ -39,6 +39,7 @@ CTL = {
     "fail_status": 0,       # answer every storage request with this status
     "fail_html": False,     # ... with an HTML body instead of the JSON error
     "fail_message": "injected failure",
+    "fail_count": -1,       # fail only the next N storage requests (-1: every one)
     "page_size": 0,         # objects.list pages of this many items (0: one page)
     "change_after": -1,     # replace the object after this many ranged reads past offset 0
     "token_ttl": 3600,      # expires_in of issued tokens
@@ -211,8 +212,14 @@ class Front(http.server.BaseHTTPRequestHandler):
             if tok is None or (tok not in ISSUED and tok != CTL["static_token"]):
                 return self.reply(401, gcs_error(401, "Invalid Credentials"),
                                   extra={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'})
-        if CTL["fail_status"]:
+        with LOCK:
             st = CTL["fail_status"]
+            if st and CTL["fail_count"] >= 0:
+                if CTL["fail_count"] == 0:
+                    st = 0
+                else:
+                    CTL["fail_count"] -= 1
+        if st:
             if CTL["fail_html"]:
                 return self.reply(st, b"<html><body>secret page bytes</body></html>", "text/html")
             return self.reply(st, gcs_error(st, CTL["fail_message"]))

@@ -51,6 +51,8 @@ unset WEIGHTLIFT_GCS_TOKEN GOOGLE_OAUTH_ACCESS_TOKEN GOOGLE_APPLICATION_CREDENTI
 	GCE_METADATA_IP WEIGHTLIFT_GCS_ANONYMOUS CLOUDSDK_CONFIG
 export HOME=$T
 export WEIGHTLIFT_HTTP_STALL_TIMEOUT=10 WEIGHTLIFT_HTTP_CONNECT_TIMEOUT=5
+# Quick retries (500s are retried: the injected ones below answer every attempt).
+export WEIGHTLIFT_HTTP_RETRIES=2 WEIGHTLIFT_HTTP_RETRY_BASE_MS=10
 
 sha_lines() { awk 'length($1) == 64 && NF == 2 { print $1, $2 }' "$1" | sort; }
 same_digests() {
@@ -189,7 +191,12 @@ expect_rc 3 $TO "$WEIGHTLIFT" verify "$B/small.safetensors"
 grep_err "HTTP 500 Internal Server Error (object metadata): Backend Error"
 expect_rc 3 $TO "$WEIGHTLIFT" verify "$B/sharded/"
 grep_err "(listing the prefix): Backend Error"
-ctl '{"fail_status": 0}'
+# Two 503s are retried (the metadata, then the listing): the load goes on.
+ctl '{"fail_status": 503, "fail_count": 2}'
+same_digests "$B/small.safetensors" "$D/small.safetensors"
+ctl '{"fail_status": 503, "fail_count": 2}'
+same_digests "$B/sharded/" "$D/sharded"
+ctl '{"fail_status": 0, "fail_count": -1}'
 
 # --- the object replaced mid-load: its generation no longer matches (412), exit 3 ---------
 # (The CLI exits 1 for WLIFT_ECHANGED, whose code is in the format block; the code is checked
