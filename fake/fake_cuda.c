@@ -1026,6 +1026,8 @@ API CUresult cuMemHostRegister_v2(void *p, size_t bytes, unsigned flags)
 		r = CUDA_ERROR_INVALID_VALUE;
 	else
 		r = add_host(p, bytes, 0);
+	if (!r)
+		st.register_calls++;
 	pthread_mutex_unlock(&mu);
 	return r;
 }

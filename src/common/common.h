@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "common/tunables.h"
 #include "weightlift.h"
@@ -64,6 +65,15 @@ struct wlift_ctx {
 	size_t ring_bytes;  /* WEIGHTLIFT_CUDA_RING_BYTES (0: default; range-checked per load) */
 	unsigned ring_slots; /* WEIGHTLIFT_CUDA_RING_SLOTS (0: default) */
 	uint64_t max_device_bytes; /* WEIGHTLIFT_MAX_DEVICE_BYTES (0: none) */
+	unsigned ring_keep_s;	   /* WEIGHTLIFT_CUDA_RING_KEEP_S: a ring kept idle (0: never) */
+	/* One object kept between loads (keep.c): a GPU sink's pinned ring. */
+	pthread_mutex_t kept_mu;
+	pthread_cond_t kept_cv;
+	pthread_t kept_thread; /* frees it after ring_keep_s idle; started with the first keep */
+	int kept_started, kept_stop;
+	void *kept;
+	void (*kept_free)(void *obj);
+	struct timespec kept_deadline;
 	/* The local cache of remote objects (src/source/cache.c): */
 	pthread_mutex_t cache_mu; /* cache_dir and offline change at run time */
 	char *cache_dir;	  /* opts->cache_dir or WEIGHTLIFT_CACHE_DIR; NULL: none */
@@ -84,6 +94,15 @@ static inline wlift_ctx *wlift__ctx_or_default(wlift_ctx *ctx)
 {
 	return ctx ? ctx : wlift__ctx_default();
 }
+
+/* Keep obj (freed with free_fn) in ctx for a later load: the previous object is freed; obj
+ * is freed when ctx is destroyed or after ctx->ring_keep_s seconds unused. 0, or -errno
+ * (not kept: the caller frees it). */
+int wlift__ctx_keep(wlift_ctx *ctx, void *obj, void (*free_fn)(void *obj));
+/* Take back the kept object if it was kept with free_fn (the caller owns it now), or NULL. */
+void *wlift__ctx_take_kept(wlift_ctx *ctx, void (*free_fn)(void *obj));
+/* At context destruction: stop the keeper thread and free what is kept. */
+void wlift__ctx_keep_destroy(wlift_ctx *ctx);
 
 /* A copy of ctx's cache directory (NULL: none) and its offline switch and size limit, read
  * together. 0 or -ENOMEM. */

@@ -364,6 +364,8 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 	if (!ctx)
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 	pthread_mutex_init(&ctx->cache_mu, NULL);
+	pthread_mutex_init(&ctx->kept_mu, NULL);
+	pthread_cond_init(&ctx->kept_cv, NULL);
 
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	if (ncpu < 1)
@@ -434,6 +436,16 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 		if (ret)
 			goto out;
 		ctx->max_device_bytes = v;
+		/* 0 is a value here (not kept), so not knob()'s "0: default". */
+		ret = wlift__env_size("WEIGHTLIFT_CUDA_RING_KEEP_S", &v);
+		if (ret < 0 || (ret == 1 && v > WLIFT_MAX_RING_KEEP_S)) {
+			ret = wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+					      "environment variable WEIGHTLIFT_CUDA_RING_KEEP_S is out "
+					      "of range (0 .. %u seconds)",
+					      WLIFT_MAX_RING_KEEP_S);
+			goto out;
+		}
+		ctx->ring_keep_s = ret == 1 ? (unsigned)v : WLIFT_DEFAULT_RING_KEEP_S;
 	}
 	ret = cache_knobs(ctx, opts, d);
 	if (ret)
@@ -468,6 +480,7 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	free(ctx->gcs_adc_file);
 	free(ctx->gcs_emulator);
 	free(ctx->gcs_metadata_host);
+	wlift__ctx_keep_destroy(ctx);
 	free(ctx->cuda_library);
 	free(ctx->cache_dir);
 	pthread_mutex_destroy(&ctx->cache_mu);

@@ -101,6 +101,12 @@
  * busy); host memory stays at this whatever the checkpoint size. */
 #define WLIFT_DEFAULT_RING_BYTES (128u << 20)
 #define WLIFT_DEFAULT_RING_SLOTS 16u
+/* GPU loads: seconds a context keeps a load's registered pinned ring for its next load of the
+ * same device (WEIGHTLIFT_CUDA_RING_KEEP_S, 0 .. 3600; 0: not kept). Registering 128 MiB
+ * costs tens of milliseconds on a real driver, a load of a small model about as much; 30 s
+ * covers a run's loads one after another and gives the pinned memory back soon after. */
+#define WLIFT_DEFAULT_RING_KEEP_S 30u
+#define WLIFT_MAX_RING_KEEP_S 3600u
 
 /* Mapped mode: populate spans shorter than this from one thread (thread start-up dominates). */
 #define WLIFT_POPULATE_MIN_PARALLEL (64u << 20)

@@ -54,6 +54,9 @@ struct remap {
 
 struct cuda_sink {
 	struct wlift__sink base;
+	wlift_ctx *wctx; /* keeps the ring between loads (wlift__ctx_keep) */
+	int finished;	 /* finish() succeeded: the ring is fit to keep */
+	int ring_reused; /* this load's ring was the context's kept one */
 	const struct wlift__cuda *cu;
 	char name[32]; /* "cuda:N", for messages */
 	int index;
@@ -133,25 +136,136 @@ int wlift__cuda_parse_device(const char *device, int *index)
 
 /* ---- memory ------------------------------------------------------------------------------ */
 
+/* A ring's buffers, events and pinning: the sink's, or one a context keeps. */
+struct ring {
+	uint8_t *map;	  /* the registered mapping (NULL with the cuMemHostAlloc fallback) */
+	size_t map_len;
+	struct segment *segs;
+	unsigned nsegs;
+	struct slot *slots;
+	unsigned nslots;
+};
+
+/* Called with the ring's context current. */
+static void ring_release(const struct wlift__cuda *cu, struct ring *r)
+{
+	for (unsigned i = 0; i < r->nslots; i++)
+		if (r->slots[i].ev)
+			cu->EventDestroy(r->slots[i].ev);
+	for (unsigned i = 0; i < r->nsegs; i++) {
+		if (r->segs[i].hostalloc)
+			cu->MemFreeHost(r->segs[i].p);
+		else if (r->segs[i].p)
+			cu->MemHostUnregister(r->segs[i].p);
+	}
+	if (r->map)
+		munmap(r->map, r->map_len);
+	free(r->segs);
+	free(r->slots);
+	memset(r, 0, sizeof(*r));
+}
+
+static void ring_get(const struct cuda_sink *c, struct ring *r)
+{
+	r->map = c->ring;
+	r->map_len = c->ring_map;
+	r->segs = c->segs;
+	r->nsegs = c->nsegs;
+	r->slots = c->slots;
+	r->nslots = c->nslots;
+}
+
+static void ring_put(struct cuda_sink *c, const struct ring *r)
+{
+	c->ring = r->map;
+	c->ring_map = r->map_len;
+	c->segs = r->segs;
+	c->nsegs = r->nsegs;
+	c->slots = r->slots;
+	c->nslots = r->nslots;
+}
+
 static void ring_free(struct cuda_sink *c)
 {
-	for (unsigned i = 0; i < c->nslots; i++)
-		if (c->slots[i].ev)
-			c->cu->EventDestroy(c->slots[i].ev);
-	for (unsigned i = 0; i < c->nsegs; i++) {
-		if (c->segs[i].hostalloc)
-			c->cu->MemFreeHost(c->segs[i].p);
-		else if (c->segs[i].p)
-			c->cu->MemHostUnregister(c->segs[i].p);
+	struct ring r;
+
+	ring_get(c, &r);
+	ring_release(c->cu, &r);
+	ring_put(c, &r);
+}
+
+/* A ring a context keeps for the next load of the device (WEIGHTLIFT_CUDA_RING_KEEP_S): it
+ * holds its own primary-context reference (registrations and events belong to it). */
+struct kept_ring {
+	const struct wlift__cuda *cu;
+	CUdevice dev;
+	CUcontext ctx;
+	int index;
+	size_t slot_bytes;
+	struct ring r;
+};
+
+static void kept_ring_free(void *p)
+{
+	struct kept_ring *k = p;
+	CUcontext old;
+
+	if (k->cu->CtxPushCurrent(k->ctx) == CUDA_SUCCESS) {
+		ring_release(k->cu, &k->r);
+		k->cu->CtxPopCurrent(&old);
 	}
-	if (c->ring)
-		munmap(c->ring, c->ring_map);
-	free(c->segs);
-	free(c->slots);
+	k->cu->PrimaryCtxRelease(k->dev);
+	free(k);
+}
+
+/* After a successful load (everything copied): hand the ring to the context. */
+static void ring_keep(struct cuda_sink *c)
+{
+	struct kept_ring *k;
+
+	if (!c->wctx || !c->wctx->ring_keep_s || !c->finished || !c->nslots)
+		return;
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return;
+	if (c->cu->PrimaryCtxRetain(&k->ctx, c->dev) != CUDA_SUCCESS) {
+		free(k);
+		return;
+	}
+	k->cu = c->cu;
+	k->dev = c->dev;
+	k->index = c->index;
+	k->slot_bytes = c->slot_bytes;
+	ring_get(c, &k->r);
 	c->ring = NULL;
 	c->segs = NULL;
 	c->slots = NULL;
 	c->nsegs = c->nslots = 0;
+	if (wlift__ctx_keep(c->wctx, k, kept_ring_free))
+		kept_ring_free(k);
+}
+
+/* The context's kept ring, when it fits this load (same driver and device, same buffer
+ * size, enough buffers): 1, the sink's ring from now on; else 0 (a kept ring that does not
+ * fit is freed). */
+static int ring_adopt(struct cuda_sink *c, unsigned nslots)
+{
+	struct kept_ring *k = c->wctx ? wlift__ctx_take_kept(c->wctx, kept_ring_free) : NULL;
+
+	if (!k)
+		return 0;
+	if (k->cu != c->cu || k->index != c->index || k->slot_bytes != c->slot_bytes ||
+	    k->r.nslots < nslots) {
+		kept_ring_free(k);
+		return 0;
+	}
+	ring_put(c, &k->r);
+	for (unsigned i = 0; i < c->nslots; i++)
+		c->slots[i].state = SLOT_FREE;
+	c->cu->PrimaryCtxRelease(k->dev); /* the sink holds its own */
+	free(k);
+	c->ring_reused = 1;
+	return 1;
 }
 
 /* The ring: nslots buffers of slot_bytes, pinned in segments of at most RING_SEGMENT (a
@@ -263,7 +377,8 @@ static int cuda_alloc(struct wlift__sink *s, uint64_t bytes, wlift_diag *d)
 		nslots = 2;
 	if (nslots > c->max_slots)
 		nslots = c->max_slots;
-	ret = ring_make(c, (unsigned)nslots, d);
+	if (!ring_adopt(c, (unsigned)nslots))
+		ret = ring_make(c, (unsigned)nslots, d);
 out:
 	pop(c);
 	return ret;
@@ -625,6 +740,7 @@ static int cuda_finish(struct wlift__sink *s, wlift_diag *d)
 		}
 		pop(c);
 	}
+	c->finished = ret == 0;
 	return ret;
 }
 
@@ -776,6 +892,7 @@ static void cuda_destroy(struct wlift__sink *s)
 		c->cu->StreamSynchronize(c->aux);
 		c->cu->StreamDestroy(c->aux);
 	}
+	ring_keep(c); /* a successful load's ring goes to the context (if it keeps rings) */
 	ring_free(c);
 	wlift__cuda_kernels_free(c->kern);
 	free(c->remaps);
@@ -807,7 +924,7 @@ static const struct wlift__sink_ops cuda_ops = {
 	.destroy = cuda_destroy,
 };
 
-int wlift__cuda_sink_create(const char *device, const struct wlift__sink_cfg *cfg,
+int wlift__cuda_sink_create(wlift_ctx *ctx, const char *device, const struct wlift__sink_cfg *cfg,
 			    struct wlift__sink **out, wlift_diag *d)
 {
 	struct cuda_sink *c = NULL;
@@ -848,6 +965,7 @@ int wlift__cuda_sink_create(const char *device, const struct wlift__sink_cfg *cf
 	pthread_cond_init(&c->cv, NULL);
 	c->base.ops = &cuda_ops;
 	c->base.in_place = 0;
+	c->wctx = ctx;
 	c->cu = cu;
 	c->index = index;
 	snprintf(c->name, sizeof(c->name), "cuda:%d", index);

@@ -12,8 +12,9 @@
 int wlift__cuda_parse_device(const char *device, int *index);
 
 /* Open the driver (cfg->cuda_library, or libcuda.so.1), the device's primary context and
- * its streams. WLIFT_ENODEV naming the device when there is no driver or no such device. */
-int wlift__cuda_sink_create(const char *device, const struct wlift__sink_cfg *cfg,
-			    struct wlift__sink **out, wlift_diag *d);
+ * its streams; ctx keeps the pinned ring between loads (NULL: never kept). WLIFT_ENODEV naming the device when there is no driver or no such device. */
+int wlift__cuda_sink_create(wlift_ctx *ctx, const char *device,
+			    const struct wlift__sink_cfg *cfg, struct wlift__sink **out,
+			    wlift_diag *d);
 
 #endif

@@ -25,7 +25,6 @@ int wlift__sink_open(wlift_ctx *ctx, const char *device, const struct wlift__sin
 {
 	int index;
 
-	WLIFT_UNUSED(ctx);
 	*out = NULL;
 	if (wlift__device_parse(device, &index))
 		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.device",
@@ -34,5 +33,5 @@ int wlift__sink_open(wlift_ctx *ctx, const char *device, const struct wlift__sin
 				       device);
 	if (index < 0)
 		return wlift__host_sink_create(cfg, out, d);
-	return wlift__cuda_sink_create(device, cfg, out, d);
+	return wlift__cuda_sink_create(wlift__ctx_or_default(ctx), device, cfg, out, d);
 }

@@ -827,6 +827,98 @@ START_TEST(device_memory_without_vmm)
 }
 END_TEST
 
+/* ---- the ring kept between loads ---------------------------------------------------------- */
+
+/* The registered ring outlives a load in its context: the next load of the same device
+ * reuses it (no new cuMemHostRegister), another device or buffer size replaces it, and it
+ * goes at wlift_ctx_destroy, or once idle for WEIGHTLIFT_CUDA_RING_KEEP_S (0: never kept). */
+static void ring_loads(wlift_ckpt *ck, const char *device, size_t ring, unsigned slots)
+{
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	wlift_result *r;
+	wlift_diag d;
+
+	o.device = device;
+	o.ring_bytes = ring;
+	o.ring_slots = slots;
+	wlift_diag_clear(&d);
+	ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &r, &d) == 0, "%s", d.message);
+	wlift_result_free(r);
+}
+
+START_TEST(ring_kept_between_loads)
+{
+	const char *path = wt_path("mixed.safetensors");
+	struct fakecuda_stats st;
+	struct fake f;
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	uint64_t total, regs;
+
+	setenv("WEIGHTLIFT_CUDA_RING_KEEP_S", "1", 1);
+	make_st(path, NMIXED, mixed, &total);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	ring_loads(ck, "cuda:0", 4u << 20, 4);
+	f = fake_open();
+	f.stats(&st);
+	regs = st.register_calls;
+	ck_assert_uint_gt(st.registered, 0); /* kept, after the load */
+	ck_assert_uint_eq(st.live_bytes, 0);
+	for (int i = 0; i < 3; i++)
+		ring_loads(ck, "cuda:0", 4u << 20, 4);
+	f.stats(&st);
+	ck_assert_uint_eq(st.register_calls, regs); /* reused three times */
+	ring_loads(ck, "cuda:1", 4u << 20, 4);	     /* another device: its own */
+	f.stats(&st);
+	ck_assert_uint_gt(st.register_calls, regs);
+	regs = st.register_calls;
+	ring_loads(ck, "cuda:1", 2u << 20, 4); /* another buffer size: a new one */
+	f.stats(&st);
+	ck_assert_uint_gt(st.register_calls, regs);
+	ck_assert_uint_le(st.registered_bytes, 2u << 20);
+	/* Idle for the keep time: given back without a load. */
+	for (int i = 0; i < 40 && st.registered; i++) {
+		struct timespec ts = { 0, 100 * 1000000L };
+		nanosleep(&ts, NULL);
+		f.stats(&st);
+	}
+	ck_assert_uint_eq(st.registered, 0);
+	ck_assert_uint_eq(st.events, 0);
+	ck_assert_int_eq(st.ctx_refs, 0);
+	ring_loads(ck, "cuda:1", 2u << 20, 4);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx); /* frees the one kept since */
+	check_nothing_held(&f);
+}
+END_TEST
+
+START_TEST(ring_not_kept)
+{
+	const char *path = wt_path("mixed.safetensors");
+	struct fakecuda_stats st;
+	struct fake f;
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	uint64_t total;
+
+	setenv("WEIGHTLIFT_CUDA_RING_KEEP_S", "0", 1);
+	make_st(path, NMIXED, mixed, &total);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	ring_loads(ck, "cuda:0", 4u << 20, 4);
+	f = fake_open();
+	f.stats(&st);
+	ck_assert_uint_eq(st.registered, 0);
+	ck_assert_int_eq(st.ctx_refs, 0);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	setenv("WEIGHTLIFT_CUDA_RING_KEEP_S", "3601", 1);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, NULL), -EINVAL);
+	check_nothing_held(&f);
+}
+END_TEST
+
 /* ---- the caller's device allocator ------------------------------------------------------- */
 
 /* An allocator of the test's own (as PyTorch's caching allocator would be): cuMemAlloc of
@@ -1049,6 +1141,8 @@ int main(void)
 	tcase_add_test(tc, device_memory_follows_tensors);
 	tcase_add_test(tc, device_memory_without_vmm);
 	tcase_add_test(tc, caller_allocator);
+	tcase_add_test(tc, ring_kept_between_loads);
+	tcase_add_test(tc, ring_not_kept);
 	if (!getenv("WLIFT_SKIP_BIG")) /* the TSan run */
 		tcase_add_test(tc, host_memory_bounded);
 	suite_add_tcase(s, tc);
