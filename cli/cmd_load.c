@@ -28,6 +28,8 @@ static void usage(FILE *out)
 	    "  --threads N             I/O threads (default: WEIGHTLIFT_THREADS or tuned)\n"
 	    "  --chunk-size SIZE       read unit, e.g. 8M (default: WEIGHTLIFT_CHUNK_BYTES)\n"
 	    "  --max-inflight SIZE     bytes in flight (default: WEIGHTLIFT_MAX_INFLIGHT_BYTES)\n"
+	    "  --allow-full-download   read HTTP servers without Range support by downloading\n"
+	    "                          whole objects (default: WEIGHTLIFT_HTTP_FULL_DOWNLOAD)\n"
 	    "  --max-rate RATE         cap remote transfers at RATE bytes/s, e.g. 100M (binary\n"
 	    "                          suffixes; default: WEIGHTLIFT_MAX_RATE or no cap)\n"
 	    "  --strategy S            auto | pread | uring (default auto)\n"
@@ -261,6 +263,7 @@ int cli_load(int argc, char **argv)
 		OPT_WORLD,
 		OPT_SHARD,
 		OPT_RATE,
+		OPT_FULL,
 		OPT_EXPERTS,
 	};
 	static const struct option opts[] = {
@@ -280,6 +283,7 @@ int cli_load(int argc, char **argv)
 	    {"world", required_argument, NULL, OPT_WORLD},
 	    {"shard-spec", required_argument, NULL, OPT_SHARD},
 	    {"max-rate", required_argument, NULL, OPT_RATE},
+	    {"allow-full-download", no_argument, NULL, OPT_FULL},
 	    {"experts", required_argument, NULL, OPT_EXPERTS},
 	    CLI_CACHE_LONGOPTS,
 	    {"quiet", no_argument, NULL, 'q'},
@@ -332,6 +336,9 @@ int cli_load(int argc, char **argv)
 			rc = cli_parse_rate("load", optarg, &rate);
 			if (rc)
 				goto out;
+			break;
+		case OPT_FULL:
+			co.http_full_download = 1;
 			break;
 		case OPT_STRATEGY:
 		case OPT_DIRECT:

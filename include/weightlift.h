@@ -206,6 +206,11 @@ typedef struct wlift_ctx_opts {
 	                               WEIGHTLIFT_CACHE_MAX_BYTES or no limit */
 	int cache_fill;             /* WLIFT_CACHE_FILL_*; 0: WEIGHTLIFT_CACHE_FILL (partial|full)
 	                               or partial */
+	int http_full_download;     /* 1: a server without Range support (a 200 with the whole
+	                               object to a ranged GET) is read by whole-object GETs,
+	                               streamed into the tensors in order (each range of a load
+	                               reads the object from its start); 0:
+	                               WEIGHTLIFT_HTTP_FULL_DOWNLOAD=1, else refused (WLIFT_EHTTP) */
 } wlift_ctx_opts;
 /* cache_fill: a load that reads only part of an object stores nothing (PARTIAL), or the rest
  * is fetched in the background after the load and the whole object cached (FULL). */

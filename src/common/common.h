@@ -49,7 +49,9 @@ struct wlift_ctx {
 	unsigned http_retry_base_ms; /* WEIGHTLIFT_HTTP_RETRY_BASE_MS: first backoff */
 	unsigned http_retry_max_ms; /* WEIGHTLIFT_HTTP_RETRY_MAX_MS: backoff and Retry-After cap */
 	unsigned http_hedge;	    /* WEIGHTLIFT_HTTP_HEDGE: hedge factor (0: off) */
-	int http_adaptive;	    /* WEIGHTLIFT_HTTP_ADAPTIVE (default 1): adaptive concurrency */
+	int http_adaptive;
+	int http_full_download;	    /* WEIGHTLIFT_HTTP_FULL_DOWNLOAD / http_full_download: read
+				       servers without Range support by whole-object GETs */	    /* WEIGHTLIFT_HTTP_ADAPTIVE (default 1): adaptive concurrency */
 	uint64_t max_rate;	    /* WEIGHTLIFT_MAX_RATE: bytes/s over all remote transfers of
 				       this context (0: no cap) */
 	struct wlift__rate *rate;   /* the bucket of max_rate, or NULL */

@@ -205,6 +205,9 @@ static int remote_knobs(wlift_ctx *ctx, const wlift_ctx_opts *opts, wlift_diag *
 			}
 			*nk[i].out = (unsigned)x;
 		}
+		ctx->http_full_download = (OPT_HAS(opts, http_full_download) &&
+					   opts->http_full_download) ||
+					  env_flag("WEIGHTLIFT_HTTP_FULL_DOWNLOAD");
 		ctx->http_adaptive = wlift__env_str("WEIGHTLIFT_HTTP_ADAPTIVE", &ev)
 					     ? strcmp(ev, "0") != 0
 					     : 1;

@@ -206,6 +206,10 @@ struct http_source {
 	struct wlift__http_auth rauth; /* the scheme's request auth (ops NULL: none) */
 	struct wlift__rate *rate; /* the context's bandwidth cap, or NULL */
 	const wlift_ctx *ctx;	  /* for log lines (retries, hedges) */
+	int full_ok;		  /* WEIGHTLIFT_HTTP_FULL_DOWNLOAD: a server without Range support
+				     is read by whole-object GETs */
+	int no_range;		  /* it is such a server: every read streams the object from its
+				     start, keeping its range */
 	unsigned retries, retry_base_ms, retry_max_ms, hedge;
 	int adaptive;
 	pthread_mutex_t mu; /* guards spare */
@@ -279,6 +283,10 @@ struct xfer {
 	int bad;     /* BAD_* */
 	int paused;  /* by the bandwidth cap, until resume_at */
 	double resume_at;
+	int whole;	    /* a 200 with the whole object, cut to the range asked */
+	uint64_t pos;	    /* whole: body bytes seen */
+	uint64_t whole_size; /* whole, the probe: the object's size (Content-Length) */
+	int enough;	    /* whole: the range is complete, the transfer was stopped */
 	/* The read queue's bookkeeping (http_rq): a slot is a primary (one engine read, tried
 	 * up to 1 + retries times) or the hedge of one (the same range again, into a buffer of
 	 * its own). */
@@ -380,7 +388,22 @@ static int check_response(struct xfer *x)
 		/* The whole object: fine when it fits what the probe asked for (a body of
 		 * unknown length is stopped by on_body once it does not). */
 		curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+		if (cl > (curl_off_t)x->r.len && s->full_ok) {
+			/* Allowed to read whole objects: keep the first bytes, then stop. */
+			x->whole = 1;
+			x->whole_size = (uint64_t)cl;
+			return BAD_NONE;
+		}
 		return cl > (curl_off_t)x->r.len ? BAD_NO_RANGE : BAD_NONE;
+	}
+	if (st == 200 && s->no_range) {
+		curl_off_t cl = -1;
+		curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+		if ((cl >= 0 && (uint64_t)cl != s->base.size) ||
+		    (s->etag[0] && x->etag[0] && strcmp(s->etag, x->etag) != 0))
+			return BAD_CHANGED;
+		x->whole = 1;
+		return BAD_NONE;
 	}
 	if (st == 200)
 		return x->r.off == 0 && x->r.len == s->base.size ? BAD_NONE : BAD_NO_RANGE;
@@ -425,6 +448,23 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *user)
 			x->resume_at = wlift__now() + w;
 			return CURL_WRITEFUNC_PAUSE;
 		}
+	}
+	if (x->whole) {
+		/* The whole object streams by: keep the part that is the range asked (in order,
+		 * straight into the destination), stop once it is complete. */
+		uint64_t p = x->pos, e = p + n, end = x->r.off + x->r.len;
+		uint64_t a = p > x->r.off ? p : x->r.off, b = e < end ? e : end;
+		x->pos = e;
+		if (a < b) {
+			memcpy((uint8_t *)x->r.dst + (a - x->r.off), buf + (a - p), (size_t)(b - a));
+			x->got += (size_t)(b - a);
+		}
+		x->progress_at = wlift__now();
+		if (x->got == x->r.len) {
+			x->enough = 1;
+			return 0; /* stops the transfer; finish() takes it as complete */
+		}
+		return n;
 	}
 	if (n > x->r.len - x->got) {
 		x->bad = x->probe ? BAD_NO_RANGE : BAD_LONG;
@@ -567,6 +607,8 @@ static int64_t finish(struct xfer *x, CURLcode rc, wlift_diag *d)
 
 	range_text(x, rg, sizeof(rg));
 	at[0] = '\0';
+	if (x->enough && rc == CURLE_WRITE_ERROR)
+		rc = CURLE_OK; /* a whole-object answer stopped once the range was complete */
 	/* The redirect target is named in errors only (parsing URLs costs). */
 	if (x->bad || rc != CURLE_OK || (st != 200 && st != 206) || x->got != x->r.len)
 		where(x, at, sizeof(at));
@@ -577,7 +619,9 @@ static int64_t finish(struct xfer *x, CURLcode rc, wlift_diag *d)
 		return wlift__diag_set(d, WLIFT_EHTTP, uri, NULL, off, "http.range",
 				       "%s: the server does not support range requests (it answered "
 				       "a ranged GET for %s with HTTP %ld and the whole object%s); "
-				       "weightlift reads remote objects by range only",
+				       "weightlift reads remote objects by range unless allowed to "
+				       "download whole objects (--allow-full-download, "
+				       "WEIGHTLIFT_HTTP_FULL_DOWNLOAD=1)",
 				       uri, rg, st, at);
 	case BAD_RANGE:
 		return wlift__diag_set(d, WLIFT_EHTTP, uri, NULL, off, "http.range",
@@ -629,6 +673,8 @@ static int64_t finish(struct xfer *x, CURLcode rc, wlift_diag *d)
 		/* The object's size and identity. */
 		if (st == 206)
 			s->base.size = x->cr_total;
+		else if (st == 200 && x->whole)
+			s->base.size = x->whole_size;
 		else if (st == 200)
 			s->base.size = x->got;
 		else if (st == 416 && x->has_cr && x->cr_unsat)
@@ -642,6 +688,13 @@ static int64_t finish(struct xfer *x, CURLcode rc, wlift_diag *d)
 					       uri, (unsigned long long)x->cr_last);
 		if (st == 206 && x->got != x->cr_last + 1)
 			goto short_body;
+		if (x->whole) {
+			s->no_range = 1;
+			wlift__log(s->ctx, WLIFT_LOG_WARN,
+				   "%s: the server does not support range requests: every read "
+				   "downloads the object from its start (WEIGHTLIFT_HTTP_FULL_DOWNLOAD)",
+				   uri);
+		}
 		memcpy(s->etag, x->etag, sizeof(s->etag));
 		memcpy(s->last_modified, x->last_modified, sizeof(s->last_modified));
 		return (int64_t)x->got;
@@ -673,6 +726,8 @@ static int setup(struct xfer *x, struct http_source *s, const struct wlift__read
 	x->got = 0;
 	x->probe = probe;
 	x->checked = x->bad = x->paused = 0;
+	x->whole = x->enough = 0;
+	x->pos = x->whole_size = 0;
 	x->retry_after = -1;
 	x->has_cr = x->cr_unsat = 0;
 	x->etag[0] = x->last_modified[0] = x->ctype[0] = x->errbuf[0] = '\0';
@@ -708,7 +763,8 @@ static int setup(struct xfer *x, struct http_source *s, const struct wlift__read
 			return ret;
 	}
 	curl_easy_setopt(x->easy, CURLOPT_URL, url);
-	curl_easy_setopt(x->easy, CURLOPT_RANGE, range);
+	/* A server known to ignore Range is asked for the whole object. */
+	curl_easy_setopt(x->easy, CURLOPT_RANGE, s->no_range && !probe ? NULL : range);
 	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->hdrs);
 	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, on_body);
@@ -1146,7 +1202,8 @@ static int tick(struct http_rq *q, int *next_ms, struct wlift__rdone *c, wlift_d
 			}
 			continue;
 		}
-		if (x->active && !x->hedge && after >= 0 && q->hedges < WLIFT_HTTP_MAX_HEDGES) {
+		if (x->active && !x->hedge && after >= 0 && q->hedges < WLIFT_HTTP_MAX_HEDGES &&
+		    !x->s->no_range) {
 			double idle = now - x->progress_at;
 			if (idle < after) {
 				if (after - idle < next)
@@ -1330,9 +1387,12 @@ static int http_probe(struct wlift__source *src, uint64_t off, uint64_t len, uns
 	p->size = src->size;
 	snprintf(p->etag, sizeof(p->etag), "%s", s->etag);
 	p->fs_kind = WLIFT_FS_NONE;
-	p->chunk = WLIFT_HTTP_CHUNK;
+	/* A server without Range support: one read per range of the plan (each one streams the
+	 * object from its start), one at a time. */
+	p->chunk = s->no_range ? (src->size > SIZE_MAX ? SIZE_MAX : (size_t)src->size)
+				: WLIFT_HTTP_CHUNK;
 	p->resident = -1.0;
-	p->requests = s->requests;
+	p->requests = s->no_range ? 1 : s->requests;
 	return 0;
 }
 
@@ -1537,6 +1597,7 @@ static int open_common(wlift_ctx *ctx, const char *uri, const char *url,
 	s->retry_max_ms = ctx->http_retry_max_ms ? ctx->http_retry_max_ms : WLIFT_HTTP_RETRY_MAX_MS;
 	s->hedge = ctx->http_hedge;
 	s->adaptive = ctx->http_adaptive;
+	s->full_ok = ctx->http_full_download;
 	s->head = malloc(WLIFT_HEADER_PROBE);
 	if (!s->head || (ctx->ca_bundle && !(s->ca_bundle = strdup(ctx->ca_bundle))) ||
 	    (!s->rauth.ops && choose_token(ctx, s, uri))) {

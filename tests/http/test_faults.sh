@@ -164,6 +164,35 @@ fp_rules '[{"action": "full", "min_offset": 300000}]'
 never_again "a 200 with the whole object" 3
 grep_err "does not support range requests"
 
+# --- servers without Range support: refused, or read whole when allowed ---------------------
+fp_rules '[{"action": "full"}]'
+expect_rc 3 $TO "$WEIGHTLIFT" verify "$FP_URL/$F"
+grep_err "does not support range requests"
+grep_err "--allow-full-download"
+: >"$FP_LOG"
+good "a server without Range support, --allow-full-download" --allow-full-download
+grep_err "every read downloads the object from its start"
+NCHECK=$((NCHECK + 1))
+[ -z "$(awk '$5 != "-" && $5 != "bytes=0-65535"' "$FP_LOG")" ] && grep -q ' - full 200$' "$FP_LOG" ||
+	fail "reads of a server without Range support still asked for ranges: $(head -3 "$FP_LOG")"
+WEIGHTLIFT_HTTP_FULL_DOWNLOAD=1 good "WEIGHTLIFT_HTTP_FULL_DOWNLOAD=1"
+# nginx itself without Range support (max_ranges 0): a whole load, and one tensor.
+same_norange() {
+	expect_rc 0 $TO "$WEIGHTLIFT" verify --allow-full-download "$@" "$URL/norange/big.safetensors"
+	awk 'length($1) == 64 { print $1, $2 }' "$OUT" | sort >"$T/got"
+	"$WEIGHTLIFT" verify "$D/big.safetensors" | awk 'length($1) == 64 { print $1, $2 }' | sort >"$T/bigwant"
+	NCHECK=$((NCHECK + 1))
+	cmp -s "$T/got" "$T/bigwant" || fail "norange verify $*: digests differ"
+}
+same_norange
+same_norange --chunk-size 1M
+WEIGHTLIFT_HTTP_FULL_DOWNLOAD=1 expect_rc 0 $TO "$WEIGHTLIFT" load --json --names big.03 "$URL/norange/big.safetensors"
+pycheck 'assert j["bytes"] == 8 * 1024 * 1024 // 64, j["bytes"]'
+# The object changing under a whole-object read is still caught (If-Match: 412).
+fp_rules '[{"action": "full", "nth": [1]}, {"action": "change"}]'
+expect_rc 3 $TO "$WEIGHTLIFT" load --allow-full-download "$FP_URL/$F"
+grep_err "changed"
+
 # --- hedging: a stalled range is asked again elsewhere; the first answer wins ----------------
 fp_rules '[{"action": "stall", "after": 0, "seconds": 30, "min_offset": 1, "nth": [12]}]'
 t0=$(date +%s%N)
