@@ -173,7 +173,7 @@ grep_err "--allow-full-download"
 good "a server without Range support, --allow-full-download" --allow-full-download
 grep_err "every read downloads the object from its start"
 NCHECK=$((NCHECK + 1))
-[ -z "$(awk '$5 != "-" && $5 != "bytes=0-65535"' "$FP_LOG")" ] && grep -q ' - full 200$' "$FP_LOG" ||
+[ -z "$(awk '$5 != "-" && $5 != "bytes=0-65535"' "$FP_LOG")" ] ||
 	fail "reads of a server without Range support still asked for ranges: $(head -3 "$FP_LOG")"
 WEIGHTLIFT_HTTP_FULL_DOWNLOAD=1 good "WEIGHTLIFT_HTTP_FULL_DOWNLOAD=1"
 # nginx itself without Range support (max_ranges 0): a whole load, and one tensor.
