@@ -26,6 +26,7 @@ json_cflags = pkg("--cflags", "json-c") or ["-I/usr/include/json-c"]
 json_libs = pkg("--libs", "json-c") or ["-ljson-c"]
 uring_libs = pkg("--libs", "liburing")
 curl_libs = pkg("--libs", "libcurl")  # HTTP(S) sources; without it they say "not supported"
+crypto_libs = pkg("--libs", "libcrypto") or ["-lcrypto"]  # S3's Signature V4 (src/source/sigv4.c)
 defines = [("_GNU_SOURCE", None), ("WLIFT_BUILDING", None)]
 if uring_libs is not None:
     defines.append(("WLIFT_HAVE_URING", "1"))
@@ -41,7 +42,7 @@ ext = Extension(
     include_dirs=["include", "src"],
     define_macros=defines,
     extra_compile_args=["-std=gnu11", "-O2", "-fvisibility=hidden", "-Wno-unused-parameter"] + json_cflags,
-    extra_link_args=json_libs + (uring_libs or []) + (curl_libs or []) + ["-lpthread", "-ldl"],
+    extra_link_args=json_libs + (uring_libs or []) + (curl_libs or []) + crypto_libs + ["-lpthread", "-ldl"],
     depends=headers + ["include/weightlift.h"],
 )
 
