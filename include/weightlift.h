@@ -211,6 +211,12 @@ typedef struct wlift_ctx_opts {
 	                               streamed into the tensors in order (each range of a load
 	                               reads the object from its start); 0:
 	                               WEIGHTLIFT_HTTP_FULL_DOWNLOAD=1, else refused (WLIFT_EHTTP) */
+
+	const char *s3_region;      /* AWS region of s3:// buckets; NULL: WEIGHTLIFT_S3_REGION,
+	                               AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else
+	                               asked of S3 (the bucket's x-amz-bucket-region) */
+	int s3_unsigned;            /* 1: s3:// requests are not signed (public buckets); 0:
+	                               WEIGHTLIFT_S3_UNSIGNED */
 } wlift_ctx_opts;
 /* cache_fill: a load that reads only part of an object stores nothing (PARTIAL), or the rest
  * is fetched in the background after the load and the whole object cached (FULL). */

@@ -63,6 +63,12 @@ struct wlift_ctx {
 	char *gcs_emulator;	    /* STORAGE_EMULATOR_HOST, or NULL */
 	char *gcs_metadata_host;    /* GCE_METADATA_HOST, else GCE_METADATA_IP, or NULL */
 	int gcs_anonymous;	    /* WEIGHTLIFT_GCS_ANONYMOUS=1: never send a token */
+	/* s3:// sources (AWS's own variables, AWS_*, are read where they are used, as boto3
+	 * does: credentials and profiles change under a long-lived process): */
+	char *s3_region;	    /* option s3_region or WEIGHTLIFT_S3_REGION, or NULL */
+	int s3_unsigned;	    /* option s3_unsigned or WEIGHTLIFT_S3_UNSIGNED=1 */
+	int s3_addressing;	    /* WEIGHTLIFT_S3_ADDRESSING: 0 auto, 1 path, 2 virtual */
+	unsigned s3_list_max;	    /* WEIGHTLIFT_S3_LIST_MAX_KEYS: keys per listing page */
 	char *cuda_library; /* WEIGHTLIFT_CUDA_LIBRARY: the CUDA driver to load (NULL: libcuda.so.1) */
 	size_t ring_bytes;  /* WEIGHTLIFT_CUDA_RING_BYTES (0: default; range-checked per load) */
 	unsigned ring_slots; /* WEIGHTLIFT_CUDA_RING_SLOTS (0: default) */

@@ -142,6 +142,42 @@ static int str_knob(const char *explicit_v, const char *const *envs, size_t nenv
 	return *out ? 0 : -ENOMEM;
 }
 
+/* s3:// sources: the region option, unsigned requests, addressing style, listing page size. */
+static int s3_knobs(wlift_ctx *ctx, const wlift_ctx_opts *opts, wlift_diag *d)
+{
+	static const char *const region_env[] = { "WEIGHTLIFT_S3_REGION" };
+	const char *a = NULL;
+	size_t v = 0;
+	int ret;
+
+	if (str_knob(OPT_HAS(opts, s3_region) ? opts->s3_region : NULL, region_env, 1,
+		     &ctx->s3_region))
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	ret = knob(OPT_HAS(opts, s3_unsigned) && opts->s3_unsigned ? (size_t)opts->s3_unsigned : 0,
+		   "s3_unsigned", "WEIGHTLIFT_S3_UNSIGNED", 0, 1, &v, d);
+	if (ret)
+		return ret;
+	ctx->s3_unsigned = (int)v;
+	ret = knob(0, "s3_list_max_keys", "WEIGHTLIFT_S3_LIST_MAX_KEYS", WLIFT_S3_LIST_MAX_KEYS,
+		   WLIFT_S3_LIST_MAX_KEYS, &v, d);
+	if (ret)
+		return ret;
+	ctx->s3_list_max = (unsigned)v;
+	ctx->s3_addressing = 0;
+	if (wlift__env_str("WEIGHTLIFT_S3_ADDRESSING", &a)) {
+		if (strcmp(a, "path") == 0)
+			ctx->s3_addressing = 1;
+		else if (strcmp(a, "virtual") == 0)
+			ctx->s3_addressing = 2;
+		else if (strcmp(a, "auto") != 0)
+			return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+					       "environment variable WEIGHTLIFT_S3_ADDRESSING = %s "
+					       "is not one of auto, path, virtual",
+					       a);
+	}
+	return 0;
+}
+
 /* The remote sources' knobs. */
 static int remote_knobs(wlift_ctx *ctx, const wlift_ctx_opts *opts, wlift_diag *d)
 {
@@ -234,7 +270,7 @@ static int remote_knobs(wlift_ctx *ctx, const wlift_ctx_opts *opts, wlift_diag *
 	    str_knob(NULL, ep_env, 1, &ctx->hf_endpoint) ||
 	    str_knob(NULL, ca_env, 3, &ctx->ca_bundle))
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
-	return 0;
+	return s3_knobs(ctx, opts, d);
 }
 
 /* The local cache's knobs. */
@@ -483,6 +519,7 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	free(ctx->gcs_adc_file);
 	free(ctx->gcs_emulator);
 	free(ctx->gcs_metadata_host);
+	free(ctx->s3_region);
 	wlift__ctx_keep_destroy(ctx);
 	free(ctx->cuda_library);
 	free(ctx->cache_dir);
@@ -509,6 +546,7 @@ static void default_init(void)
 			default_ctx->http_retry_max_ms = WLIFT_HTTP_RETRY_MAX_MS;
 			default_ctx->http_hedge = WLIFT_HTTP_HEDGE;
 			default_ctx->http_adaptive = 1;
+			default_ctx->s3_list_max = WLIFT_S3_LIST_MAX_KEYS;
 		}
 	}
 }

@@ -95,6 +95,12 @@
 #define WLIFT_GCS_ENDPOINT "https://storage.googleapis.com"
 #define WLIFT_GCS_TOKEN_MARGIN_S 300
 #define WLIFT_GCS_TOKEN_TIMEOUT_S 60L
+/* s3://: keys per ListObjectsV2 page (S3's own maximum; WEIGHTLIFT_S3_LIST_MAX_KEYS lowers
+ * it), the most keys one listing gathers, and the region when nothing names one and the
+ * bucket's cannot be asked (a custom endpoint). */
+#define WLIFT_S3_LIST_MAX_KEYS 1000u
+#define WLIFT_S3_LIST_LIMIT 1000000u
+#define WLIFT_S3_DEFAULT_REGION "us-east-1"
 /* GPU loads: the pinned staging ring (WEIGHTLIFT_CUDA_RING_BYTES / _SLOTS). 16 buffers of
  * 8 MiB: one per read in flight for the default threads with room for the copies behind them
  * (the H2D copy of 8 MiB takes ~0.2 ms at 50 GB/s, so a few buffers in copy keep the link

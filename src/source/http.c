@@ -791,6 +791,9 @@ static int setup(struct xfer *x, struct http_source *s, const struct wlift__read
 	curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_TIME, (long)s->stall_s);
 	if (s->ca_bundle)
 		curl_easy_setopt(x->easy, CURLOPT_CAINFO, s->ca_bundle);
+	/* A signed path is sent as it was signed: curl would otherwise squash "/../". */
+	if (s->rauth.ops)
+		curl_easy_setopt(x->easy, CURLOPT_PATH_AS_IS, 1L);
 	return 0;
 }
 
@@ -1599,7 +1602,18 @@ static int open_common(wlift_ctx *ctx, const char *uri, const char *url,
 	s->adaptive = ctx->http_adaptive;
 	s->full_ok = ctx->http_full_download;
 	s->head = malloc(WLIFT_HEADER_PROBE);
-	if (!s->head || (ctx->ca_bundle && !(s->ca_bundle = strdup(ctx->ca_bundle))) ||
+	{
+		const char *ca = auth && auth->ops && auth->ops->ca_bundle
+					 ? auth->ops->ca_bundle(auth->state)
+					 : NULL;
+		if (!ca)
+			ca = ctx->ca_bundle;
+		if (ca && !(s->ca_bundle = strdup(ca))) {
+			ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+			goto out;
+		}
+	}
+	if (!s->head ||
 	    (!s->rauth.ops && choose_token(ctx, s, uri))) {
 		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
 		goto out;
@@ -1774,7 +1788,11 @@ int wlift__http_fetch(wlift_ctx *ctx, const char *uri, const struct wlift__http_
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT,
 			 (long)(ctx->http_connect_s ? ctx->http_connect_s : WLIFT_HTTP_CONNECT_S));
 	curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)timeout);
-	if (ctx->ca_bundle)
+	if (auth && auth->ops)
+		curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+	if (auth && auth->ops && auth->ops->ca_bundle && auth->ops->ca_bundle(auth->state))
+		curl_easy_setopt(e, CURLOPT_CAINFO, auth->ops->ca_bundle(auth->state));
+	else if (ctx->ca_bundle)
 		curl_easy_setopt(e, CURLOPT_CAINFO, ctx->ca_bundle);
 	if (strcmp(method, "HEAD") == 0) {
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);

@@ -54,6 +54,9 @@ struct wlift__http_auth_ops {
 		       char *buf, size_t cap);
 	/* Free the state (called once, when the source goes). */
 	void (*destroy)(void *state);
+	/* The CA bundle for this scheme's requests, overriding the context's (S3:
+	 * AWS_CA_BUNDLE), or NULL for the context's. Copied by the open. NULL: the context's. */
+	const char *(*ca_bundle)(void *state);
 };
 
 /* ops->flags */

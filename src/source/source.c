@@ -12,6 +12,7 @@
 #include "source/file.h"
 #include "source/gcs.h"
 #include "source/http.h"
+#include "source/s3.h"
 #include "source/source.h"
 
 /* ---- URIs and schemes ------------------------------------------------------------------- */
@@ -47,6 +48,7 @@ static const struct scheme schemes[] = {
 	{ "https://", wlift__http_stat, wlift__http_list, wlift__http_open },
 	{ "hf://", wlift__http_stat, wlift__http_list, wlift__http_open },
 	{ "gs://", wlift__gcs_stat, wlift__gcs_list, wlift__gcs_open },
+	{ "s3://", wlift__s3_stat, wlift__s3_list, wlift__s3_open },
 };
 
 static const struct scheme *scheme_of(const char *uri)
@@ -57,10 +59,6 @@ static const struct scheme *scheme_of(const char *uri)
 	return NULL;
 }
 
-/* Schemes that later stages of this project implement: named so that their URIs get
- * "not supported by this build" instead of "not understood". */
-static const char *const planned_schemes[] = { "s3://" };
-
 static int no_scheme(const char *uri, wlift_diag *d)
 {
 	if (strncmp(uri, "file://", 7) == 0)
@@ -68,12 +66,6 @@ static int no_scheme(const char *uri, wlift_diag *d)
 				       "%s: a file:// URI names a local file: its host must be empty "
 				       "or localhost",
 				       uri);
-	for (size_t i = 0; i < WLIFT_ARRAY_SIZE(planned_schemes); i++)
-		if (strncmp(uri, planned_schemes[i], strlen(planned_schemes[i])) == 0)
-			return wlift__diag_set(d, WLIFT_EUNSUPPORTED, uri, NULL, -1, "uri.scheme",
-					       "%s: %.*s sources are not supported by this build",
-					       uri, (int)(strlen(planned_schemes[i]) - 3),
-					       planned_schemes[i]);
 	return wlift__diag_set(d, WLIFT_EURI, uri, NULL, -1, "uri.scheme",
 			       "%s: URI scheme not understood (use a path, file://, http(s)://, "
 			       "s3:// or gs://)",

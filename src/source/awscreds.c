@@ -1,0 +1,727 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The AWS credential chain (see awscreds.h for the order, which is botocore's). Each source
+ * either gives credentials, says why it has none (kept for the error that lists every source
+ * tried), or fails outright when it is configured but broken (a web identity STS refused, a
+ * container endpoint that does not answer): boto3 stops there too rather than falling
+ * through to another identity. Providers are cached process-wide, keyed by the environment
+ * that configures them, so that the shards of one checkpoint (and the next load) share one
+ * STS or metadata round trip; temporary credentials are refreshed under the provider's lock
+ * shortly before they expire, while the workers that sign requests wait.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "source/awscreds.h"
+#include "source/http.h"
+#include "source/sigv4.h"
+#include "source/xml.h"
+
+struct wlift__aws_provider {
+	struct wlift__aws_provider *next;
+	char *key; /* the environment it was made for */
+	pthread_mutex_t mu;
+	int have;
+	struct wlift__aws_creds c;
+};
+
+static pthread_mutex_t list_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct wlift__aws_provider *list;
+
+/* The variables that choose where credentials come from. */
+static const char *const config_env[] = {
+	"AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+	"AWS_SESSION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
+	"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME",
+	"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+	"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+	"AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_DISABLED", "AWS_ENDPOINT_URL",
+	"AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_DEFAULT_REGION", "HOME",
+};
+
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : NULL;
+}
+
+static const char *profile_name(void)
+{
+	const char *p = env("AWS_PROFILE");
+
+	return p ? p : env("AWS_DEFAULT_PROFILE") ? env("AWS_DEFAULT_PROFILE") : "default";
+}
+
+/* path of AWS_<var> or ~/.aws/<name> into buf ("~/" expanded). */
+static void aws_file(const char *var, const char *name, char *buf, size_t cap)
+{
+	const char *v = env(var), *home = env("HOME");
+
+	if (v && strncmp(v, "~/", 2) == 0)
+		snprintf(buf, cap, "%s/%s", home ? home : "", v + 2);
+	else if (v)
+		snprintf(buf, cap, "%s", v);
+	else
+		snprintf(buf, cap, "%s/.aws/%s", home ? home : "", name);
+}
+
+/* ---- INI files ---------------------------------------------------------------------- */
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+		*--e = '\0';
+	return s;
+}
+
+/* Walk path: key NULL asks whether section exists. */
+static int ini_walk(const char *path, const char *section, const char *key, char *buf,
+		    size_t cap)
+{
+	FILE *f = fopen(path, "re");
+	char line[4096];
+	int in = 0, found = 0;
+
+	if (!f)
+		return -errno;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *l = trim(line), *eq;
+		if (!*l || *l == '#' || *l == ';')
+			continue;
+		if (*l == '[') {
+			char *e = strchr(l, ']');
+			if (!e)
+				continue;
+			*e = '\0';
+			in = strcmp(trim(l + 1), section) == 0;
+			if (in && !key)
+				found = 1;
+			continue;
+		}
+		if (!in || !key || !(eq = strchr(l, '=')))
+			continue;
+		*eq = '\0';
+		if (strcmp(trim(l), key) == 0) {
+			snprintf(buf, cap, "%s", trim(eq + 1));
+			found = 1;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+int wlift__ini_get(const char *path, const char *section, const char *key, char *buf,
+		   size_t cap)
+{
+	if (cap)
+		buf[0] = '\0';
+	return ini_walk(path, section, key, buf, cap);
+}
+
+int wlift__ini_has(const char *path, const char *section)
+{
+	return ini_walk(path, section, NULL, NULL, 0);
+}
+
+/* The config file names profiles "[profile NAME]", except "[default]". */
+static void config_section(const char *profile, char *buf, size_t cap)
+{
+	if (strcmp(profile, "default") == 0)
+		snprintf(buf, cap, "default");
+	else
+		snprintf(buf, cap, "profile %s", profile);
+}
+
+int wlift__aws_profile_get(const char *key, char *buf, size_t cap)
+{
+	char path[1024], sec[256];
+
+	aws_file("AWS_CONFIG_FILE", "config", path, sizeof(path));
+	config_section(profile_name(), sec, sizeof(sec));
+	return wlift__ini_get(path, sec, key, buf, cap) == 1;
+}
+
+int64_t wlift__iso8601(const char *s)
+{
+	struct tm tm;
+	const char *p;
+
+	memset(&tm, 0, sizeof(tm));
+	if (!s || !(p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)))
+		return -1;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	if (*p != 'Z' && strcmp(p, "+00:00") != 0)
+		return -1;
+	return (int64_t)timegm(&tm);
+}
+
+/* ---- the chain ---------------------------------------------------------------------- */
+
+/* What was tried, for the error when nothing gives credentials. */
+struct tried {
+	char text[1536];
+	size_t len;
+};
+
+static void note(struct tried *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(struct tried *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->len >= sizeof(t->text) - 1)
+		return;
+	if (t->len)
+		t->len += (size_t)snprintf(t->text + t->len, sizeof(t->text) - t->len, "; ");
+	if (t->len >= sizeof(t->text) - 1)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(t->text + t->len, sizeof(t->text) - t->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		t->len += (size_t)n;
+	if (t->len > sizeof(t->text) - 1)
+		t->len = sizeof(t->text) - 1;
+}
+
+static int from_env(struct wlift__aws_creds *c, struct tried *t)
+{
+	const char *ak = env("AWS_ACCESS_KEY_ID"), *sk = env("AWS_SECRET_ACCESS_KEY");
+	const char *tok = env("AWS_SESSION_TOKEN");
+
+	if (!ak && !sk) {
+		note(t, "the environment (AWS_ACCESS_KEY_ID unset)");
+		return 0;
+	}
+	if (!ak || !sk) {
+		note(t, "the environment (%s is set but not %s)", ak ? "AWS_ACCESS_KEY_ID" :
+			"AWS_SECRET_ACCESS_KEY", ak ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
+		return -1;
+	}
+	snprintf(c->akid, sizeof(c->akid), "%s", ak);
+	snprintf(c->secret, sizeof(c->secret), "%s", sk);
+	snprintf(c->token, sizeof(c->token), "%s", tok ? tok : "");
+	snprintf(c->from, sizeof(c->from), "the environment (AWS_ACCESS_KEY_ID%s)",
+		 tok ? ", AWS_SESSION_TOKEN" : "");
+	return 1;
+}
+
+/* Static keys of an INI section. */
+static int from_file(const char *path, const char *section, const char *what,
+		     struct wlift__aws_creds *c, struct tried *t)
+{
+	char ak[128], sk[128];
+	int r = wlift__ini_get(path, section, "aws_access_key_id", ak, sizeof(ak));
+
+	if (r < 0) {
+		note(t, "%s %s (%s)", what, path, r == -ENOENT ? "no such file" : strerror(-r));
+		return 0;
+	}
+	if (r == 0) {
+		note(t, "%s %s (no aws_access_key_id in [%s])", what, path, section);
+		return 0;
+	}
+	if (wlift__ini_get(path, section, "aws_secret_access_key", sk, sizeof(sk)) != 1) {
+		note(t, "%s %s ([%s] has aws_access_key_id but no aws_secret_access_key)", what,
+		     path, section);
+		return -1;
+	}
+	snprintf(c->akid, sizeof(c->akid), "%s", ak);
+	snprintf(c->secret, sizeof(c->secret), "%s", sk);
+	wlift__ini_get(path, section, "aws_session_token", c->token, sizeof(c->token));
+	snprintf(c->from, sizeof(c->from), "%s %s [%s]", what, path, section);
+	return 1;
+}
+
+/* The credentials of an STS answer or of a metadata endpoint's JSON. */
+static int take_json(const char *body, const char *what, struct wlift__aws_creds *c,
+		     struct tried *t)
+{
+	json_object *o = json_tokener_parse(body), *v;
+	const char *ak = NULL, *sk = NULL, *tok = NULL, *exp = NULL;
+	int ret = -1;
+
+	if (o && json_object_is_type(o, json_type_object)) {
+		if (json_object_object_get_ex(o, "AccessKeyId", &v))
+			ak = json_object_get_string(v);
+		if (json_object_object_get_ex(o, "SecretAccessKey", &v))
+			sk = json_object_get_string(v);
+		if (json_object_object_get_ex(o, "Token", &v))
+			tok = json_object_get_string(v);
+		if (json_object_object_get_ex(o, "Expiration", &v))
+			exp = json_object_get_string(v);
+	}
+	if (!ak || !sk || !*ak || !*sk) {
+		note(t, "%s (the answer has no AccessKeyId/SecretAccessKey)", what);
+	} else if (exp && wlift__iso8601(exp) < 0) {
+		note(t, "%s (the answer's Expiration is not an ISO 8601 time)", what);
+	} else {
+		snprintf(c->akid, sizeof(c->akid), "%s", ak);
+		snprintf(c->secret, sizeof(c->secret), "%s", sk);
+		snprintf(c->token, sizeof(c->token), "%s", tok ? tok : "");
+		c->expires = exp ? wlift__iso8601(exp) : 0;
+		snprintf(c->from, sizeof(c->from), "%s", what);
+		ret = 1;
+	}
+	json_object_put(o);
+	return ret;
+}
+
+static char *read_small_file(const char *path, size_t max)
+{
+	FILE *f = fopen(path, "re");
+	char *b;
+	size_t n;
+
+	if (!f)
+		return NULL;
+	b = malloc(max + 1);
+	if (!b) {
+		fclose(f);
+		return NULL;
+	}
+	n = fread(b, 1, max, f);
+	fclose(f);
+	b[n] = '\0';
+	while (n && (b[n - 1] == '\n' || b[n - 1] == '\r' || b[n - 1] == ' '))
+		b[--n] = '\0';
+	return b;
+}
+
+/* STS AssumeRoleWithWebIdentity: an unsigned POST (the token is the proof). */
+static int web_identity(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds *c,
+			struct tried *t, wlift_diag *d)
+{
+	char cfg[1024], sec[256], tokfile[1024], role[512], sess[128], region[64], url[512];
+	char ak[128], *token = NULL, *body = NULL, *etok = NULL, *erole = NULL, *esess = NULL;
+	const char *ep, *v;
+	static const char *const hdrs[] = { "Accept: application/xml", NULL };
+	struct wlift__http_req req = { 0 };
+	struct wlift__http_resp resp = { 0 };
+	int from_profile = 0, ret = 0;
+	size_t n;
+
+	aws_file("AWS_CONFIG_FILE", "config", cfg, sizeof(cfg));
+	config_section(profile_name(), sec, sizeof(sec));
+	tokfile[0] = role[0] = sess[0] = '\0';
+	if ((v = env("AWS_WEB_IDENTITY_TOKEN_FILE")))
+		snprintf(tokfile, sizeof(tokfile), "%s", v);
+	if ((v = env("AWS_ROLE_ARN")))
+		snprintf(role, sizeof(role), "%s", v);
+	if (!tokfile[0] &&
+	    wlift__ini_get(cfg, sec, "web_identity_token_file", tokfile, sizeof(tokfile)) == 1) {
+		from_profile = 1;
+		wlift__ini_get(cfg, sec, "role_arn", role, sizeof(role));
+		wlift__ini_get(cfg, sec, "role_session_name", sess, sizeof(sess));
+	}
+	if (!tokfile[0]) {
+		note(t, "web identity (AWS_WEB_IDENTITY_TOKEN_FILE unset)");
+		return 0;
+	}
+	if (!role[0]) {
+		note(t, "web identity (%s set but no role ARN: set AWS_ROLE_ARN)",
+		     from_profile ? "web_identity_token_file" : "AWS_WEB_IDENTITY_TOKEN_FILE");
+		return -1;
+	}
+	if ((v = env("AWS_ROLE_SESSION_NAME")))
+		snprintf(sess, sizeof(sess), "%s", v);
+	if (!sess[0])
+		snprintf(sess, sizeof(sess), "weightlift-%lld", (long long)time(NULL));
+	token = read_small_file(tokfile, 64 << 10);
+	if (!token || !*token) {
+		note(t, "web identity (token file %s %s)", tokfile, token ? "is empty" :
+		     "cannot be read");
+		ret = -1;
+		goto out;
+	}
+	region[0] = '\0';
+	if ((v = env("AWS_REGION")) || (v = env("AWS_DEFAULT_REGION")))
+		snprintf(region, sizeof(region), "%s", v);
+	else
+		wlift__aws_profile_get("region", region, sizeof(region));
+	ep = env("AWS_ENDPOINT_URL_STS") ? env("AWS_ENDPOINT_URL_STS") : env("AWS_ENDPOINT_URL");
+	if (ep)
+		snprintf(url, sizeof(url), "%s", ep);
+	else if (region[0])
+		snprintf(url, sizeof(url), "https://sts.%s.amazonaws.com", region);
+	else
+		snprintf(url, sizeof(url), "https://sts.amazonaws.com");
+	n = strlen(url);
+	while (n && url[n - 1] == '/')
+		url[--n] = '\0';
+	snprintf(url + n, sizeof(url) - n, "/");
+	etok = wlift__aws_uri_encode(token, strlen(token), 0);
+	erole = wlift__aws_uri_encode(role, strlen(role), 0);
+	esess = wlift__aws_uri_encode(sess, strlen(sess), 0);
+	n = (etok ? strlen(etok) : 0) + (erole ? strlen(erole) : 0) + 256;
+	body = malloc(n);
+	if (!etok || !erole || !esess || !body) {
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	snprintf(body, n,
+		 "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=%s&"
+		 "RoleSessionName=%s&WebIdentityToken=%s",
+		 erole, esess, etok);
+	req.method = "POST";
+	req.url = url;
+	req.headers = hdrs;
+	req.body = body;
+	req.body_len = strlen(body);
+	req.max_body = 256 << 10;
+	ret = wlift__http_fetch(ctx, uri, NULL, &req, &resp, d);
+	if (ret) {
+		note(t, "web identity (STS at %s: %s)", url, d ? d->message : "failed");
+		wlift_diag_clear(d);
+		ret = -1;
+		goto out;
+	}
+	if (resp.status != 200) {
+		char code[128], msg[256];
+		wlift__xml_text(resp.body, resp.len, "Code", code, sizeof(code));
+		wlift__xml_text(resp.body, resp.len, "Message", msg, sizeof(msg));
+		note(t, "web identity (STS AssumeRoleWithWebIdentity for %s at %s: HTTP %ld%s%s%s%s)",
+		     role, url, resp.status, code[0] ? " " : "", code, msg[0] ? ": " : "", msg);
+		ret = -1;
+		goto out;
+	}
+	{
+		char exp[64];
+		wlift__xml_text(resp.body, resp.len, "AccessKeyId", ak, sizeof(ak));
+		wlift__xml_text(resp.body, resp.len, "SecretAccessKey", c->secret, sizeof(c->secret));
+		if (wlift__xml_text(resp.body, resp.len, "SessionToken", c->token,
+				    sizeof(c->token)) < 0 ||
+		    !ak[0] || !c->secret[0]) {
+			note(t, "web identity (STS at %s answered without credentials)", url);
+			ret = -1;
+			goto out;
+		}
+		snprintf(c->akid, sizeof(c->akid), "%s", ak);
+		wlift__xml_text(resp.body, resp.len, "Expiration", exp, sizeof(exp));
+		c->expires = exp[0] ? wlift__iso8601(exp) : 0;
+		if (c->expires < 0)
+			c->expires = 0;
+		snprintf(c->from, sizeof(c->from), "web identity (role %.120s via STS)", role);
+		ret = 1;
+	}
+out:
+	wlift__http_resp_free(&resp);
+	free(token);
+	free(body);
+	free(etok);
+	free(erole);
+	free(esess);
+	return ret;
+}
+
+/* http:// is allowed only to the container agents' and loopback addresses (as botocore). */
+static int container_host_ok(const char *url)
+{
+	static const char *const ok[] = { "http://127.", "http://localhost", "http://[::1]",
+					  "http://169.254.170.2", "http://169.254.170.23",
+					  "http://[fd00:ec2::23]" };
+
+	if (strncmp(url, "https://", 8) == 0)
+		return 1;
+	for (size_t i = 0; i < WLIFT_ARRAY_SIZE(ok); i++)
+		if (strncmp(url, ok[i], strlen(ok[i])) == 0)
+			return 1;
+	return 0;
+}
+
+static int container(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds *c,
+		     struct tried *t, wlift_diag *d)
+{
+	const char *full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+	const char *rel = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+	const char *tokfile = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+	const char *tokv = env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+	char url[1024], *tok = NULL, *hdr = NULL, what[1100];
+	const char *hdrs[3] = { "Accept: application/json", NULL, NULL };
+	struct wlift__http_req req = { 0 };
+	struct wlift__http_resp resp = { 0 };
+	int ret;
+
+	if (!full && !rel) {
+		note(t, "the container endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI and "
+			"_RELATIVE_URI unset)");
+		return 0;
+	}
+	if (rel)
+		snprintf(url, sizeof(url), "http://169.254.170.2%s%s", rel[0] == '/' ? "" : "/",
+			 rel);
+	else
+		snprintf(url, sizeof(url), "%s", full);
+	snprintf(what, sizeof(what), "the container endpoint %s", url);
+	if (!rel && !container_host_ok(url)) {
+		note(t, "%s (plain http:// only to loopback or the container agent)", what);
+		return -1;
+	}
+	if (tokfile) {
+		tok = read_small_file(tokfile, 16 << 10);
+		if (!tok) {
+			note(t, "%s (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE %s cannot be read)", what,
+			     tokfile);
+			return -1;
+		}
+	} else if (tokv && !(tok = strdup(tokv))) {
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	}
+	if (tok) {
+		size_t n = strlen(tok) + 32;
+		if (!(hdr = malloc(n))) {
+			free(tok);
+			return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		}
+		snprintf(hdr, n, "Authorization: %s", tok);
+		hdrs[1] = hdr;
+	}
+	req.url = url;
+	req.headers = hdrs;
+	req.max_body = 64 << 10;
+	req.timeout_s = 5;
+	ret = wlift__http_fetch(ctx, uri, NULL, &req, &resp, d);
+	if (ret) {
+		note(t, "%s (%s)", what, d ? d->message : "failed");
+		wlift_diag_clear(d);
+		ret = -1;
+	} else if (resp.status != 200) {
+		note(t, "%s (HTTP %ld)", what, resp.status);
+		ret = -1;
+	} else {
+		ret = take_json(resp.body, what, c, t);
+	}
+	wlift__http_resp_free(&resp);
+	free(tok);
+	free(hdr);
+	return ret;
+}
+
+static int imds(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds *c, struct tried *t,
+		wlift_diag *d)
+{
+	const char *ep = env("AWS_EC2_METADATA_SERVICE_ENDPOINT"), *dis =
+		env("AWS_EC2_METADATA_DISABLED");
+	const char *to = env("AWS_METADATA_SERVICE_TIMEOUT");
+	char base[512], url[1024], tokh[512], role[256], what[900];
+	const char *hdrs[2] = { NULL, NULL };
+	static const char *const ttl[] = { "X-aws-ec2-metadata-token-ttl-seconds: 21600", NULL };
+	struct wlift__http_req req = { 0 };
+	struct wlift__http_resp resp = { 0 };
+	unsigned timeout = to ? (unsigned)atoi(to) : 1;
+	size_t n;
+	int ret = -1;
+
+	snprintf(base, sizeof(base), "%s", ep ? ep : "http://169.254.169.254");
+	n = strlen(base);
+	while (n && base[n - 1] == '/')
+		base[--n] = '\0';
+	if (dis && strcasecmp(dis, "true") == 0) {
+		note(t, "instance metadata (disabled by AWS_EC2_METADATA_DISABLED)");
+		return 0;
+	}
+	if (timeout < 1 || timeout > 60)
+		timeout = 1;
+	/* IMDSv2: a session token first (a PUT, which a forwarded request cannot make). */
+	snprintf(url, sizeof(url), "%s/latest/api/token", base);
+	req.method = "PUT";
+	req.url = url;
+	req.headers = ttl;
+	req.max_body = 4096;
+	req.timeout_s = timeout;
+	if (wlift__http_fetch(ctx, uri, NULL, &req, &resp, d)) {
+		note(t, "instance metadata at %s (%s)", base, d ? d->message : "failed");
+		wlift_diag_clear(d);
+		return 0; /* not on EC2: the usual end of the chain */
+	}
+	if (resp.status != 200 || !resp.len || resp.len > 400) {
+		note(t, "instance metadata at %s (token request: HTTP %ld)", base, resp.status);
+		goto out;
+	}
+	snprintf(tokh, sizeof(tokh), "X-aws-ec2-metadata-token: %s", resp.body);
+	wlift__http_resp_free(&resp);
+	hdrs[0] = tokh;
+	req.method = NULL;
+	req.headers = hdrs;
+	req.max_body = 64 << 10;
+	snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/", base);
+	if (wlift__http_fetch(ctx, uri, NULL, &req, &resp, d)) {
+		note(t, "instance metadata at %s (%s)", base, d ? d->message : "failed");
+		wlift_diag_clear(d);
+		goto out;
+	}
+	if (resp.status == 404) {
+		note(t, "instance metadata at %s (no IAM role attached to the instance)", base);
+		ret = 0;
+		goto out;
+	}
+	if (resp.status != 200 || !resp.len) {
+		note(t, "instance metadata at %s (role lookup: HTTP %ld)", base, resp.status);
+		goto out;
+	}
+	n = strcspn(resp.body, "\r\n");
+	snprintf(role, sizeof(role), "%.*s", (int)(n < sizeof(role) ? n : sizeof(role) - 1),
+		 resp.body);
+	wlift__http_resp_free(&resp);
+	{
+		char *er = wlift__aws_uri_encode(role, strlen(role), 0);
+		if (!er) {
+			ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+			goto out;
+		}
+		snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%s", base,
+			 er);
+		free(er);
+	}
+	snprintf(what, sizeof(what), "instance metadata at %s (role %s)", base, role);
+	if (wlift__http_fetch(ctx, uri, NULL, &req, &resp, d)) {
+		note(t, "%s: %s", what, d ? d->message : "failed");
+		wlift_diag_clear(d);
+		goto out;
+	}
+	if (resp.status != 200) {
+		note(t, "%s: HTTP %ld", what, resp.status);
+		goto out;
+	}
+	ret = take_json(resp.body, what, c, t);
+out:
+	wlift__http_resp_free(&resp);
+	return ret;
+}
+
+/* Run the chain: 0 and *c filled, or WLIFT_EAUTH / -ENOMEM with d filled. */
+static int resolve(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds *c, wlift_diag *d)
+{
+	struct tried t = { .len = 0 };
+	char creds_path[1024], cfg_path[1024], sec[256];
+	const char *profile = profile_name();
+	int explicit_profile = env("AWS_PROFILE") || env("AWS_DEFAULT_PROFILE");
+	int r;
+
+	t.text[0] = '\0';
+	memset(c, 0, sizeof(*c));
+	aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials", creds_path, sizeof(creds_path));
+	aws_file("AWS_CONFIG_FILE", "config", cfg_path, sizeof(cfg_path));
+	config_section(profile, sec, sizeof(sec));
+	if (explicit_profile && wlift__ini_has(creds_path, profile) != 1 &&
+	    wlift__ini_has(cfg_path, sec) != 1)
+		return wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1, "s3.credentials",
+				       "%s: the AWS profile %s (AWS_PROFILE) is in neither %s nor "
+				       "%s",
+				       uri, profile, creds_path, cfg_path);
+	r = from_env(c, &t);
+	if (!r)
+		r = web_identity(ctx, uri, c, &t, d);
+	if (!r)
+		r = from_file(creds_path, profile, "the shared credentials file", c, &t);
+	if (!r)
+		r = from_file(cfg_path, sec, "the config file", c, &t);
+	if (!r)
+		r = container(ctx, uri, c, &t, d);
+	if (!r)
+		r = imds(ctx, uri, c, &t, d);
+	if (r == 1)
+		return 0;
+	if (r < -1)
+		return r; /* -ENOMEM, d filled */
+	return wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1, "s3.credentials",
+			       "%s: %s AWS credentials (tried %s); for a public bucket set "
+			       "WEIGHTLIFT_S3_UNSIGNED=1",
+			       uri, r < 0 ? "cannot get" : "no", t.text);
+}
+
+int wlift__aws_provider(wlift_ctx *ctx, const char *uri, struct wlift__aws_provider **out,
+			wlift_diag *d)
+{
+	struct wlift__aws_provider *p;
+	size_t n = 1;
+	char *key;
+
+	WLIFT_UNUSED(ctx);
+	*out = NULL;
+	for (size_t i = 0; i < WLIFT_ARRAY_SIZE(config_env); i++)
+		n += strlen(config_env[i]) + 2 + (env(config_env[i]) ? strlen(env(config_env[i])) : 0);
+	key = malloc(n);
+	if (!key)
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	key[0] = '\0';
+	for (size_t i = 0, o = 0; i < WLIFT_ARRAY_SIZE(config_env); i++) {
+		const char *v = env(config_env[i]);
+		o += (size_t)snprintf(key + o, n - o, "%s=%s\n", config_env[i], v ? v : "");
+	}
+	pthread_mutex_lock(&list_mu);
+	for (p = list; p && strcmp(p->key, key) != 0; p = p->next)
+		;
+	if (!p && (p = calloc(1, sizeof(*p)))) {
+		p->key = key;
+		key = NULL;
+		pthread_mutex_init(&p->mu, NULL);
+		p->next = list;
+		list = p;
+	}
+	pthread_mutex_unlock(&list_mu);
+	free(key);
+	if (!p)
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	*out = p;
+	return 0;
+}
+
+int wlift__aws_creds_get(struct wlift__aws_provider *p, wlift_ctx *ctx, const char *uri,
+			 struct wlift__aws_creds *out, wlift_diag *d)
+{
+	int64_t now = (int64_t)time(NULL);
+	int ret = 0;
+
+	pthread_mutex_lock(&p->mu);
+	if (!p->have || (p->c.expires && now + WLIFT_AWS_REFRESH_S >= p->c.expires)) {
+		struct wlift__aws_creds *fresh = malloc(sizeof(*fresh));
+		if (!fresh) {
+			ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		} else {
+			ret = resolve(ctx, uri, fresh, d);
+			if (!ret) {
+				p->c = *fresh;
+				p->have = 1;
+			} else if (p->have && p->c.expires > now) {
+				/* Not expired yet: keep signing with them; the next request
+				 * tries again. */
+				wlift__log(ctx, WLIFT_LOG_WARN, "%s: refreshing AWS credentials "
+					   "from %s failed (%s); the current ones expire in %llds",
+					   uri, p->c.from, d ? d->message : "",
+					   (long long)(p->c.expires - now));
+				wlift_diag_clear(d);
+				ret = 0;
+			} else if (p->have) {
+				char was[sizeof(p->c.from)];
+				snprintf(was, sizeof(was), "%s", p->c.from);
+				wlift_diag_clear(d);
+				ret = wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1,
+						      "s3.credentials",
+						      "%s: the AWS credentials from %s expired and "
+						      "cannot be refreshed", uri, was);
+			}
+			memset(fresh, 0, sizeof(*fresh));
+			free(fresh);
+		}
+	}
+	if (!ret)
+		*out = p->c;
+	pthread_mutex_unlock(&p->mu);
+	return ret;
+}
