@@ -143,18 +143,23 @@ def _not_found(path: str) -> FileNotFoundError:
 
 
 def open_checkpoint(path: Union[PathLike, bytes, bytearray, memoryview],
-                    offline: Optional[bool] = None) -> "_native.Checkpoint":
+                    offline: Optional[bool] = None,
+                    region: Optional[str] = None) -> "_native.Checkpoint":
     """offline=True: remote objects come from the local cache only, asking no server (as
-    set_offline(True) or WEIGHTLIFT_OFFLINE=1 for every open)."""
+    set_offline(True) or WEIGHTLIFT_OFFLINE=1 for every open). region: the AWS region of
+    an s3:// bucket (load_file's region=)."""
     if isinstance(path, (bytes, bytearray, memoryview)):
         return _native.Checkpoint(path, "<bytes>")
     p = os.fspath(path)
     if p == "":
         raise _not_found(p)
     try:
+        kw = {}
         if offline:
-            return _native.Checkpoint(p, offline=True)
-        return _native.Checkpoint(p)
+            kw["offline"] = True
+        if region:
+            kw["region"] = region
+        return _native.Checkpoint(p, **kw)
     except FileNotFoundError as e:
         # A local path gets the reference's text; a remote object keeps the library's,
         # which says what the server answered ("HTTP 404").
@@ -412,12 +417,12 @@ def device_allocator(spec: Any, device: str) -> Any:
 def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional[str] = None,
               names: Optional[List[str]] = None, owned: bool = False,
               mmap_views: bool = False, allocator: Any = None,
-              offline: Optional[bool] = None) -> Dict[str, Any]:
+              offline: Optional[bool] = None, region: Optional[str] = None) -> Dict[str, Any]:
     dev, move = split_device(device)
     convert = _moving(convert, move)
     mapped = backend_mmap(backend, dev, owned, mmap_views)
     alloc = device_allocator(allocator, dev)
-    ck = open_checkpoint(path, offline)
+    ck = open_checkpoint(path, offline, region)
     try:
         if isinstance(path, (bytes, bytearray, memoryview)):
             mapped = MMAP_OFF

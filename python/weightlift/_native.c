@@ -24,6 +24,7 @@ static wlift_ctx *g_ctx;
  * directory follows g_ctx's (set_cache_dir sets both). */
 static wlift_ctx *g_ctx_offline;
 static PyObject *g_cache_dir; /* the last set_cache_dir value (a str or None), or NULL */
+static int g_offline;	      /* the last set_offline value */
 
 /* ------------------------------------------------------------------------------------- */
 /* Errors                                                                                 */
@@ -167,20 +168,75 @@ static wlift_ctx *offline_ctx(void)
 	return g_ctx_offline;
 }
 
+/* Contexts for an explicit S3 region (load_file(..., region=)): one per region and offline
+ * flag, made on first use with the cache directory and the offline setting of the others, and
+ * kept for the process, as the default context is (checkpoints keep using theirs). Called
+ * with the GIL held. */
+static struct {
+	char region[64];
+	int offline;
+	wlift_ctx *ctx;
+} g_region_ctx[16];
+
+static wlift_ctx *region_ctx(const char *region, int offline)
+{
+	wlift_ctx_opts o = WLIFT_CTX_OPTS_INIT;
+	const size_t cap = sizeof(g_region_ctx) / sizeof(g_region_ctx[0]);
+	wlift_diag d;
+	size_t i;
+	int ret;
+
+	if (strlen(region) >= sizeof(g_region_ctx[0].region)) {
+		PyErr_Format(PyExc_ValueError, "region %.80s is not a region name", region);
+		return NULL;
+	}
+	for (i = 0; i < cap && g_region_ctx[i].ctx; i++)
+		if (strcmp(g_region_ctx[i].region, region) == 0 && g_region_ctx[i].offline == offline)
+			return g_region_ctx[i].ctx;
+	if (i == cap) {
+		PyErr_SetString(PyExc_ValueError, "more than 16 distinct S3 regions in one process");
+		return NULL;
+	}
+	o.s3_region = region;
+	o.log = log_stderr;
+	o.offline = offline;
+	wlift_diag_clear(&d);
+	ret = wlift_ctx_create(&g_region_ctx[i].ctx, &o, &d);
+	if (ret < 0) {
+		raise_diag(ret, &d);
+		return NULL;
+	}
+	snprintf(g_region_ctx[i].region, sizeof(g_region_ctx[i].region), "%s", region);
+	g_region_ctx[i].offline = offline;
+	if (g_cache_dir) {
+		const char *dir = g_cache_dir == Py_None ? NULL : PyUnicode_AsUTF8(g_cache_dir);
+		if (g_cache_dir != Py_None && !dir)
+			return NULL;
+		wlift_ctx_set_cache_dir(g_region_ctx[i].ctx, dir, NULL);
+	}
+	if (!offline && g_offline)
+		wlift_ctx_set_offline(g_region_ctx[i].ctx, 1);
+	return g_region_ctx[i].ctx;
+}
+
 static int ckpt_init(CkptObject *self, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"source", "name", "offline", NULL};
+	static char *kwlist[] = {"source", "name", "offline", "region", NULL};
 	PyObject *src, *path = NULL;
-	const char *name = "<memory>";
+	const char *name = "<memory>", *region = NULL;
 	wlift_ckpt *ck = NULL;
 	wlift_ctx *ctx = g_ctx;
 	int offline = 0;
 	wlift_diag d;
 	int ret;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|sp", kwlist, &src, &name, &offline))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|spz", kwlist, &src, &name, &offline,
+					 &region))
 		return -1;
-	if (offline && !(ctx = offline_ctx()))
+	if (region && *region) {
+		if (!(ctx = region_ctx(region, offline)))
+			return -1;
+	} else if (offline && !(ctx = offline_ctx()))
 		return -1;
 	if (self->ck) {
 		PyErr_SetString(PyExc_RuntimeError, "Checkpoint already open");
@@ -1253,6 +1309,9 @@ static PyObject *py_set_cache_dir(PyObject *mod, PyObject *arg)
 	ret = wlift_ctx_set_cache_dir(g_ctx, dir, &d);
 	if (!ret && g_ctx_offline)
 		ret = wlift_ctx_set_cache_dir(g_ctx_offline, dir, &d);
+	for (size_t i = 0; !ret && i < sizeof(g_region_ctx) / sizeof(g_region_ctx[0]) &&
+			   g_region_ctx[i].ctx; i++)
+		ret = wlift_ctx_set_cache_dir(g_region_ctx[i].ctx, dir, &d);
 	if (!ret) {
 		PyObject *keep = dir ? PyUnicode_DecodeFSDefault(dir) : Py_NewRef(Py_None);
 		if (!keep) {
@@ -1275,6 +1334,11 @@ static PyObject *py_set_offline(PyObject *mod, PyObject *arg)
 	if (on < 0)
 		return NULL;
 	wlift_ctx_set_offline(g_ctx, on);
+	g_offline = on;
+	for (size_t i = 0; i < sizeof(g_region_ctx) / sizeof(g_region_ctx[0]) &&
+			   g_region_ctx[i].ctx; i++)
+		if (!g_region_ctx[i].offline)
+			wlift_ctx_set_offline(g_region_ctx[i].ctx, on);
 	Py_RETURN_NONE;
 }
 

@@ -272,7 +272,7 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
               device_allocator: Any = None,
               offline: Optional[bool] = None, group=None,
               shard: Optional[Dict[str, Optional[int]]] = None,
-              experts=None) -> Dict[str, torch.Tensor]:
+              experts=None, region: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """Load every tensor of a file, index.json or directory (or a remote URI), in file order.
 
     backend: None/"mmap" (lazy copy-on-write views of the file, the default for CPU) or
@@ -280,6 +280,9 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
     devices): "torch" to have PyTorch's caching allocator own the device memory (see
     TorchAllocator), or an object with alloc(device, nbytes) and free(device, ptr, nbytes).
     offline=True: remote objects from the local cache only (weightlift.set_local_cache_dir).
+    region: the AWS region of an s3:// bucket (the keyword of Anyscale's streaming
+    load_file(file_uri, device=, region=)); None: AWS_REGION, AWS_DEFAULT_REGION, the
+    profile's, else asked of S3.
     group (a torch.distributed process group, an mpi4py communicator), shard ({name or glob:
     dim or None}) or experts: a distributed load, each byte read once over the ranks
     (weightlift.distributed.load_file, docs/distributed.md)."""
@@ -289,7 +292,7 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
         return distributed.load_file(filename, device=device, group=group, shard=shard,
                                      experts=experts)
     return _core.load_dict(_core.check_filename(filename), _core.to_torch, device, backend,
-                           allocator=device_allocator, offline=offline)
+                           allocator=device_allocator, offline=offline, region=region)
 
 
 def save_model(model: "torch.nn.Module", filename: Union[str, os.PathLike],
