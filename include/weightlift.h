@@ -211,7 +211,6 @@ typedef struct wlift_ctx_opts {
 	                               streamed into the tensors in order (each range of a load
 	                               reads the object from its start); 0:
 	                               WEIGHTLIFT_HTTP_FULL_DOWNLOAD=1, else refused (WLIFT_EHTTP) */
-
 	const char *s3_region;      /* AWS region of s3:// buckets; NULL: WEIGHTLIFT_S3_REGION,
 	                               AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else
 	                               asked of S3 (the bucket's x-amz-bucket-region) */
