@@ -22,7 +22,8 @@ Rules are a JSON list, tried in order; the first whose filters match a request a
    ...parameters}
 Actions:
   status       answer "status" (default 503) without asking upstream, with "retry_after"
-               (seconds) as Retry-After when given and "body" (default: a short text)
+               (seconds) as Retry-After when given, "body" (default: a short text) and
+               "content_type" (default text/plain)
   reset        close the connection without an answer (RST)
   drop         relay the headers and "after" body bytes (default half), then reset
   truncate     relay a body cut to "after" bytes (default half) with a Content-Length that
@@ -228,7 +229,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         action = rule["action"]
         if action == "status":
             code = int(rule.get("status", 503))
-            hdrs = [("Content-Type", "text/plain")]
+            hdrs = [("Content-Type", rule.get("content_type", "text/plain"))]
             if "retry_after" in rule:
                 hdrs.append(("Retry-After", str(rule["retry_after"])))
             self.answer(code, hdrs, rule.get("body", "injected %d\n" % code).encode(), entry)
