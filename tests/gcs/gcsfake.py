@@ -43,6 +43,7 @@ CTL = {
     "fail_count": -1,       # fail only the next N storage requests (-1: every one)
     "page_size": 0,         # objects.list pages of this many items (0: one page)
     "change_after": -1,     # replace the object after this many ranged reads past offset 0
+    "revoke_after": -1,     # revoke every issued token after this many ranged reads past 0
     "token_ttl": 3600,      # expires_in of issued tokens
     "token_fail": False,    # the token endpoint answers invalid_grant
     "email": "loader@test-project.iam.gserviceaccount.com",
@@ -265,6 +266,13 @@ class Front(http.server.BaseHTTPRequestHandler):
             STATS["media"] += 1
             STATS["ranges"].append(rng)
             past0 = rng and not rng.startswith("bytes=0-")
+            if past0 and CTL["revoke_after"] >= 0:
+                if CTL["revoke_after"] == 0:
+                    ISSUED.clear()
+                    CTL["static_token"] = None
+                    CTL["revoke_after"] = -1
+                    return self.reply(401, gcs_error(401, "Invalid Credentials"))
+                CTL["revoke_after"] -= 1
             change = past0 and CTL["change_after"] >= 0
             if change:
                 if CTL["change_after"] == 0:

@@ -175,7 +175,13 @@ grep_err "Invalid Credentials; credentials: the token from GOOGLE_OAUTH_ACCESS_T
 ctl '{"token_fail": true}'
 GOOGLE_APPLICATION_CREDENTIALS=$T/sa.json expect_rc 4 $TO "$WEIGHTLIFT" verify "$B/small.safetensors"
 grep_err "HTTP 400: invalid_grant (Token has been expired or revoked.)"
-ctl '{"token_fail": false, "require_auth": false}'
+# Credentials revoked mid-load: the reads after it answer 401; the load fails, exit 4, naming
+# the credential (a token is never refreshed early because of a 401 on a read: the load stops).
+ctl '{"token_fail": false, "revoke_after": 2}'
+GOOGLE_APPLICATION_CREDENTIALS=$T/sa.json expect_rc 4 $TO "$WEIGHTLIFT" load --chunk-size 256k "$B/big.safetensors"
+grep_err "HTTP 401 Unauthorized"
+grep_err "Invalid Credentials; credentials: the service account key file $T/sa.json"
+ctl '{"revoke_after": -1, "require_auth": false}'
 
 # --- other error answers: the JSON error's message, never an HTML body --------------------
 ctl '{"fail_status": 403, "fail_message": "loader@test-project.iam.gserviceaccount.com does not have storage.objects.get access"}'

@@ -2,8 +2,7 @@
 """gs:// URIs through the Python API: load_file (numpy, torch), safe_open (get_tensor and
 get_slice fetching only their ranges), stream, a prefix holding a sharded checkpoint, a name
 with a space and Unicode, errors (FileNotFoundError, PermissionError), a service account's
-token refreshed before it expires; and the CLI suite tests/gcs/test_gcs.sh (which ctest skips
-when it runs before `make venv` has installed the emulator).
+token refreshed before it expires. (The CLI and C API cases are tests/gcs/test_gcs.sh, ctest.)
 
 The servers are tests/gcs/gcsfake.py: the real gcp-storage-emulator on 127.0.0.1 and a front
 of ours (tokens, preconditions, page tokens, counters). The library reads its GCS settings
@@ -211,18 +210,3 @@ def test_token_refreshed_before_expiry(gcs):
     finally:
         ctl(gcs, require_auth=False, token_ttl=3600)
 
-
-def test_cli_suite():
-    """tests/gcs/test_gcs.sh with this venv's emulator (ctest runs it before `make venv`)."""
-    build = Path(os.environ.get("WEIGHTLIFT_BUILD", "build"))
-    if not build.is_absolute():
-        build = SRC / build
-    cli = os.environ.get("WEIGHTLIFT_CLI") or str(build / "weightlift")
-    check = build / "tests" / "http_check"
-    if not (os.access(cli, os.X_OK) and os.access(check, os.X_OK)):
-        pytest.skip("the CLI or http_check is not built")
-    env = dict(os.environ, WEIGHTLIFT=cli, HTTP_CHECK=str(check), WLIFT_PYTHON=sys.executable,
-               WLIFT_SRC=str(SRC), WLIFT_TEST_TMP=str(build / "tests" / "tmp"))
-    r = subprocess.run(["bash", str(SRC / "tests" / "gcs" / "test_gcs.sh")], env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
