@@ -633,6 +633,9 @@ int wlift__gcs_open(wlift_ctx *ctx, const char *uri, struct wlift__source **out,
 	auth.ops = NULL; /* the source owns it now (or freed it) */
 	if (ret)
 		goto out;
+	/* The generation is the object's identity (the local cache keys on it). */
+	if (gen)
+		wlift__http_set_identity(*out, gen);
 	if ((*out)->size != size) {
 		ret = wlift__diag_set(d, WLIFT_ECHANGED, uri, NULL, -1, "http.changed",
 				      "%s: the object changed while opening (%llu bytes in its "

@@ -373,6 +373,12 @@ static int url_identity(const struct http_source *s)
 	return s->rauth.ops && (s->rauth.ops->flags & WLIFT_HTTP_AUTH_URL_IDENTITY);
 }
 
+/* Whether reads of s carry If-Match with its ETag (for messages). */
+static int if_match(const struct http_source *s)
+{
+	return s->etag[0] && !url_identity(s);
+}
+
 /* Whether the response about to deliver its body is one to keep (BAD_* otherwise). */
 static int check_response(struct xfer *x)
 {
@@ -556,8 +562,8 @@ static int explained_error(const struct xfer *x, long st, const char *page, cons
 		return wlift__diag_set(d, code, uri, NULL, (int64_t)x->r.off, rule,
 				       "%s: the object changed while loading (HTTP %ld %s for %s%s%s)"
 				       "%s%s",
-				       uri, st, reason(st), rg, s->etag[0] ? " with If-Match " : "",
-				       s->etag[0] ? s->etag : "", why[0] ? ": " : "", why);
+				       uri, st, reason(st), rg, if_match(s) ? " with If-Match " : "",
+				       if_match(s) ? s->etag : "", why[0] ? ": " : "", why);
 	return wlift__diag_set(d, code, uri, NULL, code == -ENOENT ? -1 : (int64_t)x->r.off, rule,
 			       "%s: HTTP %ld %s%s%s%s%s", uri, st, reason(st), why[0] ? "" : page,
 			       at, why[0] ? ": " : "", why);
@@ -590,8 +596,8 @@ static int status_error(const struct xfer *x, long st, wlift_diag *d)
 	if (st == 412 || st == 416)
 		return wlift__diag_set(d, WLIFT_ECHANGED, uri, NULL, off, "http.changed",
 				       "%s: the object changed while loading (HTTP %ld %s for %s%s%s)",
-				       uri, st, reason(st), rg, s->etag[0] ? " with If-Match " : "",
-				       s->etag[0] ? s->etag : "");
+				       uri, st, reason(st), rg, if_match(s) ? " with If-Match " : "",
+				       if_match(s) ? s->etag : "");
 	return wlift__diag_set(d, WLIFT_EHTTP, uri, NULL, off, "http.status",
 			       "%s: HTTP %ld %s%s for %s%s", uri, st, reason(st), page, rg, at);
 }
@@ -1671,6 +1677,14 @@ int wlift__http_open_url(wlift_ctx *ctx, const char *uri, const char *url,
 	return open_common(wlift__ctx_or_default(ctx), uri, url, auth, out, d);
 }
 
+void wlift__http_set_identity(struct wlift__source *src, const char *identity)
+{
+	struct http_source *s = (struct http_source *)src;
+
+	if (src->ops == &http_ops && url_identity(s))
+		snprintf(s->etag, sizeof(s->etag), "%s", identity);
+}
+
 /* ---- small blocking requests ------------------------------------------------------------ */
 
 struct fetch_state {
@@ -1874,6 +1888,12 @@ int wlift__http_open_url(wlift_ctx *ctx, const char *uri, const char *url,
 	if (auth && auth->ops && auth->ops->destroy)
 		auth->ops->destroy(auth->state);
 	return no_curl(uri, d);
+}
+
+void wlift__http_set_identity(struct wlift__source *src, const char *identity)
+{
+	WLIFT_UNUSED(src);
+	WLIFT_UNUSED(identity);
 }
 
 int wlift__http_fetch(wlift_ctx *ctx, const char *uri, const struct wlift__http_auth *auth,

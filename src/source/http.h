@@ -83,6 +83,11 @@ int wlift__http_open_url(wlift_ctx *ctx, const char *uri, const char *url,
 			 const struct wlift__http_auth *auth, struct wlift__source **out,
 			 wlift_diag *d);
 
+/* For a source opened with WLIFT_HTTP_AUTH_URL_IDENTITY: the identity that probe reports in
+ * place of the download's ETag (GCS: the generation its URL pins), which the local cache keys
+ * on. Call right after the open, before the source is shared. No-op for other sources. */
+void wlift__http_set_identity(struct wlift__source *src, const char *identity);
+
 /* One small blocking request (a listing page, a token, a metadata endpoint): not for
  * object data. */
 struct wlift__http_req {

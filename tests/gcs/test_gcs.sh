@@ -204,6 +204,21 @@ ctl '{"fail_status": 503, "fail_count": 2}'
 same_digests "$B/sharded/" "$D/sharded"
 ctl '{"fail_status": 0, "fail_count": -1}'
 
+# --- the local cache keys gs:// objects on their generation --------------------------------
+ctl '{"reset_stats": true}'
+expect_rc 0 $TO "$WEIGHTLIFT" load --cache-dir "$T/cache" "$B/big.safetensors"
+expect_rc 0 $TO "$WEIGHTLIFT" load --json --cache-dir "$T/cache" "$B/big.safetensors"
+pycheck 'assert j["strategy"] != "http", j'
+NCHECK=$((NCHECK + 1))
+sent=$(stat media_bytes)
+[ "$sent" -lt $((8 * 1024 * 1024 + 200000)) ] || fail "the warm-cache load fetched again ($sent bytes in all)"
+# The same bytes uploaded again: a new generation, the cached copy is dropped.
+curl -s -m 30 -X POST --data-binary "@$D/big.safetensors" \
+	"http://127.0.0.1:$FRONT/_upload?name=big.safetensors" >/dev/null
+expect_rc 0 $TO "$WEIGHTLIFT" load -v --json --cache-dir "$T/cache" "$B/big.safetensors"
+grep_err "changed on the server"
+pycheck 'assert j["strategy"] == "cache", j'
+
 # --- the object replaced mid-load: its generation no longer matches (412), exit 3 ---------
 # (The CLI exits 1 for WLIFT_ECHANGED, whose code is in the format block; the code is checked
 # through the C API.)
