@@ -74,6 +74,7 @@ struct wlift_ctx {
 	unsigned ring_slots; /* WEIGHTLIFT_CUDA_RING_SLOTS (0: default) */
 	uint64_t max_device_bytes; /* WEIGHTLIFT_MAX_DEVICE_BYTES (0: none) */
 	unsigned ring_keep_s;	   /* WEIGHTLIFT_CUDA_RING_KEEP_S: a ring kept idle (0: never) */
+	char *sysfs_root;	   /* WEIGHTLIFT_SYSFS_ROOT: where sysfs is (NULL: /sys; tests) */
 	/* One object kept between loads (keep.c): a GPU sink's pinned ring. */
 	pthread_mutex_t kept_mu;
 	pthread_cond_t kept_cv;

@@ -447,6 +447,13 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 	{
 		const char *lib;
 		size_t v = 0;
+		if (wlift__env_str("WEIGHTLIFT_SYSFS_ROOT", &lib)) {
+			ctx->sysfs_root = strdup(lib);
+			if (!ctx->sysfs_root) {
+				ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+				goto out;
+			}
+		}
 		if (wlift__env_str("WEIGHTLIFT_CUDA_LIBRARY", &lib)) {
 			ctx->cuda_library = strdup(lib);
 			if (!ctx->cuda_library) {
@@ -522,6 +529,7 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	free(ctx->s3_region);
 	wlift__ctx_keep_destroy(ctx);
 	free(ctx->cuda_library);
+	free(ctx->sysfs_root);
 	free(ctx->cache_dir);
 	pthread_mutex_destroy(&ctx->cache_mu);
 	free(ctx);

@@ -561,6 +561,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		pl.queue_flags = pr.queue_flags;
 		pl.threads = threads;
 		pl.qd = qd;
+		pl.numa = sink->numa; /* a GPU's node: its readers run there */
 		pl.tensor_done = copy_done;
 		pl.user = &l;
 		pl.progress = cfg.progress;

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/numa.h"
 #include "engine/pipeline.h"
 
 #define NO_CHUNK SIZE_MAX
@@ -537,6 +538,8 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct run *r = w->r;
 
+	if (r->pl->numa)
+		wlift__numa_run_on_node(r->pl->numa - 1); /* best effort; a no-op on one node */
 	run_worker(w);
 	pthread_mutex_lock(&r->mu);
 	r->running--;

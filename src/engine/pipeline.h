@@ -25,6 +25,7 @@ struct wlift__pipeline {
 	unsigned queue_flags;		    /* WLIFT__RQ_* for the read queues */
 	unsigned threads;
 	unsigned qd;			    /* reads in flight per worker */
+	int numa;			    /* 1 + the NUMA node the workers run on; 0: any */
 	/* Called once tensor i has fully landed (after any fix-up), from a worker or from the
 	 * thread that polled the sink. Non-zero cancels the load with that code. */
 	int (*tensor_done)(void *user, size_t i);

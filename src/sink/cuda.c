@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "common/numa.h"
 #include "sink/cuda.h"
 #include "sink/cuda_drv.h"
 #include "sink/cuda_kernels.h"
@@ -59,6 +60,7 @@ struct cuda_sink {
 	int ring_reused; /* this load's ring was the context's kept one */
 	const struct wlift__cuda *cu;
 	char name[32]; /* "cuda:N", for messages */
+	char pci[32];  /* its PCI address, "0000:3b:00.0" */
 	int index;
 	CUdevice dev;
 	CUcontext ctx;
@@ -293,6 +295,8 @@ static int ring_make(struct cuda_sink *c, unsigned nslots, wlift_diag *d)
 		c->ring = NULL;
 	} else {
 		madvise(c->ring, c->ring_map, MADV_HUGEPAGE); /* best effort */
+		/* On the GPU's NUMA node, before registration touches the pages. */
+		wlift__numa_tonode(c->ring, c->ring_map, c->base.numa - 1);
 		for (unsigned i = 0; i < nsegs && r == CUDA_SUCCESS; i++) {
 			size_t off = (size_t)i * per_seg * c->slot_bytes;
 			size_t len = total - off < per_seg * c->slot_bytes ? total - off
@@ -995,6 +999,20 @@ int wlift__cuda_sink_create(wlift_ctx *ctx, const char *device, const struct wli
 				      "device \"%s\": cannot open its primary context: %s", device,
 				      wlift__cuda_errtext(cu, r, NULL, 0));
 		goto out;
+	}
+	{
+		/* The device's NUMA node, from its PCI address. */
+		int dom = 0, bus = 0, slot = 0, node;
+		char busid[32];
+		if (cu->DeviceGetAttribute(&dom, CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID, c->dev) ||
+		    cu->DeviceGetAttribute(&bus, CU_DEVICE_ATTRIBUTE_PCI_BUS_ID, c->dev) ||
+		    cu->DeviceGetAttribute(&slot, CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID, c->dev))
+			dom = bus = slot = -1;
+		snprintf(busid, sizeof(busid), "%04x:%02x:%02x.0", (unsigned)dom & 0xffff,
+			 (unsigned)bus & 0xff, (unsigned)slot & 0x1f);
+		node = dom < 0 ? -1 : wlift__numa_node_of_pci(ctx ? ctx->sysfs_root : NULL, busid);
+		c->base.numa = node + 1;
+		snprintf(c->pci, sizeof(c->pci), "%s", busid);
 	}
 	if (!push(c)) {
 		ret = wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",

@@ -87,6 +87,8 @@ struct wlift__sink {
 	uint32_t stage_align;	    /* staged sinks: alignment of staging buffers */
 	uint32_t dest_align;	    /* alignment of every tensor in the destination (a power of
 				       two >= 64; 0: WLIFT_PLAN_ALIGN); a GPU wants 256 */
+	int numa;		    /* 1 + the NUMA node of the device (its readers and staging
+				       belong there); 0: none, or unknown */
 	wlift__sink_done_fn done;   /* set by the engine before the first commit */
 	void *done_user;
 };

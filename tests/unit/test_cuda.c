@@ -17,10 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fake_cuda.h"
+#include "common/numa.h"
 #include "sink/convert_cpu.h"
+#include "sink/cuda.h"
 #include "sink/cuda_api.h"
 #include "testutil.h"
 #include "weightlift.h"
@@ -919,6 +922,76 @@ START_TEST(ring_not_kept)
 }
 END_TEST
 
+/* ---- NUMA --------------------------------------------------------------------------------- */
+
+static void write_node(const char *root, const char *busid, const char *text)
+{
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/bus", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/bus/pci", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/bus/pci/devices", root);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/bus/pci/devices/%s", root, busid);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/bus/pci/devices/%s/numa_node", root, busid);
+	wt_write_file(path, text, strlen(text));
+}
+
+/* The GPU's NUMA node from its PCI address in a fake sysfs tree (WEIGHTLIFT_SYSFS_ROOT): the
+ * fake's cuda:1 is 0000:02:00.0; -1 (not NUMA), missing or malformed files mean none. A load
+ * with a node runs (placement is a no-op where libnuma is absent or there is one node). */
+START_TEST(numa_node_lookup)
+{
+	char root[512];
+	const char *path = wt_path("mixed.safetensors");
+	struct wlift__sink *sk;
+	struct wlift__sink_cfg sc;
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	wlift_result *r;
+	wlift_diag d;
+	uint64_t total;
+
+	snprintf(root, sizeof(root), "%s/sys", wt_tmpdir());
+	mkdir(root, 0755);
+	write_node(root, "0000:02:00.0", "1\n");
+	write_node(root, "0000:01:00.0", "-1\n");
+	write_node(root, "0000:03:00.0", "x\n");
+	ck_assert_int_eq(wlift__numa_node_of_pci(root, "0000:02:00.0"), 1);
+	ck_assert_int_eq(wlift__numa_node_of_pci(root, "0000:01:00.0"), -1);
+	ck_assert_int_eq(wlift__numa_node_of_pci(root, "0000:03:00.0"), -1);
+	ck_assert_int_eq(wlift__numa_node_of_pci(root, "0000:09:00.0"), -1);
+	ck_assert_int_eq(wlift__numa_node_of_pci(root, "../../etc"), -1);
+	setenv("WEIGHTLIFT_SYSFS_ROOT", root, 1);
+	ctx = ctx_fake();
+	wlift_diag_clear(&d);
+	memset(&sc, 0, sizeof(sc));
+	sc.cuda_library = fake_path();
+	ck_assert_msg(wlift__cuda_sink_create(ctx, "cuda:1", &sc, &sk, &d) == 0, "%s", d.message);
+	ck_assert_int_eq(sk->numa, 2); /* node 1 */
+	sk->ops->destroy(sk);
+	ck_assert_int_eq(wlift__cuda_sink_create(ctx, "cuda:0", &sc, &sk, &d), 0);
+	ck_assert_int_eq(sk->numa, 0); /* -1 in sysfs: none */
+	sk->ops->destroy(sk);
+	make_st(path, NMIXED, mixed, &total);
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.device = "cuda:1";
+	ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &r, &d) == 0, "%s", d.message);
+	{
+		struct fake f = fake_open();
+		check_device_bytes(&f, r, 1);
+		wlift_result_free(r);
+		wlift_ckpt_close(ck);
+		wlift_ctx_destroy(ctx);
+		check_nothing_held(&f);
+	}
+}
+END_TEST
+
 /* ---- the caller's device allocator ------------------------------------------------------- */
 
 /* An allocator of the test's own (as PyTorch's caching allocator would be): cuMemAlloc of
@@ -1143,6 +1216,7 @@ int main(void)
 	tcase_add_test(tc, caller_allocator);
 	tcase_add_test(tc, ring_kept_between_loads);
 	tcase_add_test(tc, ring_not_kept);
+	tcase_add_test(tc, numa_node_lookup);
 	if (!getenv("WLIFT_SKIP_BIG")) /* the TSan run */
 		tcase_add_test(tc, host_memory_bounded);
 	suite_add_tcase(s, tc);
