@@ -1043,6 +1043,9 @@ static void adapt_done(struct http_rq *q, uint64_t n, double now)
 		q->limit = q->slow_start ? q->limit * 2 : q->limit + 1;
 		if (q->limit > q->base.depth)
 			q->limit = q->base.depth;
+		wlift__log(q->home->ctx, WLIFT_LOG_DEBUG,
+			   "http: %.1f MB/s: %u requests active of %u (adaptive)", tput / 1e6,
+			   q->limit, q->base.depth);
 	} else {
 		q->slow_start = 0;
 	}
@@ -1057,6 +1060,9 @@ static void adapt_slow(struct http_rq *q, double now)
 	if (!q->home->adaptive)
 		return;
 	q->limit = q->limit > 1 ? q->limit / 2 : 1;
+	wlift__log(q->home->ctx, WLIFT_LOG_DEBUG,
+		   "http: the server asks to slow down: %u requests active of %u (adaptive)",
+		   q->limit, q->base.depth);
 	q->slow_start = 0;
 	q->best = 0;
 	q->round_done = 0;

@@ -215,6 +215,19 @@ NCHECK=$((NCHECK + 1))
 expect_rc_in "1 2" $TO env WEIGHTLIFT_HTTP_HEDGE=x "$WEIGHTLIFT" load "$FP_URL/$F"
 grep_err "WEIGHTLIFT_HTTP_HEDGE"
 
+# --- adaptive concurrency: starts with one request, grows, halves on "slow down" --------------
+fp_rules '[{"action": "slow", "rate": 4000000, "min_offset": 1}]'
+WEIGHTLIFT_HTTP_REQUESTS=8 good "adaptive concurrency" -v -v --threads 1
+NCHECK=$((NCHECK + 1))
+grep -Eq ': [2-8] requests active of 8 \(adaptive\)' "$ERR" ||
+	fail "the requests active did not grow: $(grep adaptive "$ERR" | head -3)"
+fp_rules '[{"action": "status", "status": 429, "min_offset": 1, "nth": [20, 21, 22]}]'
+WEIGHTLIFT_HTTP_REQUESTS=8 good "adaptive concurrency, 429" -v -v --threads 1
+grep_err "the server asks to slow down"
+WEIGHTLIFT_HTTP_ADAPTIVE=0 WEIGHTLIFT_HTTP_REQUESTS=8 good "adaptive concurrency off" -v -v --threads 1
+NCHECK=$((NCHECK + 1))
+! grep -q "(adaptive)" "$ERR" || fail "WEIGHTLIFT_HTTP_ADAPTIVE=0: $(grep adaptive "$ERR" | head -3)"
+
 # --- time to first tensor: connect, one ranged GET for the header, the data on that connection
 fp_stop
 fp_start "127.0.0.1:$PORT" "$T/fp2"
