@@ -75,18 +75,26 @@ int cli_ctx_create(wlift_ctx **ctx, const wlift_ctx_opts *base, int verbosity, w
 /* The local-cache options that load, inspect, verify and cp take (getopt codes 200..202):
  * --cache-dir DIR, --offline, --cache-fill partial|full. Put CLI_CACHE_LONGOPTS in the
  * command's option table and pass every code it does not know to cli_cache_opt. */
-enum { CLI_OPT_CACHE_DIR = 200, CLI_OPT_OFFLINE, CLI_OPT_CACHE_FILL };
+/* The same table carries the s3:// options: --region R, --no-sign. */
+enum { CLI_OPT_CACHE_DIR = 200, CLI_OPT_OFFLINE, CLI_OPT_CACHE_FILL, CLI_OPT_REGION,
+       CLI_OPT_NO_SIGN };
 #define CLI_CACHE_LONGOPTS                                                         \
 	{"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},                 \
 	    {"offline", no_argument, NULL, CLI_OPT_OFFLINE},                       \
-	    {"cache-fill", required_argument, NULL, CLI_OPT_CACHE_FILL}
+	    {"cache-fill", required_argument, NULL, CLI_OPT_CACHE_FILL},           \
+	    {"region", required_argument, NULL, CLI_OPT_REGION},                   \
+	    {"no-sign", no_argument, NULL, CLI_OPT_NO_SIGN}
 #define CLI_CACHE_HELP                                                                   \
 	"  --cache-dir DIR         write-through cache of remote objects (default:\n"    \
 	"                          WEIGHTLIFT_CACHE_DIR; none)\n"                        \
 	"  --offline               serve remote objects from the cache only, asking no\n" \
 	"                          server (WEIGHTLIFT_OFFLINE=1)\n"                       \
 	"  --cache-fill F          partial (default): a partial load caches nothing;\n"  \
-	"                          full: the rest is fetched after the load and cached\n"
+	"                          full: the rest is fetched after the load and cached\n"  \
+	"  --region R              AWS region of s3:// buckets (WEIGHTLIFT_S3_REGION,\n"  \
+	"                          AWS_REGION, the profile's, else asked of S3)\n"        \
+	"  --no-sign               unsigned s3:// requests, for public buckets\n"          \
+	"                          (WEIGHTLIFT_S3_UNSIGNED=1)\n"
 /* 1 when c was a cache option (stored in co), 0 when it is not one, CLI_EXIT_USAGE (printed)
  * for a bad value. */
 int cli_cache_opt(const char *cmd, int c, const char *arg, wlift_ctx_opts *co);

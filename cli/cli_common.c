@@ -359,6 +359,14 @@ int cli_cache_opt(const char *cmd, int c, const char *arg, wlift_ctx_opts *co)
 		else
 			return cli_usage_error(cmd, "invalid --cache-fill '%s' (partial or full)", arg);
 		return 1;
+	case CLI_OPT_REGION:
+		if (!*arg)
+			return cli_usage_error(cmd, "--region needs a region name");
+		co->s3_region = arg;
+		return 1;
+	case CLI_OPT_NO_SIGN:
+		co->s3_unsigned = 1;
+		return 1;
 	default:
 		return 0;
 	}

@@ -202,8 +202,15 @@ if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
 	: >"$NGINX_PFX/access.log"
 	AWS_ENDPOINT_URL=$URL WEIGHTLIFT_S3_UNSIGNED=1 same_digests s3://bucket/small.safetensors \
 		"$D/small.safetensors"
+	AWS_ENDPOINT_URL=$URL expect_rc 0 $TO "$WEIGHTLIFT" inspect --no-sign s3://bucket/nometa.safetensors
 	NCHECK=$((NCHECK + 1))
-	! grep -q AWS4 "$NGINX_PFX/access.log" || fail "WEIGHTLIFT_S3_UNSIGNED still signed"
+	! grep -q AWS4 "$NGINX_PFX/access.log" || fail "WEIGHTLIFT_S3_UNSIGNED/--no-sign still signed"
+	# --region over AWS_REGION: the signature's scope.
+	AWS_ENDPOINT_URL=$URL AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=AKIDNGINX AWS_SECRET_ACCESS_KEY=x \
+		expect_rc 0 $TO "$WEIGHTLIFT" verify --region eu-central-1 s3://bucket/small.safetensors
+	NCHECK=$((NCHECK + 1))
+	grep -q 'GET /bucket/small.safetensors 206 .*/eu-central-1/s3/aws4_request' "$NGINX_PFX/access.log" ||
+		fail "--region did not set the scope: $(tail -n 2 "$NGINX_PFX/access.log")"
 	if [ -n "${NGINX_CERT:-}" ]; then
 		AWS_ENDPOINT_URL=$SURL WEIGHTLIFT_S3_UNSIGNED=1 \
 			expect_rc 3 $TO "$WEIGHTLIFT" inspect s3://bucket/small.safetensors
