@@ -12,10 +12,13 @@
 #
 # 1. checks: gpucheck info (driver, devices); gpucheck verify on generated checkpoints of odd
 #    tensor sizes, onto every device, buffered and O_DIRECT (bytes copied back and compared
-#    with a CPU load); the fake-driver unit tests still pass on that machine's kernel.
+#    with a CPU load); device dtype conversion, every pair among F32/F16/BF16 on random bits
+#    (GPUCHECK_DTYPE: the kernels JIT-compiled by this driver against the CPU converter, bit
+#    for bit); the fake-driver unit tests still pass on that machine's kernel.
 # 2. benchmark, one run on the same checkpoint (generated there with the Python standard
 #    library unless CKPT is given): the pinned H2D limit of the device (gpucheck h2d), then
-#    hot x ROUNDS alternating: weightlift load --device, safetensors.torch.load_file(device=),
+#    hot x ROUNDS alternating: weightlift load --device (ring 128 MiB, then 32 and 512 MiB),
+#    safetensors.torch.load_file(device=),
 #    fastsafetensors (GDS and nogds) when importable; cold (drop_caches) when permitted.
 #    Peers that are not installed are reported as unavailable. Every line goes to
 #    bench/out/gpu-<time>.txt; copy the table into bench/RESULTS.md with the device name.
@@ -42,17 +45,19 @@ fail() { FAILS=$((FAILS + 1)); say "FAIL: $*"; }
 
 # A checkpoint of NT tensors of odd sizes (offsets not 256-aligned), MIB MiB in all, with
 # bytes that repeat a random 64 MiB block (generation costs a write, not urandom).
-gen() { # gen PATH MIB NT
+gen() { # gen PATH MIB NT [DTYPE]: random bits (F32/F16/BF16: NaNs, infinities, subnormals too)
 	$PY - "$@" <<'EOF'
 import json, os, random, struct, sys
 path, mib, nt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+dt = sys.argv[4] if len(sys.argv) > 4 else "U8"
+es = {"U8": 1, "F16": 2, "BF16": 2, "F32": 4}[dt]
 total = mib << 20
 rnd = random.Random(11)
-sizes = [max(1, total // nt + rnd.randrange(-4096, 4096)) for _ in range(nt)]
+sizes = [max(1, total // nt // es + rnd.randrange(-1024, 1024)) for _ in range(nt)]
 hdr, off = {}, 0
 for i, s in enumerate(sizes):
-    hdr["layer.%04d.weight" % i] = {"dtype": "U8", "shape": [s], "data_offsets": [off, off + s]}
-    off += s
+    hdr["layer.%04d.weight" % i] = {"dtype": dt, "shape": [s], "data_offsets": [off, off + s * es]}
+    off += s * es
 h = json.dumps(hdr, separators=(",", ":")).encode()
 h += b" " * (-len(h) % 8)
 block = os.urandom(64 << 20)
@@ -81,6 +86,20 @@ devs=""
 for i in $(seq 0 $((NDEV - 1))); do devs="$devs cuda:$i"; done
 "$GC" verify "$small" $devs 2>&1 | tee -a "$LOG"
 [ "${PIPESTATUS[0]}" = 0 ] || fail "gpucheck verify"
+# Device dtype conversion (the kernels of src/kernels/convert.cu, JIT-compiled by this driver)
+# bit for bit against the CPU converter, every pair among F32/F16/BF16, odd element counts.
+for from in F32 F16 BF16; do
+	cf=$OUT/gpu-conv-$from.safetensors
+	[ -f "$cf" ] || gen "$cf" 8 13 $from
+	for to in F32 F16 BF16; do
+		[ $from = $to ] && continue
+		GPUCHECK_DTYPE=$to "$GC" verify "$cf" "$DEVICE" 2>&1 | tee -a "$LOG"
+		[ "${PIPESTATUS[0]}" = 0 ] || fail "device conversion $from -> $to"
+	done
+done
+# Device memory kept per tensor (VMM), the ring kept between loads, a 2D-gathered shard:
+# exercised by every load above; the CLI's --shard is not there, so gathers are checked by
+# the fake-driver ctest below.
 # O_DIRECT reads (device fix-ups) through the CLI, with a small ring, then a tiny file.
 "$WL" load --device "$DEVICE" --direct on --strategy uring --json "$small" >"$OUT/gpu-direct.json" 2>&1 \
 	|| fail "load --direct on: $(cat "$OUT/gpu-direct.json")"
@@ -130,6 +149,10 @@ for r in $(seq 1 "$ROUNDS"); do
 	say "round $r"
 	j=$("$WL" load --device "$DEVICE" --json "$ck" 2>&1)
 	say "weightlift hot: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s, peak RssAnon %.0f MiB, %s, chunk %d" % (j["gb_per_s"], j["peak_rss_anon"]/2**20, j["strategy"], j["chunk_bytes"]))' 2>&1 || echo "$j")"
+	for rb in 32M 512M; do # ring sizes (default 128M above)
+		j=$(WEIGHTLIFT_CUDA_RING_BYTES=$rb "$WL" load --device "$DEVICE" --json "$ck" 2>&1)
+		say "weightlift hot, ring $rb: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s, peak RssAnon %.0f MiB" % (j["gb_per_s"], j["peak_rss_anon"]/2**20))' 2>&1 || echo "$j")"
+	done
 	if have "safetensors.torch"; then run_peer "safetensors.torch" "$peer_st"; else say "safetensors: unavailable"; fi
 	if have fastsafetensors; then
 		run_peer "fastsafetensors nogds" "$peer_fst" nogds

@@ -133,6 +133,16 @@ static int verify(const char *path, const char *dev)
 	uint64_t bytes = 0;
 
 	wlift_diag_clear(&d);
+	if (getenv("GPUCHECK_DTYPE") && *getenv("GPUCHECK_DTYPE")) {
+		/* Both loads convert: the device kernels must equal the CPU converter. */
+		int t = wlift_dtype_from_name(getenv("GPUCHECK_DTYPE"));
+		if (t < 0) {
+			fprintf(stderr, "gpucheck: GPUCHECK_DTYPE=%s is not a dtype\n",
+				getenv("GPUCHECK_DTYPE"));
+			goto out;
+		}
+		o.dtype = (wlift_dtype)t;
+	}
 	if (wlift_open(NULL, path, &ck, &d) || wlift_load(ck, &o, NULL, NULL, &cpu, &d)) {
 		fprintf(stderr, "gpucheck: %s\n", d.message);
 		goto out;
@@ -167,9 +177,12 @@ static int verify(const char *path, const char *dev)
 		}
 		bytes += g.nbytes;
 	}
-	printf("verify %s: %zu tensors, %llu bytes equal the CPU load; %.2f GB/s (%s, chunk %zu)\n",
-	       dev, wlift_result_count(gpu), (unsigned long long)bytes, st.gb_per_s, st.strategy,
-	       st.chunk_bytes);
+	printf("verify %s: %zu tensors, %llu bytes equal the CPU load%s%s; %.2f GB/s (%s, chunk "
+	       "%zu)\n",
+	       dev, wlift_result_count(gpu), (unsigned long long)bytes,
+	       o.dtype != WLIFT_DTYPE_NONE ? ", converted to " : "",
+	       o.dtype != WLIFT_DTYPE_NONE ? wlift_dtype_name(o.dtype) : "", st.gb_per_s,
+	       st.strategy, st.chunk_bytes);
 	rc = 0;
 out:
 	if (pushed)
