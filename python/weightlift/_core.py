@@ -683,24 +683,64 @@ class _safe_open_handle(safe_open):
 _END = object()
 
 
+def budget_groups(ck: Any, budget: int) -> List[List[str]]:
+    """The checkpoint's tensors in file order, cut into groups whose device bytes (each
+    tensor rounded up to the 256-byte alignment of device loads) fit in budget; a tensor
+    that alone does not fit is an error naming it."""
+    groups: List[List[str]] = []
+    cur: List[str] = []
+    used = 0
+    for name in ck.names():
+        nbytes = ck.info(name)[3]
+        need = max(256, (nbytes + 255) // 256 * 256)
+        if need > budget:
+            raise RuntimeError(f"{name}: needs {nbytes} bytes of device memory, more than "
+                               f"max_device_bytes = {budget}")
+        if cur and used + need > budget:
+            groups.append(cur)
+            cur, used = [], 0
+        cur.append(name)
+        used += need
+    if cur:
+        groups.append(cur)
+    return groups
+
+
 def stream(uri: PathLike, device: Device = "cpu", framework: str = "pt",
            backend: Optional[str] = None, *,
-           offline: Optional[bool] = None) -> Iterator[Tuple[str, Any]]:
+           offline: Optional[bool] = None,
+           max_device_bytes: Optional[int] = None) -> Iterator[Tuple[str, Any]]:
     """Yield (name, tensor) as each tensor's bytes have landed, while the rest is read.
     Tensors stay valid after the iteration. Closing the generator early cancels the load.
-    offline=True: remote objects from the local cache only."""
+    offline=True: remote objects from the local cache only. max_device_bytes (GPU devices):
+    load in groups of tensors (file order) that each fit in that many bytes of device
+    memory, one group after another, so that a consumer that moves or drops what it got
+    needs no more device memory than that."""
     convert, _ = converter(framework)
     dev, move = split_device(device)
     convert = _moving(convert, move)
     mapped = backend_mmap(backend, dev, framework in _OWNED_FRAMEWORKS)
+    if max_device_bytes is not None and (not isinstance(max_device_bytes, int)
+                                         or max_device_bytes <= 0):
+        raise ValueError(f"max_device_bytes must be a positive int, not {max_device_bytes!r}")
+    if max_device_bytes is not None and not dev.startswith("cuda"):
+        raise ValueError(f"max_device_bytes is for GPU devices, not {dev!r}")
     ck = open_checkpoint(uri, offline)
     q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
     cancel = threading.Event()
     err: List[BaseException] = []
+    try:
+        groups = budget_groups(ck, max_device_bytes) if max_device_bytes else [None]
+    except BaseException:
+        ck.close()
+        raise
 
     def run():
         try:
-            ck.load(mmap=mapped, device=dev, ready=q.put, cancel=cancel)
+            for names in groups:  # one after another: a group's memory, then the next
+                if cancel.is_set():
+                    break
+                ck.load(names=names, mmap=mapped, device=dev, ready=q.put, cancel=cancel)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             err.append(e)
         finally:

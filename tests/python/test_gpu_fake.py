@@ -155,3 +155,47 @@ def test_device_allocator_on_the_fake(tmp_path):
     r = subprocess.run([sys.executable, "-c", ALLOC_SCRIPT, str(tmp_path / "m.safetensors"),
                         FAKE], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
+STREAM_SCRIPT = r"""
+import sys, numpy as np
+import weightlift
+from weightlift import _core
+from safetensors.numpy import save_file
+p = sys.argv[1]
+tensors = {"t%02d" % i: np.full(1000 + 37 * i, i, np.uint8) for i in range(12)}
+save_file(tensors, p)
+_core._FRAMEWORKS["raw"] = (lambda t: t, None)  # the native tensors (no torch CUDA here)
+budget = 4096
+ck = _core.open_checkpoint(p)
+groups = _core.budget_groups(ck, budget)
+ck.close()
+assert sum(groups, []) == sorted(tensors), groups
+assert len(groups) > 1 and all(sum((ck_n + 255) // 256 * 256 for ck_n in
+       (1000 + 37 * int(n[1:]) for n in g)) <= budget for g in groups), groups
+got = [(n, t.device) for n, t in weightlift.stream(p, device="cuda:1", framework="raw",
+                                                   max_device_bytes=budget)]
+assert [n for n, _ in got] == sorted(tensors) and {d for _, d in got} == {1}, got
+for bad, exc in ((100, RuntimeError), (0, ValueError)):
+    try:
+        list(weightlift.stream(p, device="cuda:0", framework="raw", max_device_bytes=bad))
+    except exc as e:
+        assert bad == 0 or "more than max_device_bytes = 100" in str(e), str(e)
+    else:
+        raise AssertionError(bad)
+try:
+    list(weightlift.stream(p, framework="raw", max_device_bytes=budget))
+except ValueError:
+    pass
+else:
+    raise AssertionError("a budget on the CPU")
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(FAKE), reason="fake CUDA driver not built")
+def test_stream_in_budget_groups_on_the_fake(tmp_path):
+    env = dict(os.environ, WEIGHTLIFT_CUDA_LIBRARY=FAKE)
+    r = subprocess.run([sys.executable, "-c", STREAM_SCRIPT, str(tmp_path / "m.safetensors")],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
