@@ -480,6 +480,38 @@ typedef struct wlift_stats {
 WLIFT_API int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready,
 			 void *ready_user, wlift_result **out, wlift_diag *d);
 
+/* ---------------------------------------------------------------------------------------
+ * Communicators (the exchange seam of distributed loading, docs/distributed.md): ranks of
+ * one job moving bytes between them. Backends are loaded at run time, never linked: NCCL
+ * (dlopen of the library WEIGHTLIFT_NCCL_LIBRARY names, else "libnccl.so.2"; device
+ * buffers, the current device's primary context). Every wait is bounded by the context's
+ * comm timeout (WEIGHTLIFT_COMM_TIMEOUT seconds, default 300): a peer that never arrives is
+ * WLIFT_ECOMM on the others (the communicator is then aborted and only good for destroy).
+ * A communicator is used by one thread at a time.
+ * ------------------------------------------------------------------------------------- */
+typedef struct wlift_comm wlift_comm;
+#define WLIFT_COMM_ID_BYTES 128
+
+/* A new unique id (NCCL's ncclUniqueId) for wlift_comm_nccl: created on one rank and given
+ * to every rank by the caller (a file, a socket, an MPI or torch broadcast). 0, or
+ * WLIFT_ENODEV when NCCL cannot be loaded, WLIFT_ECOMM when it fails. */
+WLIFT_API int wlift_comm_nccl_id(wlift_ctx *ctx, uint8_t id[WLIFT_COMM_ID_BYTES],
+				 wlift_diag *d);
+/* Join the NCCL communicator of id as rank of nranks on CUDA device `device` (its primary
+ * context is made current around every call). Blocks until every rank has joined (bounded by
+ * the comm timeout). */
+WLIFT_API int wlift_comm_nccl(wlift_ctx *ctx, const uint8_t id[WLIFT_COMM_ID_BYTES], int rank,
+			      int nranks, int device, wlift_comm **out, wlift_diag *d);
+WLIFT_API int wlift_comm_rank(const wlift_comm *c);
+WLIFT_API int wlift_comm_size(const wlift_comm *c);
+/* Broadcast len bytes at buf from root to every rank's buf (device memory for NCCL).
+ * Collective: every rank calls it with the same len and root. 0, or WLIFT_ECOMM naming the
+ * backend's error (a peer gone, a timeout), -EINVAL for bad arguments. */
+WLIFT_API int wlift_comm_broadcast(wlift_comm *c, void *buf, uint64_t len, int root,
+				   wlift_diag *d);
+/* Leave and free the communicator (NULL: nothing). */
+WLIFT_API void wlift_comm_destroy(wlift_comm *c);
+
 /* Results are reference counted: wlift_result_free drops the caller's reference; DLPack
  * exports hold their own until their deleter runs. Thread-safe. */
 WLIFT_API void wlift_result_free(wlift_result *r);

@@ -386,6 +386,54 @@ def _device_args(device) -> Tuple[str, Any]:
 
 # --- shard mode and file mode: load_file ----------------------------------------------------
 
+def _piece_min() -> int:
+    """The library's WLIFT_SHARD_PIECE_MIN (src/common/tunables.h, measured), or
+    WEIGHTLIFT_SHARD_PIECE_MIN as the library reads it."""
+    env = os.environ.get("WEIGHTLIFT_SHARD_PIECE_MIN")
+    try:
+        v = int(env) if env else 0
+    except ValueError:
+        v = 0
+    return v if v > 0 else 8 << 10
+
+
+def _small_pieces(t, dim: int, world: int) -> bool:
+    """A block along dim > 0 of t = (name, dtype, shape, nbytes) that the library would read
+    as its covering range (pieces under the piece threshold)."""
+    _, dt, shape, nbytes = t
+    if world < 2 or dim <= 0 or dim >= len(shape) or not nbytes:
+        return False
+    outer = 1
+    for s in shape[:dim]:
+        outer *= s
+    if outer <= 1:
+        return False
+    inner = nbytes // outer // shape[dim] if shape[dim] else 0
+    return -(-shape[dim] // world) * inner < _piece_min()
+
+
+def _scatter(g, name, full, owner, dt, shape, nbytes, dim, device, tmo):
+    """Owner (holding full) sends each rank its block along dim; returns (this rank's block,
+    bytes sent)."""
+    b, e = shard_block(shape[dim], g.r, g.n)
+    sent = 0
+    if g.r == owner:
+        for r in range(g.n):
+            if r == g.r:
+                continue
+            rb, re_ = shard_block(shape[dim], r, g.n)
+            blk = full.narrow(dim, rb, re_ - rb).contiguous()
+            if blk.numel():
+                _collective(g, f"sending {name!r} to rank {r}", g.send, _raw(blk), r, tmo)
+                sent += blk.numel() * blk.element_size()
+        return full.narrow(dim, b, e - b).contiguous(), sent
+    bshape = tuple(e - b if i == dim else s for i, s in enumerate(shape))
+    bbytes = nbytes // shape[dim] * (e - b) if shape[dim] else 0
+    raw, t = _empty(dt, bshape, bbytes, device)
+    if bbytes:
+        _collective(g, f"receiving {name!r} from rank {owner}", g.recv, raw, owner, tmo)
+    return t, 0
+
 def load_file(uri, device: Any = "cpu", group: Any = None,
               shard: Optional[Mapping[str, Optional[int]]] = None, *,
               experts: Any = None, names: Optional[Iterable[str]] = None,
@@ -433,16 +481,22 @@ def load_file(uri, device: Any = "cpu", group: Any = None,
         # expert filter drops a tensor cannot read it for others, so with an expert filter in
         # the library each rank reads its own replicated tensors (they are the shared ones).
         split = {t[0]: _rule_of(rules, t[0]) for t in sel} if g.n > 1 else {}
-        rep = [t for t in sel if split.get(t[0], -1) < 0]
-        owners = dict(zip((t[0] for t in rep), balance([t[3] for t in rep], g.n))) \
+        # A block along dim > 0 whose pieces are small would be read as its covering range
+        # by every rank (W times the bytes): such a tensor is read whole by one rank, which
+        # sends each rank its block, so each byte is still read once.
+        scatter = {t[0] for t in sel if ex is None and _small_pieces(t, split.get(t[0], -1),
+                                                                     g.n)}
+        once = [t for t in sel if split.get(t[0], -1) < 0 or t[0] in scatter]
+        owners = dict(zip((t[0] for t in once), balance([t[3] for t in once], g.n))) \
             if g.n > 1 and ex is None else {}
-        mine = [t[0] for t in sel if split.get(t[0], -1) >= 0 or owners.get(t[0], g.r) == g.r]
+        mine = [t[0] for t in sel if owners.get(t[0], g.r) == g.r]
+        crules = [(n, -1) for n in sorted(scatter)] + rules
         res = None
         try:
             if mine or not sel:
                 res = _load(ck, names=mine, mmap=_core.MMAP_OFF, device=cdev,
                             rank=g.r if g.n > 1 else 0, world=g.n if g.n > 1 else 0,
-                            shard=rules or None, experts=ex)
+                            shard=crules or None, experts=ex)
             err = None
         except Exception as e:  # noqa: BLE001
             err = f"{type(e).__name__}: {e}"
@@ -451,12 +505,13 @@ def load_file(uri, device: Any = "cpu", group: Any = None,
         got = {t.name: t for t in res.tensors()} if res is not None else {}
         exchanged = 0
         for name, dt, shape, nbytes in sel:
-            if name in got and (split.get(name, -1) >= 0 or owners.get(name, g.r) == g.r):
-                v = _to_device(_core.to_torch(got[name]), tdev)
-            else:
-                v = None
             o = owners.get(name)
-            if o is not None:
+            v = _to_device(_core.to_torch(got[name]), tdev) if name in got and \
+                (o is None or o == g.r) else None
+            if name in scatter:
+                v, n = _scatter(g, name, v, o, dt, shape, nbytes, split[name], tdev, tmo)
+                exchanged += n
+            elif o is not None:
                 if g.r == o:
                     _collective(g, f"broadcasting {name!r}", g.bcast, _raw(v), o, tmo)
                 else:

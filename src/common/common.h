@@ -90,6 +90,8 @@ struct wlift_ctx {
 	uint64_t cache_max_bytes; /* WEIGHTLIFT_CACHE_MAX_BYTES (0: no limit) */
 	int cache_fill_full;	  /* WEIGHTLIFT_CACHE_FILL=full */
 	size_t shard_piece_min; /* WEIGHTLIFT_SHARD_PIECE_MIN: strided shard pieces read alone */
+	char *nccl_library;	/* WEIGHTLIFT_NCCL_LIBRARY (NULL: libnccl.so.2) */
+	unsigned comm_timeout_s; /* WEIGHTLIFT_COMM_TIMEOUT: every collective wait */
 	wlift_log_fn log;
 	void *log_user;
 	int log_level;

@@ -435,6 +435,24 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 		   WLIFT_MAX_CHUNK_BYTES, &ctx->shard_piece_min, d);
 	if (ret)
 		goto out;
+	{
+		/* Distributed loading: the NCCL library (the fake one in tests) and the bound on
+		 * every collective wait, 1 s .. 1 day. */
+		const char *lib;
+		size_t v = 0;
+		if (wlift__env_str("WEIGHTLIFT_NCCL_LIBRARY", &lib)) {
+			ctx->nccl_library = strdup(lib);
+			if (!ctx->nccl_library) {
+				ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+				goto out;
+			}
+		}
+		ret = knob(0, "comm_timeout", "WEIGHTLIFT_COMM_TIMEOUT", WLIFT_COMM_TIMEOUT_S,
+			   WLIFT_MAX_COMM_TIMEOUT_S, &v, d);
+		if (ret)
+			goto out;
+		ctx->comm_timeout_s = (unsigned)v;
+	}
 	ret = remote_knobs(ctx, opts, d);
 	if (ret)
 		goto out;
@@ -530,6 +548,7 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	wlift__ctx_keep_destroy(ctx);
 	free(ctx->cuda_library);
 	free(ctx->sysfs_root);
+	free(ctx->nccl_library);
 	free(ctx->cache_dir);
 	pthread_mutex_destroy(&ctx->cache_mu);
 	free(ctx);

@@ -31,6 +31,11 @@
  * (4 KiB: even), 1.72 (8 KiB), 2.1 (64 KiB). 8 KiB is the smallest size that wins both ways.
  * WEIGHTLIFT_SHARD_PIECE_MIN overrides it. */
 #define WLIFT_SHARD_PIECE_MIN (8u << 10)
+/* Collectives of distributed loads (WEIGHTLIFT_COMM_TIMEOUT): a peer silent this long is
+ * taken for gone (NCCL itself never times out). Generous: a rank may be reading gigabytes
+ * before it joins a broadcast. */
+#define WLIFT_COMM_TIMEOUT_S 300u
+#define WLIFT_MAX_COMM_TIMEOUT_S 86400u
 /* O_DIRECT ranges are capped so that a fix-up (and the readiness it delays) stays small. */
 #define WLIFT_DIRECT_MAX_RANGE (64u << 20)
 /* AUTO direct only when the plan's ranges average at least this much: a layout whose tensors

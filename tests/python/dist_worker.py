@@ -45,9 +45,11 @@ SPEC = {"a": 0, "b": 1, "d": 1, "big": 1, "*": None}
 
 
 def shard_mode(group, path, tag):
-    """Every sharded tensor: this rank's block, read by this rank alone (every piece read on
-    its own: WEIGHTLIFT_SHARD_PIECE_MIN=1); replicated ones: read by their owner only and
-    broadcast. The bytes read equal the plan."""
+    """Every sharded tensor: this rank's block, read by this rank alone; replicated ones and
+    blocks of small strided pieces: read whole by their owner only, then broadcast or
+    scattered. The bytes read equal the plan. (The library reads every piece on its own
+    here, WEIGHTLIFT_SHARD_PIECE_MIN=1 from the driver; the "scatter" pass makes the
+    Python layer treat pieces under 1 MiB as small.)"""
     ref = ref_load(os.path.join(data, "m.safetensors"))
     st = {}
     got = wd.load_file(path, group=group, shard=SPEC, timeout=TIMEOUT, stats=st)
@@ -58,11 +60,13 @@ def shard_mode(group, path, tag):
         if dim >= 0:
             b, e = block(full.shape[dim])
             want = full.narrow(dim, b, e - b)
-            want_read += want.numel() * want.element_size()
         else:
             want = full
-            if rank in (st["owners"][name],):
+        if name in st["owners"]:
+            if st["owners"][name] == rank:
                 want_read += full.numel() * full.element_size()
+        else:
+            want_read += want.numel() * want.element_size()
         check(got[name], want, f"{tag} {name}")
     assert st["bytes_read"] == want_read, (tag, st["bytes_read"], want_read)
     report[tag + "_bytes_read"] = st["bytes_read"]
@@ -147,6 +151,9 @@ def main():
     path = os.path.join(data, "m.safetensors")
     if scenario == "main":
         shard_mode(group, path, "shard")
+        os.environ["WEIGHTLIFT_SHARD_PIECE_MIN"] = str(1 << 20)
+        shard_mode(group, path, "scatter")
+        os.environ["WEIGHTLIFT_SHARD_PIECE_MIN"] = "1"
         if url:
             shard_mode(group, url + "/m.safetensors", "http")
         file_mode(group)

@@ -168,6 +168,7 @@ def test_gloo(tmp_path, data, url, world):
     # Over the ranks, each byte of the checkpoint was read once (shard mode, every piece read
     # on its own) and once in file mode; the fastsafetensors loader read each file once.
     assert sum(r["shard_bytes_read"] for r in reports) == total
+    assert sum(r["scatter_bytes_read"] for r in reports) == total
     assert sum(r["whole_bytes_read"] for r in reports) == total
     if url:
         assert sum(r["http_bytes_read"] for r in reports) == total
