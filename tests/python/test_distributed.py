@@ -30,7 +30,7 @@ MOE = os.path.join(HERE, "..", "cli", "moe_fixture.py")
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK)
                                   else None)
 MPIRUN = shutil.which("mpirun")
-LIMIT = 120  # seconds for one multi-rank run, far above its normal time
+LIMIT = 300  # seconds for one multi-rank run, far above its normal time (10-30 s)
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ def test_rank_dies(tmp_path, data):
     rep = reports[0]
     assert rep is not None and not rep["ok"]
     assert "DistributedError" in rep["error"] and "rank 0 of 2" in rep["error"], rep["error"]
-    assert rep["seconds"] < 60, rep
+    assert rep["seconds"] < 120, rep  # gloo notices the closed peer at once; bound: 2 x TIMEOUT
 
 
 def test_single_process(data):
