@@ -152,6 +152,29 @@ def test_imds_refresh(moto, aws):
     assert count() == c0 + 2
 
 
+def test_imds_refresh_fails_before_expiry(moto, aws, monkeypatch):
+    """A refresh that fails while the current credentials are still valid keeps signing with
+    them (as botocore does); a fresh provider (another environment) with a failing IMDS
+    names it."""
+    aws.delenv("AWS_ACCESS_KEY_ID")
+    aws.delenv("AWS_SECRET_ACCESS_KEY")
+    aws.setenv("AWS_EC2_METADATA_DISABLED", "false")
+    aws.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", moto["IMDS"] + "/")  # its own provider
+    post = lambda p: urllib.request.urlopen(urllib.request.Request(  # noqa: E731
+        moto["IMDS"] + p, data=b"", method="POST"), timeout=5).read()
+    post("/short")  # this provider's first document expires within the refresh margin
+    same(wlnp.load_file("s3://wlift/ckpt/small.safetensors"), moto["tensors"])
+    post("/fail")
+    try:
+        time.sleep(2.5)
+        same(wlnp.load_file("s3://wlift/ckpt/small.safetensors"), moto["tensors"])
+        aws.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", moto["IMDS"] + "//")  # nothing cached
+        with pytest.raises(PermissionError, match="instance metadata at .*role wlift-role.*HTTP 500"):
+            wlnp.load_file("s3://wlift/ckpt/small.safetensors")
+    finally:
+        post("/ok")
+
+
 def reset_auth(endpoint, value):
     urllib.request.urlopen(urllib.request.Request(
         endpoint + "/moto-api/reset-auth", data=value.encode(),

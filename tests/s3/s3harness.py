@@ -14,7 +14,9 @@ right secret) and starts two credential endpoints of its own:
   - an EC2 instance metadata service (IMDSv2: PUT /latest/api/token, then the role's
     credentials with the token; GET /count says how many credential documents it served;
     the first one expires within WLIFT_AWS_REFRESH_S + 2 seconds, so that a client that
-    refreshes early fetches the next one shortly after),
+    refreshes early fetches the next one shortly after, as does the one after a POST /short;
+    POST /fail makes the credential
+    documents answer 500 until POST /ok),
   - an ECS container credentials endpoint (GET /creds, Authorization: ecs-token).
 Both hand out the role's temporary credentials. STATE_FILE gets shell assignments (PORT,
 ENDPOINT, AKID, SECRET, STS_AKID, STS_SECRET, STS_TOKEN, ROLE_ARN, IMDS, ECS) once all is
@@ -140,14 +142,16 @@ urllib.request.urlopen(urllib.request.Request(endpoint + "/moto-api/reset-auth",
                                               method="POST"), timeout=10).read()
 
 served = [0]
+failing = [False]  # POST /fail, /ok: the credential documents answer 500 while failing
+short = [True]  # the next document expires soon (the first one; POST /short again)
 lock = threading.Lock()
 
 
 def creds_doc():
     with lock:
         served[0] += 1
-        n = served[0]
-    exp = time.time() + (REFRESH_S + 2 if n == 1 else 3600)
+        was_short, short[0] = short[0], False
+    exp = time.time() + (REFRESH_S + 2 if was_short else 3600)
     return {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": tmp["AccessKeyId"],
             "SecretAccessKey": tmp["SecretAccessKey"], "Token": tmp["SessionToken"],
             "Expiration": iso(exp), "LastUpdated": iso(time.time())}
@@ -166,6 +170,13 @@ class Meta(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(b)))
         self.end_headers()
         self.wfile.write(b)
+
+    def do_POST(self):
+        if self.path == "/short":
+            short[0] = True
+        else:
+            failing[0] = self.path == "/fail"
+        self.send(200, "")
 
     def do_PUT(self):
         if self.path == "/latest/api/token" and self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
@@ -188,7 +199,10 @@ class Meta(http.server.BaseHTTPRequestHandler):
         elif self.path == "/latest/meta-data/iam/security-credentials/":
             self.send(200, "wlift-role")
         elif self.path == "/latest/meta-data/iam/security-credentials/wlift-role":
-            self.send(200, json.dumps(creds_doc()), "application/json")
+            if failing[0]:
+                self.send(500, "")
+            else:
+                self.send(200, json.dumps(creds_doc()), "application/json")
         else:
             self.send(404, "")
 
