@@ -522,6 +522,19 @@ static int cur_dev(const char *fn)
 	return current->dev;
 }
 
+/* Lock mu for a call that needs a current context: its device, or -1 with mu released
+ * again (the caller returns CUDA_ERROR_INVALID_CONTEXT). */
+static int lock_dev(const char *fn)
+{
+	int dev;
+
+	pthread_mutex_lock(&mu);
+	dev = cur_dev(fn);
+	if (dev < 0)
+		pthread_mutex_unlock(&mu);
+	return dev;
+}
+
 /* ---- device memory ----------------------------------------------------------------------- */
 
 API CUresult cuMemGetInfo_v2(size_t *free_b, size_t *total)
@@ -529,12 +542,9 @@ API CUresult cuMemGetInfo_v2(size_t *free_b, size_t *total)
 	int dev;
 	uint64_t cap;
 
-	pthread_mutex_lock(&mu);
-	dev = cur_dev("cuMemGetInfo");
-	if (dev < 0) {
-		pthread_mutex_unlock(&mu);
+	dev = lock_dev("cuMemGetInfo");
+	if (dev < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	}
 	cap = oom_at ? oom_at : mem_bytes;
 	*total = (size_t)cap;
 	*free_b = (size_t)(cap > dev_live[dev] ? cap - dev_live[dev] : 0);
@@ -609,12 +619,9 @@ API CUresult cuMemAlloc_v2(CUdeviceptr *p, size_t bytes)
 	*p = 0;
 	if (!bytes)
 		return CUDA_ERROR_INVALID_VALUE;
-	pthread_mutex_lock(&mu);
-	dev = cur_dev("cuMemAlloc");
-	if (dev < 0) {
-		pthread_mutex_unlock(&mu);
+	dev = lock_dev("cuMemAlloc");
+	if (dev < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	}
 	i = phys_alloc(dev, len, 0);
 	if (i >= 0)
 		*p = (CUdeviceptr)(uintptr_t)(devmem[dev] + allocs[i].off);
@@ -661,11 +668,8 @@ API CUresult cuMemFree_v2(CUdeviceptr p)
 {
 	int i;
 
-	pthread_mutex_lock(&mu);
-	if (cur_dev("cuMemFree") < 0) {
-		pthread_mutex_unlock(&mu);
+	if (lock_dev("cuMemFree") < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	}
 	i = find_alloc(p, 0);
 	if (i < 0 || (uintptr_t)(devmem[allocs[i].dev] + allocs[i].off) != p) {
 		violation("cuMemFree(%#llx): not an allocation", p);
@@ -1091,11 +1095,8 @@ API CUresult cuMemFreeHost(void *p)
 API CUresult cuStreamCreate(CUstream *s, unsigned flags)
 {
 	(void)flags;
-	pthread_mutex_lock(&mu);
-	if (cur_dev("cuStreamCreate") < 0) {
-		pthread_mutex_unlock(&mu);
+	if (lock_dev("cuStreamCreate") < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	}
 	*s = calloc(1, sizeof(**s));
 	if (*s)
 		st.streams++;
@@ -1232,11 +1233,8 @@ API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes
 
 API CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t bytes)
 {
-	pthread_mutex_lock(&mu);
-	if (cur_dev("cuMemcpyDtoH") < 0) {
-		pthread_mutex_unlock(&mu);
+	if (lock_dev("cuMemcpyDtoH") < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	}
 	if (!dev_ok(src, bytes)) {
 		violation("cuMemcpyDtoH of %zu bytes from %#llx: outside any allocation", bytes,
 			  src);
@@ -1328,11 +1326,8 @@ API CUresult cuModuleLoadData(CUmodule *m, const void *image)
 	*m = NULL;
 	if (!img)
 		return CUDA_ERROR_INVALID_VALUE;
-	pthread_mutex_lock(&mu);
-	if (cur_dev("cuModuleLoadData") < 0) {
-		pthread_mutex_unlock(&mu);
+	if (lock_dev("cuModuleLoadData") < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	}
 	pthread_mutex_unlock(&mu);
 	/* A PTX image: text with a .version and .target (a real driver JIT-compiles it). */
 	if (fail_module || !strstr(img, ".version ") || !strstr(img, ".target "))

@@ -76,6 +76,24 @@ static struct fake fake_open(void)
 	return f;
 }
 
+/* Make the fake device's primary context current on this thread (to read its memory back),
+ * and undo that. */
+static void dev_enter(struct fake *f, int device)
+{
+	CUcontext c;
+
+	ck_assert_int_eq(f->retain(&c, device), CUDA_SUCCESS);
+	ck_assert_int_eq(f->push(c), CUDA_SUCCESS);
+}
+
+static void dev_leave(struct fake *f, int device)
+{
+	CUcontext old;
+
+	ck_assert_int_eq(f->pop(&old), CUDA_SUCCESS);
+	ck_assert_int_eq(f->release(device), CUDA_SUCCESS);
+}
+
 /* Point the library at the fake (read at context creation) and set the fake's knobs (read
  * at its cuInit: each test runs in a process of its own). */
 static wlift_ctx *ctx_fake(void)
@@ -137,13 +155,11 @@ static void make_st(const char *path, size_t n, const uint64_t *sizes, uint64_t 
 /* Every tensor of r, read back from the device, equals the pattern at its data offset. */
 static void check_device_bytes(struct fake *f, const wlift_result *r, int device)
 {
-	CUcontext c, old;
 	size_t cap = 1 << 20;
 	uint8_t *buf = malloc(cap);
 
 	ck_assert_ptr_nonnull(buf);
-	ck_assert_int_eq(f->retain(&c, device), CUDA_SUCCESS);
-	ck_assert_int_eq(f->push(c), CUDA_SUCCESS);
+	dev_enter(f, device);
 	for (size_t i = 0; i < wlift_result_count(r); i++) {
 		wlift_tensor_view v;
 		wlift_tensor_get(wlift_result_tensor(r, i), &v);
@@ -164,8 +180,7 @@ static void check_device_bytes(struct fake *f, const wlift_result *r, int device
 						     pat(v.info.data_begin + o + j));
 		}
 	}
-	ck_assert_int_eq(f->pop(&old), CUDA_SUCCESS);
-	ck_assert_int_eq(f->release(device), CUDA_SUCCESS);
+	dev_leave(f, device);
 	free(buf);
 }
 
@@ -544,7 +559,6 @@ START_TEST(device_conversion)
 				size_t off = 0;
 				wlift_result *r;
 				wlift_diag d;
-				CUcontext c, old;
 
 				if (direct && !odirect_ok())
 					continue;
@@ -559,8 +573,7 @@ START_TEST(device_conversion)
 					      "%s -> %s: %s", wlift_dtype_name(dt[a]),
 					      wlift_dtype_name(dt[b]), d.message);
 				f = fake_open();
-				ck_assert_int_eq(f.retain(&c, 1), CUDA_SUCCESS);
-				ck_assert_int_eq(f.push(c), CUDA_SUCCESS);
+				dev_enter(&f, 1);
 				for (size_t i = 0; i < NCONV; i++) {
 					size_t n = conv_counts[i];
 					uint8_t *got = malloc(n * ob), *want = malloc(n * ob);
@@ -587,8 +600,7 @@ START_TEST(device_conversion)
 					free(got);
 					free(want);
 				}
-				ck_assert_int_eq(f.pop(&old), CUDA_SUCCESS);
-				ck_assert_int_eq(f.release(1), CUDA_SUCCESS);
+				dev_leave(&f, 1);
 				if (a != b)
 					ck_assert_int_gt(fake_launches(&f), launches);
 				else
@@ -667,7 +679,6 @@ START_TEST(shard_gather_on_device)
 	wlift_ctx *ctx;
 	wlift_ckpt *ck;
 	struct fake f;
-	CUcontext c, old;
 
 	ck_assert_ptr_nonnull(data);
 	for (size_t i = 0; i < na + nb; i++)
@@ -693,8 +704,7 @@ START_TEST(shard_gather_on_device)
 		o.device = "cuda:0";
 		ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &rg, &d) == 0, "%s", d.message);
 		f = fake_open();
-		ck_assert_int_eq(f.retain(&c, 0), CUDA_SUCCESS);
-		ck_assert_int_eq(f.push(c), CUDA_SUCCESS);
+		dev_enter(&f, 0);
 		for (size_t i = 0; i < 2; i++) {
 			wlift_tensor_view vc, vg;
 			uint8_t *buf;
@@ -710,8 +720,7 @@ START_TEST(shard_gather_on_device)
 				      vg.info.name);
 			free(buf);
 		}
-		ck_assert_int_eq(f.pop(&old), CUDA_SUCCESS);
-		ck_assert_int_eq(f.release(0), CUDA_SUCCESS);
+		dev_leave(&f, 0);
 		wlift_result_free(rg);
 		wlift_result_free(rc);
 	}
@@ -797,19 +806,16 @@ static void keep_one(int vmm)
 	}
 	/* The kept tensor's bytes are still there. */
 	{
-		CUcontext c, old;
 		uint8_t *buf = malloc(mixed[keep]);
 		ck_assert_ptr_nonnull(buf);
-		ck_assert_int_eq(f.retain(&c, 1), CUDA_SUCCESS);
-		ck_assert_int_eq(f.push(c), CUDA_SUCCESS);
+		dev_enter(&f, 1);
 		ck_assert_int_eq(f.dtoh(buf, (CUdeviceptr)(uintptr_t)m->dl_tensor.data, v.nbytes),
 				 CUDA_SUCCESS);
 		for (uint64_t j = 0; j < v.nbytes; j++)
 			if (buf[j] != pat(v.info.data_begin + j))
 				ck_abort_msg("kept tensor: byte %llu differs",
 					     (unsigned long long)j);
-		ck_assert_int_eq(f.pop(&old), CUDA_SUCCESS);
-		ck_assert_int_eq(f.release(1), CUDA_SUCCESS);
+		dev_leave(&f, 1);
 		free(buf);
 	}
 	m->deleter(m);
