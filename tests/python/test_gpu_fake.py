@@ -175,7 +175,13 @@ assert len(groups) > 1 and all(sum((ck_n + 255) // 256 * 256 for ck_n in
        (1000 + 37 * int(n[1:]) for n in g)) <= budget for g in groups), groups
 got = [(n, t.device) for n, t in weightlift.stream(p, device="cuda:1", framework="raw",
                                                    max_device_bytes=budget)]
-assert [n for n, _ in got] == sorted(tensors) and {d for _, d in got} == {1}, got
+# Within a group tensors come as they land (any order); the groups one after another.
+names = [n for n, _ in got]
+assert sorted(names) == sorted(tensors) and {d for _, d in got} == {1}, got
+at = 0
+for g in groups:
+    assert sorted(names[at:at + len(g)]) == sorted(g), (names, groups)
+    at += len(g)
 for bad, exc in ((100, RuntimeError), (0, ValueError)):
     try:
         list(weightlift.stream(p, device="cuda:0", framework="raw", max_device_bytes=bad))
