@@ -122,9 +122,14 @@
 /* Mapped mode: populate spans shorter than this from one thread (thread start-up dominates). */
 #define WLIFT_POPULATE_MIN_PARALLEL (64u << 20)
 
-/* Header read: the first read of a file asks for this many bytes, enough for the headers of
- * almost every real checkpoint, so that a remote source costs one round trip. */
-#define WLIFT_HEADER_PROBE (64u << 10)
+/* Header read: the first read of a file asks for this many bytes (a longer header costs one
+ * more read). 12 KiB so that the answer to a remote open fits in a new TCP connection's
+ * initial window (10 segments of 1448 bytes, with room for the response's headers): 64 KiB
+ * took three more round trips of slow start. Measured across the emulated 50 ms link
+ * (bench/remote_bench.py, bench/RESULTS.md): time to the first tensor of a 2 KiB-header file
+ * 6.4-6.9 round trips with 64 KiB, 3.7-4.4 with 12 KiB; a 30 KiB header is 3 round trips
+ * either way (12 KiB, then the rest on a window that has grown). */
+#define WLIFT_HEADER_PROBE (12u << 10)
 /* Index files larger than this are not plausible (real ones are well under 1 MiB). */
 #define WLIFT_INDEX_MAX_BYTES (256u << 20)
 
