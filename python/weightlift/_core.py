@@ -626,7 +626,7 @@ class safe_open:
                         self._served.add(name)
                         return None
                     rest = [n for n in ck.names() if n not in self._served]
-                    pf = self._pf = Prefetch(ck, rest, self._device)
+                    pf = self._pf = Prefetch(ck, rest, self._device, self._mmap)
                     self._served = None
                 if pf is None:
                     return None
