@@ -26,7 +26,7 @@ for dev in cuda:0 cuda:1; do
 	pycheck '
 assert j["bytes"] >= 128 << 20, j
 assert j["chunk_bytes"] <= 1 << 20, j
-# ASan's shadow memory and quarantine add ~70 MiB of RssAnon of their own (80-83 MiB measured
+# The shadow memory and quarantine of ASan add ~70 MiB of RssAnon of their own (80-83 MiB measured
 # in the ASan build against 14-15 MiB in Release): the bound is checked without sanitizers.
 assert __import__("os").environ.get("WLIFT_SANITIZE") or j["peak_rss_anon"] <= (8 << 20) + (64 << 20), j["peak_rss_anon"]'
 	python3 -c 'import json, sys; j = json.load(open(sys.argv[1]))
