@@ -75,15 +75,18 @@ int cli_ctx_create(wlift_ctx **ctx, const wlift_ctx_opts *base, int verbosity, w
 /* The local-cache options that load, inspect, verify and cp take (getopt codes 200..202):
  * --cache-dir DIR, --offline, --cache-fill partial|full. Put CLI_CACHE_LONGOPTS in the
  * command's option table and pass every code it does not know to cli_cache_opt. */
-/* The same table carries the s3:// options: --region R, --no-sign. */
+/* The same table carries the s3:// options (--region R, --no-sign) and the transfer options
+ * of every remote source (--max-rate RATE, --allow-full-download). */
 enum { CLI_OPT_CACHE_DIR = 200, CLI_OPT_OFFLINE, CLI_OPT_CACHE_FILL, CLI_OPT_REGION,
-       CLI_OPT_NO_SIGN };
+       CLI_OPT_NO_SIGN, CLI_OPT_MAX_RATE, CLI_OPT_FULL_DOWNLOAD };
 #define CLI_CACHE_LONGOPTS                                                         \
 	{"cache-dir", required_argument, NULL, CLI_OPT_CACHE_DIR},                 \
 	    {"offline", no_argument, NULL, CLI_OPT_OFFLINE},                       \
 	    {"cache-fill", required_argument, NULL, CLI_OPT_CACHE_FILL},           \
 	    {"region", required_argument, NULL, CLI_OPT_REGION},                   \
-	    {"no-sign", no_argument, NULL, CLI_OPT_NO_SIGN}
+	    {"no-sign", no_argument, NULL, CLI_OPT_NO_SIGN},                       \
+	    {"max-rate", required_argument, NULL, CLI_OPT_MAX_RATE},               \
+	    {"allow-full-download", no_argument, NULL, CLI_OPT_FULL_DOWNLOAD}
 #define CLI_CACHE_HELP                                                                   \
 	"  --cache-dir DIR         write-through cache of remote objects (default:\n"    \
 	"                          WEIGHTLIFT_CACHE_DIR; none)\n"                        \
@@ -94,7 +97,11 @@ enum { CLI_OPT_CACHE_DIR = 200, CLI_OPT_OFFLINE, CLI_OPT_CACHE_FILL, CLI_OPT_REG
 	"  --region R              AWS region of s3:// buckets (WEIGHTLIFT_S3_REGION,\n"  \
 	"                          AWS_REGION, the profile's, else asked of S3)\n"        \
 	"  --no-sign               unsigned s3:// requests, for public buckets\n"          \
-	"                          (WEIGHTLIFT_S3_UNSIGNED=1)\n"
+	"                          (WEIGHTLIFT_S3_UNSIGNED=1)\n"                      \
+	"  --max-rate RATE         cap remote transfers at RATE bytes/s, e.g. 100M (binary\n" \
+	"                          suffixes; default: WEIGHTLIFT_MAX_RATE or no cap)\n"  \
+	"  --allow-full-download   read HTTP servers without Range support by downloading\n" \
+	"                          whole objects (default: WEIGHTLIFT_HTTP_FULL_DOWNLOAD)\n"
 /* 1 when c was a cache option (stored in co), 0 when it is not one, CLI_EXIT_USAGE (printed)
  * for a bad value. */
 int cli_cache_opt(const char *cmd, int c, const char *arg, wlift_ctx_opts *co);

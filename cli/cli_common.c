@@ -367,6 +367,11 @@ int cli_cache_opt(const char *cmd, int c, const char *arg, wlift_ctx_opts *co)
 	case CLI_OPT_NO_SIGN:
 		co->s3_unsigned = 1;
 		return 1;
+	case CLI_OPT_MAX_RATE:
+		return cli_parse_rate(cmd, arg, &co->max_rate) ? CLI_EXIT_USAGE : 1;
+	case CLI_OPT_FULL_DOWNLOAD:
+		co->http_full_download = 1;
+		return 1;
 	default:
 		return 0;
 	}

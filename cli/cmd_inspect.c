@@ -22,10 +22,6 @@ static void usage(FILE *out)
 	      "options:\n"
 	      "  --json          print one JSON object: {schema, uris, files, metadata, tensors,\n"
 	      "                  errors}; a bad file still prints it, with \"errors\" filled\n"
-	      "  --allow-full-download  read HTTP servers without Range support by\n"
-	      "                  downloading whole objects\n"
-	      "  --max-rate RATE cap remote transfers at RATE bytes/s, e.g. 100M (binary\n"
-	      "                  suffixes; default: WEIGHTLIFT_MAX_RATE or no cap)\n"
 	      CLI_CACHE_HELP
 	      "  -v, --verbose   library log messages on stderr (twice: debug)\n"
 	      "  -h, --help      show this help\n"
@@ -38,8 +34,6 @@ int cli_inspect(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"json", no_argument, NULL, 'j'},
-	    {"max-rate", required_argument, NULL, 'r'},
-	    {"allow-full-download", no_argument, NULL, 'F'},
 	    CLI_CACHE_LONGOPTS,
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -56,14 +50,6 @@ int cli_inspect(int argc, char **argv)
 		switch (c) {
 		case 'j':
 			json = true;
-			break;
-		case 'F':
-			co.http_full_download = 1;
-			break;
-		case 'r':
-			rc = cli_parse_rate("inspect", optarg, &co.max_rate);
-			if (rc)
-				return rc;
 			break;
 		case 'v':
 			verbosity++;

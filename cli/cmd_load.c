@@ -28,10 +28,6 @@ static void usage(FILE *out)
 	    "  --threads N             I/O threads (default: WEIGHTLIFT_THREADS or tuned)\n"
 	    "  --chunk-size SIZE       read unit, e.g. 8M (default: WEIGHTLIFT_CHUNK_BYTES)\n"
 	    "  --max-inflight SIZE     bytes in flight (default: WEIGHTLIFT_MAX_INFLIGHT_BYTES)\n"
-	    "  --allow-full-download   read HTTP servers without Range support by downloading\n"
-	    "                          whole objects (default: WEIGHTLIFT_HTTP_FULL_DOWNLOAD)\n"
-	    "  --max-rate RATE         cap remote transfers at RATE bytes/s, e.g. 100M (binary\n"
-	    "                          suffixes; default: WEIGHTLIFT_MAX_RATE or no cap)\n"
 	    "  --strategy S            auto | pread | uring (default auto)\n"
 	    "  --direct D              auto | on | off: O_DIRECT reads (default auto)\n"
 	    "  --mmap                  tensors are views of a private mapping of the file\n"
@@ -262,8 +258,6 @@ int cli_load(int argc, char **argv)
 		OPT_RANK,
 		OPT_WORLD,
 		OPT_SHARD,
-		OPT_RATE,
-		OPT_FULL,
 		OPT_EXPERTS,
 	};
 	static const struct option opts[] = {
@@ -282,8 +276,6 @@ int cli_load(int argc, char **argv)
 	    {"rank", required_argument, NULL, OPT_RANK},
 	    {"world", required_argument, NULL, OPT_WORLD},
 	    {"shard-spec", required_argument, NULL, OPT_SHARD},
-	    {"max-rate", required_argument, NULL, OPT_RATE},
-	    {"allow-full-download", no_argument, NULL, OPT_FULL},
 	    {"experts", required_argument, NULL, OPT_EXPERTS},
 	    CLI_CACHE_LONGOPTS,
 	    {"quiet", no_argument, NULL, 'q'},
@@ -305,7 +297,7 @@ int cli_load(int argc, char **argv)
 	const char *shard_path = NULL;
 	wlift_expert_filter experts = {0};
 	bool use_experts = false;
-	uint64_t chunk = 0, inflight = 0, peak = 0, rate = 0;
+	uint64_t chunk = 0, inflight = 0, peak = 0;
 	const char *uri, *device = NULL;
 	wlift_ctx *ctx = NULL;
 	wlift_diag d;
@@ -331,14 +323,6 @@ int cli_load(int argc, char **argv)
 				    c == OPT_CHUNK ? "1G" : "1T");
 				goto out;
 			}
-			break;
-		case OPT_RATE:
-			rc = cli_parse_rate("load", optarg, &rate);
-			if (rc)
-				goto out;
-			break;
-		case OPT_FULL:
-			co.http_full_download = 1;
 			break;
 		case OPT_STRATEGY:
 		case OPT_DIRECT:
@@ -506,7 +490,6 @@ int cli_load(int argc, char **argv)
 	co.threads = (unsigned)threads;
 	co.chunk_bytes = (size_t)chunk;
 	co.max_inflight_bytes = (size_t)inflight;
-	co.max_rate = rate;
 	lo.threads = (unsigned)threads;
 	lo.chunk_bytes = (size_t)chunk;
 	lo.max_inflight_bytes = (size_t)inflight;

@@ -43,10 +43,6 @@ static void usage(FILE *out)
 	      "  --batch-size SIZE   load at most SIZE bytes at a time (default 1G)\n"
 	      "  --threads N         I/O threads (default: library default)\n"
 	      "  --chunk-size SIZE   read unit, e.g. 1M (default: the library's)\n"
-	      "  --allow-full-download  read HTTP servers without Range support by\n"
-	      "                      downloading whole objects\n"
-	      "  --max-rate RATE     cap remote transfers at RATE bytes/s, e.g. 100M (binary\n"
-	      "                      suffixes; default: WEIGHTLIFT_MAX_RATE or no cap)\n"
 	      CLI_CACHE_HELP
 	      "  -q, --quiet         print nothing but errors\n"
 	      "  -v, --verbose       library log messages on stderr (twice: debug)\n"
@@ -339,16 +335,14 @@ static void write_verdict(struct cli_jw *w, void *user)
 
 int cli_verify(int argc, char **argv)
 {
-	enum { OPT_JSON = 256, OPT_EXPECT, OPT_BATCH, OPT_THREADS, OPT_RATE, OPT_CHUNK, OPT_FULL };
+	enum { OPT_JSON = 256, OPT_EXPECT, OPT_BATCH, OPT_THREADS, OPT_CHUNK };
 	static const struct option opts[] = {
 	    {"json", no_argument, NULL, OPT_JSON},
 	    {"expect", required_argument, NULL, OPT_EXPECT},
 	    {"batch-size", required_argument, NULL, OPT_BATCH},
 	    {"threads", required_argument, NULL, OPT_THREADS},
-	    {"max-rate", required_argument, NULL, OPT_RATE},
 	    CLI_CACHE_LONGOPTS,
 	    {"chunk-size", required_argument, NULL, OPT_CHUNK},
-	    {"allow-full-download", no_argument, NULL, OPT_FULL},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -391,14 +385,6 @@ int cli_verify(int argc, char **argv)
 			if (cli_parse_size(optarg, &chunk, false) < 0 || chunk > WLIFT_MAX_CHUNK_BYTES)
 				return cli_usage_error("verify", "invalid --chunk-size '%s' (a size up "
 						       "to 1G)", optarg);
-			break;
-		case OPT_FULL:
-			co.http_full_download = 1;
-			break;
-		case OPT_RATE:
-			rc = cli_parse_rate("verify", optarg, &co.max_rate);
-			if (rc)
-				return rc;
 			break;
 		case 'q':
 			quiet = true;
