@@ -106,6 +106,21 @@ enum { CLI_OPT_CACHE_DIR = 200, CLI_OPT_OFFLINE, CLI_OPT_CACHE_FILL, CLI_OPT_REG
  * for a bad value. */
 int cli_cache_opt(const char *cmd, int c, const char *arg, wlift_ctx_opts *co);
 
+/* Batched loading (cli_batch.c) for commands that consume tensors and drop them: ck's
+ * tensors (those of file `file` only, or all with CLI_ALL_FILES) load in index order in
+ * batches of at most batch_bytes (a larger tensor is a batch of its own). ready is wlift_load's
+ * callback; done, when set, sees each batch's result before it is freed and the next one
+ * loads. 0, or the first negative error of a load or of done. */
+#define CLI_ALL_FILES ((size_t)-1)
+#define CLI_DEFAULT_BATCH_BYTES (1ull << 30)
+struct cli_batch_ops {
+	wlift_ready_fn ready;
+	int (*done)(const wlift_result *res, void *user);
+	void *user;
+};
+int cli_load_batches(wlift_ckpt *ck, const wlift_load_opts *lo, size_t file,
+		     uint64_t batch_bytes, const struct cli_batch_ops *ops, wlift_diag *d);
+
 /* Read a small user-named file whole (NUL-terminated, free with free()): a regular file of
  * at most max bytes; opening never blocks (FIFOs). 0, or an exit status with the error
  * printed. */

@@ -28,6 +28,8 @@ static void usage(FILE *out)
 	      "fsynced, renamed).\n"
 	      "\n"
 	      "options:\n" CLI_CACHE_HELP
+	      "  --batch-size SIZE       hold at most SIZE bytes of tensors in memory at a time\n"
+	      "                          (default 1G; a larger tensor is a batch of its own)\n"
 	      "  --json                  print {schema, files:[{uri, path, size}], bytes,\n"
 	      "                          seconds, gb_per_s}\n"
 	      "  -q, --quiet             print nothing but errors\n"
@@ -167,16 +169,35 @@ static int out_close(struct out_file *f, int ok)
 	return ret;
 }
 
-/* Copy file i of ck to dir. Bytes written, or an exit status (error printed). */
-static int copy_file(wlift_ckpt *ck, size_t i, const char *dir, json_object *files, bool quiet,
-		     uint64_t *bytes)
+/* A file being copied: each batch of its tensors is written at their offsets as it
+ * completes; werr keeps a write error apart from the load's own. */
+struct copy_out {
+	struct out_file f;
+	int werr;
+};
+
+static int write_batch(const wlift_result *res, void *user)
 {
-	wlift_load_opts lo = WLIFT_LOAD_OPTS_INIT;
-	wlift_result *res = NULL;
+	struct copy_out *o = user;
+
+	for (size_t k = 0; !o->werr && k < wlift_result_count(res); k++) {
+		wlift_tensor_view v;
+
+		wlift_tensor_get(wlift_result_tensor(res, k), &v);
+		if (v.nbytes)
+			o->werr = pwrite_all(o->f.fd, v.data, (size_t)v.nbytes, v.info.file_offset);
+	}
+	return o->werr;
+}
+
+/* Copy file i of ck to dir, holding at most batch_bytes of its tensors at a time. Bytes
+ * written, or an exit status (error printed). */
+static int copy_file(wlift_ckpt *ck, const wlift_load_opts *lo, uint64_t batch_bytes, size_t i,
+		     const char *dir, json_object *files, bool quiet, uint64_t *bytes)
+{
+	struct copy_out o = {.f = {.fd = -1}};
+	const struct cli_batch_ops ops = {.done = write_batch, .user = &o};
 	wlift_file_info fi;
-	struct out_file f = {0};
-	const char **names = NULL;
-	size_t n = 0, total = wlift_ckpt_count(ck);
 	char *name = NULL, *hdr = NULL;
 	wlift_diag d;
 	int ret, rc = 0;
@@ -188,64 +209,41 @@ static int copy_file(wlift_ckpt *ck, size_t i, const char *dir, json_object *fil
 		cli_errorf("%s: no file name to copy it to", fi.uri);
 		return CLI_EXIT_INPUT;
 	}
-	names = calloc(total ? total : 1, sizeof(*names));
 	hdr = malloc(fi.data_offset ? (size_t)fi.data_offset : 1);
-	if (!names || !hdr) {
-		rc = cli_exit_code(-ENOMEM);
+	ret = hdr ? wlift_ckpt_read(ck, i, 0, hdr, (size_t)fi.data_offset, &d) : -ENOMEM;
+	if (!ret) {
+		o.werr = out_open(&o.f, dir, name);
+		if (!o.werr)
+			o.werr = pwrite_all(o.f.fd, hdr, (size_t)fi.data_offset, 0);
+		ret = o.werr ? o.werr : cli_load_batches(ck, lo, i, batch_bytes, &ops, &d);
+	}
+	if (!ret && ftruncate(o.f.fd, (off_t)fi.size))
+		ret = o.werr = -errno;
+	if (!ret)
+		ret = o.werr = out_close(&o.f, 1);
+	if (ret && o.werr) {
+		cli_errorf("%s: %s", o.f.path ? o.f.path : dir, strerror(-o.werr));
+		rc = CLI_EXIT_IO;
 		goto out;
-	}
-	for (size_t k = 0; k < total; k++) {
-		wlift_tensor_info ti;
-		if (wlift_ckpt_info(ck, k, &ti) == 0 && ti.file == i)
-			names[n++] = ti.name;
-	}
-	ret = wlift_ckpt_read(ck, i, 0, hdr, (size_t)fi.data_offset, &d);
-	if (!ret && n) {
-		lo.names = names;
-		lo.nnames = n;
-		ret = wlift_load(ck, &lo, NULL, NULL, &res, &d);
 	}
 	if (ret) {
 		cli_print_error(fi.uri, ret, &d);
 		rc = cli_exit_code(ret);
 		goto out;
 	}
-	ret = out_open(&f, dir, name);
-	if (!ret)
-		ret = pwrite_all(f.fd, hdr, (size_t)fi.data_offset, 0);
-	for (size_t k = 0; !ret && res && k < wlift_result_count(res); k++) {
-		wlift_tensor_view v;
-		wlift_tensor_get(wlift_result_tensor(res, k), &v);
-		if (v.nbytes)
-			ret = pwrite_all(f.fd, v.data, (size_t)v.nbytes, v.info.file_offset);
-	}
-	if (!ret && ftruncate(f.fd, (off_t)fi.size))
-		ret = -errno;
-	{
-		int r2 = out_close(&f, !ret);
-		if (!ret)
-			ret = r2;
-	}
-	if (ret) {
-		cli_errorf("%s: %s", f.path ? f.path : dir, strerror(-ret));
-		rc = CLI_EXIT_IO;
-		goto out;
-	}
 	if (files) {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "uri", json_object_new_string(fi.uri));
-		json_object_object_add(o, "path", json_object_new_string(f.path));
-		json_object_object_add(o, "size", json_object_new_int64((int64_t)fi.size));
-		json_object_array_add(files, o);
+		json_object *j = json_object_new_object();
+		json_object_object_add(j, "uri", json_object_new_string(fi.uri));
+		json_object_object_add(j, "path", json_object_new_string(o.f.path));
+		json_object_object_add(j, "size", json_object_new_int64((int64_t)fi.size));
+		json_object_array_add(files, j);
 	} else if (!quiet) {
-		printf("%s -> %s\n", fi.uri, f.path);
+		printf("%s -> %s\n", fi.uri, o.f.path);
 	}
 	*bytes += fi.size;
 out:
-	out_close(&f, 0);
-	free(f.path);
-	wlift_result_free(res);
-	free(names);
+	out_close(&o.f, 0);
+	free(o.f.path);
 	free(hdr);
 	free(name);
 	return rc;
@@ -308,9 +306,10 @@ static int copy_index(wlift_ctx *ctx, const char *uri, const char *dir, json_obj
 
 int cli_cp(int argc, char **argv)
 {
-	enum { OPT_JSON = 256 };
+	enum { OPT_JSON = 256, OPT_BATCH };
 	static const struct option opts[] = {
 	    {"json", no_argument, NULL, OPT_JSON},
+	    {"batch-size", required_argument, NULL, OPT_BATCH},
 	    CLI_CACHE_LONGOPTS,
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -322,7 +321,8 @@ int cli_cp(int argc, char **argv)
 	wlift_ctx *ctx = NULL;
 	wlift_ckpt *ck = NULL;
 	const char *uri, *dir;
-	uint64_t bytes = 0;
+	wlift_load_opts lo = WLIFT_LOAD_OPTS_INIT;
+	uint64_t bytes = 0, batch = CLI_DEFAULT_BATCH_BYTES;
 	bool json = false, quiet = false;
 	int verbosity = 0, c, rc = 0, ret;
 	double t0;
@@ -332,6 +332,10 @@ int cli_cp(int argc, char **argv)
 		switch (c) {
 		case OPT_JSON:
 			json = true;
+			break;
+		case OPT_BATCH:
+			if (cli_parse_size(optarg, &batch, false) < 0)
+				return cli_usage_error("cp", "invalid --batch-size '%s'", optarg);
 			break;
 		case 'q':
 			quiet = true;
@@ -377,7 +381,7 @@ int cli_cp(int argc, char **argv)
 	if (has_suffix(uri, ".index.json"))
 		rc = copy_index(ctx, uri, dir, files, quiet, &bytes);
 	for (size_t i = 0; !rc && i < wlift_ckpt_nfiles(ck); i++)
-		rc = copy_file(ck, i, dir, files, quiet, &bytes);
+		rc = copy_file(ck, &lo, batch, i, dir, files, quiet, &bytes);
 	if (!rc) {
 		double s = now_s() - t0;
 		double gbs = s > 0 ? (double)bytes / s / 1e9 : 0;

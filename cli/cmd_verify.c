@@ -22,8 +22,6 @@
 /* --expect files: a verify --json of the largest checkpoints is a few MiB. */
 #define EXPECT_MAX (64u << 20)
 
-#define DEFAULT_BATCH_BYTES (1ull << 30)
-
 static void usage(FILE *out)
 {
 	fputs("usage: weightlift verify [options] URI...\n"
@@ -92,77 +90,30 @@ static int on_ready(const wlift_tensor *t, void *user)
 	return 0;
 }
 
-/* Load names[0..n) (all tensors when names is NULL) and hash them into st. */
-static int load_batch(wlift_ckpt *ck, const wlift_load_opts *base, const char *const *names,
-		      size_t n, struct verify_state *st, wlift_diag *d)
+/* The callback is the fast path; catch any tensor it did not see (a library may deliver
+ * tensors it had no reason to announce, e.g. zero-sized ones). */
+static int on_batch(const wlift_result *res, void *user)
 {
-	wlift_load_opts lo = *base;
-	wlift_result *res = NULL;
-	size_t count;
-	int ret;
+	size_t count = wlift_result_count(res);
+	int ret = 0;
 
-	lo.names = names;
-	lo.nnames = names ? n : 0;
-	ret = wlift_load(ck, &lo, on_ready, st, &res, d);
-	if (ret < 0) {
-		if (st->err)
-			ret = st->err;
-		goto out;
-	}
-	/* The callback is the fast path; catch any tensor it did not see (a library may
-	 * deliver tensors it had no reason to announce, e.g. zero-sized ones). */
-	count = wlift_result_count(res);
 	for (size_t i = 0; i < count && ret >= 0; i++) {
 		const wlift_tensor *t = wlift_result_tensor(res, i);
 
 		if (t)
-			ret = hash_tensor(st, t);
+			ret = hash_tensor(user, t);
 	}
-out:
-	wlift_result_free(res);
 	return ret;
 }
 
 static int verify_ckpt(wlift_ckpt *ck, const wlift_load_opts *lo, uint64_t batch_bytes,
 		       struct verify_state *st, wlift_diag *d)
 {
-	size_t n = wlift_ckpt_count(ck), nb = 0;
-	const char **names = NULL;
-	uint64_t total = 0, acc = 0;
-	int ret = 0;
+	const struct cli_batch_ops ops = {.ready = on_ready, .done = on_batch, .user = st};
+	int ret = cli_load_batches(ck, lo, CLI_ALL_FILES, batch_bytes, &ops, d);
 
-	for (size_t i = 0; i < n; i++) {
-		wlift_tensor_info ti;
-
-		if (wlift_ckpt_info(ck, i, &ti) == 0)
-			total += ti.nbytes;
-	}
-	if (n == 0)
-		return 0;
-	if (total <= batch_bytes)
-		return load_batch(ck, lo, NULL, 0, st, d);
-
-	names = malloc(n * sizeof(*names));
-	if (!names)
-		return -ENOMEM;
-	for (size_t i = 0; i < n && ret >= 0; i++) {
-		wlift_tensor_info ti;
-
-		ret = wlift_ckpt_info(ck, i, &ti);
-		if (ret < 0)
-			break;
-		if (nb && acc + ti.nbytes > batch_bytes) {
-			ret = load_batch(ck, lo, names, nb, st, d);
-			nb = 0;
-			acc = 0;
-		}
-		names[nb++] = ti.name;
-		acc += ti.nbytes;
-	}
-	if (ret >= 0 && nb)
-		ret = load_batch(ck, lo, names, nb, st, d);
-	free(names);
-	return ret;
+	/* A hashing error stops the load through the callback: report it, not the cancel. */
+	return ret < 0 && st->err ? st->err : ret;
 }
 
 /* ---- --expect ---------------------------------------------------------------------- */
@@ -357,7 +308,7 @@ int cli_verify(int argc, char **argv)
 	struct mismatch *mm = NULL;
 	size_t nmm = 0;
 	const char *expect_path = NULL;
-	uint64_t batch = DEFAULT_BATCH_BYTES, chunk = 0;
+	uint64_t batch = CLI_DEFAULT_BATCH_BYTES, chunk = 0;
 	unsigned long threads = 0;
 	wlift_ctx *ctx = NULL;
 	wlift_diag d;

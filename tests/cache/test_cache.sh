@@ -226,6 +226,13 @@ done
 expect_rc 0 WL cp "$URL/big.safetensors" "$T/cp"
 grep_out "GB/s"
 check "cp big" 'cmp -s "$T/cp/big.safetensors" "$D/big.safetensors" && [ -z "$(ls -a "$T/cp" | grep part)" ]'
+# Small batches: the file is written batch by batch (memory holds one batch), bytes equal.
+expect_rc 0 WL cp --batch-size 4K "$URL/big.safetensors" "$T/cp-batched"
+check "cp in 4 KiB batches" 'cmp -s "$T/cp-batched/big.safetensors" "$D/big.safetensors"'
+expect_rc 0 WL cp --batch-size 4K "$URL/sharded/model.safetensors.index.json" "$T/cp-batched"
+check "cp of a sharded set in 4 KiB batches" 'cmp -s "$T/cp-batched/model-00002-of-00002.safetensors" "$D/sharded/model-00002-of-00002.safetensors"'
+expect_rc 2 WL cp --batch-size 0 "$URL/big.safetensors" "$T/cp-batched"
+grep_err "invalid --batch-size '0'"
 expect_rc 3 WL cp "$URL/missing.safetensors" "$T/cp"
 check "a failed cp writes nothing" '[ ! -e "$T/cp/missing.safetensors" ] && [ -z "$(ls -a "$T/cp" | grep part)" ]'
 
