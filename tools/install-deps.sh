@@ -2,8 +2,8 @@
 # Install what weightlift needs from Debian, only when missing.
 #   tools/install-deps.sh build   compilers and -dev libraries
 #   tools/install-deps.sh test    + test tools (Check, fio, valgrind, nginx, libfuse3 for the
-#                                 fault injection test, Open MPI for the distributed tests,
-#                                 python venv)
+#                                 fault injection test, Open MPI and iproute2 for the
+#                                 distributed tests, python venv)
 #   tools/install-deps.sh demo    + what `make demo` uses (fio; nginx and curl for streaming
 #                                 from a loopback server through the local cache)
 #   tools/install-deps.sh bench   + what bench/remote.sh uses (nginx, aria2c, curl, ping, ip/tc)
@@ -13,7 +13,7 @@ pkgs=(build-essential cmake pkg-config libjson-c-dev liburing-dev libssl-dev lib
       python3 python3-venv python3-dev)
 case "$what" in
   test) pkgs+=(check clang libclang-rt-14-dev fio valgrind libfuse3-dev fuse3 nginx curl openmpi-bin
-              libopenmpi-dev) ;;
+              libopenmpi-dev iproute2) ;;
   demo) pkgs+=(fio nginx curl) ;;
   bench) pkgs+=(nginx aria2 curl iputils-ping iproute2) ;;
   build) ;;

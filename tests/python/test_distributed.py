@@ -1,21 +1,22 @@
 # SPDX-License-Identifier: Apache-2.0
 """Distributed loading across processes on this machine (weightlift.distributed,
 docs/distributed.md): 2 and 4 ranks over torch.distributed gloo (file:// rendezvous) and over
-MPI (mpirun + mpi4py, when installed), each rank a process running dist_worker.py, which
-checks its tensors against the reference's full load sliced, and its bytes read against the
-plan: shard mode (dim 0, dim 1, uneven sizes, replicated tensors read once and broadcast) from
-a local file and from nginx on 127.0.0.1, fastsafetensors' loader (get_tensor, get_sharded,
-push_tensor, as_dict), file mode, expert parallelism. Then the failures: ranks passing
-different specs, a rank whose load fails, a rank that dies mid-load: every other rank fails
-with a clear error within the timeout, never hangs. About 40 s on 2 busy cores."""
+MPI (mpirun --allow-run-as-root --oversubscribe + mpi4py, when installed), each rank a process
+running dist_worker.py, which checks its tensors against the reference's full load sliced,
+and its bytes read against the plan: shard mode (dim 0, dim 1, uneven sizes, replicated
+tensors read once and broadcast) from a local file and from nginx on 127.0.0.1,
+fastsafetensors' loader (get_tensor, get_sharded, push_tensor, as_dict), file mode, expert
+parallelism. Then the failures, over gloo and MPI: ranks passing different specs, a rank
+whose load fails (every rank raises, naming it), a rank that dies mid-load (the other fails
+with a clear error within the timeout, never hangs; under mpirun the job ends). The 2- and
+4-rank groups, gloo and MPI, share 4 processes (see jobs()). About 100 s on 2 busy cores
+(load 11), most of it importing torch in 6 processes."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
@@ -24,13 +25,13 @@ pytest.importorskip("safetensors.torch")
 wd = pytest.importorskip("weightlift.distributed")
 from safetensors.torch import save_file  # noqa: E402
 
+import nginxutil  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "dist_worker.py")
 MOE = os.path.join(HERE, "..", "cli", "moe_fixture.py")
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK)
-                                  else None)
 MPIRUN = shutil.which("mpirun")
-LIMIT = 300  # seconds for one multi-rank run, far above its normal time (10-30 s)
+LIMIT = 400  # seconds for one multi-rank job, far above its normal time (20-60 s)
 
 
 @pytest.fixture(scope="module")
@@ -55,87 +56,58 @@ def data(tmp_path_factory):
     return d
 
 
-NGINX_CONF = """
-{user}
-daemon off;
-worker_processes 1;
-pid {pfx}/nginx.pid;
-error_log {pfx}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {pfx}/tmp;
-    proxy_temp_path {pfx}/tmp;
-    fastcgi_temp_path {pfx}/tmp;
-    uwsgi_temp_path {pfx}/tmp;
-    scgi_temp_path {pfx}/tmp;
-    default_type application/octet-stream;
-    server {{ listen 127.0.0.1:{port}; root {root}; }}
-}}
-"""
-
-
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 @pytest.fixture(scope="module")
 def url(data, tmp_path_factory):
-    if not NGINX:
+    if not nginxutil.NGINX:
         yield ""
         return
-    pfx = tmp_path_factory.mktemp("nginx")
-    (pfx / "tmp").mkdir()
-    port = _free_port()
-    (pfx / "nginx.conf").write_text(NGINX_CONF.format(
-        user="user root;" if os.getuid() == 0 else "", pfx=pfx, port=port, root=data))
-    proc = subprocess.Popen([NGINX, "-p", str(pfx), "-c", str(pfx / "nginx.conf"), "-e",
-                             str(pfx / "error.log")], stderr=subprocess.DEVNULL)
-    u = "http://127.0.0.1:%d" % port
+    ngx = nginxutil.Nginx(data, tmp_path_factory.mktemp("nginx"))
     try:
-        for _ in range(50):
-            try:
-                urllib.request.urlopen(u + "/m.safetensors", timeout=1).read(1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    u = ""
-                    break
-                time.sleep(0.1)
-        yield u
+        yield ngx.start()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        ngx.stop()
 
 
 def _env():
-    env = dict(os.environ, WEIGHTLIFT_SHARD_PIECE_MIN="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, WEIGHTLIFT_SHARD_PIECE_MIN="1", OMP_NUM_THREADS="1",
+               TORCH_CPP_LOG_LEVEL="ERROR")
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     return env
 
 
-def _reports(tmp_path, world):
-    out = []
-    for r in range(world):
-        p = tmp_path / f"r{r}.json"
-        out.append(json.loads(p.read_text()) if p.exists() else None)
-    return out
+def _reports(out, nprocs):
+    res = []
+    for r in range(nprocs):
+        p = out / f"r{r}.json"
+        res.append(json.loads(p.read_text()) if p.exists() else None)
+    return res
 
 
-def run_gloo(tmp_path, scenario, world, data, url=""):
-    init = "file://" + str(tmp_path / "rendezvous")
-    procs = [subprocess.Popen([sys.executable, WORKER, scenario, str(r), str(world), init,
-                               str(data), str(tmp_path / f"r{r}.json"), url], env=_env())
-             for r in range(world)]
+def run_job(out, steps, nprocs, data, url="", mpi=False):
+    """NPROCS ranks running dist_worker.py STEPS, started by mpirun (mpi) or as processes of
+    ours; returns (exit codes or mpirun's, [each rank's report or None], seconds)."""
+    init = "file://" + str(out / "rendezvous")
+    env = _env()
     t0 = time.monotonic()
+    if mpi:
+        env.update(OMPI_MCA_btl="self,tcp", OMPI_MCA_btl_tcp_if_include="lo",
+                   OMPI_MCA_oob_tcp_if_include="lo", OMPI_MCA_plm="isolated",
+                   OMPI_MCA_rmaps_base_oversubscribe="1")
+        # Each rank learns its rank from Open MPI's environment.
+        wrapper = ("import os, sys, runpy; r = os.environ['OMPI_COMM_WORLD_RANK']; "
+                   f"sys.argv = [{WORKER!r}, {steps!r}, r, '{nprocs}', {init!r}, "
+                   f"{str(data)!r}, {str(out)!r} + '/r' + r + '.json', {url!r}]; "
+                   f"runpy.run_path({WORKER!r}, run_name='__main__')")
+        cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(nprocs),
+               "--mca", "btl", "self,tcp", sys.executable, "-c", wrapper]
+        try:
+            p = subprocess.run(cmd, env=env, timeout=LIMIT, capture_output=True, text=True)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{steps}: mpirun did not finish within {LIMIT} s (hang)")
+        return [p.returncode], _reports(out, nprocs), time.monotonic() - t0
+    procs = [subprocess.Popen([sys.executable, WORKER, steps, str(r), str(nprocs), init,
+                               str(data), str(out / f"r{r}.json"), url], env=env)
+             for r in range(nprocs)]
     try:
         for p in procs:
             p.wait(timeout=max(1, LIMIT - (time.monotonic() - t0)))
@@ -144,14 +116,56 @@ def run_gloo(tmp_path, scenario, world, data, url=""):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-                pytest.fail(f"{scenario}: a rank did not finish within {LIMIT} s (hang)")
-    return procs, _reports(tmp_path, world), time.monotonic() - t0
+                pytest.fail(f"{steps}: a rank did not finish within {LIMIT} s (hang)")
+    return [p.returncode for p in procs], _reports(out, nprocs), time.monotonic() - t0
 
 
-def _ok(reports):
+# Two jobs, shared by the tests that check their parts (starting a rank, i.e. importing torch,
+# costs ~5 s of CPU: most of this file's time). "all": 4 processes (under mpirun when
+# mpi4py and mpirun are there) running the 4-rank gloo and MPI steps, then the 2-rank ones
+# in groups of ranks 0 and 1 (main, the spec mismatch and a failing rank; last, rank 1 of
+# the MPI pair exits and mpirun ends the job). "die": 2 processes, rank 1 exits mid-load.
+_JOBS = {}
+
+
+def _have_mpi():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return False
+    return bool(MPIRUN)
+
+
+@pytest.fixture(scope="module")
+def jobs(data, url, tmp_path_factory):
+    def get(name):
+        if name not in _JOBS:
+            out = tmp_path_factory.mktemp(name)
+            if name == "die":
+                _JOBS[name] = run_job(out, "g2:die", 2, data)
+            else:
+                mpi = _have_mpi()
+                steps = ["g4:main", "m4:shard", "g2:main", "g2:errors", "m2:main",
+                         "m2:errors", "m2:die"]
+                steps = [s for s in steps if mpi or s[0] == "g"]
+                _JOBS[name] = run_job(out, "+".join(steps), 4, data, url, mpi=mpi)
+        return _JOBS[name]
+    yield get
+    _JOBS.clear()
+
+
+def _group(reports, kind, world):
+    """The reports of group kind (e.g. "g2") of ranks 0..world-1."""
+    for r in range(world):
+        assert reports[r] is not None, f"rank {r} wrote no report"
+        assert kind in reports[r], f"rank {r}: no {kind} steps ran: {reports[r].get('error')}" \
+            f"\n{reports[r].get('trace')}"
+    return [reports[r][kind] for r in range(world)]
+
+
+def _ok(reports, step="main"):
     for r, rep in enumerate(reports):
-        assert rep is not None, f"rank {r} wrote no report"
-        assert rep["ok"], f"rank {r}: {rep.get('error')}\n{rep.get('trace')}"
+        assert step in rep["done"], f"rank {r}: {rep.get('error')}\n{rep.get('trace')}"
         assert rep["checks"] > 0
 
 
@@ -160,63 +174,73 @@ def _sizes(data, name):
     return sum(t.numel() * t.element_size() for t in ref.values())
 
 
-@pytest.mark.parametrize("world", [2, 4])
-def test_gloo(tmp_path, data, url, world):
-    procs, reports, _ = run_gloo(tmp_path, "main", world, data, url)
-    _ok(reports)
+def _check_main(reports, data, url, step="main"):
+    _ok(reports, step)
     total = _sizes(data, "m.safetensors")
     # Over the ranks, each byte of the checkpoint was read once (shard mode, every piece read
     # on its own) and once in file mode; the fastsafetensors loader read each file once.
     assert sum(r["shard_bytes_read"] for r in reports) == total
-    assert sum(r["scatter_bytes_read"] for r in reports) == total
-    assert sum(r["whole_bytes_read"] for r in reports) == total
     if url:
         assert sum(r["http_bytes_read"] for r in reports) == total
+    if step == "shard":
+        return
+    assert sum(r["scatter_bytes_read"] for r in reports) == total
+    assert sum(r["whole_bytes_read"] for r in reports) == total
     parts = sum(_sizes(data, f"part{i}.safetensors") for i in range(3))
     assert sum(r["file_bytes_read"] for r in reports) == parts
     moe = _sizes(data, "moe.safetensors")
     assert max(r["experts_bytes_read"] for r in reports) < moe
 
 
-@pytest.mark.skipif(not MPIRUN, reason="mpirun not installed (tools/install-deps.sh test)")
-@pytest.mark.parametrize("world", [2, 4])
-def test_mpi(tmp_path, data, world):
+def _need_mpi():
+    if not MPIRUN:
+        pytest.skip("mpirun not installed (tools/install-deps.sh test)")
     pytest.importorskip("mpi4py")
-    env = _env()
-    env.update(OMPI_MCA_btl="self,tcp", OMPI_MCA_btl_tcp_if_include="lo",
-               OMPI_MCA_oob_tcp_if_include="lo", OMPI_MCA_plm="isolated",
-               OMPI_MCA_rmaps_base_oversubscribe="1")
-    # Each rank learns its rank from Open MPI's environment.
-    wrapper = ("import os, sys, runpy; r = os.environ['OMPI_COMM_WORLD_RANK']; "
-               f"sys.argv = [{WORKER!r}, 'main', r, '{world}', 'mpi', {str(data)!r}, "
-               f"{str(tmp_path)!r} + '/r' + r + '.json']; "
-               f"runpy.run_path({WORKER!r}, run_name='__main__')")
-    cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(world),
-           "--mca", "btl", "self,tcp", sys.executable, "-c", wrapper]
-    p = subprocess.run(cmd, env=env, timeout=LIMIT, capture_output=True, text=True)
-    reports = _reports(tmp_path, world)
-    if all(r is None for r in reports):
-        pytest.fail(f"mpirun exit {p.returncode}: {p.stderr[-2000:]}")
-    _ok(reports)
-    assert sum(r["shard_bytes_read"] for r in reports) == _sizes(data, "m.safetensors")
 
 
-def test_spec_mismatch_and_failure(tmp_path, data):
-    procs, reports, _ = run_gloo(tmp_path, "errors", 2, data)
-    _ok(reports)
-    for r, rep in enumerate(reports):
+@pytest.mark.parametrize("world", [2, 4])
+def test_gloo(jobs, data, url, world):
+    _check_main(_group(jobs("all")[1], f"g{world}", world), data, url)
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_mpi(jobs, data, url, world):
+    _need_mpi()
+    # 4 ranks: shard mode (local, HTTP); 2 ranks: everything (file mode, the loader, experts).
+    _check_main(_group(jobs("all")[1], f"m{world}", world), data, url,
+                "shard" if world == 4 else "main")
+
+
+@pytest.mark.parametrize("kind", ["g", "m"])
+def test_spec_mismatch_and_failure(jobs, kind):
+    if kind == "m":
+        _need_mpi()
+    reports = _group(jobs("all")[1], kind + "2", 2)
+    _ok(reports, "errors")
+    for rep in reports:
         assert "different checkpoints or specs" in rep.get("mismatch", ""), rep
         assert "loading failed on rank 1" in rep.get("fail", ""), rep
         assert "injected read failure" in rep["fail"], rep
 
 
-def test_rank_dies(tmp_path, data):
-    procs, reports, secs = run_gloo(tmp_path, "die", 2, data)
-    assert procs[1].returncode == 3 and reports[1] is None
-    rep = reports[0]
-    assert rep is not None and not rep["ok"]
-    assert "DistributedError" in rep["error"] and "rank 0 of 2" in rep["error"], rep["error"]
-    assert rep["seconds"] < 120, rep  # gloo notices the closed peer at once; bound: 2 x TIMEOUT
+def test_rank_dies(jobs):
+    rcs, reports, secs = jobs("die")
+    assert rcs[1] == 3 and not reports[1]["g2"]["done"], (rcs, reports[1])
+    rep = reports[0]["g2"]
+    assert "die" in rep["done"], rep
+    err = rep["die_error"]
+    assert "DistributedError" in err and "rank 0 of 2" in err, err
+    # gloo notices the closed peer at once; the bound is the worker's timeout (60 s).
+    assert rep["die_seconds"] < 90, rep
+
+
+def test_mpi_rank_dies(jobs):
+    """Under mpirun a rank exiting ends the job: mpirun exits non-zero within the bound."""
+    _need_mpi()
+    rcs, reports, secs = jobs("all")
+    assert rcs[0] != 0
+    for rep in _group(reports, "m2", 2):
+        assert rep["done"] == ["main", "errors"], rep
 
 
 def test_single_process(data):
