@@ -17,7 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 #include "source/awscreds.h"
 #include "source/http.h"
@@ -43,7 +46,8 @@ static const char *const config_env[] = {
 	"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
 	"AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
 	"AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_DISABLED", "AWS_ENDPOINT_URL",
-	"AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_DEFAULT_REGION", "HOME",
+	"AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_SSO", "AWS_METADATA_SERVICE_TIMEOUT",
+	"AWS_REGION", "AWS_DEFAULT_REGION", "HOME",
 };
 
 static const char *env(const char *name)
@@ -261,7 +265,9 @@ static int take_json(const char *body, const char *what, struct wlift__aws_creds
 			ak = json_object_get_string(v);
 		if (json_object_object_get_ex(o, "SecretAccessKey", &v))
 			sk = json_object_get_string(v);
-		if (json_object_object_get_ex(o, "Token", &v))
+		/* "Token" (the metadata services), "SessionToken" (credential_process). */
+		if (json_object_object_get_ex(o, "Token", &v) ||
+		    json_object_object_get_ex(o, "SessionToken", &v))
 			tok = json_object_get_string(v);
 		if (json_object_object_get_ex(o, "Expiration", &v))
 			exp = json_object_get_string(v);
@@ -303,13 +309,58 @@ static char *read_small_file(const char *path, size_t max)
 	return b;
 }
 
+/* The region of STS requests (AWS_REGION, AWS_DEFAULT_REGION, the profile's) into region
+ * ("" when none), and STS's URL ending in '/': AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, the
+ * regional endpoint, else the global one. */
+static void sts_url(char *region, size_t rcap, char *url, size_t ucap)
+{
+	const char *v, *ep;
+	size_t n;
+
+	region[0] = '\0';
+	if ((v = env("AWS_REGION")) || (v = env("AWS_DEFAULT_REGION")))
+		snprintf(region, rcap, "%s", v);
+	else
+		wlift__aws_profile_get("region", region, rcap);
+	ep = env("AWS_ENDPOINT_URL_STS") ? env("AWS_ENDPOINT_URL_STS") : env("AWS_ENDPOINT_URL");
+	if (ep)
+		snprintf(url, ucap, "%s", ep);
+	else if (region[0])
+		snprintf(url, ucap, "https://sts.%s.amazonaws.com", region);
+	else
+		snprintf(url, ucap, "https://sts.amazonaws.com");
+	n = strlen(url);
+	while (n && url[n - 1] == '/')
+		url[--n] = '\0';
+	snprintf(url + n, ucap - n, "/");
+}
+
+/* The <Credentials> of an STS answer (AssumeRole, AssumeRoleWithWebIdentity) into c (not
+ * c->from): 0, or -1 when they are missing. */
+static int sts_take(const struct wlift__http_resp *resp, struct wlift__aws_creds *c)
+{
+	char ak[128], exp[64];
+
+	wlift__xml_text(resp->body, resp->len, "AccessKeyId", ak, sizeof(ak));
+	wlift__xml_text(resp->body, resp->len, "SecretAccessKey", c->secret, sizeof(c->secret));
+	if (wlift__xml_text(resp->body, resp->len, "SessionToken", c->token, sizeof(c->token)) < 0 ||
+	    !ak[0] || !c->secret[0])
+		return -1;
+	snprintf(c->akid, sizeof(c->akid), "%s", ak);
+	wlift__xml_text(resp->body, resp->len, "Expiration", exp, sizeof(exp));
+	c->expires = exp[0] ? wlift__iso8601(exp) : 0;
+	if (c->expires < 0)
+		c->expires = 0;
+	return 0;
+}
+
 /* STS AssumeRoleWithWebIdentity: an unsigned POST (the token is the proof). */
 static int web_identity(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds *c,
 			struct tried *t, wlift_diag *d)
 {
 	char cfg[1024], sec[256], tokfile[1024], role[512], sess[128], region[64], url[512];
-	char ak[128], *token = NULL, *body = NULL, *etok = NULL, *erole = NULL, *esess = NULL;
-	const char *ep, *v;
+	char *token = NULL, *body = NULL, *etok = NULL, *erole = NULL, *esess = NULL;
+	const char *v;
 	static const char *const hdrs[] = { "Accept: application/xml", NULL };
 	struct wlift__http_req req = { 0 };
 	struct wlift__http_resp resp = { 0 };
@@ -349,22 +400,7 @@ static int web_identity(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds
 		ret = -1;
 		goto out;
 	}
-	region[0] = '\0';
-	if ((v = env("AWS_REGION")) || (v = env("AWS_DEFAULT_REGION")))
-		snprintf(region, sizeof(region), "%s", v);
-	else
-		wlift__aws_profile_get("region", region, sizeof(region));
-	ep = env("AWS_ENDPOINT_URL_STS") ? env("AWS_ENDPOINT_URL_STS") : env("AWS_ENDPOINT_URL");
-	if (ep)
-		snprintf(url, sizeof(url), "%s", ep);
-	else if (region[0])
-		snprintf(url, sizeof(url), "https://sts.%s.amazonaws.com", region);
-	else
-		snprintf(url, sizeof(url), "https://sts.amazonaws.com");
-	n = strlen(url);
-	while (n && url[n - 1] == '/')
-		url[--n] = '\0';
-	snprintf(url + n, sizeof(url) - n, "/");
+	sts_url(region, sizeof(region), url, sizeof(url));
 	etok = wlift__aws_uri_encode(token, strlen(token), 0);
 	erole = wlift__aws_uri_encode(role, strlen(role), 0);
 	esess = wlift__aws_uri_encode(sess, strlen(sess), 0);
@@ -400,25 +436,13 @@ static int web_identity(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds
 		ret = -1;
 		goto out;
 	}
-	{
-		char exp[64];
-		wlift__xml_text(resp.body, resp.len, "AccessKeyId", ak, sizeof(ak));
-		wlift__xml_text(resp.body, resp.len, "SecretAccessKey", c->secret, sizeof(c->secret));
-		if (wlift__xml_text(resp.body, resp.len, "SessionToken", c->token,
-				    sizeof(c->token)) < 0 ||
-		    !ak[0] || !c->secret[0]) {
-			note(t, "web identity (STS at %s answered without credentials)", url);
-			ret = -1;
-			goto out;
-		}
-		snprintf(c->akid, sizeof(c->akid), "%s", ak);
-		wlift__xml_text(resp.body, resp.len, "Expiration", exp, sizeof(exp));
-		c->expires = exp[0] ? wlift__iso8601(exp) : 0;
-		if (c->expires < 0)
-			c->expires = 0;
-		snprintf(c->from, sizeof(c->from), "web identity (role %.120s via STS)", role);
-		ret = 1;
+	if (sts_take(&resp, c) < 0) {
+		note(t, "web identity (STS at %s answered without credentials)", url);
+		ret = -1;
+		goto out;
 	}
+	snprintf(c->from, sizeof(c->from), "web identity (role %.120s via STS)", role);
+	ret = 1;
 out:
 	wlift__http_resp_free(&resp);
 	free(token);
@@ -523,9 +547,22 @@ static int imds(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds *c, str
 	static const char *const ttl[] = { "X-aws-ec2-metadata-token-ttl-seconds: 21600", NULL };
 	struct wlift__http_req req = { 0 };
 	struct wlift__http_resp resp = { 0 };
-	unsigned timeout = to ? (unsigned)atoi(to) : 1;
+	unsigned timeout = 1;
 	size_t n;
 	int ret = -1;
+
+	if (to) {
+		char *end;
+		unsigned long x;
+		errno = 0;
+		x = strtoul(to, &end, 10);
+		if (errno || end == to || *end || *to == '-' || x < 1 || x > 60) {
+			note(t, "instance metadata (AWS_METADATA_SERVICE_TIMEOUT = '%.32s' is out of "
+				"range (1 .. 60 seconds))", to);
+			return -1;
+		}
+		timeout = (unsigned)x;
+	}
 
 	snprintf(base, sizeof(base), "%s", ep ? ep : "http://169.254.169.254");
 	n = strlen(base);
@@ -535,8 +572,6 @@ static int imds(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds *c, str
 		note(t, "instance metadata (disabled by AWS_EC2_METADATA_DISABLED)");
 		return 0;
 	}
-	if (timeout < 1 || timeout > 60)
-		timeout = 1;
 	/* IMDSv2: a session token first (a PUT, which a forwarded request cannot make). */
 	snprintf(url, sizeof(url), "%s/latest/api/token", base);
 	req.method = "PUT";
@@ -604,6 +639,496 @@ out:
 	return ret;
 }
 
+/* ---- profiles: assumed roles, credential_process, SSO ---------------------------------- */
+
+/* A profile's setting: the config file's [profile NAME] ([default]) first, then the shared
+ * credentials file's [NAME] (botocore merges both). 1 when set (buf filled), else 0. */
+static int prof_get(const char *profile, const char *key, char *buf, size_t cap)
+{
+	char path[1024], sec[256];
+
+	buf[0] = '\0';
+	aws_file("AWS_CONFIG_FILE", "config", path, sizeof(path));
+	config_section(profile, sec, sizeof(sec));
+	if (wlift__ini_get(path, sec, key, buf, cap) == 1 && buf[0])
+		return 1;
+	aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials", path, sizeof(path));
+	return wlift__ini_get(path, profile, key, buf, cap) == 1 && buf[0];
+}
+
+/* A profile's static keys: the shared credentials file's [NAME], then the config file's. */
+static int prof_static(const char *profile, struct wlift__aws_creds *c, struct tried *t)
+{
+	char path[1024], sec[256];
+	int r;
+
+	aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials", path, sizeof(path));
+	r = from_file(path, profile, "the shared credentials file", c, t);
+	if (r)
+		return r;
+	aws_file("AWS_CONFIG_FILE", "config", path, sizeof(path));
+	config_section(profile, sec, sizeof(sec));
+	return from_file(path, sec, "the config file", c, t);
+}
+
+/* credential_process: the profile's command, run by /bin/sh -c (stdin from /dev/null, stderr
+ * the caller's), prints the JSON of the AWS CLI's process contract ({"Version": 1,
+ * "AccessKeyId", "SecretAccessKey", optional "SessionToken" and "Expiration"}). An
+ * Expiration is honoured as for the metadata services (refreshed by running it again). */
+static int from_process(const char *uri, const char *profile, struct wlift__aws_creds *c,
+			struct tried *t, wlift_diag *d)
+{
+	char cmd[2048], what[2200], *out = NULL, *full;
+	size_t n = 0, cap = 64 << 10;
+	FILE *f;
+	int st, ret = -1;
+
+	if (!prof_get(profile, "credential_process", cmd, sizeof(cmd))) {
+		note(t, "credential_process (none in profile %s)", profile);
+		return 0;
+	}
+	snprintf(what, sizeof(what), "the credential process of profile %s (%.160s)", profile,
+		 cmd);
+	out = malloc(cap + 1);
+	full = malloc(strlen(cmd) + 16);
+	if (!out || !full) {
+		free(out);
+		free(full);
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	}
+	sprintf(full, "%s </dev/null", cmd);
+	f = popen(full, "re");
+	if (!f) {
+		note(t, "%s (cannot be started: %s)", what, strerror(errno));
+		goto out;
+	}
+	while (n < cap) {
+		size_t r = fread(out + n, 1, cap - n, f);
+		if (!r)
+			break;
+		n += r;
+	}
+	out[n] = '\0';
+	st = pclose(f);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		if (st != -1 && WIFEXITED(st))
+			note(t, "%s (exited with status %d)", what, WEXITSTATUS(st));
+		else
+			note(t, "%s (did not exit normally)", what);
+		goto out;
+	}
+	{
+		json_object *o = json_tokener_parse(out), *v;
+		int ver = -1;
+		if (o && json_object_object_get_ex(o, "Version", &v))
+			ver = json_object_get_int(v);
+		json_object_put(o);
+		if (ver != 1) {
+			note(t, "%s (its output is not JSON with \"Version\": 1)", what);
+			goto out;
+		}
+	}
+	ret = take_json(out, what, c, t);
+	if (ret == 1 && c->expires && c->expires <= (int64_t)time(NULL)) {
+		note(t, "%s (its credentials have already expired)", what);
+		ret = -1;
+	}
+out:
+	if (out)
+		memset(out, 0, cap + 1);
+	free(out);
+	free(full);
+	return ret;
+}
+
+/* The lower-case hex SHA-1 of s: the name of an SSO token's cache file. */
+static void sha1_hex(const char *s, char hex[41])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	hex[0] = '\0';
+	if (!EVP_Digest(s, strlen(s), md, &n, EVP_sha1(), NULL))
+		return;
+	for (unsigned int i = 0; i < n && i < 20; i++)
+		sprintf(hex + 2 * i, "%02x", md[i]);
+}
+
+/* IAM Identity Center (SSO): the profile's sso_session (a [sso-session NAME] section with
+ * sso_start_url and sso_region) or legacy sso_start_url/sso_region, with sso_account_id and
+ * sso_role_name; the access token `aws sso login` cached in ~/.aws/sso/cache/<sha1>.json
+ * (of the session name, or of the start URL) is traded at the portal's GetRoleCredentials
+ * (AWS_ENDPOINT_URL_SSO, AWS_ENDPOINT_URL, else portal.sso.REGION.amazonaws.com). An expired
+ * token is not refreshed here: the error says to log in again. */
+static int from_sso(wlift_ctx *ctx, const char *uri, const char *profile,
+		    struct wlift__aws_creds *c, struct tried *t, wlift_diag *d)
+{
+	char session[256], start[512], region[64], account[64], role[256], cfg[1024], sec[300];
+	char cache[1200], hex[41], url[1200], hdr[4200], what[400], *body = NULL;
+	const char *ep, *home = env("HOME"), *hdrs[3] = { "Accept: application/json", NULL, NULL };
+	char *tok = NULL, *erole = NULL, *eacct = NULL;
+	struct wlift__http_req req = { 0 };
+	struct wlift__http_resp resp = { 0 };
+	json_object *o = NULL, *v, *rc;
+	int ret = -1;
+
+	session[0] = start[0] = region[0] = '\0';
+	if (prof_get(profile, "sso_session", session, sizeof(session))) {
+		aws_file("AWS_CONFIG_FILE", "config", cfg, sizeof(cfg));
+		snprintf(sec, sizeof(sec), "sso-session %s", session);
+		wlift__ini_get(cfg, sec, "sso_start_url", start, sizeof(start));
+		wlift__ini_get(cfg, sec, "sso_region", region, sizeof(region));
+		snprintf(what, sizeof(what), "SSO (profile %s, sso-session %s)", profile, session);
+		if (!start[0] || !region[0]) {
+			note(t, "%s (the [sso-session %s] section of %s lacks sso_start_url or "
+				"sso_region)", what, session, cfg);
+			return -1;
+		}
+	} else if (prof_get(profile, "sso_start_url", start, sizeof(start))) {
+		prof_get(profile, "sso_region", region, sizeof(region));
+		snprintf(what, sizeof(what), "SSO (profile %s, %.200s)", profile, start);
+		if (!region[0]) {
+			note(t, "%s (no sso_region)", what);
+			return -1;
+		}
+	} else {
+		note(t, "SSO (no sso_session or sso_start_url in profile %s)", profile);
+		return 0;
+	}
+	if (!prof_get(profile, "sso_account_id", account, sizeof(account)) ||
+	    !prof_get(profile, "sso_role_name", role, sizeof(role))) {
+		note(t, "%s (the profile lacks sso_account_id or sso_role_name)", what);
+		return -1;
+	}
+	sha1_hex(session[0] ? session : start, hex);
+	snprintf(cache, sizeof(cache), "%s/.aws/sso/cache/%s.json", home ? home : "", hex);
+	body = read_small_file(cache, 256 << 10);
+	if (!body) {
+		note(t, "%s (no cached token %s: run aws sso login --profile %s)", what, cache,
+		     profile);
+		goto out;
+	}
+	o = json_tokener_parse(body);
+	{
+		const char *at = NULL, *exp = NULL;
+		int64_t e;
+		if (o && json_object_object_get_ex(o, "accessToken", &v))
+			at = json_object_get_string(v);
+		if (o && json_object_object_get_ex(o, "expiresAt", &v))
+			exp = json_object_get_string(v);
+		if (!at || !*at || !exp) {
+			note(t, "%s (the cached token %s has no accessToken or expiresAt)", what,
+			     cache);
+			goto out;
+		}
+		e = wlift__iso8601(exp);
+		if (e < 0 || e <= (int64_t)time(NULL)) {
+			note(t, "%s (the cached token %s %s: run aws sso login --profile %s)", what,
+			     cache, e < 0 ? "has a malformed expiresAt" : "has expired", profile);
+			goto out;
+		}
+		tok = strdup(at);
+	}
+	erole = wlift__aws_uri_encode(role, strlen(role), 0);
+	eacct = wlift__aws_uri_encode(account, strlen(account), 0);
+	if (!tok || !erole || !eacct) {
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	ep = env("AWS_ENDPOINT_URL_SSO") ? env("AWS_ENDPOINT_URL_SSO") : env("AWS_ENDPOINT_URL");
+	if (ep) {
+		size_t n = strlen(ep);
+		while (n && ep[n - 1] == '/')
+			n--;
+		snprintf(url, sizeof(url), "%.*s", (int)n, ep);
+	} else {
+		snprintf(url, sizeof(url), "https://portal.sso.%s.amazonaws.com", region);
+	}
+	{
+		size_t n = strlen(url);
+		snprintf(url + n, sizeof(url) - n, "/federation/credentials?role_name=%s&account_id=%s",
+			 erole, eacct);
+	}
+	snprintf(hdr, sizeof(hdr), "x-amz-sso_bearer_token: %s", tok);
+	hdrs[1] = hdr;
+	req.url = url;
+	req.headers = hdrs;
+	req.max_body = 64 << 10;
+	req.timeout_s = 30;
+	if (wlift__http_fetch(ctx, uri, NULL, &req, &resp, d)) {
+		note(t, "%s (the portal GetRoleCredentials: %s)", what, d ? d->message : "failed");
+		wlift_diag_clear(d);
+		goto out;
+	}
+	if (resp.status != 200) {
+		note(t, "%s (the portal's GetRoleCredentials for role %s in account %s: HTTP %ld%s)",
+		     what, role, account, resp.status,
+		     resp.status == 401 || resp.status == 403
+			     ? "; the cached token is not valid: run aws sso login" : "");
+		goto out;
+	}
+	json_object_put(o);
+	o = json_tokener_parse(resp.body);
+	if (o && json_object_object_get_ex(o, "roleCredentials", &rc) &&
+	    json_object_is_type(rc, json_type_object)) {
+		const char *ak = NULL, *sk = NULL, *st = NULL;
+		int64_t ms = 0;
+		if (json_object_object_get_ex(rc, "accessKeyId", &v))
+			ak = json_object_get_string(v);
+		if (json_object_object_get_ex(rc, "secretAccessKey", &v))
+			sk = json_object_get_string(v);
+		if (json_object_object_get_ex(rc, "sessionToken", &v))
+			st = json_object_get_string(v);
+		if (json_object_object_get_ex(rc, "expiration", &v))
+			ms = json_object_get_int64(v);
+		if (ak && sk && *ak && *sk) {
+			snprintf(c->akid, sizeof(c->akid), "%s", ak);
+			snprintf(c->secret, sizeof(c->secret), "%s", sk);
+			snprintf(c->token, sizeof(c->token), "%s", st ? st : "");
+			c->expires = ms > 0 ? ms / 1000 : 0; /* milliseconds since the epoch */
+			snprintf(c->from, sizeof(c->from), "SSO (role %.60s in account %s, profile %.60s)",
+				 role, account, profile);
+			ret = 1;
+			goto out;
+		}
+	}
+	note(t, "%s (the portal answered without roleCredentials)", what);
+out:
+	json_object_put(o);
+	wlift__http_resp_free(&resp);
+	if (body)
+		memset(body, 0, strlen(body));
+	free(body);
+	if (tok)
+		memset(tok, 0, strlen(tok));
+	free(tok);
+	free(erole);
+	free(eacct);
+	memset(hdr, 0, sizeof(hdr));
+	return ret;
+}
+
+static int profile_creds(wlift_ctx *ctx, const char *uri, const char *profile, int depth,
+			 struct wlift__aws_creds *c, struct tried *t, wlift_diag *d);
+
+/* STS AssumeRole, signed with the source credentials src. */
+static int sts_assume(wlift_ctx *ctx, const char *uri, const char *profile, const char *role,
+		      const struct wlift__aws_creds *src, struct wlift__aws_creds *c,
+		      struct tried *t, wlift_diag *d)
+{
+	char sess[128], ext[256], dur[16], region[64], url[512], host[512], date[17], hash[65];
+	char *erole = NULL, *esess = NULL, *eext = NULL, *body = NULL, *authz = NULL;
+	char *hauth = NULL, *htok = NULL, hdate[64];
+	const char *hdrs[6], *hs, *p;
+	struct wlift__sigv4_header h[5];
+	struct wlift__sigv4_req r = { 0 };
+	struct wlift__http_req req = { 0 };
+	struct wlift__http_resp resp = { 0 };
+	size_t nh = 0, n;
+	struct tm tm;
+	time_t now;
+	int ret = -1;
+
+	if (!prof_get(profile, "role_session_name", sess, sizeof(sess)))
+		snprintf(sess, sizeof(sess), "weightlift-%lld", (long long)time(NULL));
+	prof_get(profile, "external_id", ext, sizeof(ext));
+	prof_get(profile, "duration_seconds", dur, sizeof(dur));
+	for (const char *q = dur; *q; q++)
+		if (*q < '0' || *q > '9') {
+			note(t, "the role %s of profile %s (duration_seconds = %s is not a number)",
+			     role, profile, dur);
+			return -1;
+		}
+	sts_url(region, sizeof(region), url, sizeof(url));
+	if (!region[0])
+		snprintf(region, sizeof(region), "us-east-1"); /* the global endpoint's scope */
+	erole = wlift__aws_uri_encode(role, strlen(role), 0);
+	esess = wlift__aws_uri_encode(sess, strlen(sess), 0);
+	eext = wlift__aws_uri_encode(ext, strlen(ext), 0);
+	n = (erole ? strlen(erole) : 0) + (eext ? strlen(eext) : 0) + 256;
+	body = malloc(n);
+	if (!erole || !esess || !eext || !body) {
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	snprintf(body, n, "Action=AssumeRole&Version=2011-06-15&RoleArn=%s&RoleSessionName=%s%s%s%s%s",
+		 erole, esess, ext[0] ? "&ExternalId=" : "", eext, dur[0] ? "&DurationSeconds=" : "",
+		 dur);
+	hs = strstr(url, "://");
+	hs = hs ? hs + 3 : url;
+	p = strchr(hs, '/');
+	n = p ? (size_t)(p - hs) : strlen(hs);
+	snprintf(host, sizeof(host), "%.*s", (int)(n < sizeof(host) ? n : sizeof(host) - 1), hs);
+	now = time(NULL);
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%Y%m%dT%H%M%SZ", &tm);
+	wlift__sha256_hex(body, strlen(body), hash);
+	h[nh++] = (struct wlift__sigv4_header){ "content-type",
+						"application/x-www-form-urlencoded; charset=utf-8" };
+	h[nh++] = (struct wlift__sigv4_header){ "host", host };
+	h[nh++] = (struct wlift__sigv4_header){ "x-amz-date", date };
+	if (src->token[0])
+		h[nh++] = (struct wlift__sigv4_header){ "x-amz-security-token", src->token };
+	r.method = "POST";
+	r.path = p ? p : "/";
+	r.headers = h;
+	r.nheaders = nh;
+	r.payload_hash = hash;
+	r.region = region;
+	r.service = "sts";
+	r.amz_date = date;
+	if (wlift__sigv4_authorization(&r, src->akid, src->secret, &authz)) {
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	n = strlen(authz) + 32;
+	hauth = malloc(n);
+	htok = malloc(strlen(src->token) + 32);
+	if (!hauth || !htok) {
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	snprintf(hauth, n, "Authorization: %s", authz);
+	snprintf(htok, strlen(src->token) + 32, "X-Amz-Security-Token: %s", src->token);
+	snprintf(hdate, sizeof(hdate), "X-Amz-Date: %s", date);
+	nh = 0;
+	hdrs[nh++] = "Content-Type: application/x-www-form-urlencoded; charset=utf-8";
+	hdrs[nh++] = "Accept: application/xml";
+	hdrs[nh++] = hdate;
+	hdrs[nh++] = hauth;
+	if (src->token[0])
+		hdrs[nh++] = htok;
+	hdrs[nh] = NULL;
+	req.method = "POST";
+	req.url = url;
+	req.headers = hdrs;
+	req.body = body;
+	req.body_len = strlen(body);
+	req.max_body = 256 << 10;
+	if (wlift__http_fetch(ctx, uri, NULL, &req, &resp, d)) {
+		note(t, "the role %s of profile %s (STS AssumeRole at %s: %s)", role, profile, url,
+		     d ? d->message : "failed");
+		wlift_diag_clear(d);
+		goto out;
+	}
+	if (resp.status != 200) {
+		char code[128], msg[256];
+		wlift__xml_text(resp.body, resp.len, "Code", code, sizeof(code));
+		wlift__xml_text(resp.body, resp.len, "Message", msg, sizeof(msg));
+		note(t, "the role %s of profile %s (STS AssumeRole at %s with %s: HTTP %ld%s%s%s%s)",
+		     role, profile, url, src->from, resp.status, code[0] ? " " : "", code,
+		     msg[0] ? ": " : "", msg);
+		goto out;
+	}
+	if (sts_take(&resp, c) < 0) {
+		note(t, "the role %s of profile %s (STS at %s answered without credentials)", role,
+		     profile, url);
+		goto out;
+	}
+	snprintf(c->from, sizeof(c->from), "the role %.100s (AssumeRole, profile %.50s)", role,
+		 profile);
+	ret = 1;
+out:
+	wlift__http_resp_free(&resp);
+	free(erole);
+	free(esess);
+	free(eext);
+	free(body);
+	free(authz);
+	free(hauth);
+	if (htok)
+		memset(htok, 0, strlen(htok));
+	free(htok);
+	return ret;
+}
+
+/* A profile with role_arn: the source credentials (source_profile, itself any kind of
+ * profile, or credential_source = Environment, Ec2InstanceMetadata, EcsContainer), then STS
+ * AssumeRole with them. 0 when the profile has no role_arn (or has it for web identity). */
+static int assume_role(wlift_ctx *ctx, const char *uri, const char *profile, int depth,
+		       struct wlift__aws_creds *c, struct tried *t, wlift_diag *d)
+{
+	char role[512], srcp[256], csrc[64], tmp[1024];
+	struct wlift__aws_creds *src = NULL;
+	int r;
+
+	if (!prof_get(profile, "role_arn", role, sizeof(role))) {
+		note(t, "AssumeRole (no role_arn in profile %s)", profile);
+		return 0;
+	}
+	prof_get(profile, "source_profile", srcp, sizeof(srcp));
+	prof_get(profile, "credential_source", csrc, sizeof(csrc));
+	if (!srcp[0] && !csrc[0]) {
+		if (prof_get(profile, "web_identity_token_file", tmp, sizeof(tmp)))
+			return 0; /* the web identity provider's */
+		note(t, "the role %s of profile %s (role_arn needs source_profile or "
+			"credential_source)", role, profile);
+		return -1;
+	}
+	if (srcp[0] && csrc[0]) {
+		note(t, "the role %s of profile %s (both source_profile and credential_source)",
+		     role, profile);
+		return -1;
+	}
+	if (prof_get(profile, "mfa_serial", tmp, sizeof(tmp))) {
+		note(t, "the role %s of profile %s (mfa_serial: an MFA code cannot be asked for)",
+		     role, profile);
+		return -1;
+	}
+	if (depth >= 5) {
+		note(t, "the role %s of profile %s (source_profile chain longer than 5)", role,
+		     profile);
+		return -1;
+	}
+	src = calloc(1, sizeof(*src));
+	if (!src)
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	if (srcp[0]) {
+		r = strcmp(srcp, profile) == 0 ? prof_static(profile, src, t)
+					       : profile_creds(ctx, uri, srcp, depth + 1, src, t, d);
+		if (r == 0) {
+			note(t, "the role %s of profile %s (its source_profile %s has no credentials)",
+			     role, profile, srcp);
+			r = -1;
+		}
+	} else if (strcmp(csrc, "Environment") == 0) {
+		r = from_env(src, t);
+	} else if (strcmp(csrc, "Ec2InstanceMetadata") == 0) {
+		r = imds(ctx, uri, src, t, d);
+	} else if (strcmp(csrc, "EcsContainer") == 0) {
+		r = container(ctx, uri, src, t, d);
+	} else {
+		note(t, "the role %s of profile %s (credential_source = %s is not Environment, "
+			"Ec2InstanceMetadata or EcsContainer)", role, profile, csrc);
+		r = -1;
+	}
+	if (r == 0) {
+		note(t, "the role %s of profile %s (credential_source %s has no credentials)", role,
+		     profile, csrc);
+		r = -1;
+	}
+	if (r == 1)
+		r = sts_assume(ctx, uri, profile, role, src, c, t, d);
+	memset(src, 0, sizeof(*src));
+	free(src);
+	return r;
+}
+
+/* Every way a named profile gives credentials (a source_profile's), in botocore's order. */
+static int profile_creds(wlift_ctx *ctx, const char *uri, const char *profile, int depth,
+			 struct wlift__aws_creds *c, struct tried *t, wlift_diag *d)
+{
+	int r = assume_role(ctx, uri, profile, depth, c, t, d);
+
+	if (!r)
+		r = from_sso(ctx, uri, profile, c, t, d);
+	if (!r)
+		r = prof_static(profile, c, t);
+	if (!r)
+		r = from_process(uri, profile, c, t, d);
+	return r;
+}
+
 /* Run the chain: 0 and *c filled, or WLIFT_EAUTH / -ENOMEM with d filled. */
 static int resolve(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds *c, wlift_diag *d)
 {
@@ -626,9 +1151,15 @@ static int resolve(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds *c, 
 				       uri, profile, creds_path, cfg_path);
 	r = from_env(c, &t);
 	if (!r)
+		r = assume_role(ctx, uri, profile, 0, c, &t, d);
+	if (!r)
 		r = web_identity(ctx, uri, c, &t, d);
 	if (!r)
+		r = from_sso(ctx, uri, profile, c, &t, d);
+	if (!r)
 		r = from_file(creds_path, profile, "the shared credentials file", c, &t);
+	if (!r)
+		r = from_process(uri, profile, c, &t, d);
 	if (!r)
 		r = from_file(cfg_path, sec, "the config file", c, &t);
 	if (!r)

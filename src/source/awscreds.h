@@ -8,7 +8,9 @@
  * ~/.aws/config), the container endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI or _RELATIVE_URI,
  * with AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]) and the instance metadata service (IMDSv2;
  * AWS_EC2_METADATA_SERVICE_ENDPOINT, AWS_EC2_METADATA_DISABLED); the profile is AWS_PROFILE
- * (else "default"). Credentials found are cached process-wide per configuration and
+ * (else "default"); profiles may also name a role to assume (role_arn + source_profile or
+ * credential_source), a credential_process or an SSO login. Credentials found are cached
+ * process-wide per configuration and
  * refreshed before they expire.
  */
 #ifndef WLIFT_SOURCE_AWSCREDS_H

@@ -17,8 +17,11 @@ right secret) and starts two credential endpoints of its own:
     refreshes early fetches the next one shortly after, as does the one after a POST /short;
     POST /fail makes the credential
     documents answer 500 until POST /ok),
-  - an ECS container credentials endpoint (GET /creds, Authorization: ecs-token).
-Both hand out the role's temporary credentials. STATE_FILE gets shell assignments (PORT,
+  - an ECS container credentials endpoint (GET /creds, Authorization: ecs-token),
+  - an IAM Identity Center (SSO) portal's GetRoleCredentials (GET /federation/credentials
+    ?role_name=wlift-role&account_id=123456789012, x-amz-sso_bearer_token: sso-access-token;
+    moto does not serve the portal), on the same port.
+All three hand out the role's temporary credentials. STATE_FILE gets shell assignments (PORT,
 ENDPOINT, AKID, SECRET, STS_AKID, STS_SECRET, STS_TOKEN, ROLE_ARN, IMDS, ECS) once all is
 ready. Runs until SIGTERM, its parent's exit or 15 minutes; stops moto on the way out. Exits 77 when moto or
 boto3 cannot be imported or moto does not start.
@@ -193,6 +196,17 @@ class Meta(http.server.BaseHTTPRequestHandler):
                 self.send(401, "")
             else:
                 self.send(200, json.dumps(creds_doc()), "application/json")
+            return
+        if self.path.startswith("/federation/credentials?"):  # the SSO portal
+            if (self.headers.get("x-amz-sso_bearer_token") != "sso-access-token" or
+                    self.path != "/federation/credentials?role_name=wlift-role&account_id=123456789012"):
+                self.send(401, json.dumps({"message": "Session token not found or invalid"}),
+                          "application/json")
+                return
+            self.send(200, json.dumps({"roleCredentials": {
+                "accessKeyId": tmp["AccessKeyId"], "secretAccessKey": tmp["SecretAccessKey"],
+                "sessionToken": tmp["SessionToken"],
+                "expiration": int((time.time() + 3600) * 1000)}}), "application/json")
             return
         if self.headers.get("X-aws-ec2-metadata-token") != "imds-session-token":
             self.send(401, "")

@@ -149,6 +149,106 @@ cp "$HOME/.aws/credentials" "$T/creds2"
 rm "$HOME/.aws/credentials"
 AWS_SHARED_CREDENTIALS_FILE=$T/creds2 AWS_PROFILE=good same_digests "$S3/sharded/" "$D/sharded"
 
+# --- assumed roles (STS AssumeRole, signed with the source profile's keys: moto checks the
+# signature), credential_process, SSO (the harness's portal; moto has none) ----------------
+cat >"$T/roles" <<EOF
+[profile base]
+aws_access_key_id = $AKID
+aws_secret_access_key = $SECRET
+[profile ar]
+role_arn = $ROLE_ARN
+source_profile = base
+role_session_name = wlift-ar
+[profile ar2]
+role_arn = $ROLE_ARN
+source_profile = ar
+[profile arenv]
+role_arn = $ROLE_ARN
+credential_source = Environment
+[profile badsrc]
+aws_access_key_id = $AKID
+aws_secret_access_key = wrong
+[profile arbad]
+role_arn = $ROLE_ARN
+source_profile = badsrc
+[profile arnone]
+role_arn = $ROLE_ARN
+[profile proc]
+credential_process = /bin/sh $T/proc.sh good
+[profile procfail]
+credential_process = /bin/sh $T/proc.sh fail
+[profile procjunk]
+credential_process = /bin/sh $T/proc.sh junk
+[profile arproc]
+role_arn = $ROLE_ARN
+source_profile = proc
+[profile sso]
+sso_session = corp
+sso_account_id = 123456789012
+sso_role_name = wlift-role
+[profile ssolegacy]
+sso_start_url = https://legacy.awsapps.com/start
+sso_region = eu-west-1
+sso_account_id = 123456789012
+sso_role_name = wlift-role
+[profile ssostale]
+sso_start_url = https://stale.awsapps.com/start
+sso_region = eu-west-1
+sso_account_id = 123456789012
+sso_role_name = wlift-role
+[profile ssowrongrole]
+sso_session = corp
+sso_account_id = 123456789012
+sso_role_name = other-role
+[sso-session corp]
+sso_start_url = https://corp.awsapps.com/start
+sso_region = us-east-1
+EOF
+{
+	echo 'case "$1" in'
+	printf 'good) printf %s ;;\n' "'{\"Version\": 1, \"AccessKeyId\": \"$AKID\", \"SecretAccessKey\": \"$SECRET\", \"Expiration\": \"2099-01-01T00:00:00Z\"}'"
+	echo 'fail) echo "no credentials for you" >&2; exit 3 ;;'
+	echo 'junk) echo "not json" ;;'
+	echo 'esac'
+} >"$T/proc.sh"
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=ar same_digests "$S3/sharded/" "$D/sharded"
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=ar2 same_digests "$S3/small.safetensors" "$D/small.safetensors"
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=arproc same_digests "$S3/small.safetensors" "$D/small.safetensors"
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=ar AWS_SECRET_ACCESS_KEY=wrong AWS_ACCESS_KEY_ID=$AKID \
+	expect_rc 4 $TO "$WEIGHTLIFT" inspect "$S3/small.safetensors"
+grep_err "credentials from the environment" # the environment comes first, as in botocore
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=arbad expect_rc 4 $TO "$WEIGHTLIFT" inspect "$S3/small.safetensors"
+grep_err "the role $ROLE_ARN of profile arbad (STS AssumeRole at $ENDPOINT/ with the config file $T/roles [profile badsrc]: HTTP 403"
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=arnone expect_rc 4 $TO "$WEIGHTLIFT" inspect "$S3/small.safetensors"
+grep_err "role_arn needs source_profile or credential_source"
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=proc same_digests "$S3/sharded/" "$D/sharded"
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=procfail expect_rc 4 $TO "$WEIGHTLIFT" inspect "$S3/small.safetensors"
+grep_err "the credential process of profile procfail (/bin/sh $T/proc.sh fail) (exited with status 3)"
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=procjunk expect_rc 4 $TO "$WEIGHTLIFT" inspect "$S3/small.safetensors"
+grep_err "its output is not JSON"
+mkdir -p "$HOME/.aws/sso/cache"
+sso_cache() { # SESSION_OR_START_URL TOKEN EXPIRES_AT
+	printf '{"accessToken": "%s", "expiresAt": "%s", "region": "us-east-1"}' "$2" "$3" \
+		>"$HOME/.aws/sso/cache/$(printf %s "$1" | sha1sum | cut -d' ' -f1).json"
+}
+sso_cache corp sso-access-token 2099-01-01T00:00:00Z
+sso_cache https://legacy.awsapps.com/start sso-access-token 2099-01-01T00:00:00Z
+sso_cache https://stale.awsapps.com/start sso-access-token 2020-01-01T00:00:00Z
+export AWS_ENDPOINT_URL_SSO=$IMDS
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=sso same_digests "$S3/sharded/" "$D/sharded"
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=ssolegacy same_digests "$S3/small.safetensors" "$D/small.safetensors"
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=ssostale expect_rc 4 $TO "$WEIGHTLIFT" inspect "$S3/small.safetensors"
+grep_err "SSO (profile ssostale, https://stale.awsapps.com/start) (the cached token $HOME/.aws/sso/cache/"
+grep_err ".json has expired: run aws sso login --profile ssostale)"
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=ssowrongrole expect_rc 4 $TO "$WEIGHTLIFT" inspect "$S3/small.safetensors"
+grep_err "SSO (profile ssowrongrole, sso-session corp) (the portal's GetRoleCredentials for role other-role in account 123456789012: HTTP 401"
+rm -f "$HOME/.aws/sso/cache/"*.json
+AWS_CONFIG_FILE=$T/roles AWS_PROFILE=sso expect_rc 4 $TO "$WEIGHTLIFT" inspect "$S3/small.safetensors"
+grep_err "no cached token $HOME/.aws/sso/cache/"
+unset AWS_ENDPOINT_URL_SSO
+AWS_METADATA_SERVICE_TIMEOUT=0 AWS_EC2_METADATA_DISABLED= expect_rc 4 $TO "$WEIGHTLIFT" inspect "$S3/small.safetensors"
+grep_err "AWS_METADATA_SERVICE_TIMEOUT = '0' is out of range"
+
 # --- the container endpoint and IMDSv2 (loopback servers of the harness) --------------------
 AWS_CONTAINER_CREDENTIALS_FULL_URI=$ECS AWS_CONTAINER_AUTHORIZATION_TOKEN=ecs-token \
 	same_digests "$S3/sharded/" "$D/sharded"
