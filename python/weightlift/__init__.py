@@ -53,12 +53,17 @@ def set_offline(offline: bool = True) -> None:
 
 def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu",
               backend: Optional[str] = None, *, device_allocator: Any = None,
-              offline: Optional[bool] = None) -> Dict[str, Any]:
+              offline: Optional[bool] = None, region: Optional[str] = None,
+              max_rate: Union[int, str, None] = None,
+              allow_full_download: Optional[bool] = None,
+              cache_dir: Union[str, os.PathLike, None] = None) -> Dict[str, Any]:
     """weightlift.torch.load_file: every tensor as torch tensors, in file order."""
     from . import torch as _t
 
     return _t.load_file(filename, device=device, backend=backend,
-                        device_allocator=device_allocator, offline=offline)
+                        device_allocator=device_allocator, offline=offline, region=region,
+                        max_rate=max_rate, allow_full_download=allow_full_download,
+                        cache_dir=cache_dir)
 
 
 def load(data: bytes) -> Dict[str, Any]:

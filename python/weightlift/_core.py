@@ -142,23 +142,75 @@ def _not_found(path: str) -> FileNotFoundError:
     return e
 
 
+_MIN_RATE, _MAX_RATE = 64 << 10, 1 << 40  # WLIFT_MIN_RATE, WLIFT_MAX_RATE
+_SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_rate(v: Union[int, str]) -> int:
+    """A bandwidth cap in bytes per second: an int, or a string with the CLI's binary K/M/G
+    suffixes ("100M" = 104857600); 64 KiB/s .. 1 TiB/s (ValueError outside)."""
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise TypeError(f"max_rate must be an int or a string like \"100M\", not {v!r}")
+    n = v
+    if isinstance(v, str):
+        import re
+
+        m = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(?:i?[bB])?\s*", v)
+        if not m:
+            raise ValueError(f"max_rate {v!r} is not a number of bytes per second "
+                             "(with an optional K, M or G suffix)")
+        n = int(m.group(1)) * _SUFFIX[m.group(2).upper()]
+    if not _MIN_RATE <= n <= _MAX_RATE:
+        raise ValueError(f"max_rate {v!r} is out of range (64K .. 1024G bytes per second)")
+    return n
+
+
+def remote_kwargs(region: Optional[str] = None, max_rate: Union[int, str, None] = None,
+                  allow_full_download: Optional[bool] = None,
+                  cache_dir: Optional[PathLike] = None) -> Dict[str, Any]:
+    """The per-call remote options of load_file/safe_open/stream, checked, as
+    _native.Checkpoint's keywords (the CLI's --region, --max-rate, --allow-full-download,
+    --cache-dir)."""
+    kw: Dict[str, Any] = {}
+    if region is not None:
+        if not isinstance(region, str):
+            raise TypeError(f"region must be a str, not {region!r}")
+        if region:
+            kw["region"] = region
+    if max_rate is not None:
+        kw["max_rate"] = parse_rate(max_rate)
+    if allow_full_download is not None:
+        if not isinstance(allow_full_download, bool):
+            raise TypeError(f"allow_full_download must be a bool, not {allow_full_download!r}")
+        if allow_full_download:
+            kw["full_download"] = True
+    if cache_dir is not None:
+        d = os.fspath(cache_dir)
+        if isinstance(d, bytes):
+            d = os.fsdecode(d)
+        if not d:
+            raise ValueError("cache_dir is an empty string (leave it None for the process's "
+                             "set_local_cache_dir)")
+        kw["cache_dir"] = d
+    return kw
+
+
 def open_checkpoint(path: Union[PathLike, bytes, bytearray, memoryview],
                     offline: Optional[bool] = None,
-                    region: Optional[str] = None) -> "_native.Checkpoint":
+                    region: Optional[str] = None, **remote: Any) -> "_native.Checkpoint":
     """offline=True: remote objects come from the local cache only, asking no server (as
     set_offline(True) or WEIGHTLIFT_OFFLINE=1 for every open). region: the AWS region of
-    an s3:// bucket (load_file's region=)."""
+    an s3:// bucket (load_file's region=). remote: max_rate, allow_full_download, cache_dir
+    (remote_kwargs)."""
+    kw = remote_kwargs(region=region, **remote)
     if isinstance(path, (bytes, bytearray, memoryview)):
         return _native.Checkpoint(path, "<bytes>")
     p = os.fspath(path)
     if p == "":
         raise _not_found(p)
     try:
-        kw = {}
         if offline:
             kw["offline"] = True
-        if region:
-            kw["region"] = region
         return _native.Checkpoint(p, **kw)
     except FileNotFoundError as e:
         # A local path gets the reference's text; a remote object keeps the library's,
@@ -417,12 +469,13 @@ def device_allocator(spec: Any, device: str) -> Any:
 def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional[str] = None,
               names: Optional[List[str]] = None, owned: bool = False,
               mmap_views: bool = False, allocator: Any = None,
-              offline: Optional[bool] = None, region: Optional[str] = None) -> Dict[str, Any]:
+              offline: Optional[bool] = None, region: Optional[str] = None,
+              **remote: Any) -> Dict[str, Any]:
     dev, move = split_device(device)
     convert = _moving(convert, move)
     mapped = backend_mmap(backend, dev, owned, mmap_views)
     alloc = device_allocator(allocator, dev)
-    ck = open_checkpoint(path, offline, region)
+    ck = open_checkpoint(path, offline, region, **remote)
     try:
         if isinstance(path, (bytes, bytearray, memoryview)):
             mapped = MMAP_OFF
@@ -539,16 +592,23 @@ def _compact(arr, framework):
 
 
 class safe_open:
-    """safe_open(filename, framework, device="cpu", backend=None, *, offline=None): lazy access
-    to a checkpoint (file, index.json or directory, or a remote URI), as in the safetensors
+    """safe_open(filename, framework, device="cpu", backend=None, *, offline=None,
+    region=None, max_rate=None, allow_full_download=None, cache_dir=None): lazy access to a
+    checkpoint (file, index.json or directory, or a remote URI), as in the safetensors
     package. Thread-safe: many threads may call get_tensor on one handle (the GIL is released
-    while reading). offline=True: remote objects from the local cache only."""
+    while reading). offline=True: remote objects from the local cache only. The remote
+    keywords are load_file's (weightlift.torch.load_file)."""
 
     def __init__(self, filename: PathLike, framework: str = "pt", device: Device = "cpu",
-                 backend: Optional[str] = None, *, offline: Optional[bool] = None):
+                 backend: Optional[str] = None, *, offline: Optional[bool] = None,
+                 region: Optional[str] = None, max_rate: Union[int, str, None] = None,
+                 allow_full_download: Optional[bool] = None,
+                 cache_dir: Optional[PathLike] = None):
         path = check_filename(filename)
         self._setup(framework, device, backend)
-        self._ck = open_checkpoint(path, offline)
+        self._ck = open_checkpoint(path, offline, region, max_rate=max_rate,
+                                   allow_full_download=allow_full_download,
+                                   cache_dir=cache_dir)
 
     def _setup(self, framework: str, device: Device, backend: Optional[str]) -> None:
         """Arguments checked in the reference's order (framework, device, backend), before
@@ -709,10 +769,14 @@ def budget_groups(ck: Any, budget: int) -> List[List[str]]:
 def stream(uri: PathLike, device: Device = "cpu", framework: str = "pt",
            backend: Optional[str] = None, *,
            offline: Optional[bool] = None,
-           max_device_bytes: Optional[int] = None) -> Iterator[Tuple[str, Any]]:
+           max_device_bytes: Optional[int] = None, region: Optional[str] = None,
+           max_rate: Union[int, str, None] = None,
+           allow_full_download: Optional[bool] = None,
+           cache_dir: Optional[PathLike] = None) -> Iterator[Tuple[str, Any]]:
     """Yield (name, tensor) as each tensor's bytes have landed, while the rest is read.
     Tensors stay valid after the iteration. Closing the generator early cancels the load.
-    offline=True: remote objects from the local cache only. max_device_bytes (GPU devices):
+    offline=True: remote objects from the local cache only. region, max_rate,
+    allow_full_download, cache_dir: as for load_file. max_device_bytes (GPU devices):
     load in groups of tensors (file order) that each fit in that many bytes of device
     memory, one group after another, so that a consumer that moves or drops what it got
     needs no more device memory than that."""
@@ -725,7 +789,8 @@ def stream(uri: PathLike, device: Device = "cpu", framework: str = "pt",
         raise ValueError(f"max_device_bytes must be a positive int, not {max_device_bytes!r}")
     if max_device_bytes is not None and not dev.startswith("cuda"):
         raise ValueError(f"max_device_bytes is for GPU devices, not {dev!r}")
-    ck = open_checkpoint(uri, offline)
+    ck = open_checkpoint(uri, offline, region, max_rate=max_rate,
+                         allow_full_download=allow_full_download, cache_dir=cache_dir)
     q: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
     cancel = threading.Event()
     err: List[BaseException] = []

@@ -168,73 +168,105 @@ static wlift_ctx *offline_ctx(void)
 	return g_ctx_offline;
 }
 
-/* Contexts for an explicit S3 region (load_file(..., region=)): one per region and offline
- * flag, made on first use with the cache directory and the offline setting of the others, and
- * kept for the process, as the default context is (checkpoints keep using theirs). Called
- * with the GIL held. */
-static struct {
+/* Contexts for per-call remote options (load_file(..., region=, max_rate=,
+ * allow_full_download=, cache_dir=)): one per distinct set of options (and offline flag),
+ * made on first use with the cache directory and the offline setting of the others (unless
+ * the call names its own cache directory), and kept for the process, as the default context
+ * is (checkpoints keep using theirs). A max_rate is one bandwidth cap shared by every load
+ * with that same set of options. Called with the GIL held. */
+#define OPT_CTX_MAX 32
+static struct opt_ctx {
 	char region[64];
 	int offline;
+	unsigned long long max_rate;
+	int full_download;
+	char *cache_dir; /* the call's own (never follows set_local_cache_dir), or NULL */
 	wlift_ctx *ctx;
-} g_region_ctx[16];
+} g_opt_ctx[OPT_CTX_MAX];
 
-static wlift_ctx *region_ctx(const char *region, int offline)
+static wlift_ctx *opts_ctx(const char *region, int offline, unsigned long long max_rate,
+			   int full_download, const char *cache_dir)
 {
 	wlift_ctx_opts o = WLIFT_CTX_OPTS_INIT;
-	const size_t cap = sizeof(g_region_ctx) / sizeof(g_region_ctx[0]);
+	struct opt_ctx *e;
 	wlift_diag d;
 	size_t i;
 	int ret;
 
-	if (strlen(region) >= sizeof(g_region_ctx[0].region)) {
+	region = region ? region : "";
+	if (strlen(region) >= sizeof(g_opt_ctx[0].region)) {
 		PyErr_Format(PyExc_ValueError, "region %.80s is not a region name", region);
 		return NULL;
 	}
-	for (i = 0; i < cap && g_region_ctx[i].ctx; i++)
-		if (strcmp(g_region_ctx[i].region, region) == 0 && g_region_ctx[i].offline == offline)
-			return g_region_ctx[i].ctx;
-	if (i == cap) {
-		PyErr_SetString(PyExc_ValueError, "more than 16 distinct S3 regions in one process");
+	for (i = 0; i < OPT_CTX_MAX && g_opt_ctx[i].ctx; i++) {
+		e = &g_opt_ctx[i];
+		if (strcmp(e->region, region) == 0 && e->offline == offline &&
+		    e->max_rate == max_rate && e->full_download == full_download &&
+		    !e->cache_dir == !cache_dir && (!cache_dir || strcmp(e->cache_dir, cache_dir) == 0))
+			return e->ctx;
+	}
+	if (i == OPT_CTX_MAX) {
+		PyErr_SetString(PyExc_ValueError, "more than 32 distinct sets of remote options "
+				"(region, max_rate, allow_full_download, cache_dir) in one process");
 		return NULL;
 	}
-	o.s3_region = region;
+	e = &g_opt_ctx[i];
+	if (cache_dir && !(e->cache_dir = strdup(cache_dir))) {
+		PyErr_NoMemory();
+		return NULL;
+	}
+	o.s3_region = *region ? region : NULL;
 	o.log = log_stderr;
 	o.offline = offline;
+	o.max_rate = (uint64_t)max_rate;
+	o.http_full_download = full_download;
+	o.cache_dir = cache_dir;
 	wlift_diag_clear(&d);
-	ret = wlift_ctx_create(&g_region_ctx[i].ctx, &o, &d);
+	ret = wlift_ctx_create(&e->ctx, &o, &d);
 	if (ret < 0) {
+		free(e->cache_dir);
+		e->cache_dir = NULL;
+		e->ctx = NULL;
 		raise_diag(ret, &d);
 		return NULL;
 	}
-	snprintf(g_region_ctx[i].region, sizeof(g_region_ctx[i].region), "%s", region);
-	g_region_ctx[i].offline = offline;
-	if (g_cache_dir) {
+	snprintf(e->region, sizeof(e->region), "%s", region);
+	e->offline = offline;
+	e->max_rate = max_rate;
+	e->full_download = full_download;
+	if (g_cache_dir && !cache_dir) {
 		const char *dir = g_cache_dir == Py_None ? NULL : PyUnicode_AsUTF8(g_cache_dir);
 		if (g_cache_dir != Py_None && !dir)
 			return NULL;
-		wlift_ctx_set_cache_dir(g_region_ctx[i].ctx, dir, NULL);
+		wlift_ctx_set_cache_dir(e->ctx, dir, NULL);
 	}
 	if (!offline && g_offline)
-		wlift_ctx_set_offline(g_region_ctx[i].ctx, 1);
-	return g_region_ctx[i].ctx;
+		wlift_ctx_set_offline(e->ctx, 1);
+	return e->ctx;
 }
 
 static int ckpt_init(CkptObject *self, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = {"source", "name", "offline", "region", NULL};
-	PyObject *src, *path = NULL;
+	static char *kwlist[] = {"source", "name", "offline", "region", "max_rate",
+				 "full_download", "cache_dir", NULL};
+	PyObject *src, *path = NULL, *cdir = NULL;
 	const char *name = "<memory>", *region = NULL;
 	wlift_ckpt *ck = NULL;
 	wlift_ctx *ctx = g_ctx;
-	int offline = 0;
+	unsigned long long max_rate = 0;
+	int offline = 0, full_download = 0;
 	wlift_diag d;
 	int ret;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|spz", kwlist, &src, &name, &offline,
-					 &region))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "O|spzKpO&", kwlist, &src, &name, &offline,
+					 &region, &max_rate, &full_download, PyUnicode_FSConverter,
+					 &cdir))
 		return -1;
-	if (region && *region) {
-		if (!(ctx = region_ctx(region, offline)))
+	if ((region && *region) || max_rate || full_download || cdir) {
+		ctx = opts_ctx(region, offline, max_rate, full_download,
+			       cdir ? PyBytes_AS_STRING(cdir) : NULL);
+		Py_XDECREF(cdir);
+		if (!ctx)
 			return -1;
 	} else if (offline && !(ctx = offline_ctx()))
 		return -1;
@@ -1309,9 +1341,9 @@ static PyObject *py_set_cache_dir(PyObject *mod, PyObject *arg)
 	ret = wlift_ctx_set_cache_dir(g_ctx, dir, &d);
 	if (!ret && g_ctx_offline)
 		ret = wlift_ctx_set_cache_dir(g_ctx_offline, dir, &d);
-	for (size_t i = 0; !ret && i < sizeof(g_region_ctx) / sizeof(g_region_ctx[0]) &&
-			   g_region_ctx[i].ctx; i++)
-		ret = wlift_ctx_set_cache_dir(g_region_ctx[i].ctx, dir, &d);
+	for (size_t i = 0; !ret && i < OPT_CTX_MAX && g_opt_ctx[i].ctx; i++)
+		if (!g_opt_ctx[i].cache_dir)
+			ret = wlift_ctx_set_cache_dir(g_opt_ctx[i].ctx, dir, &d);
 	if (!ret) {
 		PyObject *keep = dir ? PyUnicode_DecodeFSDefault(dir) : Py_NewRef(Py_None);
 		if (!keep) {
@@ -1335,10 +1367,9 @@ static PyObject *py_set_offline(PyObject *mod, PyObject *arg)
 		return NULL;
 	wlift_ctx_set_offline(g_ctx, on);
 	g_offline = on;
-	for (size_t i = 0; i < sizeof(g_region_ctx) / sizeof(g_region_ctx[0]) &&
-			   g_region_ctx[i].ctx; i++)
-		if (!g_region_ctx[i].offline)
-			wlift_ctx_set_offline(g_region_ctx[i].ctx, on);
+	for (size_t i = 0; i < OPT_CTX_MAX && g_opt_ctx[i].ctx; i++)
+		if (!g_opt_ctx[i].offline)
+			wlift_ctx_set_offline(g_opt_ctx[i].ctx, on);
 	Py_RETURN_NONE;
 }
 

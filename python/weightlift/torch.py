@@ -272,7 +272,10 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
               device_allocator: Any = None,
               offline: Optional[bool] = None, group=None,
               shard: Optional[Dict[str, Optional[int]]] = None,
-              experts=None, region: Optional[str] = None) -> Dict[str, torch.Tensor]:
+              experts=None, region: Optional[str] = None,
+              max_rate: Union[int, str, None] = None,
+              allow_full_download: Optional[bool] = None,
+              cache_dir: Union[str, os.PathLike, None] = None) -> Dict[str, torch.Tensor]:
     """Load every tensor of a file, index.json or directory (or a remote URI), in file order.
 
     backend: None/"mmap" (lazy copy-on-write views of the file, the default for CPU) or
@@ -282,7 +285,11 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
     offline=True: remote objects from the local cache only (weightlift.set_local_cache_dir).
     region: the AWS region of an s3:// bucket (the keyword of Anyscale's streaming
     load_file(file_uri, device=, region=)); None: AWS_REGION, AWS_DEFAULT_REGION, the
-    profile's, else asked of S3.
+    profile's, else asked of S3. max_rate: a bandwidth cap for this load's remote transfers,
+    bytes per second as an int or with the CLI's binary suffixes ("100M"; 64K .. 1024G;
+    shared by every call with the same remote keywords), as --max-rate. allow_full_download:
+    read a server without Range support whole, streaming (--allow-full-download). cache_dir:
+    this call's local cache directory instead of set_local_cache_dir's (--cache-dir).
     group (a torch.distributed process group, an mpi4py communicator), shard ({name or glob:
     dim or None}) or experts: a distributed load, each byte read once over the ranks
     (weightlift.distributed.load_file, docs/distributed.md)."""
@@ -292,7 +299,9 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
         return distributed.load_file(filename, device=device, group=group, shard=shard,
                                      experts=experts)
     return _core.load_dict(_core.check_filename(filename), _core.to_torch, device, backend,
-                           allocator=device_allocator, offline=offline, region=region)
+                           allocator=device_allocator, offline=offline, region=region,
+                           max_rate=max_rate, allow_full_download=allow_full_download,
+                           cache_dir=cache_dir)
 
 
 def save_model(model: "torch.nn.Module", filename: Union[str, os.PathLike],

@@ -886,7 +886,7 @@ static int from_sso(wlift_ctx *ctx, const char *uri, const char *profile,
 			snprintf(c->secret, sizeof(c->secret), "%s", sk);
 			snprintf(c->token, sizeof(c->token), "%s", st ? st : "");
 			c->expires = ms > 0 ? ms / 1000 : 0; /* milliseconds since the epoch */
-			snprintf(c->from, sizeof(c->from), "SSO (role %.60s in account %s, profile %.60s)",
+			snprintf(c->from, sizeof(c->from), "SSO (role %.60s in account %.20s, profile %.60s)",
 				 role, account, profile);
 			ret = 1;
 			goto out;

@@ -124,3 +124,59 @@ def test_errors(server):
         wlnp.load_file(url + "/forbidden/m.safetensors")
     with pytest.raises(OSError, match="does not support range requests"):
         wlnp.load_file(url + "/norange/m.safetensors")
+
+
+def test_remote_keywords(server, tmp_path):
+    """The CLI's remote options as keywords of load_file, safe_open and stream: max_rate
+    (--max-rate), allow_full_download (--allow-full-download), cache_dir (--cache-dir), each
+    range- and type-checked."""
+    url, root, tensors = server
+    big = {"w": np.arange(3 << 18, dtype=np.float32)}  # 3 MiB
+    refnp.save_file(big, str(root / "big.safetensors"))
+    # max_rate: 1 MiB/s over 3 MiB (the bucket's burst is 512 KiB): at least ~2.5 s.
+    t0 = time.monotonic()
+    got = wlnp.load_file(url + "/big.safetensors", max_rate="1M")
+    took = time.monotonic() - t0
+    assert np.array_equal(got["w"], big["w"])
+    assert 2.0 < took < 20, took
+    t0 = time.monotonic()
+    names = [n for n, _ in wl.stream(url + "/big.safetensors", framework="np",
+                                     max_rate=2 << 20)]
+    assert names == ["w"] and time.monotonic() - t0 > 0.9
+    for bad, exc in (("1K", ValueError), ("2T", ValueError), ("fast", ValueError),
+                     (True, TypeError), (1.5, TypeError), (0, ValueError)):
+        with pytest.raises(exc, match="max_rate"):
+            wlnp.load_file(url + "/m.safetensors", max_rate=bad)
+    # allow_full_download: a server without Range support is read whole only when asked.
+    with pytest.raises(OSError, match="does not support range requests"):
+        wlnp.load_file(url + "/norange/m.safetensors")
+    got = wlnp.load_file(url + "/norange/m.safetensors", allow_full_download=True)
+    assert all(np.array_equal(got[k], tensors[k]) for k in tensors)
+    with wl.safe_open(url + "/norange/m.safetensors", framework="np",
+                      allow_full_download=True) as f:
+        assert np.array_equal(f.get_slice("a")[3:5], tensors["a"][3:5])
+    assert sorted(n for n, _ in wl.stream(url + "/norange/m.safetensors", framework="np",
+                                          allow_full_download=True)) == ["a", "b", "c"]
+    with pytest.raises(TypeError, match="allow_full_download"):
+        wlnp.load_file(url + "/m.safetensors", allow_full_download="yes")
+    # cache_dir: this call's cache; then offline from it (no server asked), another empty
+    # directory offline fails naming it.
+    cache, empty = tmp_path / "cache", tmp_path / "empty"
+    cache.mkdir()
+    empty.mkdir()
+    wlnp.load_file(url + "/m.safetensors", cache_dir=cache)
+    assert len(list(cache.glob("*.data"))) == 1
+    got = wlnp.load_file(url + "/m.safetensors", cache_dir=str(cache), offline=True)
+    assert all(np.array_equal(got[k], tensors[k]) for k in tensors)
+    with wl.safe_open(url + "/m.safetensors", framework="np", cache_dir=cache,
+                      offline=True) as f:
+        assert np.array_equal(f.get_tensor("b"), tensors["b"])
+    with pytest.raises(OSError, match=str(empty)):
+        wlnp.load_file(url + "/m.safetensors", cache_dir=empty, offline=True)
+    with pytest.raises(ValueError, match="cache_dir"):
+        wlnp.load_file(url + "/m.safetensors", cache_dir="")
+    torch = pytest.importorskip("torch")
+    wlt = pytest.importorskip("weightlift.torch")
+    got = wlt.load_file(url + "/m.safetensors", cache_dir=cache, offline=True,
+                        max_rate="64K", allow_full_download=False)
+    assert torch.equal(got["b"], torch.from_numpy(tensors["b"]))
