@@ -4,10 +4,14 @@
  * shards of an index.json, a directory's index or files), each is opened as a source, and the
  * headers are read through the sources only. Each file's header is read with one small
  * read of its first bytes (more only when the header is larger), so that remote sources cost
- * one round trip per file. The tensor table is kept in file order with an open-addressing
- * name index; the checkpoint is reference counted so that loaded results can outlive it.
+ * one round trip per file. The files of a remote checkpoint (an index's shards, a prefix's
+ * objects) are opened several at once, each on a thread of its own (source open + header),
+ * so that the open costs the round trips of one file rather than of all of them. The tensor
+ * table is kept in file order with an open-addressing name index; the checkpoint is reference
+ * counted so that loaded results can outlive it.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +65,10 @@ static struct wlift_ckpt *ckpt_new(wlift_ctx *ctx, size_t nfiles)
 		free(ck);
 		return NULL;
 	}
+	/* Every file is released by destroy, opened or not (a NULL source, no header). */
+	for (size_t i = 0; i < nfiles; i++)
+		ck->files[i].hdr.nmeta = -1;
+	ck->nfiles = nfiles;
 	return ck;
 }
 
@@ -104,6 +112,105 @@ static int read_header(struct wlift_ckpt *ck, size_t i, wlift_diag *d)
 	f->info.ntensors = f->hdr.ntensors;
 out:
 	free(buf);
+	return ret;
+}
+
+/* File i of ck: its source (src, or opened from uri), its name, its header. */
+static int file_open(struct wlift_ckpt *ck, size_t i, const char *uri, struct wlift__source *src,
+		     wlift_diag *d)
+{
+	struct wlift__ckpt_file *f = &ck->files[i];
+	int ret;
+
+	if (src) {
+		f->src = wlift__source_ref(src);
+	} else {
+		ret = wlift__source_open(ck->ctx, uri, &f->src, d);
+		if (ret)
+			return ret;
+	}
+	f->info.uri = strdup(f->src->uri);
+	if (!f->info.uri)
+		return wlift__diag_set(d, -ENOMEM, f->src->uri, NULL, -1, NULL, NULL);
+	return read_header(ck, i, d);
+}
+
+/* Files opened several at once: each thread (the caller's among them) claims the next file
+ * and opens it; the first failure stops the claiming. */
+struct opener {
+	struct wlift_ckpt *ck;
+	char *const *uris;
+	size_t n;
+	size_t next; /* atomic */
+	int stop;    /* atomic */
+	int *rets;
+	wlift_diag *diags;
+};
+
+static void *opener_main(void *arg)
+{
+	struct opener *o = arg;
+
+	while (!__atomic_load_n(&o->stop, __ATOMIC_ACQUIRE)) {
+		size_t i = __atomic_fetch_add(&o->next, 1, __ATOMIC_RELAXED);
+		if (i >= o->n)
+			break;
+		wlift_diag_clear(&o->diags[i]);
+		o->rets[i] = file_open(o->ck, i, o->uris[i], NULL, &o->diags[i]);
+		if (o->rets[i])
+			__atomic_store_n(&o->stop, 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/* Open every file of ck from uris. Remote objects are opened up to WLIFT_OPEN_PARALLEL at once
+ * (their open is a request, its time the network's round trips); local files one after
+ * another (an open is a few system calls). On failure, the failure of the lowest-numbered file
+ * that failed is reported (files are claimed in order, so it is the first in file order among
+ * those tried). */
+static int open_files(struct wlift_ckpt *ck, char *const *uris, size_t n, wlift_diag *d)
+{
+	struct opener o = { ck, uris, n, 0, 0, NULL, NULL };
+	pthread_t th[WLIFT_OPEN_PARALLEL];
+	unsigned nth = 0, want = 0;
+	int ret = 0;
+
+	for (size_t i = 0; i < n && !want; i++)
+		want = !wlift__uri_local_path(uris[i]);
+	if (n < 2 || !want) {
+		for (size_t i = 0; i < n; i++) {
+			ret = file_open(ck, i, uris[i], NULL, d);
+			if (ret)
+				return ret;
+		}
+		return 0;
+	}
+	want = n < WLIFT_OPEN_PARALLEL ? (unsigned)n : WLIFT_OPEN_PARALLEL;
+	o.rets = calloc(n, sizeof(*o.rets));
+	o.diags = calloc(n, sizeof(*o.diags));
+	if (!o.rets || !o.diags) {
+		ret = wlift__diag_set(d, -ENOMEM, uris[0], NULL, -1, NULL, NULL);
+		goto out;
+	}
+	/* The calling thread is one of the openers; fewer threads than asked still open
+	 * everything. */
+	for (; nth + 1 < want; nth++)
+		if (pthread_create(&th[nth], NULL, opener_main, &o))
+			break;
+	opener_main(&o);
+	for (unsigned t = 0; t < nth; t++)
+		pthread_join(th[t], NULL);
+	for (size_t i = 0; i < n; i++) {
+		if (o.rets[i]) {
+			ret = o.rets[i];
+			if (d)
+				*d = o.diags[i];
+			break;
+		}
+	}
+out:
+	free(o.rets);
+	free(o.diags);
 	return ret;
 }
 
@@ -180,16 +287,7 @@ int wlift__ckpt_open_sources(wlift_ctx *ctx, struct wlift__source *const *srcs, 
 		goto out;
 	}
 	for (size_t i = 0; i < n; i++) {
-		struct wlift__ckpt_file *f = &ck->files[i];
-		f->hdr.nmeta = -1;
-		f->src = wlift__source_ref(srcs[i]);
-		ck->nfiles = i + 1; /* so that destroy releases it */
-		f->info.uri = strdup(srcs[i]->uri);
-		if (!f->info.uri) {
-			ret = wlift__diag_set(d, -ENOMEM, srcs[i]->uri, NULL, -1, NULL, NULL);
-			goto out;
-		}
-		ret = read_header(ck, i, d);
+		ret = file_open(ck, i, NULL, srcs[i], d);
 		if (ret)
 			goto out;
 	}
@@ -250,7 +348,6 @@ int wlift_open(wlift_ctx *ctx, const char *uri, wlift_ckpt **out, wlift_diag *d)
 {
 	double t0 = wlift__now();
 	struct wlift__located loc;
-	struct wlift__source **srcs = NULL;
 	struct wlift_ckpt *ck = NULL;
 	int ret;
 
@@ -263,17 +360,15 @@ int wlift_open(wlift_ctx *ctx, const char *uri, wlift_ckpt **out, wlift_diag *d)
 	ret = wlift__locate(ctx, uri, &loc, d);
 	if (ret)
 		return ret;
-	srcs = calloc(loc.n ? loc.n : 1, sizeof(*srcs));
-	if (!srcs) {
+	ck = ckpt_new(ctx, loc.n);
+	if (!ck || !ck->ctx) {
 		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
 		goto out;
 	}
-	for (size_t i = 0; i < loc.n; i++) {
-		ret = wlift__source_open(ctx, loc.uris[i], &srcs[i], d);
-		if (ret)
-			goto out;
-	}
-	ret = wlift__ckpt_open_sources(ctx, srcs, loc.n, &ck, d);
+	ret = open_files(ck, loc.uris, loc.n, d);
+	if (ret)
+		goto out;
+	ret = build_table(ck, d);
 	if (ret)
 		goto out;
 	if (loc.index_uri) {
@@ -289,9 +384,6 @@ int wlift_open(wlift_ctx *ctx, const char *uri, wlift_ckpt **out, wlift_diag *d)
 	ck = NULL;
 out:
 	ckpt_destroy(ck);
-	for (size_t i = 0; srcs && i < loc.n; i++)
-		wlift__source_unref(srcs[i]);
-	free(srcs);
 	wlift__located_free(&loc);
 	return ret;
 }

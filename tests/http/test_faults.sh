@@ -12,6 +12,9 @@
 #    404, a 200 with the whole object;
 #  - hedging: a stalled range is asked again on another connection and the load finishes long
 #    before the stall would end, with the right bytes;
+#  - a sharded checkpoint's shards open at once (a delay on every shard request costs one
+#    delay, not one per shard), with the right bytes, faults at open retried; a shard whose
+#    header fails fails the open naming it (the first in file order);
 #  - the time to first tensor: a fresh load makes one ranged GET for the header and its first
 #    data request on the same connection (no HEAD): connect, header, data.
 # Skips (77) without nginx. Every command is bounded by timeout.
@@ -227,6 +230,51 @@ grep_err "the server asks to slow down"
 WEIGHTLIFT_HTTP_ADAPTIVE=0 WEIGHTLIFT_HTTP_REQUESTS=8 good "adaptive concurrency off" -v -v --threads 1
 NCHECK=$((NCHECK + 1))
 ! grep -q "(adaptive)" "$ERR" || fail "WEIGHTLIFT_HTTP_ADAPTIVE=0: $(grep adaptive "$ERR" | head -3)"
+
+# --- a sharded checkpoint: its shards are opened at once, a failing shard fails the open -------
+# Six shards of random bytes and their index; every request for a shard waits 0.6 s at the
+# proxy, so opening them one after another would take 3.6 s.
+mkdir -p "$D/six"
+python3 - "$D/six" <<'PY'
+import json, os, struct, sys
+d, per, wm = sys.argv[1], 64 << 10, {}
+for s in range(6):
+    name = "model-%05d-of-00006.safetensors" % (s + 1)
+    hdr = {"s%d.t%d" % (s, i): {"dtype": "U8", "shape": [per], "data_offsets": [i * per, (i + 1) * per]} for i in range(3)}
+    wm.update({k: name for k in hdr})
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + os.urandom(3 * per))
+with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+    json.dump({"metadata": {}, "weight_map": wm}, f)
+PY
+"$WEIGHTLIFT" verify "$D/six/model.safetensors.index.json" | awk 'length($1) == 64 { print $1, $2 }' | sort >"$T/six-want"
+fp_rules '[{"action": "delay", "seconds": 0.6, "path": "model-0000"}]'
+expect_rc 0 $TO "$WEIGHTLIFT" load --json "$FP_URL/six/model.safetensors.index.json"
+pycheck 'assert j["open_s"] < 2.4, "the shards were not opened at once: open_s %.2f" % j["open_s"]'
+expect_rc 0 $TO "$WEIGHTLIFT" verify "$FP_URL/six/model.safetensors.index.json"
+awk 'length($1) == 64 { print $1, $2 }' "$OUT" | sort >"$T/got"
+NCHECK=$((NCHECK + 1))
+cmp -s "$T/got" "$T/six-want" || fail "six shards over the proxy: digests differ from the local files'"
+# Faults while the shards open at once: drops and 503s of the headers' requests, retried.
+fp_rules '[{"action": "status", "status": 503, "path": "0000[246]", "count": 3}, {"action": "drop", "after": 100, "path": "0000[35]", "count": 2}]'
+expect_rc 0 $TO "$WEIGHTLIFT" verify "$FP_URL/six/model.safetensors.index.json"
+awk 'length($1) == 64 { print $1, $2 }' "$OUT" | sort >"$T/got"
+NCHECK=$((NCHECK + 1))
+cmp -s "$T/got" "$T/six-want" || fail "six shards with faults at open: digests differ"
+# A shard whose header cannot be read fails the open, naming that shard (the first in file
+# order when several fail), and leaves nothing behind.
+fp_rules '[{"action": "status", "status": 404, "path": "model-00004"}]'
+expect_rc 3 $TO "$WEIGHTLIFT" load "$FP_URL/six/model.safetensors.index.json"
+grep_err "$FP_URL/six/model-00004-of-00006.safetensors: HTTP 404"
+fp_rules '[{"action": "status", "status": 403, "path": "model-0000[35]"}]'
+expect_rc 4 $TO "$WEIGHTLIFT" load "$FP_URL/six/model.safetensors.index.json"
+grep_err "$FP_URL/six/model-00003-of-00006.safetensors: HTTP 403"
+fp_rules '[{"action": "truncate", "after": 5, "path": "model-00006", "min_offset": 0}]'
+WEIGHTLIFT_HTTP_RETRIES=1 expect_rc 3 $TO "$WEIGHTLIFT" load "$FP_URL/six/model.safetensors.index.json"
+grep_err "$FP_URL/six/model-00006-of-00006.safetensors"
+fp_rules '[]'
 
 # --- time to first tensor: connect, one ranged GET for the header, the data on that connection
 fp_stop
