@@ -664,6 +664,24 @@ static int dev_ok(CUdeviceptr p, size_t len)
 	return 1;
 }
 
+/* For the fake cuFile (fake_cufile.c), which writes device memory itself: the device of the
+ * calling thread's current context when [p, p+len) is device memory that device may write,
+ * else -1 (counted as misuse, as a copy there would be). */
+API int fakecuda_device_range(uintptr_t p, size_t len)
+{
+	int dev = lock_dev("cuFileRead");
+
+	if (dev < 0)
+		return -1;
+	if (!dev_ok((CUdeviceptr)p, len)) {
+		violation("cuFileRead of %zu bytes to %#llx: outside any allocation", len,
+			  (unsigned long long)p);
+		dev = -1;
+	}
+	pthread_mutex_unlock(&mu);
+	return dev;
+}
+
 API CUresult cuMemFree_v2(CUdeviceptr p)
 {
 	int i;

@@ -24,6 +24,7 @@
 #ifndef WLIFT_FAKE_CUDA_H
 #define WLIFT_FAKE_CUDA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct fakecuda_stats {
@@ -56,6 +57,9 @@ struct fakecuda_stats {
 };
 
 typedef void (*fakecuda_stats_fn)(struct fakecuda_stats *out);
+/* fakecuda_device_range(p, len): the current context's device when [p, p+len) is device
+ * memory it may write, else -1 (a violation): what the fake cuFile checks before a read. */
+typedef int (*fakecuda_device_range_fn)(uintptr_t p, size_t len);
 typedef void (*fakecuda_configure_fn)(void);
 
 #endif

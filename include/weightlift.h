@@ -338,6 +338,19 @@ enum wlift_direct {
 	WLIFT_DIRECT_OFF,
 };
 
+/* GPU Direct Storage (wlift_load_opts.gds, CLI --gds, WEIGHTLIFT_GDS): local files read by
+ * cuFile straight into device memory on GPU loads (docs/gpu.md). */
+enum wlift_gds {
+	WLIFT_GDS_DEFAULT = 0,    /* the context's value: WEIGHTLIFT_GDS, else auto */
+	WLIFT_GDS_AUTO = 1,       /* cuFile in true GDS mode for files read with O_DIRECT (cold
+				     local files): where GDS can beat the pinned ring; a cuFile
+				     failure sends the rest of the load through the ring */
+	WLIFT_GDS_ON = 2,         /* every local file through cuFile (compatibility mode too);
+				     fails (WLIFT_ENODEV, WLIFT_ECUFILE, WLIFT_EUNSUPPORTED)
+				     when it cannot */
+	WLIFT_GDS_OFF = 3,        /* never */
+};
+
 enum wlift_mmap {
 	WLIFT_MMAP_OFF = 0,       /* copy into owned host memory */
 	WLIFT_MMAP_ON = 1,        /* views of a private mapping of each local file */
@@ -454,6 +467,8 @@ typedef struct wlift_load_opts {
 	/* Expert parallelism: load only the routed experts this rank owns (see
 	 * wlift_expert_filter); NULL: all. */
 	const wlift_expert_filter *experts;
+	/* GPU loads: GPU Direct Storage, enum wlift_gds (0: the context's, WEIGHTLIFT_GDS). */
+	int gds;
 } wlift_load_opts;
 #define WLIFT_LOAD_OPTS_INIT { .size = sizeof(wlift_load_opts) }
 
@@ -471,6 +486,10 @@ typedef struct wlift_stats {
 	size_t chunk_bytes;
 	uint64_t fixups;             /* tensors moved in place after an O_DIRECT read to align */
 	uint64_t fixup_bytes;
+	const char *gds;             /* GPU Direct Storage: "cufile" (reads by cuFile in true GDS
+					mode), "compat" (cuFile in compatibility mode), "off" (none) */
+	uint64_t gds_bytes;          /* bytes read by cuFile */
+	uint64_t gds_fallbacks;      /* cuFile failures whose reads went through the ring */
 } wlift_stats;
 
 /* Load tensors of ck (all, or opts->names) into the destination device. On success *out

@@ -70,6 +70,8 @@ struct wlift_ctx {
 	int s3_addressing;	    /* WEIGHTLIFT_S3_ADDRESSING: 0 auto, 1 path, 2 virtual */
 	unsigned s3_list_max;	    /* WEIGHTLIFT_S3_LIST_MAX_KEYS: keys per listing page */
 	char *cuda_library; /* WEIGHTLIFT_CUDA_LIBRARY: the CUDA driver to load (NULL: libcuda.so.1) */
+	char *cufile_library; /* WEIGHTLIFT_CUFILE_LIBRARY: cuFile to load (NULL: libcufile.so.0) */
+	int gds;	      /* WEIGHTLIFT_GDS: enum wlift_gds (auto, on, off; never DEFAULT) */
 	size_t ring_bytes;  /* WEIGHTLIFT_CUDA_RING_BYTES (0: default; range-checked per load) */
 	unsigned ring_slots; /* WEIGHTLIFT_CUDA_RING_SLOTS (0: default) */
 	uint64_t max_device_bytes; /* WEIGHTLIFT_MAX_DEVICE_BYTES (0: none) */

@@ -479,6 +479,30 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 				goto out;
 			}
 		}
+		if (wlift__env_str("WEIGHTLIFT_CUFILE_LIBRARY", &lib)) {
+			ctx->cufile_library = strdup(lib);
+			if (!ctx->cufile_library) {
+				ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+				goto out;
+			}
+		}
+		/* GPU Direct Storage: auto (default), on or off. */
+		ctx->gds = WLIFT_GDS_AUTO;
+		if (wlift__env_str("WEIGHTLIFT_GDS", &lib)) {
+			if (strcmp(lib, "auto") == 0) {
+				ctx->gds = WLIFT_GDS_AUTO;
+			} else if (strcmp(lib, "on") == 0) {
+				ctx->gds = WLIFT_GDS_ON;
+			} else if (strcmp(lib, "off") == 0) {
+				ctx->gds = WLIFT_GDS_OFF;
+			} else {
+				ret = wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+						      "environment variable WEIGHTLIFT_GDS = \"%s\" "
+						      "is not one of auto, on, off",
+						      lib);
+				goto out;
+			}
+		}
 		ret = knob(0, "ring_bytes", "WEIGHTLIFT_CUDA_RING_BYTES", 0, WLIFT_MAX_RING_BYTES,
 			   &ctx->ring_bytes, d);
 		if (ret)
@@ -547,6 +571,7 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	free(ctx->s3_region);
 	wlift__ctx_keep_destroy(ctx);
 	free(ctx->cuda_library);
+	free(ctx->cufile_library);
 	free(ctx->sysfs_root);
 	free(ctx->nccl_library);
 	free(ctx->cache_dir);

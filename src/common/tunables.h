@@ -18,6 +18,11 @@
 /* AUTO direct: O_DIRECT when less than this fraction of the bytes a load reads from a file is
  * in the page cache; AUTO mmap maps when at least this fraction is. */
 #define WLIFT_DIRECT_MAX_RESIDENT 0.5
+/* GPU Direct Storage reads (cuFile) are planned 4 KiB aligned in file offset, length and
+ * device address, whatever smaller O_DIRECT alignment the file system reports: NVIDIA's
+ * cuFile guide asks for 4 KiB alignment for DMA straight into GPU memory (anything else goes
+ * through cuFile's internal bounce buffers). */
+#define WLIFT_GDS_ALIGN 4096u
 /* AUTO direct: reading fewer bytes than this from a file always uses buffered reads (setup
  * cost dominates). */
 #define WLIFT_DIRECT_MIN_BYTES (32u << 20)

@@ -110,6 +110,15 @@ int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
 					       "wlift_load_opts.device_allocator is for GPU loads "
 					       "(device \"cuda:N\"), not host memory");
 	}
+	{
+		int has_field = o->size >= offsetof(wlift_load_opts, gds) + sizeof(int);
+		int g = has_field ? o->gds : WLIFT_GDS_DEFAULT;
+		if (g < WLIFT_GDS_DEFAULT || g > WLIFT_GDS_OFF)
+			return bad(d, "gds", (unsigned long long)g, "enum wlift_gds");
+		c->gds = g == WLIFT_GDS_DEFAULT ? ctx->gds : g;
+		if (c->gds == WLIFT_GDS_DEFAULT)
+			c->gds = WLIFT_GDS_AUTO;
+	}
 	c->dtype = o->dtype;
 	c->strategy = o->strategy;
 	c->direct = o->direct;

@@ -13,6 +13,7 @@
 #include "engine/load.h"
 #include "engine/mapped.h"
 #include "engine/pipeline.h"
+#include "source/gds.h"
 #include "engine/result.h"
 #include "engine/stages.h"
 #include "sink/convert_cpu.h"
@@ -403,6 +404,8 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	uint64_t *conv_off = NULL, *data_off = NULL, conv_bytes = 0;
 	void **raw = NULL;
 	const char *strategy;
+	struct wlift__gds *gds = NULL;
+	int gds_sink = 0;
 	struct load l = { 0 };
 	struct entries pe = { 0 };
 	size_t n, chunk_used = 0;
@@ -427,6 +430,24 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		ret = wlift__sink_open(ck->ctx, cfg.device, &sc, &sink, d);
 		if (ret)
 			goto out;
+	}
+	if (sink->ops->device_ptr && !sink->cufile && cfg.gds != WLIFT_GDS_OFF)
+		gds_sink = 1; /* a device sink whose sources need no cuFile (the seam tests) */
+	if (sink->cufile && cfg.gds != WLIFT_GDS_OFF) {
+		/* A GPU load begins: start the cuFile driver's open now, in the background
+		 * (once per process), so that it is open by the time reads could use it. */
+		wlift_diag gd;
+		wlift_diag_clear(&gd);
+		ret = wlift__gds_get(ck->ctx->cufile_library, &gds, &gd);
+		if (ret && cfg.gds == WLIFT_GDS_ON) {
+			ret = wlift__diag_set(d, ret, NULL, NULL, -1, "load.gds",
+					      "device \"%s\": GPU Direct Storage (gds on): %s (set "
+					      "WEIGHTLIFT_CUFILE_LIBRARY, or gds auto/off)",
+					      cfg.device, gd.message);
+			goto out;
+		}
+		ret = 0;
+		gds_sink = gds ? 2 : 0;
 	}
 	ret = wlift__load_select(ck, o, &sel, d);
 	if (ret)
@@ -487,9 +508,17 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		size_t chunk;
 		unsigned threads = cfg.threads, qd = 1;
 
-		ret = wlift__load_probe(ck, &cfg, sel.ti, n, &pr, d);
+		ret = wlift__load_probe(ck, &cfg, sel.ti, n, gds_sink, &pr, d);
 		if (ret)
 			goto out;
+		if (gds && cfg.gds == WLIFT_GDS_ON) {
+			/* Asked for: every read through cuFile, so its driver must be open. */
+			int st = wlift__gds_state(gds, 1, d);
+			if (st < 0) {
+				ret = st;
+				goto out;
+			}
+		}
 		chunk = pr.chunk_bytes;
 		if (!sink->in_place && chunk > sink->stage_bytes)
 			chunk = sink->stage_bytes; /* a chunk is read into one staging buffer */
@@ -566,6 +595,9 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		pl.user = &l;
 		pl.progress = cfg.progress;
 		pl.progress_user = cfg.progress_user;
+		pl.gds = gds;
+		pl.gds_file = gds_sink ? pr.gds : NULL;
+		pl.gds_required = cfg.gds == WLIFT_GDS_ON;
 		ret = wlift__pipeline_run(&pl, d);
 		if (ret && l.have_diag && d && d->code == l.diag.code)
 			*d = l.diag; /* the sink's own account of the failure */
@@ -575,6 +607,9 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		res->stats.fixups = pl.fixups;
 		res->stats.fixup_bytes = pl.fixup_bytes;
 		res->stats.threads = threads;
+		res->stats.gds_bytes = pl.gds_bytes;
+		res->stats.gds_fallbacks = pl.gds_fallbacks;
+		res->stats.gds = wlift__gds_mode_name(pl.gds_mode);
 		strategy = pl.strategy ? pl.strategy : pr.all_memory ? "memory" : "pread";
 	}
 	t_read = wlift__now();
@@ -595,6 +630,8 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	res->stats.read_s = t_read - t_plan;
 	res->stats.strategy = strategy;
 	res->stats.direct = pr.any_direct;
+	if (!res->stats.gds)
+		res->stats.gds = "off";
 	if (!res->stats.threads)
 		res->stats.threads = cfg.threads;
 	res->stats.chunk_bytes = chunk_used ? chunk_used : cfg.chunk_bytes;

@@ -21,6 +21,7 @@
 
 #include "common/numa.h"
 #include "engine/pipeline.h"
+#include "source/gds.h"
 
 #define NO_CHUNK SIZE_MAX
 #define MAX_KINDS 4 /* source kinds one load reads from (file, memory, ...) */
@@ -42,6 +43,12 @@ struct run {
 	uint64_t read;	    /* bytes read (atomic) */
 	uint64_t fixups, fixup_bytes;
 	int used_uring;	     /* atomic */
+	int gds_off;	     /* atomic: no more cuFile reads in this load (auto, after a failure) */
+	int gds_mode;	     /* atomic: the cuFile state of the reads made */
+	int gds_reg;	     /* under mu: 0 the destination not yet registered, 1 registered, 2
+				tried and refused (reads go on, through cuFile's bounce buffers) */
+	void *gds_base;	     /* the registered device range */
+	uint64_t gds_bytes, gds_fallbacks; /* atomic */
 	const char *first_q; /* name of the first read queue made (atomic) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -51,6 +58,7 @@ struct run {
 };
 
 static void cancel_all(struct run *r);
+static void name_tensor(const struct run *r, size_t ci, uint64_t at, wlift_diag *d);
 
 /* Record the first error, stop every worker and cancel every read in flight, so that a
  * slow read (a stalled network request) does not hold up the return. */
@@ -271,39 +279,108 @@ static int submit(struct worker *w, struct wlift__rq *q, size_t ci, wlift_diag *
 	return ret;
 }
 
+/* Register the load's device destination with cuFile once (the first cuFile read of the
+ * load; the device's context is current). A refusal is not an error: cuFile reads into
+ * unregistered memory through its own bounce buffers. */
+static void gds_register(struct run *r)
+{
+	struct wlift__sink *sk = r->pl->sink;
+	int dev = -1;
+	void *base;
+	wlift_diag d;
+
+	pthread_mutex_lock(&r->mu);
+	if (!r->gds_reg) {
+		base = sk->ops->device_ptr(sk, 0, &dev);
+		wlift_diag_clear(&d);
+		if (base && r->pl->plan->arena_bytes &&
+		    wlift__gds_buf_register(r->pl->gds, base, (size_t)r->pl->plan->arena_bytes,
+					    &d) == 0) {
+			r->gds_base = base;
+			r->gds_reg = 1;
+		} else {
+			r->gds_reg = 2;
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* A cuFile failure in auto mode: this chunk and the rest of the load go through staging. */
+static int gds_fall_back(struct run *r, size_t ci)
+{
+	__atomic_store_n(&r->gds_off, 1, __ATOMIC_RELEASE);
+	__atomic_add_fetch(&r->gds_fallbacks, 1, __ATOMIC_RELAXED);
+	r->got[ci] = 0; /* staged from its first byte: the staging buffer is committed whole */
+	return 0;
+}
+
 /* GPU Direct Storage: the source reads chunk ci straight into the device destination (on this
  * worker, synchronously). Returns 1 when it did (or failed: the run is then stopped), 0 when
  * this chunk goes through the read queue. */
 static int read_direct_to_device(struct worker *w, size_t ci)
 {
 	struct run *r = w->r;
-	const struct wlift__plan_chunk *c = &r->pl->plan->chunks[ci];
-	const struct wlift__plan_range *rg = &r->pl->plan->ranges[c->range];
-	struct wlift__source *s = r->pl->srcs[c->file];
-	struct wlift__sink *sk = r->pl->sink;
+	const struct wlift__pipeline *pl = r->pl;
+	const struct wlift__plan_chunk *c = &pl->plan->chunks[ci];
+	const struct wlift__plan_range *rg = &pl->plan->ranges[c->range];
+	struct wlift__source *s = pl->srcs[c->file];
+	struct wlift__sink *sk = pl->sink;
 	uint8_t *dp;
-	int dev = -1;
+	int dev = -1, state = WLIFT__GDS_TRUE;
 	wlift_diag d;
 
-	if (!s->ops->read_to_device || !sk->ops->device_ptr)
+	if (!pl->gds_file || !pl->gds_file[c->file] || !s->ops->read_to_device ||
+	    !sk->ops->device_ptr || __atomic_load_n(&r->gds_off, __ATOMIC_ACQUIRE))
 		return 0;
+	wlift_diag_clear(&d);
+	if (pl->gds) {
+		state = wlift__gds_state(pl->gds, 0, &d);
+		if (state == WLIFT__GDS_OPENING)
+			return 0; /* the pinned ring meanwhile */
+		if (state < 0 || (state == WLIFT__GDS_COMPAT && !pl->gds_required)) {
+			if (pl->gds_required) {
+				fail(r, state < 0 ? state : WLIFT_ECUFILE, &d);
+				return 1;
+			}
+			__atomic_store_n(&r->gds_off, 1, __ATOMIC_RELEASE);
+			return 0;
+		}
+	}
 	dp = sk->ops->device_ptr(sk, c->dest, &dev);
 	if (!dp)
 		return 0;
-	wlift_diag_clear(&d);
-	while (r->got[ci] < c->len && !stopped(r)) {
-		int64_t n = s->ops->read_to_device(s, c->off + r->got[ci],
-						   (size_t)(c->len - r->got[ci]),
-						   dp + r->got[ci], dev, &d);
+	if (sk->ops->device_enter && sk->ops->device_enter(sk, &d)) {
+		if (!pl->gds_required)
+			return gds_fall_back(r, ci);
+		fail(r, d.code ? d.code : WLIFT_ECUDA, &d);
+		return 1;
+	}
+	if (pl->gds && !r->gds_reg)
+		gds_register(r);
+	/* Short only at the end of the file (O_DIRECT widening reads past it). */
+	while (r->got[ci] < c->len && c->off + r->got[ci] < s->size && !stopped(r)) {
+		int64_t n = s->ops->read_to_device(s, pl->gds, c->off + r->got[ci],
+						   (size_t)(c->len - r->got[ci]), dp + r->got[ci],
+						   dev, &d);
 		if (n < 0) {
+			if (sk->ops->device_leave)
+				sk->ops->device_leave(sk);
+			if (!pl->gds_required)
+				return gds_fall_back(r, ci);
+			name_tensor(r, ci, d.has_offset ? (uint64_t)d.offset : c->off + r->got[ci],
+				    &d);
 			fail(r, (int)n, &d);
 			return 1;
 		}
 		__atomic_add_fetch(&r->read, (uint64_t)n, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&r->gds_bytes, (uint64_t)n, __ATOMIC_RELAXED);
 		r->got[ci] += (uint64_t)n;
 		if (n == 0)
 			break;
 	}
+	if (sk->ops->device_leave)
+		sk->ops->device_leave(sk);
+	__atomic_store_n(&r->gds_mode, state, __ATOMIC_RELAXED);
 	if (stopped(r))
 		return 1;
 	if (r->got[ci] < c->len && c->off + r->got[ci] < rg->end) {
@@ -680,6 +757,19 @@ int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
 	}
 	if (!r.err && pl->progress && pl->progress(r.done, p->tensor_bytes, pl->progress_user))
 		progress_cancel(&r);
+	if (r.gds_reg == 1) {
+		/* Every cuFile read has returned (the workers are joined). */
+		wlift_diag gd;
+		wlift_diag_clear(&gd);
+		if (!pl->sink->ops->device_enter || pl->sink->ops->device_enter(pl->sink, &gd) == 0) {
+			wlift__gds_buf_deregister(pl->gds, r.gds_base);
+			if (pl->sink->ops->device_leave)
+				pl->sink->ops->device_leave(pl->sink);
+		}
+	}
+	pl->gds_bytes = r.gds_bytes;
+	pl->gds_fallbacks = r.gds_fallbacks;
+	pl->gds_mode = r.gds_bytes ? r.gds_mode : 0;
 	pl->bytes_read = r.read;
 	pl->fixups = r.fixups;
 	pl->fixup_bytes = r.fixup_bytes;

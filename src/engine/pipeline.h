@@ -32,7 +32,20 @@ struct wlift__pipeline {
 	void *user;
 	wlift_progress_fn progress;
 	void *progress_user;
+	/* GPU Direct Storage: the chunks of files with gds_file[f] set are read straight into
+	 * the device destination through the source's read_to_device (sink ops->device_ptr),
+	 * with the cuFile library gds (NULL: a source that needs none, the seam tests), once its
+	 * driver is open (until then, and for every other chunk, through the sink's staging).
+	 * gds_required (--gds on): a cuFile failure fails the load, and compatibility mode is
+	 * used too; 0 (auto): only true GDS, and a failure sends that chunk and the rest of the
+	 * load through staging (gds_fallbacks counts it). */
+	struct wlift__gds *gds;
+	const uint8_t *gds_file;
+	int gds_required;
 	/* out */
+	uint64_t gds_bytes;	/* bytes read through read_to_device */
+	uint64_t gds_fallbacks; /* cuFile failures that sent a chunk back to staging */
+	int gds_mode;		/* the source/gds.h state of the reads made (0: none made) */
 	uint64_t bytes_read;
 	uint64_t fixups, fixup_bytes;
 	const char *strategy; /* the read queues used: "uring" if any, else the first's name */

@@ -75,19 +75,28 @@ void wlift__probed_free(struct wlift__probed *p)
 	if (!p)
 		return;
 	free(p->pf);
+	free(p->gds);
 	memset(p, 0, sizeof(*p));
 }
 
 int wlift__load_probe(const struct wlift_ckpt *ck, const struct wlift__load_cfg *c,
-		      const wlift_tensor_info *ti, size_t n, struct wlift__probed *out,
-		      wlift_diag *d)
+		      const wlift_tensor_info *ti, size_t n, int gds_sink,
+		      struct wlift__probed *out, wlift_diag *d)
 {
+	int gds_on = gds_sink == 2 && c->gds == WLIFT_GDS_ON;
 	int ret = 0;
 
 	memset(out, 0, sizeof(*out));
 	out->pf = calloc(ck->nfiles ? ck->nfiles : 1, sizeof(*out->pf));
 	if (!out->pf)
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	if (gds_sink && c->gds != WLIFT_GDS_OFF) {
+		out->gds = calloc(ck->nfiles ? ck->nfiles : 1, 1);
+		if (!out->gds) {
+			ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+			goto out;
+		}
+	}
 	out->chunk_bytes = c->chunk_bytes;
 	out->all_memory = 1;
 	for (size_t f = 0; f < ck->nfiles; f++) {
@@ -102,8 +111,8 @@ int wlift__load_probe(const struct wlift_ckpt *ck, const struct wlift__load_cfg 
 		if (!file_used(ti, n, f))
 			continue;
 		file_selection(ti, n, (uint32_t)f, &fs);
-		src->ops->probe(src, off, dsize, c->direct != WLIFT_DIRECT_OFF ? WLIFT__PROBE_DIRECT : 0,
-				&p);
+		src->ops->probe(src, off, dsize,
+				c->direct != WLIFT_DIRECT_OFF || gds_on ? WLIFT__PROBE_DIRECT : 0, &p);
 		align = p.dio_align;
 		if (!p.in_memory)
 			out->all_memory = 0;
@@ -111,7 +120,18 @@ int wlift__load_probe(const struct wlift_ckpt *ck, const struct wlift__load_cfg 
 			out->chunk_bytes = p.chunk;
 		if (p.requests > out->requests)
 			out->requests = p.requests;
-		if (c->direct == WLIFT_DIRECT_ON) {
+		if (gds_on) {
+			/* cuFile reads with O_DIRECT (true GDS needs it): every file must allow it. */
+			if (!src->ops->read_to_device || !align || !src->ops->direct) {
+				ret = wlift__diag_set(
+				    d, WLIFT_EUNSUPPORTED, src->uri, NULL, -1, "load.gds",
+				    "%s: GPU Direct Storage (gds on) reads local files on a file "
+				    "system that allows O_DIRECT; this one (%s) does not",
+				    src->uri, wlift__fs_kind_name(p.fs_kind));
+				goto out;
+			}
+			direct = 1;
+		} else if (c->direct == WLIFT_DIRECT_ON) {
 			if (!align || !src->ops->direct) {
 				ret = wlift__diag_set(d, WLIFT_EUNSUPPORTED, src->uri, NULL, -1,
 						      "load.direct",
@@ -134,7 +154,7 @@ int wlift__load_probe(const struct wlift_ckpt *ck, const struct wlift__load_cfg 
 			wlift_diag dd;
 			wlift_diag_clear(&dd);
 			ret = src->ops->direct(src, &dd);
-			if (ret && c->direct == WLIFT_DIRECT_ON) {
+			if (ret && (c->direct == WLIFT_DIRECT_ON || gds_on)) {
 				if (d && !d->code)
 					*d = dd;
 				goto out;
@@ -142,10 +162,22 @@ int wlift__load_probe(const struct wlift_ckpt *ck, const struct wlift__load_cfg 
 			if (!ret) {
 				out->pf[f].dio_align = align;
 				out->any_direct = 1;
+				/* Through cuFile: only files read with O_DIRECT (aligned chunks,
+				 * placed so that aligned file offsets meet aligned device
+				 * addresses), which auto chooses for cold local files: from the
+				 * page cache the ring is faster than reading the disk again. */
+				if (out->gds && gds_sink == 2 && src->ops->read_to_device) {
+					out->gds[f] = 1;
+					if (out->pf[f].dio_align < WLIFT_GDS_ALIGN)
+						out->pf[f].dio_align = WLIFT_GDS_ALIGN;
+				}
 			}
 			ret = 0; /* AUTO: buffered reads when O_DIRECT cannot be had */
 		}
 	}
+	if (out->gds && gds_sink == 1)
+		for (size_t f = 0; f < ck->nfiles; f++)
+			out->gds[f] = ck->files[f].src->ops->read_to_device != NULL;
 	if (c->strategy == WLIFT_STRATEGY_URING ||
 	    (c->strategy == WLIFT_STRATEGY_AUTO && out->any_direct))
 		out->queue_flags |= WLIFT__RQ_URING;

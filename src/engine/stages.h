@@ -26,6 +26,7 @@ struct wlift__load_cfg {
 	unsigned ring_slots;
 	uint64_t max_device_bytes; /* GPU: 0 none */
 	const wlift_device_allocator *device_allocator; /* GPU: the caller's, or NULL */
+	int gds;	    /* GPU: enum wlift_gds, resolved (AUTO, ON or OFF) */
 	wlift_dtype dtype;  /* WLIFT_DTYPE_NONE: keep */
 	int strategy;	    /* enum wlift_strategy */
 	int direct;	    /* enum wlift_direct */
@@ -91,15 +92,19 @@ struct wlift__probed {
 	int all_memory; /* every file read is already in memory */
 	unsigned queue_flags; /* WLIFT__RQ_URING when io_uring is wanted */
 	unsigned requests;    /* remote sources: reads in flight over all workers; 0: none */
+	uint8_t *gds;	      /* per checkpoint file: 1 when its reads may go through cuFile
+				 (read_to_device), NULL when none may */
 };
 
 /* 1 when WLIFT_MMAP_AUTO should map: every file with selected tensors can be mapped and its
  * data is mostly in the page cache. */
 int wlift__load_mapped_pays(const struct wlift_ckpt *ck, const wlift_tensor_info *ti, size_t n);
-/* Decide per file. May make the sources ready for O_DIRECT reads (ops->direct). */
+/* Decide per file. May make the sources ready for O_DIRECT reads (ops->direct). gds_sink: the
+ * sink's destination is device memory a source can read into (sink device_ptr; 2 when the
+ * reads need cuFile, a CUDA sink), 0 when none: then no file is read through cuFile. */
 int wlift__load_probe(const struct wlift_ckpt *ck, const struct wlift__load_cfg *c,
-		      const wlift_tensor_info *ti, size_t n, struct wlift__probed *p,
-		      wlift_diag *d);
+		      const wlift_tensor_info *ti, size_t n, int gds_sink,
+		      struct wlift__probed *p, wlift_diag *d);
 void wlift__probed_free(struct wlift__probed *p);
 
 #endif

@@ -395,6 +395,34 @@ static void *cuda_dest(struct wlift__sink *s, uint64_t off)
 	return NULL;
 }
 
+/* GPU Direct Storage writes the destination directly: its address at off. Not in a load
+ * with remapped (gathered) ranges: their bytes only the sink may place, and a chunk may
+ * span the edge of one. */
+static void *cuda_device_ptr(struct wlift__sink *s, uint64_t off, int *device)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+
+	*device = c->index;
+	if (!c->dptr || off > c->bytes || c->nremaps)
+		return NULL;
+	return (void *)(uintptr_t)(c->dptr + off);
+}
+
+static int cuda_device_enter(struct wlift__sink *s, wlift_diag *d)
+{
+	struct cuda_sink *c = (struct cuda_sink *)s;
+
+	if (!push(c))
+		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
+				       "%s: cannot make the device's context current", c->name);
+	return 0;
+}
+
+static void cuda_device_leave(struct wlift__sink *s)
+{
+	pop((struct cuda_sink *)s);
+}
+
 /* ---- staging: acquire, commit, poll ------------------------------------------------------ */
 
 static int cuda_acquire(struct wlift__sink *s, size_t len, void **buf, wlift_diag *d)
@@ -915,6 +943,9 @@ static const struct wlift__sink_ops cuda_ops = {
 	.kind = "cuda",
 	.alloc = cuda_alloc,
 	.dest = cuda_dest,
+	.device_ptr = cuda_device_ptr,
+	.device_enter = cuda_device_enter,
+	.device_leave = cuda_device_leave,
 	.acquire = cuda_acquire,
 	.unacquire = cuda_unacquire,
 	.commit = cuda_commit,
@@ -969,6 +1000,7 @@ int wlift__cuda_sink_create(wlift_ctx *ctx, const char *device, const struct wli
 	pthread_cond_init(&c->cv, NULL);
 	c->base.ops = &cuda_ops;
 	c->base.in_place = 0;
+	c->base.cufile = 1;
 	c->wctx = ctx;
 	c->cu = cu;
 	c->index = index;

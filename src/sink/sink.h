@@ -39,6 +39,11 @@ struct wlift__sink_ops {
 	 * ordinal, so that a source that can read straight into device memory (GPU Direct
 	 * Storage) is used instead of staging. NULL (or a NULL return): no such destination. */
 	void *(*device_ptr)(struct wlift__sink *s, uint64_t off, int *device);
+	/* Optional, with device_ptr: make the device's context current on the calling thread
+	 * (0, or a negative code with d filled), and undo it, around a source's reads into
+	 * device memory (cuFile uses the calling thread's context). */
+	int (*device_enter)(struct wlift__sink *s, wlift_diag *d);
+	void (*device_leave)(struct wlift__sink *s);
 	/* Staged sinks: a staging buffer of at least len (<= stage_bytes) bytes, aligned to
 	 * stage_align. 0; -EAGAIN when every buffer is in use (poll with wait, then retry). */
 	int (*acquire)(struct wlift__sink *s, size_t len, void **buf, wlift_diag *d);
@@ -89,6 +94,8 @@ struct wlift__sink {
 				       two >= 64; 0: WLIFT_PLAN_ALIGN); a GPU wants 256 */
 	int numa;		    /* 1 + the NUMA node of the device (its readers and staging
 				       belong there); 0: none, or unknown */
+	int cufile;		    /* 1: device memory that cuFile (GPU Direct Storage) can write:
+				       the engine opens the cuFile library for the load; 0 */
 	wlift__sink_done_fn done;   /* set by the engine before the first commit */
 	void *done_user;
 };

@@ -22,6 +22,7 @@
 #include <linux/magic.h>
 
 #include "source/file.h"
+#include "source/gds.h"
 #include "source/uring.h"
 
 struct file_source {
@@ -37,6 +38,12 @@ struct file_source {
 	int fs_kind;	    /* statfs, at open */
 	uint32_t dio_align; /* statx, on the first probe that asks; atomic */
 	int dio_known;	    /* atomic: dio_align is set */
+	/* GPU Direct Storage: the cuFile handle of the O_DIRECT descriptor, registered on the
+	 * first read_to_device (under mu) with the cuFile library gds. */
+	struct wlift__gds *gds;
+	void *gfh;
+	int gds_err;	   /* registration failed with this (kept: not retried per read) */
+	wlift_diag gds_diag;
 };
 
 static int64_t mtime_of(const struct stat *st)
@@ -297,10 +304,50 @@ static int file_map(struct wlift__source *s, struct wlift__mem *out, wlift_diag 
 	return 0;
 }
 
+/* GPU Direct Storage: cuFileRead straight into device memory, on the calling worker (the
+ * engine has made the device's context current). The handle is registered once per file,
+ * on the O_DIRECT descriptor (true GDS needs it; the file system must allow O_DIRECT, which
+ * the engine checked: it reads only direct chunks this way). */
+static int64_t file_read_to_device(struct wlift__source *s, struct wlift__gds *g, uint64_t off,
+				   size_t len, void *devptr, int device, wlift_diag *d)
+{
+	struct file_source *f = (struct file_source *)s;
+	void *fh;
+	int ret;
+
+	WLIFT_UNUSED(device);
+	ret = file_direct(s, d);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&f->mu);
+	if (!f->gds && !f->gds_err) {
+		wlift_diag_clear(&f->gds_diag);
+		f->gds_err = wlift__gds_handle_register(g, f->dfd, s->uri, &f->gfh, &f->gds_diag);
+		if (!f->gds_err)
+			f->gds = g;
+	}
+	if (!f->gds_err && f->gds != g) {
+		pthread_mutex_unlock(&f->mu);
+		return wlift__diag_set(d, WLIFT_ECUFILE, s->uri, NULL, -1, "gds.handle",
+				       "%s: the file is registered with another cuFile library",
+				       s->uri);
+	}
+	ret = f->gds_err;
+	if (ret && d)
+		*d = f->gds_diag;
+	fh = f->gfh;
+	pthread_mutex_unlock(&f->mu);
+	if (ret)
+		return ret;
+	return wlift__gds_read(g, fh, devptr, len, off, s->uri, d);
+}
+
 static void file_destroy(struct wlift__source *s)
 {
 	struct file_source *f = (struct file_source *)s;
 
+	if (f->gds)
+		wlift__gds_handle_deregister(f->gds, f->gfh);
 	if (f->fd >= 0)
 		close(f->fd);
 	if (f->dfd >= 0)
@@ -318,6 +365,7 @@ static const struct wlift__source_ops file_ops = {
 	.direct = file_direct,
 	.validate = file_validate,
 	.map = file_map,
+	.read_to_device = file_read_to_device,
 	.destroy = file_destroy,
 };
 
