@@ -30,6 +30,10 @@ static void usage(FILE *out)
 	    "  --max-inflight SIZE     bytes in flight (default: WEIGHTLIFT_MAX_INFLIGHT_BYTES)\n"
 	    "  --strategy S            auto | pread | uring (default auto)\n"
 	    "  --direct D              auto | on | off: O_DIRECT reads (default auto)\n"
+	    "  --gds G                 auto | on | off: GPU Direct Storage (cuFile) for GPU\n"
+	    "                          loads of local files (default: WEIGHTLIFT_GDS or auto:\n"
+	    "                          true GDS mode, files read with O_DIRECT; on: every\n"
+	    "                          file, compatibility mode too, or fail)\n"
 	    "  --mmap                  tensors are views of a private mapping of the file\n"
 	    "                          (reported as mapped, with the time to populate it)\n"
 	    "  --names A,B,...         load only these tensors (repeatable)\n"
@@ -259,6 +263,7 @@ int cli_load(int argc, char **argv)
 		OPT_WORLD,
 		OPT_SHARD,
 		OPT_EXPERTS,
+		OPT_GDS,
 	};
 	static const struct option opts[] = {
 	    {"threads", required_argument, NULL, OPT_THREADS},
@@ -277,6 +282,7 @@ int cli_load(int argc, char **argv)
 	    {"world", required_argument, NULL, OPT_WORLD},
 	    {"shard-spec", required_argument, NULL, OPT_SHARD},
 	    {"experts", required_argument, NULL, OPT_EXPERTS},
+	    {"gds", required_argument, NULL, OPT_GDS},
 	    CLI_CACHE_LONGOPTS,
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -346,6 +352,17 @@ int cli_load(int argc, char **argv)
 				lo.direct = k == 0   ? WLIFT_DIRECT_AUTO
 					    : k == 1 ? WLIFT_DIRECT_ON
 						     : WLIFT_DIRECT_OFF;
+			break;
+		case OPT_GDS:
+			for (k = 0; k < 3; k++)
+				if (strcmp(optarg, directs[k]) == 0)
+					break;
+			if (k == 3) {
+				rc = cli_usage_error("load", "invalid --gds '%s' (one of auto, on, off)",
+						     optarg);
+				goto out;
+			}
+			lo.gds = k == 0 ? WLIFT_GDS_AUTO : k == 1 ? WLIFT_GDS_ON : WLIFT_GDS_OFF;
 			break;
 		case OPT_MMAP:
 			lo.mmap = 1;
@@ -608,6 +625,12 @@ int cli_load(int argc, char **argv)
 				json_object_object_add(root, "world",
 						       json_object_new_int(lo.world_size));
 			}
+			json_object_object_add(root, "gds",
+					       json_object_new_string(med.st.gds ? med.st.gds : "off"));
+			json_object_object_add(root, "gds_bytes",
+					       json_object_new_uint64(med.st.gds_bytes));
+			json_object_object_add(root, "gds_fallbacks",
+					       json_object_new_uint64(med.st.gds_fallbacks));
 			json_object_object_add(root, "fixups",
 					       json_object_new_uint64(med.st.fixups));
 			json_object_object_add(root, "fixup_bytes",
@@ -671,6 +694,12 @@ int cli_load(int argc, char **argv)
 				       med.st.threads == 1 ? "" : "s",
 				       cli_fmt_bytes(med.st.chunk_bytes, b2, sizeof(b2)),
 				       cli_fmt_bytes(med.st.bytes_read, b3, sizeof(b3)));
+			if (med.st.gds_bytes || med.st.gds_fallbacks)
+				printf("  GPU Direct Storage: %s, %s through cuFile, %" PRIu64
+				       " fallback%s to the ring\n",
+				       med.st.gds ? med.st.gds : "off",
+				       cli_fmt_bytes(med.st.gds_bytes, b2, sizeof(b2)),
+				       med.st.gds_fallbacks, med.st.gds_fallbacks == 1 ? "" : "s");
 			if (med.st.fixups)
 				printf("  alignment fix-ups: %" PRIu64 " (%" PRIu64 " bytes)\n",
 				       med.st.fixups, med.st.fixup_bytes);

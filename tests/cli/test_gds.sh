@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# `weightlift load --device cuda:N --gds ...` against the fake CUDA driver and the fake cuFile
+# (fake/, WLIFT_FAKECUDA, WLIFT_FAKECUFILE): --gds on reads every byte through cuFile (and
+# says so in --json: "gds": "cufile", gds_bytes) with host memory bounded by the ring; off
+# never; a missing library or a failing read exits 5 naming it; a bad value is usage (2).
+. "$(dirname "$0")/lib.sh"
+[ -n "${WLIFT_FAKECUDA:-}" ] && [ -e "$WLIFT_FAKECUDA" ] || { echo "SKIP: no fake CUDA driver"; exit 77; }
+[ -n "${WLIFT_FAKECUFILE:-}" ] && [ -e "$WLIFT_FAKECUFILE" ] || { echo "SKIP: no fake cuFile"; exit 77; }
+fixtures --big 128
+
+S=$D/small.safetensors
+B=$D/big.safetensors
+export WEIGHTLIFT_CUDA_LIBRARY=$WLIFT_FAKECUDA WEIGHTLIFT_CUFILE_LIBRARY=$WLIFT_FAKECUFILE
+python3 -c 'import os,sys; os.close(os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT))' "$B" 2>/dev/null ||
+	{ echo "SKIP: no O_DIRECT here"; exit 77; }
+
+WEIGHTLIFT_CUDA_RING_BYTES=8M WEIGHTLIFT_CUDA_RING_SLOTS=8 \
+	expect_rc 0 "$WEIGHTLIFT" load --device cuda:1 --gds on --json "$B"
+pycheck '
+assert j["gds"] == "cufile", j
+assert j["gds_bytes"] >= j["bytes"] >= 128 << 20, j
+assert j["direct"] is True, j
+assert j["peak_rss_anon"] <= (8 << 20) + (64 << 20), j["peak_rss_anon"]'
+expect_rc 0 "$WEIGHTLIFT" load --device cuda:0 --gds on "$B"
+grep_out "GPU Direct Storage: cufile"
+FAKECUFILE_MODE=compat expect_rc 0 "$WEIGHTLIFT" load --device cuda:0 --gds on --json "$S"
+pycheck 'assert j["gds"] == "compat" and j["gds_bytes"] >= j["bytes"], j'
+expect_rc 0 "$WEIGHTLIFT" load --device cuda:0 --gds off --direct on --json "$B"
+pycheck 'assert j["gds"] == "off" and j["gds_bytes"] == 0, j'
+WEIGHTLIFT_GDS=off expect_rc 0 "$WEIGHTLIFT" load --device cuda:0 --direct on --json "$S"
+pycheck 'assert j["gds"] == "off", j'
+
+# --- errors -------------------------------------------------------------------------------------
+WEIGHTLIFT_CUFILE_LIBRARY=/nonexistent/libcufile.so.0 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 --gds on "$S"
+grep_err "GPU Direct Storage (gds on): cannot load the cuFile library /nonexistent/libcufile.so.0"
+FAKECUFILE_FAIL_READ=3 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 --gds on "$B"
+grep_err "big.safetensors: big.0"
+grep_err "cuFileRead of"
+grep_err "at offset"
+FAKECUFILE_FAIL_OPEN=1 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 --gds on "$S"
+grep_err "cuFileDriverOpen"
+expect_rc 2 "$WEIGHTLIFT" load --device cuda:0 --gds sometimes "$S"
+grep_err "invalid --gds"
+WEIGHTLIFT_GDS=sometimes expect_rc 2 "$WEIGHTLIFT" load --device cuda:0 "$S"
+grep_err "WEIGHTLIFT_GDS"
+finish
