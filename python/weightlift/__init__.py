@@ -56,14 +56,15 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
               offline: Optional[bool] = None, region: Optional[str] = None,
               max_rate: Union[int, str, None] = None,
               allow_full_download: Optional[bool] = None,
-              cache_dir: Union[str, os.PathLike, None] = None) -> Dict[str, Any]:
+              cache_dir: Union[str, os.PathLike, None] = None,
+              gds: Optional[str] = None) -> Dict[str, Any]:
     """weightlift.torch.load_file: every tensor as torch tensors, in file order."""
     from . import torch as _t
 
     return _t.load_file(filename, device=device, backend=backend,
                         device_allocator=device_allocator, offline=offline, region=region,
                         max_rate=max_rate, allow_full_download=allow_full_download,
-                        cache_dir=cache_dir)
+                        cache_dir=cache_dir, gds=gds)
 
 
 def load(data: bytes) -> Dict[str, Any]:

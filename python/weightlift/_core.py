@@ -470,7 +470,7 @@ def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional
               names: Optional[List[str]] = None, owned: bool = False,
               mmap_views: bool = False, allocator: Any = None,
               offline: Optional[bool] = None, region: Optional[str] = None,
-              **remote: Any) -> Dict[str, Any]:
+              gds: Optional[str] = None, **remote: Any) -> Dict[str, Any]:
     dev, move = split_device(device)
     convert = _moving(convert, move)
     mapped = backend_mmap(backend, dev, owned, mmap_views)
@@ -479,10 +479,10 @@ def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional
     try:
         if isinstance(path, (bytes, bytearray, memoryview)):
             mapped = MMAP_OFF
-        if alloc is not None:
-            res = ck.load(names=names, mmap=mapped, device=dev, device_allocator=alloc)
-        else:
-            res = ck.load(names=names, mmap=mapped, device=dev)
+        kw = {"device_allocator": alloc} if alloc is not None else {}
+        if gds is not None:
+            kw["gds"] = gds
+        res = ck.load(names=names, mmap=mapped, device=dev, **kw)
     finally:
         ck.close()
     return {t.name: convert(t) for t in res.tensors()}

@@ -610,7 +610,7 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"names", "mmap", "strategy", "direct", "threads", "device",
 				 "ready", "cancel", "rows", "device_allocator", "rank", "world",
-				 "shard", "experts", NULL};
+				 "shard", "experts", "gds", NULL};
 	PyObject *names = Py_None, *ready = Py_None, *cancel = Py_None, *rows = Py_None;
 	PyObject *dev_alloc = Py_None;
 	struct py_alloc *pa = NULL;
@@ -623,7 +623,7 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	PyObject *res_obj = NULL;
 	const char **cnames = NULL;
 	wlift_rows *crows = NULL;
-	const char *device = NULL;
+	const char *device = NULL, *gds = NULL;
 	int mmap = 0, strategy = 0, direct = 0;
 	unsigned threads = 0;
 	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
@@ -632,10 +632,25 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	wlift_diag d;
 	int ret;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOOOOiiOO", kwlist, &names, &mmap,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOOOOiiOOz", kwlist, &names, &mmap,
 					 &strategy, &direct, &threads, &device, &ready, &cancel,
-					 &rows, &dev_alloc, &rank, &world, &shard, &experts))
+					 &rows, &dev_alloc, &rank, &world, &shard, &experts, &gds))
 		return NULL;
+	if (gds) {
+		/* GPU Direct Storage: "auto", "on", "off"; None: the context's (WEIGHTLIFT_GDS). */
+		if (strcmp(gds, "auto") == 0)
+			o.gds = WLIFT_GDS_AUTO;
+		else if (strcmp(gds, "on") == 0)
+			o.gds = WLIFT_GDS_ON;
+		else if (strcmp(gds, "off") == 0)
+			o.gds = WLIFT_GDS_OFF;
+		else {
+			PyErr_Format(PyExc_ValueError,
+				     "gds must be \"auto\", \"on\", \"off\" or None, not \"%s\"",
+				     gds);
+			return NULL;
+		}
+	}
 	if (ckpt_check(self) < 0)
 		return NULL;
 	if (names != Py_None) {
@@ -809,12 +824,13 @@ static PyMethodDef ckpt_methods[] = {
 	{"load", (PyCFunction)(void (*)(void))ckpt_load, METH_VARARGS | METH_KEYWORDS,
 	 "load(names=None, mmap=0, strategy=0, direct=0, threads=0, device=None, ready=None, "
 	 "cancel=None, rows=None, device_allocator=None, rank=0, world=0, shard=None, "
-	 "experts=None) -> Result. rows: one (begin, end) of "
+	 "experts=None, gds=None) -> Result. rows: one (begin, end) of "
 	 "leading-dimension rows per name (only those bytes are read). device_allocator: an "
 	 "object with alloc(device, nbytes) -> device pointer and free(device, ptr, nbytes) "
 	 "that owns a GPU load's device memory. shard: [(pattern, dim)] rules for rank of world "
 	 "(dim -1 replicates); experts: (placement, nexperts, ep_rank, ep_size, marker) "
-	 "(wlift_expert_filter). The GIL is released while loading."},
+	 "(wlift_expert_filter). gds: GPU Direct Storage \"auto\", \"on\" or \"off\" (None: "
+	 "WEIGHTLIFT_GDS, else auto). The GIL is released while loading."},
 	{"close", (PyCFunction)ckpt_close, METH_NOARGS, "Close; loaded tensors stay valid."},
 	{NULL, NULL, 0, NULL},
 };
@@ -904,13 +920,15 @@ static PyObject *result_stats(ResultObject *self, PyObject *unused)
 
 	memset(&s, 0, sizeof(s));
 	wlift_result_stats(self->res, &s);
-	return Py_BuildValue("{s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:s,s:i,s:I,s:n}",
+	return Py_BuildValue("{s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:s,s:i,s:I,s:n,s:s,s:K,s:K}",
 			     "bytes", (unsigned long long)s.bytes, "bytes_read",
 			     (unsigned long long)s.bytes_read, "seconds", s.seconds, "gb_per_s",
 			     s.gb_per_s, "open_s", s.open_s, "plan_s", s.plan_s, "read_s",
 			     s.read_s, "strategy", s.strategy ? s.strategy : "", "direct",
 			     s.direct, "threads", s.threads, "chunk_bytes",
-			     (Py_ssize_t)s.chunk_bytes);
+			     (Py_ssize_t)s.chunk_bytes, "gds", s.gds ? s.gds : "off", "gds_bytes",
+			     (unsigned long long)s.gds_bytes, "gds_fallbacks",
+			     (unsigned long long)s.gds_fallbacks);
 }
 
 static PySequenceMethods result_seq = {

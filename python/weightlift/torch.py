@@ -275,7 +275,8 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
               experts=None, region: Optional[str] = None,
               max_rate: Union[int, str, None] = None,
               allow_full_download: Optional[bool] = None,
-              cache_dir: Union[str, os.PathLike, None] = None) -> Dict[str, torch.Tensor]:
+              cache_dir: Union[str, os.PathLike, None] = None,
+              gds: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """Load every tensor of a file, index.json or directory (or a remote URI), in file order.
 
     backend: None/"mmap" (lazy copy-on-write views of the file, the default for CPU) or
@@ -292,7 +293,10 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
     this call's local cache directory instead of set_local_cache_dir's (--cache-dir).
     group (a torch.distributed process group, an mpi4py communicator), shard ({name or glob:
     dim or None}) or experts: a distributed load, each byte read once over the ranks
-    (weightlift.distributed.load_file, docs/distributed.md)."""
+    (weightlift.distributed.load_file, docs/distributed.md).
+    gds (GPU devices): GPU Direct Storage, "auto" (cuFile in true GDS mode for cold local
+    files), "on" (every local file through cuFile, or an error) or "off"; None:
+    WEIGHTLIFT_GDS, else "auto" (docs/gpu.md)."""
     if group is not None or shard is not None or experts is not None:
         from . import distributed
 
@@ -301,7 +305,7 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
     return _core.load_dict(_core.check_filename(filename), _core.to_torch, device, backend,
                            allocator=device_allocator, offline=offline, region=region,
                            max_rate=max_rate, allow_full_download=allow_full_download,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, gds=gds)
 
 
 def save_model(model: "torch.nn.Module", filename: Union[str, os.PathLike],
