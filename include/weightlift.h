@@ -235,6 +235,11 @@ WLIFT_API void wlift_ctx_destroy(wlift_ctx *ctx);
 WLIFT_API int wlift_ctx_set_cache_dir(wlift_ctx *ctx, const char *dir, wlift_diag *d);
 /* Offline mode on (1) or off (0) for the objects opened from now on. Thread-safe. */
 WLIFT_API void wlift_ctx_set_offline(wlift_ctx *ctx, int offline);
+/* The bound on every collective wait of distributed loading, in seconds, as ctx resolved it
+ * (WEIGHTLIFT_COMM_TIMEOUT, or its earlier name WEIGHTLIFT_DIST_TIMEOUT; 1 .. 86400, default
+ * 300): wlift_comm's waits, and those of the Python exchange layer. NULL ctx: the default
+ * context. 0 only when the default context cannot be made. Thread-safe. */
+WLIFT_API unsigned wlift_ctx_comm_timeout(wlift_ctx *ctx);
 
 /* One entry of the local cache (wlift_cache_list); the strings live for the callback. */
 typedef struct wlift_cache_entry {
@@ -504,8 +509,9 @@ WLIFT_API int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_read
  * one job moving bytes between them. Backends are loaded at run time, never linked: NCCL
  * (dlopen of the library WEIGHTLIFT_NCCL_LIBRARY names, else "libnccl.so.2"; device
  * buffers, the current device's primary context). Every wait is bounded by the context's
- * comm timeout (WEIGHTLIFT_COMM_TIMEOUT seconds, default 300): a peer that never arrives is
- * WLIFT_ECOMM on the others (the communicator is then aborted and only good for destroy).
+ * comm timeout (wlift_ctx_comm_timeout, WEIGHTLIFT_COMM_TIMEOUT seconds, default 300): a
+ * peer that never arrives is WLIFT_ECOMM on the others (the communicator is then aborted and
+ * only good for destroy).
  * A communicator is used by one thread at a time.
  * ------------------------------------------------------------------------------------- */
 typedef struct wlift_comm wlift_comm;

@@ -1321,6 +1321,15 @@ out:
 	return ret_obj;
 }
 
+/* The context's bound on collective waits (WEIGHTLIFT_COMM_TIMEOUT, range-checked when the
+ * module's context was made): weightlift.distributed's default timeout. */
+static PyObject *py_comm_timeout(PyObject *m, PyObject *unused)
+{
+	(void)m;
+	(void)unused;
+	return PyLong_FromUnsignedLong(wlift_ctx_comm_timeout(g_ctx));
+}
+
 static PyObject *py_dtype_bits(PyObject *m, PyObject *arg)
 {
 	const char *s = PyUnicode_AsUTF8(arg);
@@ -1400,6 +1409,8 @@ static PyMethodDef module_methods[] = {
 	 "save(items, metadata=None, path=None): serialise [(name, dtype, shape, buffer)]; "
 	 "returns bytes, or writes path atomically and returns None."},
 	{"dtype_bits", (PyCFunction)py_dtype_bits, METH_O, "bits per element of a dtype name"},
+	{"comm_timeout", (PyCFunction)py_comm_timeout, METH_NOARGS,
+	 "comm_timeout() -> seconds: the bound on collective waits (WEIGHTLIFT_COMM_TIMEOUT)."},
 	{NULL, NULL, 0, NULL},
 };
 

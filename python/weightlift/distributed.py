@@ -21,8 +21,8 @@ communicator (``MPI.COMM_WORLD``), or ``SingleGroup()``. Before any read every r
 that all ranks passed the same checkpoint (files, sizes, tensor table) and the same spec, and
 after reading that every rank succeeded: a rank whose open or load fails makes every rank
 raise ``DistributedError`` naming it; a rank that dies makes the others fail within the
-timeout (the group's own, and ``timeout`` seconds on every wait of ours, default
-``WEIGHTLIFT_DIST_TIMEOUT`` or 300).
+timeout (the group's own, and ``timeout`` seconds on every wait of ours, default the
+library's ``WEIGHTLIFT_COMM_TIMEOUT``, 300).
 """
 from __future__ import annotations
 
@@ -39,24 +39,20 @@ __all__ = ["SafeTensorsFileLoader", "FilesBufferOnDevice", "SingleGroup", "Distr
            "load_file", "expert_parallel_filter", "owned_expert_range", "shard_block",
            "balance"]
 
-_DEFAULT_TIMEOUT = 300.0
-
-
 class DistributedError(RuntimeError):
     """A distributed load failed on some rank, or the ranks disagree (different checkpoints
     or specs), or a rank stopped answering. Raised on every rank."""
 
 
 def _timeout(timeout: Optional[float]) -> float:
-    if timeout is not None:
-        t = float(timeout)
-    else:
-        env = os.environ.get("WEIGHTLIFT_DIST_TIMEOUT")
-        try:
-            t = float(env) if env else _DEFAULT_TIMEOUT
-        except ValueError:
-            raise ValueError(f"WEIGHTLIFT_DIST_TIMEOUT={env!r} is not a number of seconds") \
-                from None
+    """The bound on each wait: timeout (seconds, 0 < t <= 86400), else the library's
+    (WEIGHTLIFT_COMM_TIMEOUT, or its earlier name WEIGHTLIFT_DIST_TIMEOUT: resolved and
+    range-checked with the other knobs in src/common/ctx.c; default 300)."""
+    if timeout is None:
+        return float(_native.comm_timeout())
+    if isinstance(timeout, bool):
+        raise TypeError("timeout: expected a number of seconds")
+    t = float(timeout)
     if not 0 < t <= 86400:
         raise ValueError(f"timeout {t} is out of range (0 < timeout <= 86400 seconds)")
     return t

@@ -340,6 +340,12 @@ int wlift_ctx_set_cache_dir(wlift_ctx *ctx, const char *dir, wlift_diag *d)
 	return 0;
 }
 
+unsigned wlift_ctx_comm_timeout(wlift_ctx *ctx)
+{
+	ctx = wlift__ctx_or_default(ctx);
+	return ctx ? ctx->comm_timeout_s : 0;
+}
+
 void wlift_ctx_set_offline(wlift_ctx *ctx, int offline)
 {
 	ctx = wlift__ctx_or_default(ctx);
@@ -437,8 +443,11 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 		goto out;
 	{
 		/* Distributed loading: the NCCL library (the fake one in tests) and the bound on
-		 * every collective wait, 1 s .. 1 day. */
-		const char *lib;
+		 * every collective wait, 1 s .. 1 day: of wlift_comm here, and of the Python
+		 * exchange layer (weightlift.distributed reads it with wlift_ctx_comm_timeout), so
+		 * one knob bounds both. WEIGHTLIFT_DIST_TIMEOUT is its earlier name, read when
+		 * WEIGHTLIFT_COMM_TIMEOUT is not set. */
+		const char *lib, *tenv = "WEIGHTLIFT_COMM_TIMEOUT";
 		size_t v = 0;
 		if (wlift__env_str("WEIGHTLIFT_NCCL_LIBRARY", &lib)) {
 			ctx->nccl_library = strdup(lib);
@@ -447,8 +456,10 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 				goto out;
 			}
 		}
-		ret = knob(0, "comm_timeout", "WEIGHTLIFT_COMM_TIMEOUT", WLIFT_COMM_TIMEOUT_S,
-			   WLIFT_MAX_COMM_TIMEOUT_S, &v, d);
+		if (!wlift__env_str(tenv, &lib) && wlift__env_str("WEIGHTLIFT_DIST_TIMEOUT", &lib))
+			tenv = "WEIGHTLIFT_DIST_TIMEOUT";
+		ret = knob(0, "comm_timeout", tenv, WLIFT_COMM_TIMEOUT_S, WLIFT_MAX_COMM_TIMEOUT_S,
+			   &v, d);
 		if (ret)
 			goto out;
 		ctx->comm_timeout_s = (unsigned)v;

@@ -262,3 +262,31 @@ def test_single_process(data):
         wd.load_file(str(data / "m.safetensors"), shard={"a": "x"})
     with pytest.raises(wd.DistributedError, match="No such file|not"):
         wd.load_file(str(data / "missing.safetensors"))
+
+
+def test_timeout_knob():
+    """The default timeout is the library's comm timeout (src/common/ctx.c), range-checked
+    there: a bad value fails the import naming the variable; WEIGHTLIFT_DIST_TIMEOUT is its
+    earlier name."""
+    code = "import weightlift.distributed as wd; print(wd._timeout(None))"
+
+    def run(**env):
+        e = dict(os.environ, **env)
+        for k in ("WEIGHTLIFT_COMM_TIMEOUT", "WEIGHTLIFT_DIST_TIMEOUT"):
+            if k not in env:
+                e.pop(k, None)
+        e["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        return subprocess.run([sys.executable, "-c", code], env=e, capture_output=True,
+                              text=True, timeout=60)
+
+    assert run().stdout.strip() == "300.0"
+    assert run(WEIGHTLIFT_COMM_TIMEOUT="7").stdout.strip() == "7.0"
+    assert run(WEIGHTLIFT_DIST_TIMEOUT="9").stdout.strip() == "9.0"
+    assert run(WEIGHTLIFT_COMM_TIMEOUT="5", WEIGHTLIFT_DIST_TIMEOUT="9").stdout.strip() == "5.0"
+    for env in ({"WEIGHTLIFT_COMM_TIMEOUT": "86401"}, {"WEIGHTLIFT_DIST_TIMEOUT": "x"}):
+        r = run(**env)
+        assert r.returncode != 0 and next(iter(env)) in r.stderr, r.stderr[-500:]
+    assert wd._timeout(0.5) == 0.5
+    for bad in (0, -1, 86401):
+        with pytest.raises(ValueError, match="out of range"):
+            wd._timeout(bad)

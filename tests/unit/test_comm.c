@@ -219,6 +219,8 @@ START_TEST(errors)
 	wlift_diag d;
 
 	setenv("WEIGHTLIFT_NCCL_LIBRARY", "/nonexistent/libnccl.so.2", 1);
+	unsetenv("WEIGHTLIFT_COMM_TIMEOUT");
+	unsetenv("WEIGHTLIFT_DIST_TIMEOUT");
 	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), 0);
 	ck_assert_int_eq(wlift_comm_nccl_id(ctx, id, &d), WLIFT_ENODEV);
 	ck_assert_ptr_nonnull(strstr(d.message, "cannot load NCCL"));
@@ -227,11 +229,33 @@ START_TEST(errors)
 	ck_assert_int_eq(wlift_comm_broadcast(NULL, id, 1, 0, &d), -EINVAL);
 	ck_assert_int_eq(wlift_comm_rank(NULL), -EINVAL);
 	wlift_comm_destroy(NULL);
+	ck_assert_uint_eq(wlift_ctx_comm_timeout(ctx), 300);
 	wlift_ctx_destroy(ctx);
+	/* The earlier name counts when WEIGHTLIFT_COMM_TIMEOUT is not set, range-checked the
+	 * same way and named in the error. */
+	unsetenv("WEIGHTLIFT_COMM_TIMEOUT");
+	setenv("WEIGHTLIFT_DIST_TIMEOUT", "7", 1);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), 0);
+	ck_assert_uint_eq(wlift_ctx_comm_timeout(ctx), 7);
+	wlift_ctx_destroy(ctx);
+	setenv("WEIGHTLIFT_DIST_TIMEOUT", "90000", 1);
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), -EINVAL);
+	ck_assert_msg(strstr(d.message, "WEIGHTLIFT_DIST_TIMEOUT"), "%s", d.message);
+	setenv("WEIGHTLIFT_COMM_TIMEOUT", "86400", 1);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), 0);
+	ck_assert_uint_eq(wlift_ctx_comm_timeout(ctx), 86400);
+	wlift_ctx_destroy(ctx);
+	unsetenv("WEIGHTLIFT_DIST_TIMEOUT");
 	setenv("WEIGHTLIFT_COMM_TIMEOUT", "86401", 1);
 	wlift_diag_clear(&d);
 	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), -EINVAL);
 	ck_assert_msg(strstr(d.message, "WEIGHTLIFT_COMM_TIMEOUT"), "%s", d.message);
+	setenv("WEIGHTLIFT_COMM_TIMEOUT", "ten", 1);
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), -EINVAL);
+	ck_assert_msg(strstr(d.message, "WEIGHTLIFT_COMM_TIMEOUT"), "%s", d.message);
+	unsetenv("WEIGHTLIFT_COMM_TIMEOUT");
 }
 END_TEST
 
