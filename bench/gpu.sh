@@ -20,6 +20,10 @@
 #    hot x ROUNDS alternating: weightlift load --device (ring 128 MiB, then 32 and 512 MiB),
 #    safetensors.torch.load_file(device=),
 #    fastsafetensors (GDS and nogds) when importable; cold (drop_caches) when permitted.
+#    GPU Direct Storage: libcufile.so.0 from the system, else the nvidia-cufile wheel next to
+#    torch (WEIGHTLIFT_CUFILE_LIBRARY overrides); the checks verify a --gds on load byte for
+#    byte and name the cuFile mode (cufile = true GDS, compat = compatibility mode, from
+#    cuFileDriverGetProperties); the benchmark adds weightlift --gds on/off hot and cold.
 #    Peers that are not installed are reported as unavailable. Every line goes to
 #    bench/out/gpu-<time>.txt; copy the table into bench/RESULTS.md with the device name.
 set -uo pipefail
@@ -79,6 +83,13 @@ rc=${PIPESTATUS[0]}
 [ "$rc" = 0 ] || { say "no usable CUDA driver/device (gpucheck info: $rc)"; exit 1; }
 NDEV=$("$GC" info | sed -n 's/^driver .*, \([0-9]*\) device.*/\1/p')
 
+# cuFile: the system's, else the wheel PyTorch depends on (nvidia-cufile-cu12).
+if [ -z "${WEIGHTLIFT_CUFILE_LIBRARY:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libcufile\.so\.0'; then
+	cf=$($PY -c 'import nvidia.cufile as m, os; print(os.path.join(list(m.__path__)[0], "lib", "libcufile.so.0"))' 2>/dev/null)
+	[ -n "$cf" ] && [ -f "$cf" ] && export WEIGHTLIFT_CUFILE_LIBRARY=$cf
+fi
+say "cuFile library: ${WEIGHTLIFT_CUFILE_LIBRARY:-libcufile.so.0 (system)}"
+
 # --- 1. checks ------------------------------------------------------------------------------
 small=$OUT/gpu-check.safetensors
 [ -f "$small" ] || gen "$small" "$CHECK_MIB" 97
@@ -106,10 +117,24 @@ done
 WEIGHTLIFT_CUDA_RING_BYTES=4M WEIGHTLIFT_CUDA_RING_SLOTS=4 "$WL" load --device "$DEVICE" --json "$small" \
 	>"$OUT/gpu-ring.json" 2>&1 || fail "load with a 4 MiB ring: $(cat "$OUT/gpu-ring.json")"
 say "small ring: $(cat "$OUT/gpu-ring.json")"
+# GPU Direct Storage: a --gds on load byte for byte, and the cuFile mode it ran in.
+GDS_MODE=unavailable
+GPUCHECK_GDS=on "$GC" verify "$small" "$DEVICE" >"$OUT/gpu-gds.txt" 2>&1
+rc=$?
+cat "$OUT/gpu-gds.txt" >>"$LOG"
+if [ $rc = 0 ]; then
+	GDS_MODE=$(sed -n 's/.*gds \([a-z]*\): .*/\1/p' "$OUT/gpu-gds.txt")
+	say "GDS check: $(tail -1 "$OUT/gpu-gds.txt")"
+elif grep -q "cannot load the cuFile library\|cuFileDriverOpen\|does not support\|cuFileHandleRegister" "$OUT/gpu-gds.txt"; then
+	say "GDS: not usable here: $(tail -1 "$OUT/gpu-gds.txt")"
+else
+	fail "GDS verify: $(tail -1 "$OUT/gpu-gds.txt")"
+fi
+say "cuFile mode: $GDS_MODE (cufile = true GDS, compat = compatibility mode)"
 "$WL" load --device "cuda:$NDEV" "$small" >/dev/null 2>"$OUT/gpu-badidx.txt"
 [ $? = 5 ] && grep -q "no such device" "$OUT/gpu-badidx.txt" || fail "bad index: $(cat "$OUT/gpu-badidx.txt")"
 if [ -z "${SKIP_CTEST:-}" ] && [ -d "$BUILD/tests" ] && command -v ctest >/dev/null; then
-	(cd "$BUILD" && ctest -R 'unit/test_cuda|cli/test_gpu' --output-on-failure) >>"$LOG" 2>&1 \
+	(cd "$BUILD" && ctest -R 'unit/test_cuda|unit/test_gds|cli/test_gpu|cli/test_gds' --output-on-failure) >>"$LOG" 2>&1 \
 		&& say "fake-driver tests: pass" || fail "fake-driver tests (see $LOG)"
 fi
 if [ -n "${CHECK_ONLY:-}" ]; then
@@ -153,17 +178,37 @@ for r in $(seq 1 "$ROUNDS"); do
 		j=$(WEIGHTLIFT_CUDA_RING_BYTES=$rb "$WL" load --device "$DEVICE" --json "$ck" 2>&1)
 		say "weightlift hot, ring $rb: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s, peak RssAnon %.0f MiB" % (j["gb_per_s"], j["peak_rss_anon"]/2**20))' 2>&1 || echo "$j")"
 	done
+	if [ "$GDS_MODE" != unavailable ]; then
+		for g in on off; do
+			j=$("$WL" load --device "$DEVICE" --gds $g --json "$ck" 2>&1)
+			say "weightlift hot, --gds $g: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s, gds %s, %d bytes by cuFile" % (j["gb_per_s"], j["gds"], j["gds_bytes"]))' 2>&1 || echo "$j")"
+		done
+	fi
 	if have "safetensors.torch"; then run_peer "safetensors.torch" "$peer_st"; else say "safetensors: unavailable"; fi
 	if have fastsafetensors; then
 		run_peer "fastsafetensors nogds" "$peer_fst" nogds
-		run_peer "fastsafetensors gds" "$peer_fst" gds
+		run_peer "fastsafetensors gds (cuFile mode $GDS_MODE)" "$peer_fst" gds
 	else say "fastsafetensors: unavailable"; fi
 	for p in instanttensor runai_model_streamer; do have $p || say "$p: unavailable"; done
 done
 if [ -w /proc/sys/vm/drop_caches ]; then
 	sync; echo 3 >/proc/sys/vm/drop_caches
 	j=$("$WL" load --device "$DEVICE" --json "$ck" 2>&1)
-	say "weightlift cold: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s direct=%s %s" % (j["gb_per_s"], j["direct"], j["strategy"]))' 2>&1 || echo "$j")"
+	say "weightlift cold: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s direct=%s %s gds=%s" % (j["gb_per_s"], j["direct"], j["strategy"], j["gds"]))' 2>&1 || echo "$j")"
+	if [ "$GDS_MODE" != unavailable ]; then
+		for g in on off; do
+			sync; echo 3 >/proc/sys/vm/drop_caches
+			j=$("$WL" load --device "$DEVICE" --gds $g --json "$ck" 2>&1)
+			say "weightlift cold, --gds $g: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s, gds %s (cuFile mode '"$GDS_MODE"')" % (j["gb_per_s"], j["gds"]))' 2>&1 || echo "$j")"
+		done
+		if have fastsafetensors; then
+			for m in gds nogds; do
+				sync; echo 3 >/proc/sys/vm/drop_caches
+				s=$($PY -c "$peer_fst" "$ck" "$DEVICE" $m 2>>"$LOG" | tail -1)
+				[ -n "$s" ] && say "fastsafetensors $m cold: $(awk -v b="$bytes" -v s="$s" 'BEGIN{printf "%.2f GB/s (%.3f s)", b/s/1e9, s}')"
+			done
+		fi
+	fi
 else
 	say "cold: drop_caches not permitted here (no cold figures)"
 fi

@@ -148,6 +148,13 @@ static int verify(const char *path, const char *dev)
 		goto out;
 	}
 	o.device = dev;
+	if (getenv("GPUCHECK_GDS") && *getenv("GPUCHECK_GDS")) {
+		/* GPU Direct Storage for the device load: auto, on or off. */
+		const char *g = getenv("GPUCHECK_GDS");
+		o.gds = strcmp(g, "on") == 0	? WLIFT_GDS_ON
+			: strcmp(g, "off") == 0 ? WLIFT_GDS_OFF
+						: WLIFT_GDS_AUTO;
+	}
 	if (wlift_load(ck, &o, NULL, NULL, &gpu, &d)) {
 		fprintf(stderr, "gpucheck: %s: %s\n", dev, d.message);
 		goto out;
@@ -178,11 +185,12 @@ static int verify(const char *path, const char *dev)
 		bytes += g.nbytes;
 	}
 	printf("verify %s: %zu tensors, %llu bytes equal the CPU load%s%s; %.2f GB/s (%s, chunk "
-	       "%zu)\n",
+	       "%zu, gds %s: %llu bytes by cuFile)\n",
 	       dev, wlift_result_count(gpu), (unsigned long long)bytes,
 	       o.dtype != WLIFT_DTYPE_NONE ? ", converted to " : "",
 	       o.dtype != WLIFT_DTYPE_NONE ? wlift_dtype_name(o.dtype) : "", st.gb_per_s,
-	       st.strategy, st.chunk_bytes);
+	       st.strategy, st.chunk_bytes, st.gds ? st.gds : "off",
+	       (unsigned long long)st.gds_bytes);
 	rc = 0;
 out:
 	if (pushed)

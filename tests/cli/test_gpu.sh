@@ -65,8 +65,10 @@ if [ -x "$GC" ]; then
 	expect_rc 0 "$GC" h2d 64 cuda:0
 	grep_out "pinned host-to-device limit"
 	expect_rc 0 env CHECK_ONLY=1 CHECK_MIB=24 SKIP_CTEST=1 BUILD="$(dirname "$WEIGHTLIFT")" \
-		OUT="$T/gpu-out" bash "${WLIFT_SRC:-$HERE/../..}/bench/gpu.sh"
+		OUT="$T/gpu-out" WEIGHTLIFT_CUFILE_LIBRARY="${WLIFT_FAKECUFILE:-/nonexistent}" \
+		bash "${WLIFT_SRC:-$HERE/../..}/bench/gpu.sh"
 	grep_out "checks: 0 failure(s)"
+	[ -z "${WLIFT_FAKECUFILE:-}" ] || grep_out "cuFile mode: cufile"
 fi
 
 # --- bad input ---------------------------------------------------------------------------------
