@@ -34,7 +34,9 @@ struct wlift_ctx {
 	unsigned threads;
 	size_t chunk_bytes;
 	size_t max_inflight_bytes;
-	int populate;      /* WEIGHTLIFT_POPULATE=1: pre-fault host arenas before reading */
+	int populate;      /* WEIGHTLIFT_POPULATE: 1 pre-fault host arenas before reading, 0 never,
+			      -1 (unset) fault them in on a thread of their own while remote
+			      sources fill them */
 	int disable_uring; /* WEIGHTLIFT_DISABLE_URING=1: never use io_uring */
 	/* Remote (HTTP) sources: */
 	unsigned http_requests;	    /* requests in flight per load */

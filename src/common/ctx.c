@@ -435,7 +435,10 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 	/* Pre-faulting the arena (MADV_POPULATE_WRITE from `threads` threads) instead of
 	 * faulting it in from the reading workers measured slower or equal on the reference
 	 * machine (docs/ARCHITECTURE.md), so it is off unless asked for. */
-	ctx->populate = env_flag("WEIGHTLIFT_POPULATE");
+	{
+		const char *v;
+		ctx->populate = wlift__env_str("WEIGHTLIFT_POPULATE", &v) ? strcmp(v, "0") != 0 : -1;
+	}
 	ctx->disable_uring = env_flag("WEIGHTLIFT_DISABLE_URING");
 	ret = knob(0, "shard_piece_min", "WEIGHTLIFT_SHARD_PIECE_MIN", WLIFT_SHARD_PIECE_MIN,
 		   WLIFT_MAX_CHUNK_BYTES, &ctx->shard_piece_min, d);

@@ -539,6 +539,9 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 					  : WLIFT_PLAN_ALIGN;
 			conv_base = (plan.arena_bytes + al - 1) / al * al;
 		}
+		/* Remote sources leave a core idle while the network fills the tensors: the host
+		 * sink faults the memory in ahead of them (unless WEIGHTLIFT_POPULATE says). */
+		sink->fault_ahead = pr.requests > 0;
 		ret = sink_memory(sink, res, conv_base + conv_bytes, &m, d);
 		if (ret)
 			goto out;
@@ -640,6 +643,8 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	res = NULL;
 	ret = 0;
 out:
+	if (sink && sink->ops->quiesce)
+		sink->ops->quiesce(sink); /* nothing of the sink's touches the memory after this */
 	wlift__result_unref(res);
 	if (sink)
 		sink->ops->destroy(sink);

@@ -35,7 +35,7 @@ struct wlift__load_cfg {
 	size_t chunk_bytes;
 	int chunk_explicit; /* set by the caller: a file system's preference does not change it */
 	size_t max_inflight_bytes;
-	int populate; /* host arenas pre-faulted before reading */
+	int populate; /* host arenas: 1 pre-faulted before reading, 0 never, -1 ahead of remote reads */
 	unsigned rank, world; /* world 1: not sharded */
 	size_t shard_piece_min; /* strided shard pieces of at least this are read one by one */
 	wlift_progress_fn progress;

@@ -79,6 +79,9 @@ struct wlift__sink_ops {
 	int (*export_mem)(struct wlift__sink *s, struct wlift__mem *out, wlift_diag *d);
 	/* Every commit issued: wait for all of them and report them. */
 	int (*finish)(struct wlift__sink *s, wlift_diag *d);
+	/* Optional: stop and wait for the sink's own background work on the memory (the host
+	 * sink's fault-ahead thread), so that the memory may be freed. */
+	void (*quiesce)(struct wlift__sink *s);
 	/* Wait for anything in flight, free the sink and (unless exported) its memory. */
 	void (*destroy)(struct wlift__sink *s);
 };
@@ -96,13 +99,15 @@ struct wlift__sink {
 				       belong there); 0: none, or unknown */
 	int cufile;		    /* 1: device memory that cuFile (GPU Direct Storage) can write:
 				       the engine opens the cuFile library for the load; 0 */
+	int fault_ahead;	    /* host: fault the arena in on a thread of its own while the
+				       readers fill it (set by the engine before alloc) */
 	wlift__sink_done_fn done;   /* set by the engine before the first commit */
 	void *done_user;
 };
 
 struct wlift__sink_cfg {
 	unsigned threads; /* the load's threads (a host sink may pre-fault with them) */
-	int populate;	  /* host: pre-fault the arena before reading */
+	int populate;	  /* host: 1 pre-fault the arena before reading (0, -1: no) */
 	const char *cuda_library; /* GPU: the driver library (NULL: libcuda.so.1) */
 	size_t ring_bytes;	  /* GPU: pinned staging ring, total (0: default) */
 	unsigned ring_slots;	  /* GPU: buffers in the ring (0: default) */

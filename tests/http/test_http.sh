@@ -53,6 +53,11 @@ same_digests "$URL/small.safetensors" "$D/small.safetensors"
 same_digests "$URL/nometa.safetensors" "$D/nometa.safetensors"
 same_digests "$URL/big.safetensors" "$D/big.safetensors"
 same_digests "$URL/sharded/model.safetensors.index.json" "$D/sharded/model.safetensors.index.json"
+# The tensors' memory faulted in by the readers (0) or before the reads (1) instead of by the
+# sink's thread ahead of them (the default for remote loads): the same bytes.
+for p in 0 1; do
+	WEIGHTLIFT_POPULATE=$p same_digests "$URL/big.safetensors" "$D/big.safetensors"
+done
 expect_rc 0 $TO "$WEIGHTLIFT" inspect --json "$URL/sharded/model.safetensors.index.json"
 pycheck '
 assert [f["path"].rsplit("/", 1)[1] for f in j["files"]] == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"], j["files"]
