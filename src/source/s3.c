@@ -193,6 +193,9 @@ int wlift__s3_locate(wlift_ctx *ctx, const char *uri, struct wlift__s3_loc *loc,
 		}
 	ep = env("AWS_ENDPOINT_URL_S3") ? env("AWS_ENDPOINT_URL_S3") : env("AWS_ENDPOINT_URL");
 	loc->custom = ep != NULL;
+	loc->region_auto = !loc->region[0];
+	if (!loc->region[0] && region_cached(loc->bucket, loc->region, sizeof(loc->region)))
+		loc->region_from = "the bucket's region (as S3 answered it)";
 	if (!loc->region[0] && !loc->custom && discover)
 		discover_region(ctx, uri, loc);
 	if (!loc->region[0]) {
@@ -271,6 +274,8 @@ struct s3_auth {
 	struct wlift__aws_provider *prov; /* NULL: unsigned requests */
 	char *uri;
 	char region[64];
+	char bucket[256];
+	int region_auto; /* the region was not the user's: learn the bucket's from errors */
 	char ca[1024];
 	pthread_mutex_t mu; /* guards from */
 	char from[192];	    /* where the last credentials came from */
@@ -400,6 +405,37 @@ static int auth_code(const char *code)
 	return 0;
 }
 
+/* The bucket's region in a wrong-region answer: <Region> (AuthorizationHeaderMalformed),
+ * else the regional host of <Endpoint> (PermanentRedirect: "bucket.s3.REGION.amazonaws.com",
+ * "s3.REGION.amazonaws.com", "s3-REGION.amazonaws.com", "s3.dualstack.REGION..."); "" when
+ * neither says, or when it is not a region name. */
+static void answer_region(const char *body, size_t len, char *out, size_t cap)
+{
+	char ep[256];
+	const char *p;
+	size_t n;
+
+	out[0] = '\0';
+	if (wlift__xml_text(body, len, "Region", out, cap) <= 0 || !out[0]) {
+		out[0] = '\0';
+		wlift__xml_text(body, len, "Endpoint", ep, sizeof(ep));
+		p = strstr(ep, "s3.dualstack.");
+		p = p ? p + 13 : (p = strstr(ep, "s3.")) ? p + 3 : (p = strstr(ep, "s3-")) ? p + 3 : NULL;
+		if (!p || strncmp(p, "amazonaws.com", 13) == 0)
+			return;
+		n = strcspn(p, ".");
+		if (n == 0 || n >= cap || strncmp(p + n, ".amazonaws.com", 14) != 0)
+			return;
+		memcpy(out, p, n);
+		out[n] = '\0';
+	}
+	for (p = out; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-')) {
+			out[0] = '\0';
+			return;
+		}
+}
+
 static int s3_explain(void *state, long status, const char *ctype, const char *body, size_t len,
 		      char *buf, size_t cap)
 {
@@ -414,11 +450,15 @@ static int s3_explain(void *state, long status, const char *ctype, const char *b
 	if (strcmp(code, "PermanentRedirect") == 0 || strcmp(code, "AuthorizationHeaderMalformed") == 0 ||
 	    strcmp(code, "IllegalLocationConstraintException") == 0) {
 		char region[64];
-		wlift__xml_text(body, len, "Region", region, sizeof(region));
+		answer_region(body, len, region, sizeof(region));
 		snprintf(extra, sizeof(extra), " (signed for %s; %s%s%s)", a->region,
 			 region[0] ? "the bucket is in " : "the bucket is in another region: set "
 							   "AWS_REGION",
 			 region, region[0] ? ": set AWS_REGION to it" : "");
+		/* The user named no region: remember the bucket's, for the retry of the open
+		 * (s3_open, s3_list) and every later URI of the bucket. */
+		if (a->region_auto && region[0] && strcmp(region, a->region) != 0)
+			region_remember(a->bucket, region);
 		ret = WLIFT_EHTTP;
 	} else if (strcmp(code, "NoSuchKey") == 0 || strcmp(code, "NoSuchBucket") == 0) {
 		ret = -ENOENT;
@@ -478,6 +518,8 @@ static int auth_new(wlift_ctx *ctx, const char *uri, const struct wlift__s3_loc 
 	}
 	pthread_mutex_init(&a->mu, NULL);
 	snprintf(a->region, sizeof(a->region), "%s", loc->region);
+	snprintf(a->bucket, sizeof(a->bucket), "%s", loc->bucket);
+	a->region_auto = loc->region_auto;
 	if (!ctx->s3_unsigned) {
 		ret = wlift__aws_provider(ctx, uri, &a->prov, d);
 		if (ret) {
@@ -654,6 +696,22 @@ out:
 
 /* ---- scheme functions ------------------------------------------------------------------ */
 
+/* After a failed request of loc (code ret): whether the answer taught this process the
+ * bucket's region (s3_explain) and loc's was not the user's, so that the request is worth
+ * making once more with loc located again. Logs why. */
+static int region_corrected(wlift_ctx *ctx, const char *uri, const struct wlift__s3_loc *loc,
+			    int ret)
+{
+	char r[64];
+
+	if (ret != WLIFT_EHTTP || !loc->region_auto ||
+	    !region_cached(loc->bucket, r, sizeof(r)) || strcmp(r, loc->region) == 0)
+		return 0;
+	wlift__log(ctx, WLIFT_LOG_INFO, "%s: the bucket %s is in %s, not %s (%s): asking again",
+		   uri, loc->bucket, r, loc->region, loc->region_from);
+	return 1;
+}
+
 int wlift__s3_stat(wlift_ctx *ctx, const char *uri, int *kind, wlift_diag *d)
 {
 	struct wlift__s3_loc loc;
@@ -684,6 +742,15 @@ int wlift__s3_stat(wlift_ctx *ctx, const char *uri, int *kind, wlift_diag *d)
 	}
 	sprintf(prefix, "%s/", loc.key);
 	ret = list_prefix(ctx, uri, &loc, prefix, 1, &ns, d);
+	if (region_corrected(ctx, uri, &loc, ret)) {
+		wlift__strv_free(ns.v, ns.n);
+		memset(&ns, 0, sizeof(ns));
+		wlift__s3_loc_free(&loc);
+		wlift_diag_clear(d);
+		ret = wlift__s3_locate(ctx, uri, &loc, 1, d);
+		if (!ret)
+			ret = list_prefix(ctx, uri, &loc, prefix, 1, &ns, d);
+	}
 	if (ret)
 		goto out;
 	if (ns.n)
@@ -715,6 +782,15 @@ int wlift__s3_list(wlift_ctx *ctx, const char *uri, char ***names, size_t *n, wl
 	}
 	sprintf(prefix, "%s%s", loc.key, loc.key[0] && !has_suffix(loc.key, "/") ? "/" : "");
 	ret = list_prefix(ctx, uri, &loc, prefix, SIZE_MAX, &ns, d);
+	if (region_corrected(ctx, uri, &loc, ret)) {
+		wlift__strv_free(ns.v, ns.n);
+		memset(&ns, 0, sizeof(ns));
+		wlift__s3_loc_free(&loc);
+		wlift_diag_clear(d);
+		ret = wlift__s3_locate(ctx, uri, &loc, 1, d);
+		if (!ret)
+			ret = list_prefix(ctx, uri, &loc, prefix, SIZE_MAX, &ns, d);
+	}
 	if (ret)
 		goto out;
 	if (ns.n)
@@ -756,6 +832,25 @@ int wlift__s3_open(wlift_ctx *ctx, const char *uri, struct wlift__source **out, 
 	if (ret)
 		goto out;
 	ret = wlift__http_open_url(ctx, uri, url, &auth, out, d);
+	if (region_corrected(ctx, uri, &loc, ret)) {
+		/* Once: the region S3 named, its endpoint on AWS; the auth went with the open. */
+		free(url);
+		url = NULL;
+		wlift__s3_loc_free(&loc);
+		wlift_diag_clear(d);
+		ret = wlift__s3_locate(ctx, uri, &loc, 1, d);
+		if (ret)
+			goto out;
+		url = wlift__s3_object_url(&loc);
+		if (!url) {
+			ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+			goto out;
+		}
+		ret = auth_new(ctx, uri, &loc, &auth, d);
+		if (ret)
+			goto out;
+		ret = wlift__http_open_url(ctx, uri, url, &auth, out, d);
+	}
 out:
 	free(url);
 	wlift__s3_loc_free(&loc);

@@ -15,6 +15,8 @@ struct wlift__s3_loc {
 	char *key;	    /* the key as the URI names it (not encoded); "" for the bucket */
 	char region[64];
 	const char *region_from; /* "the s3_region option", "AWS_REGION", ... */
+	int region_auto;    /* 1: not named by the user (the default, or the bucket's own as
+			       S3 answered it): a wrong-region answer may correct it */
 	char base[512];	    /* scheme://host[:port] requests go to (the bucket's host when
 			       virtual-hosted) */
 	int path_style;	    /* 1: "/bucket/key" paths; 0: "/key" on the bucket's host */
@@ -22,8 +24,9 @@ struct wlift__s3_loc {
 };
 
 /* Parse uri and resolve its endpoint, addressing and region (from the context and AWS's
- * variables; discovery asks S3 for the bucket's region only when nothing names one and the
- * endpoint is AWS's). 0, or WLIFT_EURI / -ENOMEM / a network error, d filled. Free with
+ * variables; else the bucket's region learnt from an earlier wrong-region answer of this
+ * process; else discovery asks S3 (an unsigned HEAD of the bucket) when the endpoint is
+ * AWS's; else us-east-1). 0, or WLIFT_EURI / -ENOMEM / a network error, d filled. Free with
  * wlift__s3_loc_free. */
 int wlift__s3_locate(wlift_ctx *ctx, const char *uri, struct wlift__s3_loc *loc, int discover,
 		     wlift_diag *d);

@@ -54,6 +54,28 @@ http {
 		}
 		# Slow answers (the cache's crash and concurrency tests stop a load midway).
 		location /slow/ { alias $root/; limit_rate 4m; }
+		# S3 buckets in eu-central-1 answering requests signed for another region as AWS
+		# does (tests/s3/test_s3.sh: region discovery; the paths are path-style
+		# /BUCKET/key under the root): 400 AuthorizationHeaderMalformed naming the region,
+		# or 301 PermanentRedirect naming the regional endpoint; x-amz-bucket-region on both.
+		location /euwrong/ {
+			if (\$http_authorization !~ "/eu-central-1/s3/aws4_request") { return 420; }
+			error_page 420 =400 @authmalformed;
+		}
+		location /eumoved/ {
+			if (\$http_authorization !~ "/eu-central-1/s3/aws4_request") { return 421; }
+			error_page 421 =301 @permredirect;
+		}
+		location @authmalformed {
+			add_header x-amz-bucket-region eu-central-1 always;
+			default_type application/xml;
+			return 200 '<?xml version="1.0" encoding="UTF-8"?>\\n<Error><Code>AuthorizationHeaderMalformed</Code><Message>The authorization header is malformed; the region is wrong; expecting eu-central-1</Message><Region>eu-central-1</Region><RequestId>R1</RequestId></Error>';
+		}
+		location @permredirect {
+			add_header x-amz-bucket-region eu-central-1 always;
+			default_type application/xml;
+			return 200 '<?xml version="1.0" encoding="UTF-8"?>\\n<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message><Endpoint>eumoved.s3.eu-central-1.amazonaws.com</Endpoint><Bucket>eumoved</Bucket><RequestId>R2</RequestId></Error>';
+		}
 		location /forbidden/ { return 403; }
 		location /unauthorized/ { return 401; }
 		location /broken/ { return 500; }

@@ -311,6 +311,29 @@ if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
 	NCHECK=$((NCHECK + 1))
 	grep -q 'GET /bucket/small.safetensors 206 .*/eu-central-1/s3/aws4_request' "$NGINX_PFX/access.log" ||
 		fail "--region did not set the scope: $(tail -n 2 "$NGINX_PFX/access.log")"
+	# Region discovery: without a region, the bucket's comes from S3's wrong-region answer
+	# (nginx's /euwrong/ and /eumoved/ answer as AWS does for a bucket in eu-central-1:
+	# 400 AuthorizationHeaderMalformed with <Region>, 301 PermanentRedirect with the regional
+	# <Endpoint>), learnt once per process (the index's shards ask no more), and the request
+	# made again signed for it; a region the user named is not overridden.
+	ln -s "$D" "$T/www/euwrong"
+	ln -s "$D" "$T/www/eumoved"
+	: >"$NGINX_PFX/access.log"
+	AWS_ENDPOINT_URL=$URL AWS_ACCESS_KEY_ID=AKIDNGINX AWS_SECRET_ACCESS_KEY=x \
+		same_digests s3://euwrong/sharded/model.safetensors.index.json \
+		"$D/sharded/model.safetensors.index.json"
+	NCHECK=$((NCHECK + 1))
+	[ "$(grep -c ' 400 ' "$NGINX_PFX/access.log")" = 1 ] &&
+		grep -q '^127.0.0.1 GET /euwrong/sharded/model.safetensors.index.json 400 .*/us-east-1/s3/aws4_request' "$NGINX_PFX/access.log" &&
+		grep -q '^127.0.0.1 GET /euwrong/sharded/model-00002-of-00002.safetensors 206 .*/eu-central-1/s3/aws4_request' "$NGINX_PFX/access.log" ||
+		fail "no single wrong-region answer then eu-central-1: $(cat "$NGINX_PFX/access.log")"
+	AWS_ENDPOINT_URL=$URL AWS_ACCESS_KEY_ID=AKIDNGINX AWS_SECRET_ACCESS_KEY=x \
+		expect_rc 0 $TO "$WEIGHTLIFT" verify -v s3://eumoved/small.safetensors
+	grep_err "the bucket eumoved is in eu-central-1, not us-east-1 (the default): asking again"
+	grep_out "OK"
+	AWS_ENDPOINT_URL=$URL AWS_REGION=us-west-2 AWS_ACCESS_KEY_ID=AKIDNGINX AWS_SECRET_ACCESS_KEY=x \
+		expect_rc 3 $TO "$WEIGHTLIFT" inspect s3://euwrong/small.safetensors
+	grep_err "HTTP 400 Bad Request: AuthorizationHeaderMalformed: The authorization header is malformed; the region is wrong; expecting eu-central-1 (signed for us-west-2; the bucket is in eu-central-1: set AWS_REGION to it)"
 	if [ -n "${NGINX_CERT:-}" ]; then
 		AWS_ENDPOINT_URL=$SURL WEIGHTLIFT_S3_UNSIGNED=1 \
 			expect_rc 3 $TO "$WEIGHTLIFT" inspect s3://bucket/small.safetensors
