@@ -218,6 +218,12 @@ static json_object *run_json(const struct run *r, bool touch)
 	json_object_object_add(o, "open_s", json_object_new_double(r->st.open_s));
 	json_object_object_add(o, "plan_s", json_object_new_double(r->st.plan_s));
 	json_object_object_add(o, "read_s", json_object_new_double(r->st.read_s));
+	/* Remote sources' requests asked again (docs/remote.md, Retries and Hedged requests). */
+	json_object_object_add(o, "retries", json_object_new_uint64(r->st.retries));
+	json_object_object_add(o, "hedges", json_object_new_uint64(r->st.hedges));
+	json_object_object_add(o, "hedges_won", json_object_new_uint64(r->st.hedges_won));
+	json_object_object_add(o, "bytes_rerequested",
+			       json_object_new_uint64(r->st.bytes_rerequested));
 	if (touch) {
 		json_object_object_add(o, "ready_s", json_object_new_double(r->ready_s));
 		json_object_object_add(o, "touch_s", json_object_new_double(r->touch_s));
@@ -703,6 +709,11 @@ int cli_load(int argc, char **argv)
 			if (med.st.fixups)
 				printf("  alignment fix-ups: %" PRIu64 " (%" PRIu64 " bytes)\n",
 				       med.st.fixups, med.st.fixup_bytes);
+			if (med.st.retries || med.st.hedges)
+				printf("  requests asked again: %" PRIu64 " retries, %" PRIu64
+				       " hedges (%" PRIu64 " won), %s re-requested\n",
+				       med.st.retries, med.st.hedges, med.st.hedges_won,
+				       cli_fmt_bytes(med.st.bytes_rerequested, b1, sizeof(b1)));
 			printf("  peak RssAnon growth %s\n", cli_fmt_bytes(peak, b1, sizeof(b1)));
 			if (touch)
 				printf("  ready (open + load + read pass) %.3f s, pass %.3f s, "

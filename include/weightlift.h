@@ -495,6 +495,12 @@ typedef struct wlift_stats {
 					mode), "compat" (cuFile in compatibility mode), "off" (none) */
 	uint64_t gds_bytes;          /* bytes read by cuFile */
 	uint64_t gds_fallbacks;      /* cuFile failures whose reads went through the ring */
+	/* Remote sources (HTTP, S3, GCS; docs/remote.md), counted on the checkpoint's sources
+	 * during this load (concurrent loads of one checkpoint count each other's): */
+	uint64_t retries;            /* requests made again after a transient failure */
+	uint64_t hedges;             /* hedged requests started */
+	uint64_t hedges_won;         /* hedges whose answer was taken */
+	uint64_t bytes_rerequested;  /* bytes of the ranges asked again (retries and hedges) */
 } wlift_stats;
 
 /* Load tensors of ck (all, or opts->names) into the destination device. On success *out

@@ -920,7 +920,8 @@ static PyObject *result_stats(ResultObject *self, PyObject *unused)
 
 	memset(&s, 0, sizeof(s));
 	wlift_result_stats(self->res, &s);
-	return Py_BuildValue("{s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:s,s:i,s:I,s:n,s:s,s:K,s:K}",
+	return Py_BuildValue("{s:K,s:K,s:d,s:d,s:d,s:d,s:d,s:s,s:i,s:I,s:n,s:s,s:K,s:K,s:K,s:K,"
+			     "s:K,s:K}",
 			     "bytes", (unsigned long long)s.bytes, "bytes_read",
 			     (unsigned long long)s.bytes_read, "seconds", s.seconds, "gb_per_s",
 			     s.gb_per_s, "open_s", s.open_s, "plan_s", s.plan_s, "read_s",
@@ -928,7 +929,10 @@ static PyObject *result_stats(ResultObject *self, PyObject *unused)
 			     s.direct, "threads", s.threads, "chunk_bytes",
 			     (Py_ssize_t)s.chunk_bytes, "gds", s.gds ? s.gds : "off", "gds_bytes",
 			     (unsigned long long)s.gds_bytes, "gds_fallbacks",
-			     (unsigned long long)s.gds_fallbacks);
+			     (unsigned long long)s.gds_fallbacks, "retries",
+			     (unsigned long long)s.retries, "hedges", (unsigned long long)s.hedges,
+			     "hedges_won", (unsigned long long)s.hedges_won, "bytes_rerequested",
+			     (unsigned long long)s.bytes_rerequested);
 }
 
 static PySequenceMethods result_seq = {

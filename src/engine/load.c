@@ -227,6 +227,17 @@ static int sink_memory(struct wlift__sink *sink, struct wlift_result *res, uint6
 	return 0;
 }
 
+/* The sum of the checkpoint's sources' request counters (retries, hedges) now. */
+static void counters(struct wlift_ckpt *ck, struct wlift__source_counters *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (size_t f = 0; f < ck->nfiles; f++) {
+		struct wlift__source *s = ck->files[f].src;
+		if (s && s->ops->counters)
+			s->ops->counters(s, c);
+	}
+}
+
 static int validate_sources(struct wlift_ckpt *ck, const wlift_tensor_info *ti, size_t n,
 			    wlift_diag *d)
 {
@@ -399,6 +410,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	struct wlift__probed pr = { 0 };
 	struct wlift__plan plan = { 0 };
 	struct wlift__pipeline pl = { 0 };
+	struct wlift__source_counters n0, n1;
 	struct wlift_result *res = NULL;
 	struct wlift__source **srcs = NULL;
 	uint64_t *conv_off = NULL, *data_off = NULL, conv_bytes = 0;
@@ -601,11 +613,17 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		pl.gds = gds;
 		pl.gds_file = gds_sink ? pr.gds : NULL;
 		pl.gds_required = cfg.gds == WLIFT_GDS_ON;
+		counters(ck, &n0);
 		ret = wlift__pipeline_run(&pl, d);
 		if (ret && l.have_diag && d && d->code == l.diag.code)
 			*d = l.diag; /* the sink's own account of the failure */
 		if (ret)
 			goto out;
+		counters(ck, &n1);
+		res->stats.retries = n1.retries - n0.retries;
+		res->stats.hedges = n1.hedges - n0.hedges;
+		res->stats.hedges_won = n1.hedges_won - n0.hedges_won;
+		res->stats.bytes_rerequested = n1.bytes_rerequested - n0.bytes_rerequested;
 		res->stats.bytes_read = pl.bytes_read;
 		res->stats.fixups = pl.fixups;
 		res->stats.fixup_bytes = pl.fixup_bytes;

@@ -827,6 +827,14 @@ static int cache_validate(struct wlift__source *s, wlift_diag *d)
 	return ret;
 }
 
+static void cache_counters(struct wlift__source *s, struct wlift__source_counters *c)
+{
+	struct cache_src *cs = (struct cache_src *)s;
+
+	if (cs->inner->ops->counters)
+		cs->inner->ops->counters(cs->inner, c);
+}
+
 static void cache_destroy(struct wlift__source *s)
 {
 	struct cache_src *cs = (struct cache_src *)s;
@@ -883,6 +891,7 @@ static const struct wlift__source_ops *ops_for(const struct wlift__source_ops *i
 				.queue = cache_queue,
 				.validate = cache_validate,
 				.destroy = cache_destroy,
+				.counters = inner->counters ? cache_counters : NULL,
 			};
 			ops_inner[i] = inner;
 			r = &ops_tab[i];

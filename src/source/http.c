@@ -202,6 +202,7 @@ struct http_source {
 	uint8_t *head;	    /* the object's first head_len bytes, from the open */
 	size_t head_len;
 	unsigned requests, connect_s, stall_s;
+	struct wlift__source_counters n; /* atomic: the workers driving its reads add */
 	char *ca_bundle;
 	struct wlift__http_auth rauth; /* the scheme's request auth (ops NULL: none) */
 	struct wlift__rate *rate; /* the context's bandwidth cap, or NULL */
@@ -1105,6 +1106,8 @@ static int failed(struct http_rq *q, struct xfer *x, int64_t res, int again,
 		wait = wlift__retry_backoff(x->attempts, s->retry_base_ms, s->retry_max_ms,
 					    st == 429 || st == 503 ? x->retry_after : -1, &q->seed);
 		x->retry_at = now + wait;
+		__atomic_add_fetch(&s->n.retries, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&s->n.bytes_rerequested, x->r.len, __ATOMIC_RELAXED);
 		wlift__log(s->ctx, WLIFT_LOG_INFO, "%s (attempt %u of %u; again in %.2f s)",
 			   td->message, x->attempts, 1 + s->retries, wait);
 		return 0;
@@ -1145,6 +1148,7 @@ static int done(struct http_rq *q, struct xfer *x, CURLcode rc, struct wlift__rd
 			stop(q, p);
 			memcpy(p->r.dst, x->r.dst, (size_t)res);
 			lat_add(q, now - x->start_at);
+			__atomic_add_fetch(&x->s->n.hedges_won, 1, __ATOMIC_RELAXED);
 			wlift__log(x->s->ctx, WLIFT_LOG_INFO,
 				   "%s: the hedged request for bytes %llu-%llu won", x->s->base.uri,
 				   (unsigned long long)p->r.off,
@@ -1248,6 +1252,8 @@ static int tick(struct http_rq *q, int *next_ms, struct wlift__rdone *c, wlift_d
 				continue;
 			h->used = 1;
 			x->hedge = h;
+			__atomic_add_fetch(&x->s->n.hedges, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&x->s->n.bytes_rerequested, x->r.len, __ATOMIC_RELAXED);
 			wlift__log(s->ctx, WLIFT_LOG_INFO,
 				   "%s: bytes %llu-%llu: no progress for %.2f s, hedged with a "
 				   "second request",
@@ -1438,12 +1444,23 @@ static void http_destroy(struct wlift__source *src)
 	free(s);
 }
 
+static void http_counters(struct wlift__source *bs, struct wlift__source_counters *c)
+{
+	struct http_source *s = (struct http_source *)bs;
+
+	c->retries += __atomic_load_n(&s->n.retries, __ATOMIC_RELAXED);
+	c->hedges += __atomic_load_n(&s->n.hedges, __ATOMIC_RELAXED);
+	c->hedges_won += __atomic_load_n(&s->n.hedges_won, __ATOMIC_RELAXED);
+	c->bytes_rerequested += __atomic_load_n(&s->n.bytes_rerequested, __ATOMIC_RELAXED);
+}
+
 static const struct wlift__source_ops http_ops = {
 	.kind = "http",
 	.probe = http_probe,
 	.queue = http_queue,
 	.validate = http_validate,
 	.destroy = http_destroy,
+	.counters = http_counters,
 };
 
 /* Check uri's syntax: a URL curl can parse, no credentials in it. */

@@ -106,6 +106,15 @@ struct wlift__rq {
 	unsigned inflight; /* submitted and not yet reaped (maintained by the queue) */
 };
 
+/* A remote source's request counters (wlift_stats' retries, hedges, hedges_won,
+ * bytes_rerequested). */
+struct wlift__source_counters {
+	uint64_t retries;	    /* attempts made again after a transient failure */
+	uint64_t hedges;	    /* hedged requests started */
+	uint64_t hedges_won;	    /* hedges whose answer was taken */
+	uint64_t bytes_rerequested; /* bytes of the ranges asked again (retries and hedges) */
+};
+
 struct wlift__source_ops {
 	const char *kind; /* "file", "memory", ... */
 	int (*probe)(struct wlift__source *s, uint64_t off, uint64_t len, unsigned flags,
@@ -132,6 +141,9 @@ struct wlift__source_ops {
 	int64_t (*read_to_device)(struct wlift__source *s, struct wlift__gds *g, uint64_t off,
 				  size_t len, void *devptr, int device, wlift_diag *d);
 	void (*destroy)(struct wlift__source *s);
+	/* Add the source's request counters since open (remote sources: retries, hedges) into
+	 * c; the engine reports a load's difference in wlift_stats. NULL: none. */
+	void (*counters)(struct wlift__source *s, struct wlift__source_counters *c);
 };
 
 /* The common part of every source; each kind embeds it first. */

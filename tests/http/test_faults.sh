@@ -81,6 +81,15 @@ for st in 500 502 504 429 503; do
 	grep_err "HTTP $st"
 	grep_err "attempt 1 of 6"
 done
+# load --json counts what was asked again (and a clean load nothing).
+# (hedging off: on a loaded machine a slow 64 KiB read may be hedged without any fault)
+fp_rules '[{"action": "status", "status": 500, "min_offset": 1, "count": 3}]'
+WEIGHTLIFT_HTTP_HEDGE=0 expect_rc 0 $TO "$WEIGHTLIFT" load --json --chunk-size 64k "$FP_URL/$F"
+pycheck 'assert j["retries"] == 3 and 0 < j["bytes_rerequested"] <= 3 * 65536 and j["hedges"] == 0, j
+assert j["runs"][0]["retries"] == 3, j["runs"]'
+fp_rules '[]'
+WEIGHTLIFT_HTTP_HEDGE=0 expect_rc 0 $TO "$WEIGHTLIFT" load --json --chunk-size 64k "$FP_URL/$F"
+pycheck 'assert (j["retries"], j["hedges"], j["hedges_won"], j["bytes_rerequested"]) == (0, 0, 0, 0), j'
 # Retry-After is honoured (1 s), within the cap.
 fp_rules '[{"action": "status", "status": 503, "retry_after": 1, "min_offset": 1, "count": 1}]'
 t0=$(date +%s%N)
@@ -206,6 +215,9 @@ NCHECK=$((NCHECK + 1))
 grep_err "hedged with a second request"
 grep_err "hedged request for bytes"
 applied 1
+fp_rules '[{"action": "stall", "after": 0, "seconds": 30, "min_offset": 1, "nth": [12]}]'
+WEIGHTLIFT_HTTP_REQUESTS=4 expect_rc 0 $TO "$WEIGHTLIFT" load --json --threads 1 --chunk-size 64k "$FP_URL/$F"
+pycheck 'assert j["hedges"] >= 1 and j["hedges_won"] >= 1 and j["bytes_rerequested"] >= 1, j'
 # Hedging off: the stall timeout has to end it instead.
 fp_rules '[{"action": "stall", "after": 0, "seconds": 4, "min_offset": 1, "nth": [12]}]'
 t0=$(date +%s%N)
