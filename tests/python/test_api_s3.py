@@ -175,6 +175,40 @@ def test_imds_refresh_fails_before_expiry(moto, aws, monkeypatch):
         post("/ok")
 
 
+def test_credential_process_expires(moto, aws, tmp_path):
+    """credential_process credentials with an Expiration: used while valid (the process is run
+    again within the refresh margin); once they have expired and the process fails, the next
+    request of any load is a PermissionError naming the source, not a signature S3 refuses."""
+    aws.delenv("AWS_ACCESS_KEY_ID")
+    aws.delenv("AWS_SECRET_ACCESS_KEY")
+    stop, runs = tmp_path / "stop", tmp_path / "runs"
+    script = tmp_path / "creds.py"
+    script.write_text(
+        "import datetime, json, os, sys, time\n"
+        f"open({str(runs)!r}, 'a').write('x')\n"
+        f"if os.path.exists({str(stop)!r}):\n"
+        "    print('revoked', file=sys.stderr)\n"
+        "    sys.exit(5)\n"
+        "exp = datetime.datetime.fromtimestamp(time.time() + 3, datetime.timezone.utc)\n"
+        f"print(json.dumps({{'Version': 1, 'AccessKeyId': {moto['AKID']!r}, "
+        f"'SecretAccessKey': {moto['SECRET']!r}, "
+        "'Expiration': exp.strftime('%Y-%m-%dT%H:%M:%SZ')}))\n")
+    (tmp_path / "config").write_text(
+        f"[profile proc]\ncredential_process = {sys.executable} {script}\n")
+    aws.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    aws.setenv("AWS_PROFILE", "proc")
+    same(wlnp.load_file("s3://wlift/ckpt/small.safetensors"), moto["tensors"])
+    assert len(runs.read_text()) >= 1
+    stop.write_text("")
+    time.sleep(3.5)
+    with pytest.raises(PermissionError, match=r"the AWS credentials from the credential process "
+                       r"of profile proc \(.*creds.py\) expired and cannot be refreshed"):
+        wlnp.load_file("s3://wlift/ckpt/small.safetensors")
+    with pytest.raises(PermissionError, match="expired and cannot be refreshed"):
+        with wl.safe_open("s3://wlift/ckpt/small.safetensors", framework="np") as f:
+            f.get_tensor("a")
+
+
 def reset_auth(endpoint, value):
     urllib.request.urlopen(urllib.request.Request(
         endpoint + "/moto-api/reset-auth", data=value.encode(),
