@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "source/awscreds.h" /* wlift__iso8601 */
 #include "source/gcs_auth.h"
 
 /* Scope of the tokens a key file's JWT asks for: reading objects and listing buckets. */
@@ -45,7 +46,11 @@ struct wlift__gcs_cred {
 	char *pem, *kid, *email;
 	/* authorized user (USER): */
 	char *client_id, *client_secret, *refresh_token;
-	char *token_uri; /* SERVICE, USER; the token URL for METADATA */
+	/* external_account (EXTERNAL): the STS audience, the subject token's type and source
+	 * (a file, or a URL with headers "Name: value\n"...; json_field: the member of a JSON
+	 * answer, NULL for text), the optional impersonation URL. */
+	char *audience, *st_type, *st_file, *st_url, *st_headers, *st_field, *imp_url;
+	char *token_uri; /* SERVICE, USER, EXTERNAL (STS); the token URL for METADATA */
 	char *ca_bundle;
 	unsigned connect_s;
 	pthread_mutex_t mu; /* guards token, expires */
@@ -206,6 +211,13 @@ static void cred_free(struct wlift__gcs_cred *c)
 	free(c->client_id);
 	free(c->client_secret);
 	free(c->refresh_token);
+	free(c->audience);
+	free(c->st_type);
+	free(c->st_file);
+	free(c->st_url);
+	free(c->st_headers);
+	free(c->st_field);
+	free(c->imp_url);
 	free(c->token_uri);
 	free(c->ca_bundle);
 	free(c->token);
@@ -257,6 +269,72 @@ static int dup_member(struct json_object *o, const char *name, char **out)
 
 /* Read a key file (service_account or authorized_user) into c. from: the variable or place
  * that named it, for messages. */
+/* An external_account file (workload identity federation, google-auth's
+ * identity_pool credentials): audience, subject_token_type, token_url (STS),
+ * credential_source {file | url, headers, format {type text|json,
+ * subject_token_field_name}}, optional service_account_impersonation_url. Executable and AWS
+ * sources are refused, naming the file. */
+static int load_external(struct wlift__gcs_cred *c, struct json_object *root, const char *path,
+			 const char *from, const char *uri, wlift_diag *d)
+{
+	struct json_object *src, *fmt, *hs;
+	const char *ftype = NULL;
+
+	c->kind = WLIFT_GCS_EXTERNAL;
+	if (dup_member(root, "audience", &c->audience) ||
+	    dup_member(root, "subject_token_type", &c->st_type) ||
+	    dup_member(root, "token_url", &c->token_uri) ||
+	    dup_member(root, "service_account_impersonation_url", &c->imp_url))
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	if (!c->audience || !c->st_type ||
+	    !json_object_object_get_ex(root, "credential_source", &src) ||
+	    !json_object_is_type(src, json_type_object))
+		return wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1, "gcs.credentials",
+				       "%s: the external_account file %s (from %s) lacks audience, "
+				       "subject_token_type or credential_source",
+				       uri, path, from);
+	if (dup_member(src, "file", &c->st_file) || dup_member(src, "url", &c->st_url))
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	if (!c->st_file && !c->st_url)
+		return wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1, "gcs.credentials",
+				       "%s: the external_account file %s (from %s): only file and url "
+				       "credential sources are supported (not executable or AWS)",
+				       uri, path, from);
+	if (json_object_object_get_ex(src, "format", &fmt) &&
+	    json_object_is_type(fmt, json_type_object)) {
+		ftype = jstr(fmt, "type");
+		if (ftype && strcmp(ftype, "json") == 0 &&
+		    dup_member(fmt, "subject_token_field_name", &c->st_field))
+			return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		if ((ftype && strcmp(ftype, "json") != 0 && strcmp(ftype, "text") != 0) ||
+		    (ftype && strcmp(ftype, "json") == 0 && !c->st_field))
+			return wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1, "gcs.credentials",
+					       "%s: the external_account file %s (from %s): "
+					       "credential_source.format must be text, or json with "
+					       "subject_token_field_name",
+					       uri, path, from);
+	}
+	if (c->st_url && json_object_object_get_ex(src, "headers", &hs) &&
+	    json_object_is_type(hs, json_type_object)) {
+		size_t n = 1, o = 0;
+		json_object_object_foreach(hs, k0, v0)
+			n += strlen(k0) + strlen(json_object_get_string(v0)) + 3;
+		if (!(c->st_headers = malloc(n)))
+			return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		c->st_headers[0] = '\0';
+		json_object_object_foreach(hs, k, v)
+			o += (size_t)snprintf(c->st_headers + o, n - o, "%s: %s\n", k,
+					      json_object_get_string(v));
+	}
+	if (!c->token_uri && !(c->token_uri = strdup("https://sts.googleapis.com/v1/token")))
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	c->what = dup_printf("the external account in %s (audience %.200s, subject token from "
+			     "%.300s%s, from %s)", path, c->audience,
+			     c->st_file ? c->st_file : c->st_url,
+			     c->imp_url ? ", impersonating a service account" : "", from);
+	return 0;
+}
+
 static int load_key_file(struct wlift__gcs_cred *c, const char *path, const char *from,
 			 const char *uri, wlift_diag *d)
 {
@@ -331,12 +409,17 @@ static int load_key_file(struct wlift__gcs_cred *c, const char *path, const char
 		}
 		c->what = dup_printf("the user credentials (refresh token) in %s (from %s)", path,
 				     from);
+	} else if (strcmp(type, "external_account") == 0) {
+		ret = load_external(c, root, path, from, uri, d);
+		if (ret)
+			goto out;
 	} else {
-		/* external_account (workload identity federation), impersonation, ...: not
+		/* impersonated_service_account, external_account_authorized_user, ...: not
 		 * implemented; say so rather than send requests anonymously. */
 		ret = wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1, "gcs.credentials",
 				      "%s: the credentials file %s (from %s) has type \"%.40s\": "
-				      "weightlift reads service_account and authorized_user files",
+				      "weightlift reads service_account, authorized_user and "
+				      "external_account files",
 				      uri, path, from, type);
 		goto out;
 	}
@@ -609,6 +692,240 @@ static void curl_init(void)
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* One plain request of the external account's flow (the subject token's URL, the
+ * impersonation): GET (post NULL) or POST post as JSON, with extra header lines hdrs
+ * ("Name: value\n"...). 0 with *st and *body (malloc'd, NUL-terminated) or WLIFT_ENET/-ENOMEM
+ * naming what. */
+static int easy(const struct wlift__gcs_cred *c, const char *url, const char *hdrs,
+		const char *post, const char *what, const char *uri, long *st, char **body,
+		wlift_diag *d)
+{
+	CURL *e = curl_easy_init();
+	struct curl_slist *h = NULL;
+	struct body b = { 0 };
+	char errbuf[CURL_ERROR_SIZE] = "";
+	CURLcode rc;
+	int ret = 0;
+
+	*body = NULL;
+	*st = 0;
+	if (!e)
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	for (const char *p = hdrs; p && *p;) {
+		size_t n = strcspn(p, "\n");
+		char *line = strndup(p, n);
+		struct curl_slist *nh = line ? curl_slist_append(h, line) : NULL;
+		free(line);
+		if (!nh) {
+			ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+			goto out;
+		}
+		h = nh;
+		p += n + (p[n] == '\n');
+	}
+	if (post) {
+		struct curl_slist *nh = curl_slist_append(h, "Content-Type: application/json");
+		if (!nh) {
+			ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+			goto out;
+		}
+		h = nh;
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, post);
+	}
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)c->connect_s);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)WLIFT_GCS_TOKEN_TIMEOUT_S);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+	if (c->ca_bundle)
+		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_bundle);
+	rc = curl_easy_perform(e);
+	if (rc != CURLE_OK) {
+		ret = wlift__diag_set(d, rc == CURLE_OUT_OF_MEMORY ? -ENOMEM : WLIFT_ENET, uri, NULL,
+				      -1, "gcs.token", "%s: %s for %s: %s cannot be reached: %s", uri,
+				      what, c->what, url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		goto out;
+	}
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, st);
+	*body = b.p ? b.p : strdup("");
+	b.p = NULL;
+	if (!*body)
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+out:
+	free(b.p);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(e);
+	return ret;
+}
+
+/* The external account's subject token (from its file or URL; a JSON member when the format
+ * says so). malloc'd into *out. */
+static int subject_token(const struct wlift__gcs_cred *c, const char *uri, char **out,
+			 wlift_diag *d)
+{
+	const char *src = c->st_file ? c->st_file : c->st_url;
+	char *raw = NULL;
+	long st = 200;
+	int ret = 0;
+
+	*out = NULL;
+	if (c->st_file) {
+		FILE *f = fopen(c->st_file, "re");
+		size_t n = 0;
+		raw = malloc(GCS_AUTH_MAX_BYTES + 1);
+		if (!raw) {
+			if (f)
+				fclose(f);
+			return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		}
+		if (!f) {
+			ret = wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1, "gcs.credentials",
+					      "%s: the subject token file %s of %s cannot be read: %s",
+					      uri, c->st_file, c->what, strerror(errno));
+			goto out;
+		}
+		n = fread(raw, 1, GCS_AUTH_MAX_BYTES, f);
+		fclose(f);
+		raw[n] = '\0';
+	} else {
+		ret = easy(c, c->st_url, c->st_headers, NULL, "getting the subject token", uri, &st,
+			   &raw, d);
+		if (ret)
+			goto out;
+		if (st != 200) {
+			ret = wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1, "gcs.credentials",
+					      "%s: the subject token URL %s of %s: HTTP %ld", uri,
+					      c->st_url, c->what, st);
+			goto out;
+		}
+	}
+	if (c->st_field) {
+		struct json_object *root = json_tokener_parse(raw);
+		const char *v = root && json_object_is_type(root, json_type_object)
+					? jstr(root, c->st_field) : NULL;
+		if (v && *v)
+			*out = strdup(v);
+		json_object_put(root);
+		if (!v || !*v) {
+			ret = wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1, "gcs.credentials",
+					      "%s: the subject token from %s of %s is not JSON with "
+					      "a string %.80s",
+					      uri, src, c->what, c->st_field);
+			goto out;
+		}
+	} else {
+		size_t n = strlen(raw);
+		while (n && (raw[n - 1] == '\n' || raw[n - 1] == '\r' || raw[n - 1] == ' '))
+			raw[--n] = '\0';
+		if (!n) {
+			ret = wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1, "gcs.credentials",
+					      "%s: the subject token from %s of %s is empty", uri, src,
+					      c->what);
+			goto out;
+		}
+		*out = strdup(raw);
+	}
+	if (!*out)
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+out:
+	free(raw);
+	return ret;
+}
+
+/* Service account impersonation (IAM Credentials generateAccessToken) with the STS token in
+ * c->token: replaces it with the service account's, and its expiry. */
+static int impersonate(struct wlift__gcs_cred *c, const char *uri, wlift_diag *d)
+{
+	char *hdr = dup_printf("Authorization: Bearer %s\n", c->token), *body = NULL;
+	struct json_object *root = NULL;
+	const char *tok, *exp;
+	long st = 0;
+	int64_t t;
+	int ret;
+
+	if (!hdr)
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	ret = easy(c, c->imp_url, hdr, "{\"scope\": [\"" GCS_SCOPE "\"], \"lifetime\": \"3600s\"}",
+		   "impersonating the service account", uri, &st, &body, d);
+	if (ret)
+		goto out;
+	root = json_tokener_parse(body);
+	if (root && !json_object_is_type(root, json_type_object)) {
+		json_object_put(root);
+		root = NULL;
+	}
+	tok = root ? jstr(root, "accessToken") : NULL;
+	exp = root ? jstr(root, "expireTime") : NULL;
+	if (st != 200 || !tok || !*tok) {
+		struct json_object *err = NULL;
+		const char *msg = NULL;
+		if (root && json_object_object_get_ex(root, "error", &err) &&
+		    json_object_is_type(err, json_type_object))
+			msg = jstr(err, "message");
+		ret = wlift__diag_set(d, st >= 500 ? WLIFT_EHTTP : WLIFT_EAUTH, uri, NULL, -1,
+				      "gcs.token",
+				      "%s: impersonating the service account of %s at %s: HTTP %ld%s%.300s",
+				      uri, c->what, c->imp_url, st, msg ? ": " : "", msg ? msg : "");
+		goto out;
+	}
+	free(c->token);
+	if (!(c->token = strdup(tok))) {
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	t = exp ? wlift__iso8601(exp) : -1;
+	c->expires = wlift__now() + (t > 0 ? (double)(t - (int64_t)time(NULL)) : 3600.0);
+out:
+	json_object_put(root);
+	free(body);
+	free(hdr);
+	return ret;
+}
+
+/* Workload identity federation: the subject token exchanged at STS (RFC 8693), then
+ * optionally the service account impersonated. */
+static int refresh_external(struct wlift__gcs_cred *c, CURL *e, const char *uri, wlift_diag *d)
+{
+	char *sub = NULL, *fs = NULL, *fa = NULL, *ft = NULL, *post = NULL;
+	int ret = subject_token(c, uri, &sub, d);
+
+	if (ret)
+		return ret;
+	fs = form(e, sub);
+	fa = form(e, c->audience);
+	ft = form(e, c->st_type);
+	if (fs && fa && ft)
+		post = dup_printf("grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3A"
+				  "token-exchange&audience=%s&scope=%s&requested_token_type=urn%%3A"
+				  "ietf%%3Aparams%%3Aoauth%%3Atoken-type%%3Aaccess_token&"
+				  "subject_token_type=%s&subject_token=%s",
+				  fa,
+				  c->imp_url ? "https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform"
+					     : "https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fdevstorage."
+					       "read_only",
+				  ft, fs);
+	if (!post) {
+		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	ret = fetch(c, post, uri, d);
+	if (!ret && c->imp_url)
+		ret = impersonate(c, uri, d);
+out:
+	if (sub)
+		memset(sub, 0, strlen(sub));
+	free(sub);
+	free(fs);
+	free(fa);
+	free(ft);
+	free(post);
+	return ret;
+}
+
 static int refresh(struct wlift__gcs_cred *c, const char *uri, wlift_diag *d)
 {
 	CURL *e = NULL;
@@ -624,6 +941,10 @@ static int refresh(struct wlift__gcs_cred *c, const char *uri, wlift_diag *d)
 	e = curl_easy_init();
 	if (!e)
 		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	if (c->kind == WLIFT_GCS_EXTERNAL) {
+		ret = refresh_external(c, e, uri, d);
+		goto out;
+	}
 	if (c->kind == WLIFT_GCS_SERVICE) {
 		ret = wlift__gcs_jwt(c->pem, c->kid, c->email, GCS_SCOPE, c->token_uri,
 				     (long long)time(NULL), c->what, &jwt, d);

@@ -30,6 +30,7 @@ enum {
 	WLIFT_GCS_SERVICE,  /* a service account key: JWT */
 	WLIFT_GCS_USER,	    /* an authorized_user refresh token */
 	WLIFT_GCS_METADATA, /* the GCE metadata server */
+	WLIFT_GCS_EXTERNAL, /* external_account: workload identity federation */
 };
 
 /* The credential ctx's settings select (the list above). Shared by every source and load of

@@ -13,6 +13,10 @@
   RS256 JWT against its public key (with the openssl command) or an authorized_user's
   refresh token, and a GCE metadata server (GET /computeMetadata/v1/...) that wants
   Metadata-Flavor: Google.
+- For external_account (workload identity federation): an STS token exchange (POST /sts,
+  RFC 8693, checking the audience and the subject token), a subject-token URL (GET /subject,
+  JSON, wanting a header) and IAM Credentials' generateAccessToken (POST
+  /impersonate/...:generateAccessToken with an STS-issued bearer).
 
 Control: POST /_ctl with a JSON object of settings (see CTL); GET /_stats gives counters.
 The ports are written to --portfile as "EMU FRONT" once everything listens.
@@ -52,8 +56,10 @@ CTL = {
     "refresh_token": "refresh-1",
     "client_id": "client-1",
     "client_secret": "secret-1",
+    "subject_token": "subject-ok",  # what the STS (POST /sts) accepts as the subject token
+    "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/q",
 }
-STATS = {"tokens": 0, "media": 0, "media_bytes": 0, "lists": 0, "meta": 0, "auth_seen": [],
+STATS = {"tokens": 0, "sts": 0, "impersonations": 0, "media": 0, "media_bytes": 0, "lists": 0, "meta": 0, "auth_seen": [],
          "ranges": []}
 LOCK = threading.Lock()
 ISSUED = set()
@@ -170,7 +176,48 @@ class Front(http.server.BaseHTTPRequestHandler):
             return self.reply(200, b"{}")
         if url.path == "/token":
             return self.token(data)
+        if url.path == "/sts":
+            return self.sts(data)
+        if url.path.startswith("/impersonate/") and url.path.endswith(":generateAccessToken"):
+            return self.impersonate(data)
         return self.reply(404, gcs_error(404, "Not Found"))
+
+    def sts(self, data):
+        """Google's STS token exchange (RFC 8693) of workload identity federation."""
+        form = urllib.parse.parse_qs(data.decode())
+        f = lambda k: form.get(k, [""])[0]  # noqa: E731
+        why = None
+        if f("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange":
+            why = "grant_type %r" % f("grant_type")
+        elif f("audience") != CTL["audience"]:
+            why = "audience %r" % f("audience")
+        elif f("requested_token_type") != "urn:ietf:params:oauth:token-type:access_token":
+            why = "requested_token_type"
+        elif not f("subject_token_type") or not f("scope"):
+            why = "subject_token_type or scope missing"
+        elif f("subject_token") != CTL["subject_token"]:
+            why = "The subject token is invalid."
+        if why:
+            return self.reply(400, json.dumps({"error": "invalid_grant",
+                                               "error_description": why}).encode())
+        with LOCK:
+            STATS["sts"] += 1
+        return self.reply(200, self.issue())
+
+    def impersonate(self, data):
+        """IAM Credentials generateAccessToken: the STS token (bearer) for the account's."""
+        auth = self.headers.get("Authorization", "")
+        with LOCK:
+            ok = auth.startswith("Bearer ") and auth[7:] in ISSUED
+        body = json.loads(data or b"{}")
+        if not ok or not body.get("scope"):
+            return self.reply(401 if not ok else 400, gcs_error(401 if not ok else 400,
+                              "Request had invalid authentication credentials."))
+        tok = json.loads(self.issue())["access_token"]
+        with LOCK:
+            STATS["impersonations"] += 1
+        exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + CTL["token_ttl"]))
+        return self.reply(200, json.dumps({"accessToken": tok, "expireTime": exp}).encode())
 
     def token(self, data):
         form = urllib.parse.parse_qs(data.decode())
@@ -205,6 +252,10 @@ class Front(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
+        if url.path == "/subject":  # a URL credential source (JSON, wants a header)
+            if self.headers.get("Metadata-Flavor") != "Azure-ish":
+                return self.reply(403, b"{}")
+            return self.reply(200, json.dumps({"id_token": CTL["subject_token"]}).encode())
         if url.path == "/_stats":
             with LOCK:
                 return self.reply(200, json.dumps(STATS).encode())

@@ -163,6 +163,36 @@ grep_err "invalid_grant (Bad refresh token or client.)"
 # A missing key file: exit 4, before any request.
 GOOGLE_APPLICATION_CREDENTIALS=$T/none.json expect_rc 4 $TO "$WEIGHTLIFT" verify "$B/small.safetensors"
 grep_err "the credentials file $T/none.json (from GOOGLE_APPLICATION_CREDENTIALS) cannot be read"
+# Workload identity federation (external_account): the subject token from a file or a URL
+# (JSON, with a header), exchanged at the STS, optionally impersonating a service account.
+AUD="//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/q"
+STT="urn:ietf:params:oauth:token-type:jwt"
+echo subject-ok >"$T/subject"
+echo subject-stale >"$T/subject-bad"
+extacct() { # OUT SOURCE_JSON [IMPERSONATION_URL]
+	printf '{"type": "external_account", "audience": "%s", "subject_token_type": "%s", "token_url": "http://127.0.0.1:%s/sts", "credential_source": %s%s}\n' \
+		"$AUD" "$STT" "$FRONT" "$2" "${3:+, \"service_account_impersonation_url\": \"$3\"}" >"$1"
+}
+IMP="http://127.0.0.1:$FRONT/impersonate/v1/projects/-/serviceAccounts/loader@test-project.iam.gserviceaccount.com:generateAccessToken"
+extacct "$T/ext-file.json" "{\"file\": \"$T/subject\"}"
+extacct "$T/ext-url.json" "{\"url\": \"http://127.0.0.1:$FRONT/subject\", \"headers\": {\"Metadata-Flavor\": \"Azure-ish\"}, \"format\": {\"type\": \"json\", \"subject_token_field_name\": \"id_token\"}}" "$IMP"
+extacct "$T/ext-bad.json" "{\"file\": \"$T/subject-bad\"}"
+extacct "$T/ext-noheader.json" "{\"url\": \"http://127.0.0.1:$FRONT/subject\", \"format\": {\"type\": \"json\", \"subject_token_field_name\": \"id_token\"}}"
+extacct "$T/ext-exec.json" '{"executable": {"command": "/bin/true"}}'
+s0=$(stat sts)
+i0=$(stat impersonations)
+GOOGLE_APPLICATION_CREDENTIALS=$T/ext-file.json same_digests "$B/sharded/" "$D/sharded"
+GOOGLE_APPLICATION_CREDENTIALS=$T/ext-url.json same_digests "$B/small.safetensors" "$D/small.safetensors"
+NCHECK=$((NCHECK + 1))
+[ "$(stat sts)" = $((s0 + 2)) ] && [ "$(stat impersonations)" = $((i0 + 1)) ] ||
+	fail "STS exchanges $(stat sts) (from $s0), impersonations $(stat impersonations) (from $i0)"
+GOOGLE_APPLICATION_CREDENTIALS=$T/ext-bad.json expect_rc 4 $TO "$WEIGHTLIFT" verify "$B/small.safetensors"
+grep_err "getting an access token from the external account in $T/ext-bad.json (audience $AUD, subject token from $T/subject-bad, from GOOGLE_APPLICATION_CREDENTIALS): HTTP 400: invalid_grant (The subject token is invalid.)"
+GOOGLE_APPLICATION_CREDENTIALS=$T/ext-noheader.json expect_rc 4 $TO "$WEIGHTLIFT" verify "$B/small.safetensors"
+grep_err "the subject token URL http://127.0.0.1:$FRONT/subject of the external account in $T/ext-noheader.json"
+grep_err "HTTP 403"
+GOOGLE_APPLICATION_CREDENTIALS=$T/ext-exec.json expect_rc 4 $TO "$WEIGHTLIFT" verify "$B/small.safetensors"
+grep_err "only file and url credential sources are supported"
 # The GCE metadata server (Metadata-Flavor: Google), and one that cannot be reached.
 GCE_METADATA_HOST=127.0.0.1:$FRONT same_digests "$B/small.safetensors" "$D/small.safetensors"
 GCE_METADATA_HOST=127.0.0.1:1 expect_rc 3 $TO "$WEIGHTLIFT" verify "$B/small.safetensors"

@@ -249,7 +249,15 @@ START_TEST(key_file_errors)
 {
 	bad_file(NULL, "missing.json");
 	bad_file("not json SECRETVALUE", "not a JSON key file");
-	bad_file("{\"type\": \"external_account\", \"x\": \"SECRETVALUE\"}", "external_account");
+	bad_file("{\"type\": \"external_account\", \"x\": \"SECRETVALUE\"}", "lacks audience");
+	bad_file("{\"type\": \"external_account\", \"audience\": \"SECRETVALUE\", "
+		 "\"subject_token_type\": \"t\", \"credential_source\": {\"executable\": {}}}",
+		 "only file and url credential sources");
+	bad_file("{\"type\": \"external_account\", \"audience\": \"a\", \"subject_token_type\": "
+		 "\"t\", \"credential_source\": {\"file\": \"f\", \"format\": {\"type\": \"xml\"}}}",
+		 "format must be text, or json");
+	bad_file("{\"type\": \"impersonated_service_account\", \"x\": \"SECRETVALUE\"}",
+		 "impersonated_service_account");
 	bad_file("{\"type\": \"service_account\", \"private_key\": \"SECRETVALUE\"}", "client_email");
 	bad_file("{\"type\": \"authorized_user\", \"client_id\": \"SECRETVALUE\"}", "refresh_token");
 }
