@@ -473,11 +473,13 @@ int cli_load(int argc, char **argv)
 		rc = cli_usage_error("load", "--touch reads host memory: it needs --device cpu");
 		goto out;
 	}
-	if (rank >= (world ? world : 1) || (shard_path && world < 2) ||
+	/* --world 1 is a plain load (the spec is still checked against the tensors), as
+	 * fastsafetensors' get_sharded on one rank. */
+	if (rank >= (world ? world : 1) || (shard_path && world < 1) ||
 	    (world > 1 && !shard_path && !use_experts)) {
 		rc = cli_usage_error("load", "%s",
 				     rank >= (world ? world : 1) ? "--rank must be below --world"
-				     : shard_path ? "--shard-spec needs --world W >= 2 (and --rank)"
+				     : shard_path ? "--shard-spec needs --world W (and --rank)"
 						  : "--world needs --shard-spec or --experts");
 		goto out;
 	}
@@ -578,7 +580,9 @@ int cli_load(int argc, char **argv)
 			cli_print_error(uri, ret, &d);
 			if (json)
 				print_json_error(uri, ret, &d);
-			rc = cli_exit_code(ret);
+			/* A shard rule that cannot apply to a tensor (a dim it lacks) is bad input,
+			 * whatever its errno. */
+			rc = strcmp(d.rule, "load.shard") == 0 ? CLI_EXIT_INPUT : cli_exit_code(ret);
 			goto out;
 		}
 		if (!json && !quiet && repeat > 1) {

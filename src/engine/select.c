@@ -179,14 +179,16 @@ int wlift__load_partition(const struct wlift_ckpt *ck, const wlift_load_opts *o,
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 	for (size_t i = 0; i < s->n; i++) {
 		const wlift_tensor_info *t = &ck->tensors[s->idx[i]];
-		const wlift_shard_rule *rule = sharded ? shard_rule(o, t->name) : NULL;
+		/* One rank (world_size 0 or 1) loads every tensor whole, a plain load; its rules
+		 * are still checked against the tensors, so a spec that fails on W ranks fails
+		 * on one too. */
+		const wlift_shard_rule *rule = o && o->nshard ? shard_rule(o, t->name) : NULL;
 		const wlift_rows *r = s->rows[i];
 		uint64_t row_bits;
 		int ret;
 
 		s->ti[i] = *t;
 		if (rule && rule->dim >= 0) {
-			uint64_t b, e;
 			if (r)
 				return wlift__diag_set(d, -EINVAL, NULL, t->name, -1, "load.shard",
 						       "tensor \"%s\" has both rows and a shard rule",
@@ -196,6 +198,9 @@ int wlift__load_partition(const struct wlift_ckpt *ck, const wlift_load_opts *o,
 						       "tensor \"%s\" has %u dimensions: it cannot "
 						       "be split along dim %d (rule \"%s\")",
 						       t->name, t->ndim, rule->dim, rule->pattern);
+		}
+		if (sharded && rule && rule->dim >= 0) {
+			uint64_t b, e;
 			shard_block(t->shape[rule->dim], c->rank, c->world, &b, &e);
 			if (rule->dim > 0) {
 				ret = partition_gather(s, i, t, (unsigned)rule->dim, b, e,

@@ -200,6 +200,15 @@ pycheck 'assert sum(int(x) for x in open(sys.argv[2].replace("expected.json", "s
 
 expect_rc 0 "$WEIGHTLIFT" load --json --rank 1 --world 2 --shard-spec "$D/specrep.json" "$S"
 pycheck 'assert j["bytes"] == sum(t["nbytes"] for t in e["small.safetensors"]["tensors"].values()), j'
+# --world 1: a plain load (issue 12, bad input: world_size 1), the spec still checked
+expect_rc 0 "$WEIGHTLIFT" load --json --direct off --rank 0 --world 1 --shard-spec "$D/spec0.json" "$B"
+pycheck 'assert j["bytes_read"] == j["bytes"] == sum(int(x) for x in open(sys.argv[2].replace("expected.json", "sum0"))), j'
+# a rule naming a dim a tensor lacks: bad input (exit 1) naming the tensor, on any world
+printf '{"*": 7}' >"$D/spec7.json"
+for w in 1 2; do
+	expect_rc 1 "$WEIGHTLIFT" load --rank 0 --world $w --shard-spec "$D/spec7.json" "$S"
+	grep_err "cannot be split along dim 7"
+done
 # usage errors (exit 2) and a bad spec (exit 1, naming the file, quoting nothing of it)
 expect_rc 2 "$WEIGHTLIFT" load --world 2 "$S"
 expect_rc 2 "$WEIGHTLIFT" load --rank 2 --world 2 --shard-spec "$D/spec0.json" "$S"

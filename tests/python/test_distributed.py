@@ -262,6 +262,9 @@ def test_single_process(data):
         wd.load_file(str(data / "m.safetensors"), shard={"a": "x"})
     with pytest.raises(wd.DistributedError, match="No such file|not"):
         wd.load_file(str(data / "missing.safetensors"))
+    # One process is a plain load, but a rule that cannot apply fails as it would on W ranks.
+    with pytest.raises(wd.DistributedError, match="cannot be split along dim 1"):
+        wd.load_file(str(data / "m.safetensors"), shard={"c": 1})
 
 
 def test_timeout_knob():
