@@ -147,11 +147,11 @@ def experts_mode(group):
 
 def nodes_mode(group):
     """Many nodes, one remote checkpoint (tests/python/test_dist_nodes.py): URL serves the
-    sharded checkpoint in DATA (model.safetensors.index.json and its files) under /f/, /l/
-    and /s/ (the same files: the driver counts nginx's bytes per path and node). File mode
+    sharded checkpoint in DATA (model.safetensors.index.json and its files) under /f/, /l/,
+    /b/ and /s/ (the same files: the driver counts nginx's bytes per path and node). File mode
     (load_file without shard: each tensor read by one node, broadcast to all), fastsafetensors'
-    loader with the files split over the ranks, then shard mode; every tensor equals the
-    reference's."""
+    loader with the files split over the ranks, file mode from s3://b/ (the same nginx as a
+    path-style S3 endpoint), then shard mode; every tensor equals the reference's."""
     index = json.load(open(os.path.join(data, "model.safetensors.index.json")))
     files = sorted(set(index["weight_map"].values()))
     ref = {}
@@ -171,6 +171,14 @@ def nodes_mode(group):
         check(fb.get_tensor(n), ref[n], "nodes loader " + n)
     report["l_bytes_read"] = fb.bytes_read
     fb.close()
+    # The same files as an S3 object store's (nginx path-style, bucket "b", unsigned: the
+    # driver sets AWS_ENDPOINT_URL), in file mode.
+    st = {}
+    got = wd.load_file("s3://b/model.safetensors.index.json", group=group, timeout=TIMEOUT,
+                       stats=st)
+    for n in ref:
+        check(got[n], ref[n], "nodes s3 file mode " + n)
+    report["b_bytes_read"] = st["bytes_read"]
     spec = {"*.w": 0, "*.u": 1, "*": None}
     st = {}
     got = wd.load_file(url + "/s/model.safetensors.index.json", group=group, shard=spec,
