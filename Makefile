@@ -49,7 +49,7 @@ test-tsan:
 	  -DWLIFT_SANITIZE=thread $(CMAKE_FLAGS)
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	cd $(TSAN_BUILD) && WLIFT_SKIP_BIG=1 TSAN_OPTIONS=halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS) -R '^(unit/test_(load|plan|dlpack|uring|seams|stages|shard|cuda|cache)|fault/test_fault)$$'
+	  ctest --output-on-failure -j $(JOBS) -R '^(unit/test_(load|plan|dlpack|uring|seams|stages|shard|cuda|gds|cache)|fault/test_fault)$$'
 
 test-python: venv
 	bash tools/test-python.sh

@@ -429,7 +429,8 @@ API CUresult cuDeviceGetAttribute(int *v, int attr, CUdevice dev)
 		return CUDA_ERROR_INVALID_DEVICE;
 	*v = attr == CU_DEVICE_ATTRIBUTE_PCI_BUS_ID			? dev + 1
 	     : attr == CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED ? vmm
-									       : 0;
+	     : attr == CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED ? vmm
+										 : 0;
 	return CUDA_SUCCESS;
 }
 
@@ -809,10 +810,12 @@ API CUresult cuMemCreate(CUmemGenericAllocationHandle *h, size_t bytes,
 		r = CUDA_ERROR_INVALID_CONTEXT;
 	} else {
 		i = phys_alloc(dev, bytes, ++next_handle);
-		if (i < 0)
+		if (i < 0) {
 			r = CUDA_ERROR_OUT_OF_MEMORY;
-		else
+		} else {
 			*h = allocs[i].handle;
+			st.rdma_creates += prop->allocFlags.gpuDirectRDMACapable != 0;
+		}
 	}
 	pthread_mutex_unlock(&mu);
 	return r;

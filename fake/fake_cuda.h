@@ -54,6 +54,7 @@ struct fakecuda_stats {
 	uint64_t launches, launch_elems; /* cuLaunchKernel calls queued, their elements */
 	uint64_t copies_2d;	   /* cuMemcpy2DAsync (host to device) calls queued */
 	uint64_t register_calls;   /* cuMemHostRegister calls that succeeded, ever */
+	uint64_t rdma_creates;	   /* cuMemCreate calls with allocFlags.gpuDirectRDMACapable */
 };
 
 typedef void (*fakecuda_stats_fn)(struct fakecuda_stats *out);

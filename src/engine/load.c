@@ -460,6 +460,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		}
 		ret = 0;
 		gds_sink = gds ? 2 : 0;
+		sink->gds_dest = gds != NULL;
 	}
 	ret = wlift__load_select(ck, o, &sel, d);
 	if (ret)

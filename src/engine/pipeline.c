@@ -45,8 +45,9 @@ struct run {
 	int used_uring;	     /* atomic */
 	int gds_off;	     /* atomic: no more cuFile reads in this load (auto, after a failure) */
 	int gds_mode;	     /* atomic: the cuFile state of the reads made */
-	int gds_reg;	     /* under mu: 0 the destination not yet registered, 1 registered, 2
-				tried and refused (reads go on, through cuFile's bounce buffers) */
+	int gds_reg;	     /* atomic, set under mu: 0 the destination not yet registered, 1
+				registered, 2 tried and refused (reads go on, through cuFile's
+				bounce buffers) */
 	void *gds_base;	     /* the registered device range */
 	uint64_t gds_bytes, gds_fallbacks; /* atomic */
 	const char *first_q; /* name of the first read queue made (atomic) */
@@ -297,9 +298,9 @@ static void gds_register(struct run *r)
 		    wlift__gds_buf_register(r->pl->gds, base, (size_t)r->pl->plan->arena_bytes,
 					    &d) == 0) {
 			r->gds_base = base;
-			r->gds_reg = 1;
+			__atomic_store_n(&r->gds_reg, 1, __ATOMIC_RELEASE);
 		} else {
-			r->gds_reg = 2;
+			__atomic_store_n(&r->gds_reg, 2, __ATOMIC_RELEASE);
 		}
 	}
 	pthread_mutex_unlock(&r->mu);
@@ -355,7 +356,7 @@ static int read_direct_to_device(struct worker *w, size_t ci)
 		fail(r, d.code ? d.code : WLIFT_ECUDA, &d);
 		return 1;
 	}
-	if (pl->gds && !r->gds_reg)
+	if (pl->gds && !__atomic_load_n(&r->gds_reg, __ATOMIC_ACQUIRE))
 		gds_register(r);
 	/* Short only at the end of the file (O_DIRECT widening reads past it). */
 	while (r->got[ci] < c->len && c->off + r->got[ci] < s->size && !stopped(r)) {

@@ -368,7 +368,8 @@ static int cuda_alloc(struct wlift__sink *s, uint64_t bytes, wlift_diag *d)
 	if (!push(c))
 		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.context",
 				       "%s: cannot make the device's context current", c->name);
-	ret = wlift__cuda_mem_create(c->cu, c->dev, c->index, c->name, want, c->user_alloc,
+	ret = wlift__cuda_mem_create(c->cu, c->dev, c->index, c->name, want,
+				     c->base.gds_dest ? WLIFT_CUDA_MEM_RDMA : 0, c->user_alloc,
 				     &c->mem, d);
 	if (ret)
 		goto out;

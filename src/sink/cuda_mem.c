@@ -22,6 +22,7 @@ struct wlift__cuda_mem {
 	const struct wlift__cuda *cu;
 	CUdevice dev;
 	int index;
+	unsigned flags; /* WLIFT_CUDA_MEM_* */
 	CUcontext ctx; /* our own primary-context reference */
 	int kind;
 	CUdeviceptr p;
@@ -97,6 +98,14 @@ static CUresult vmm_make(struct wlift__cuda_mem *m, const char **what)
 	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	prop.location.id = m->index;
+	if (m->flags & WLIFT_CUDA_MEM_RDMA) {
+		/* cuMemCreate memory is reachable by third-party DMA (cuFile's, in true GDS
+		 * mode) only when created with this flag, which the device must support. */
+		int v = 0;
+		if (cu->DeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_GPU_DIRECT_RDMA_WITH_CUDA_VMM_SUPPORTED,
+					   m->dev) == CUDA_SUCCESS && v)
+			prop.allocFlags.gpuDirectRDMACapable = 1;
+	}
 	*what = "cuMemGetAllocationGranularity";
 	r = cu->MemGetAllocationGranularity(&g, &prop, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED);
 	if (r != CUDA_SUCCESS || !g)
@@ -163,8 +172,9 @@ static void mem_destroy(struct wlift__cuda_mem *m)
 }
 
 int wlift__cuda_mem_create(const struct wlift__cuda *cu, CUdevice dev, int index,
-			   const char *name, uint64_t bytes, const wlift_device_allocator *user,
-			   struct wlift__cuda_mem **out, wlift_diag *d)
+			   const char *name, uint64_t bytes, unsigned flags,
+			   const wlift_device_allocator *user, struct wlift__cuda_mem **out,
+			   wlift_diag *d)
 {
 	struct wlift__cuda_mem *m = calloc(1, sizeof(*m));
 	const char *what = "cuMemAlloc";
@@ -178,6 +188,7 @@ int wlift__cuda_mem_create(const struct wlift__cuda *cu, CUdevice dev, int index
 	m->cu = cu;
 	m->dev = dev;
 	m->index = index;
+	m->flags = flags;
 	m->bytes = bytes ? bytes : 256;
 	r = cu->PrimaryCtxRetain(&m->ctx, dev);
 	if (r != CUDA_SUCCESS) {

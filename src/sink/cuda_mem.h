@@ -29,8 +29,10 @@ struct wlift__cuda_mem;
  * it, else cuMemAlloc). Takes its own reference on the device's primary context. Called
  * with that context current. 0, WLIFT_EDEVMEM (out of memory, naming the bytes and what the
  * device has free), WLIFT_ECUDA. */
+#define WLIFT_CUDA_MEM_RDMA 1u /* VMM units made GPUDirect RDMA capable where the device
+				   supports it, so cuFile can DMA into them (GPU Direct Storage) */
 int wlift__cuda_mem_create(const struct wlift__cuda *cu, CUdevice dev, int index,
-			   const char *name, uint64_t bytes,
+			   const char *name, uint64_t bytes, unsigned flags,
 			   const wlift_device_allocator *user, struct wlift__cuda_mem **out,
 			   wlift_diag *d);
 

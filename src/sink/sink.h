@@ -101,6 +101,8 @@ struct wlift__sink {
 				       the engine opens the cuFile library for the load; 0 */
 	int fault_ahead;	    /* host: fault the arena in on a thread of its own while the
 				       readers fill it (set by the engine before alloc) */
+	int gds_dest;		    /* set by the engine before alloc: cuFile may write the
+				       destination (a GPU allocates it RDMA-capable) */
 	wlift__sink_done_fn done;   /* set by the engine before the first commit */
 	void *done_user;
 };
