@@ -40,7 +40,8 @@ Actions:
   pass         relay unchanged (a rule to let some requests through before a broader one)
 Control (not forwarded): GET /__faultproxy__/stats gives {connections, requests, applied:
 [per rule], log: [{n, conn, method, path, range, action, status}]}; PUT or POST
-/__faultproxy__/rules with a JSON list replaces the rules and resets every counter.
+/__faultproxy__/rules with a JSON list replaces the rules and resets every counter (requests
+begun before are answered by the old rules and left out of the log).
 --log FILE appends one line per request: n conn method path range action status.
 """
 import argparse
@@ -68,6 +69,7 @@ class State:
         self.lock = threading.Lock()
         self.seed = seed
         self.logfile = logfile
+        self.generation = 0
         self.set_rules(rules)
 
     def set_rules(self, rules):
@@ -78,6 +80,10 @@ class State:
                 raise ValueError("unknown action %r" % r.get("action"))
         with self.lock:
             self.rules = rules
+            # Requests still being answered when the rules change belong to the earlier
+            # case: their lines (written when the answer ends, maybe after the caller
+            # emptied the log) are left out of the log.
+            self.generation += 1
             self.passed = [0] * len(rules)   # requests that passed each rule's filters
             self.applied = [0] * len(rules)
             self.rng = random.Random(self.seed)
@@ -113,8 +119,10 @@ class State:
                 return n, r
             return n, None
 
-    def record(self, entry):
+    def record(self, entry, generation):
         with self.lock:
+            if generation != self.generation:
+                return
             self.log.append(entry)
             if self.logfile:
                 with open(self.logfile, "a") as f:
@@ -206,6 +214,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         m = re.fullmatch(r"\s*bytes=(\d+)-(\d*)\s*", rng or "")
         first = int(m.group(1)) if m else None
+        generation = STATE.generation
         n, rule = STATE.choose(self.command, self.path, first, self.conn_id)
         action = rule["action"] if rule else "pass"
         entry = {"n": n, "conn": self.conn_id, "method": self.command, "path": self.path,
@@ -213,7 +222,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             self.serve(rule or {"action": "pass"}, body, entry)
         finally:
-            STATE.record(entry)
+            STATE.record(entry, generation)
 
     def answer(self, code, headers, body, entry):
         entry["status"] = code

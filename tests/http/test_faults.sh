@@ -181,12 +181,12 @@ fp_rules '[{"action": "full"}]'
 expect_rc 3 $TO "$WEIGHTLIFT" verify "$FP_URL/$F"
 grep_err "does not support range requests"
 grep_err "--allow-full-download"
-: >"$FP_LOG"
+fp_rules '[{"action": "full"}]' # a new log: the refused load's last answer may still be ending
 good "a server without Range support, --allow-full-download" --allow-full-download
 grep_err "every read downloads the object from its start"
 NCHECK=$((NCHECK + 1))
 [ -z "$(awk '$5 != "-" && $5 != "bytes=0-12287"' "$FP_LOG")" ] ||
-	fail "reads of a server without Range support still asked for ranges: $(head -3 "$FP_LOG")"
+	fail "reads of a server without Range support still asked for ranges: $(awk '$5 != "-" && $5 != "bytes=0-12287"' "$FP_LOG" | head -3)"
 WEIGHTLIFT_HTTP_FULL_DOWNLOAD=1 good "WEIGHTLIFT_HTTP_FULL_DOWNLOAD=1"
 # nginx itself without Range support (max_ranges 0): a whole load, and one tensor.
 same_norange() {
