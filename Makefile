@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PREFIX ?= /usr/local
 
-.PHONY: all deps build test test-c test-asan test-tsan test-python venv demo bench install ptx clean
+.PHONY: all deps build test test-c test-asan test-tsan test-python venv vllm-venv demo bench install ptx clean
 
 all: build
 
@@ -22,12 +22,18 @@ build: deps
 venv:
 	bash tools/venv.sh
 
+# vLLM's CPU build in a venv of its own (.venv-vllm: its torch and transformers pins clash with
+# .venv), for tests/python/test_client_vllm.py (docs/vllm.md); about 6 GB.
+vllm-venv:
+	bash tools/vllm-venv.sh
+
 # The venv comes before the C suites: the S3 and GCS suites run the moto server and
 # gcp-storage-emulator from it (they skip, 77, without it).
 test:
 	bash tools/install-deps.sh test
 	$(MAKE) build
 	$(MAKE) venv
+	$(MAKE) vllm-venv
 	$(MAKE) test-c
 	$(MAKE) test-asan
 	$(MAKE) test-tsan
