@@ -7,8 +7,8 @@ Cost in `make test` on a fresh 2-core machine: installing transformers (with acc
 sentence-transformers and diffusers, tests/requirements.txt) took 108 s here; this file runs
 in about 25 s (two fresh interpreters importing torch and transformers). The client
 libraries' pins do not clash with the main test venv, so they share it (DESIGN.md: a venv of
-their own only when they do). vLLM is out of scope for now (its CPU build pins torch and
-transformers: a venv of its own, later)."""
+their own only when they do). vLLM's CPU build pins torch and transformers: it runs from a
+venv of its own (.venv-vllm, test_client_vllm.py)."""
 import pytest
 
 from clientutil import assert_same, run_both

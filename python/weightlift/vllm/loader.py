@@ -19,7 +19,8 @@ from . import COUNT_FORMAT, FORMAT, STATS_ENV, _LAST
 
 __all__ = ["WeightliftModelLoader", "DeferredTensor"]
 
-logger = init_logger(__name__)
+# Under vLLM's logger namespace, so the line shows in vLLM's own log (format, level).
+logger = init_logger("vllm.weightlift")
 
 
 # --- deferred tensors -------------------------------------------------------------------
