@@ -13,7 +13,7 @@ engine core and, at TP=2, two workers), bounded by a timeout. Skipped, saying so
 there).
 
 Cost in `make test` on a fresh 2-core machine: tools/vllm-venv.sh took 671 s (downloads
-about 2.5 GB, 6 GB on disk); this file 851 s (four vLLM starts)."""
+about 3 GB, 6.3 GB on disk); this file 851 s (four vLLM starts)."""
 import json
 import os
 import subprocess
