@@ -426,7 +426,9 @@ typedef struct wlift_load_opts {
 	const char *device;          /* NULL or "cpu"; "cuda" (= "cuda:0"), "cuda:N" */
 	const char *const *names;    /* subset to load (only their bytes are read); NULL: all */
 	size_t nnames;
-	wlift_dtype dtype;           /* convert floating-point tensors to this; NONE keeps */
+	wlift_dtype dtype;           /* convert floating-point tensors to this (F32, F16 or
+					BF16, from those and the F8 formats; other pairs are
+					WLIFT_EUNSUPPORTED); NONE keeps */
 	int strategy;                /* enum wlift_strategy */
 	int direct;                  /* enum wlift_direct */
 	int mmap;                    /* enum wlift_mmap: 0 copy into owned memory; 1 tensors are

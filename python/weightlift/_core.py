@@ -466,11 +466,39 @@ def device_allocator(spec: Any, device: str) -> Any:
     return spec
 
 
+_CONVERT_DTYPES = {"F32": "F32", "F16": "F16", "BF16": "BF16", "float32": "F32",
+                   "float16": "F16", "bfloat16": "BF16", "float": "F32", "half": "F16"}
+
+
+def dtype_arg(dtype: Any) -> Optional[str]:
+    """The safetensors name of a dtype= argument: None, "F32"/"F16"/"BF16", or a torch,
+    numpy or ml_dtypes float32/float16/bfloat16 dtype."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        name = dtype
+    elif type(dtype).__module__ == "torch":
+        name = str(dtype).rsplit(".", 1)[-1]  # "torch.float32"
+    else:
+        import numpy as np
+
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = repr(dtype)
+    if name not in _CONVERT_DTYPES:
+        raise ValueError(f"dtype must be F32, F16 or BF16 (or float32, float16, bfloat16), "
+                         f"not {dtype!r}")
+    return _CONVERT_DTYPES[name]
+
+
 def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional[str] = None,
               names: Optional[List[str]] = None, owned: bool = False,
               mmap_views: bool = False, allocator: Any = None,
               offline: Optional[bool] = None, region: Optional[str] = None,
-              gds: Optional[str] = None, **remote: Any) -> Dict[str, Any]:
+              gds: Optional[str] = None, dtype: Any = None,
+              **remote: Any) -> Dict[str, Any]:
+    dtype = dtype_arg(dtype)
     dev, move = split_device(device)
     convert = _moving(convert, move)
     mapped = backend_mmap(backend, dev, owned, mmap_views)
@@ -482,6 +510,8 @@ def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional
         kw = {"device_allocator": alloc} if alloc is not None else {}
         if gds is not None:
             kw["gds"] = gds
+        if dtype is not None:
+            kw["dtype"] = dtype
         res = ck.load(names=names, mmap=mapped, device=dev, **kw)
     finally:
         ck.close()

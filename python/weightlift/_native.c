@@ -610,7 +610,8 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"names", "mmap", "strategy", "direct", "threads", "device",
 				 "ready", "cancel", "rows", "device_allocator", "rank", "world",
-				 "shard", "experts", "gds", NULL};
+				 "shard", "experts", "gds", "dtype", NULL};
+	const char *dtype = NULL;
 	PyObject *names = Py_None, *ready = Py_None, *cancel = Py_None, *rows = Py_None;
 	PyObject *dev_alloc = Py_None;
 	struct py_alloc *pa = NULL;
@@ -632,9 +633,10 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	wlift_diag d;
 	int ret;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOOOOiiOOz", kwlist, &names, &mmap,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOOOOiiOOzz", kwlist, &names, &mmap,
 					 &strategy, &direct, &threads, &device, &ready, &cancel,
-					 &rows, &dev_alloc, &rank, &world, &shard, &experts, &gds))
+					 &rows, &dev_alloc, &rank, &world, &shard, &experts, &gds,
+					 &dtype))
 		return NULL;
 	if (gds) {
 		/* GPU Direct Storage: "auto", "on", "off"; None: the context's (WEIGHTLIFT_GDS). */
@@ -653,6 +655,16 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	}
 	if (ckpt_check(self) < 0)
 		return NULL;
+	if (dtype) {
+		/* Floating-point tensors are converted to it (the library checks the pair). */
+		int t = wlift_dtype_from_name(dtype);
+
+		if (t < 0) {
+			PyErr_Format(PyExc_ValueError, "unknown dtype %s", dtype);
+			return NULL;
+		}
+		o.dtype = (wlift_dtype)t;
+	}
 	if (names != Py_None) {
 		Py_ssize_t n;
 
@@ -824,7 +836,9 @@ static PyMethodDef ckpt_methods[] = {
 	{"load", (PyCFunction)(void (*)(void))ckpt_load, METH_VARARGS | METH_KEYWORDS,
 	 "load(names=None, mmap=0, strategy=0, direct=0, threads=0, device=None, ready=None, "
 	 "cancel=None, rows=None, device_allocator=None, rank=0, world=0, shard=None, "
-	 "experts=None, gds=None) -> Result. rows: one (begin, end) of "
+	 "experts=None, gds=None, dtype=None) -> Result. dtype: a safetensors dtype name "
+	 "(F32, F16, BF16) that floating-point tensors are converted to (from the F8 formats "
+	 "too). rows: one (begin, end) of "
 	 "leading-dimension rows per name (only those bytes are read). device_allocator: an "
 	 "object with alloc(device, nbytes) -> device pointer and free(device, ptr, nbytes) "
 	 "that owns a GPU load's device memory. shard: [(pattern, dim)] rules for rank of world "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -86,16 +86,19 @@ def load_file(filename: Union[str, os.PathLike], backend: Optional[str] = None, 
               mmap_views: bool = False, offline: Optional[bool] = None,
               region: Optional[str] = None, max_rate: Union[int, str, None] = None,
               allow_full_download: Optional[bool] = None,
-              cache_dir: Union[str, os.PathLike, None] = None) -> Dict[str, np.ndarray]:
+              cache_dir: Union[str, os.PathLike, None] = None,
+              dtype: Any = None) -> Dict[str, np.ndarray]:
     """Load every array of a file, index.json or directory, in file order, into memory the
     arrays own (as safetensors.numpy does, whatever the backend: "mmap" or "pread").
     mmap_views=True returns views of a private (copy-on-write) mapping of the files instead:
     nearly free when the files are in the page cache, but truncating a file while its arrays
     live kills the process with SIGBUS. offline=True: remote objects from the local cache
     only (weightlift.set_local_cache_dir). region, max_rate, allow_full_download, cache_dir:
-    as for weightlift.torch.load_file."""
+    as for weightlift.torch.load_file. dtype ("F32", "F16", "BF16" or numpy/ml_dtypes
+    float32, float16, bfloat16): floating-point arrays (F8 formats included) are converted
+    to it while loading."""
     return _core.load_dict(_core.check_filename(filename), _core.to_numpy, "cpu", backend,
                            owned=True,
                            mmap_views=mmap_views, offline=offline, region=region,
                            max_rate=max_rate, allow_full_download=allow_full_download,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, dtype=dtype)

@@ -276,7 +276,8 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
               max_rate: Union[int, str, None] = None,
               allow_full_download: Optional[bool] = None,
               cache_dir: Union[str, os.PathLike, None] = None,
-              gds: Optional[str] = None) -> Dict[str, torch.Tensor]:
+              gds: Optional[str] = None,
+              dtype: Any = None) -> Dict[str, torch.Tensor]:
     """Load every tensor of a file, index.json or directory (or a remote URI), in file order.
 
     backend: None/"mmap" (lazy copy-on-write views of the file, the default for CPU) or
@@ -296,7 +297,12 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
     (weightlift.distributed.load_file, docs/distributed.md).
     gds (GPU devices): GPU Direct Storage, "auto" (cuFile in true GDS mode for cold local
     files), "on" (every local file through cuFile, or an error) or "off"; None:
-    WEIGHTLIFT_GDS, else "auto" (docs/gpu.md)."""
+    WEIGHTLIFT_GDS, else "auto" (docs/gpu.md). dtype (torch.float32, torch.float16,
+    torch.bfloat16 or "F32", "F16", "BF16"): floating-point tensors (F8 formats included)
+    are converted to it as they land, on the GPU for GPU devices; not with a distributed
+    load."""
+    if dtype is not None and (group is not None or shard is not None or experts is not None):
+        raise ValueError("dtype= is not supported with a distributed load")
     if group is not None or shard is not None or experts is not None:
         from . import distributed
 
@@ -305,7 +311,7 @@ def load_file(filename: Union[str, os.PathLike], device: Union[str, int] = "cpu"
     return _core.load_dict(_core.check_filename(filename), _core.to_torch, device, backend,
                            allocator=device_allocator, offline=offline, region=region,
                            max_rate=max_rate, allow_full_download=allow_full_download,
-                           cache_dir=cache_dir, gds=gds)
+                           cache_dir=cache_dir, gds=gds, dtype=dtype)
 
 
 def save_model(model: "torch.nn.Module", filename: Union[str, os.PathLike],

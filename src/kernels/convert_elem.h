@@ -6,8 +6,12 @@
  * input). Bit manipulation and IEEE single-precision arithmetic only (no fast-math, no
  * flush-to-zero: nvcc's defaults), so the device results equal the CPU's bit for bit:
  * F32 -> BF16 rounds to nearest even and keeps NaNs quiet; F16 <-> F32 is exact IEEE 754
- * binary16 with subnormals, infinities and NaNs. Elements are read and written byte-wise
- * (memcpy), so any alignment works.
+ * binary16 with subnormals, infinities and NaNs. F8 inputs (E4M3FN, E5M2, E4M3FNUZ,
+ * E5M2FNUZ, E8M0FNU) widen: decoded exactly into single precision, then rounded as an F32
+ * input would be (exact for every code except E8M0 -> F16, whose powers of two beyond
+ * F16's range round to infinity or zero). Their NaNs become the target's quiet NaN with the
+ * code's sign bit (FNUZ's one NaN, 0x80, is negative), as ml_dtypes converts them. Elements
+ * are read and written byte-wise (memcpy), so any alignment works.
  */
 #ifndef WLIFT_KERNELS_CONVERT_ELEM_H
 #define WLIFT_KERNELS_CONVERT_ELEM_H
@@ -29,7 +33,19 @@
 	X(WLIFT_K_BF16_F32, bf16_f32, 2, 4)                                                 \
 	X(WLIFT_K_F16_F32, f16_f32, 2, 4)                                                   \
 	X(WLIFT_K_F16_BF16, f16_bf16, 2, 2)                                                 \
-	X(WLIFT_K_BF16_F16, bf16_f16, 2, 2)
+	X(WLIFT_K_BF16_F16, bf16_f16, 2, 2)                                                 \
+	WLIFT_K_F8_PAIRS(X, E4M3, f8e4m3)                                                   \
+	WLIFT_K_F8_PAIRS(X, E5M2, f8e5m2)                                                   \
+	WLIFT_K_F8_PAIRS(X, E4M3FNUZ, f8e4m3fnuz)                                           \
+	WLIFT_K_F8_PAIRS(X, E5M2FNUZ, f8e5m2fnuz)                                           \
+	WLIFT_K_F8_PAIRS(X, E8M0, f8e8m0)
+
+/* The three widenings of one F8 format, in the order F32, F16, BF16 (wlift_k_one relies on
+ * it), following the formats of enum wlift_k_f8 from WLIFT_K_F8_FIRST on. */
+#define WLIFT_K_F8_PAIRS(X, FMT, fmt)                                                       \
+	X(WLIFT_K_##FMT##_F32, fmt##_f32, 1, 4)                                             \
+	X(WLIFT_K_##FMT##_F16, fmt##_f16, 1, 2)                                             \
+	X(WLIFT_K_##FMT##_BF16, fmt##_bf16, 1, 2)
 
 enum {
 #define WLIFT_K_ENUM(id, name, in, out) id,
@@ -37,6 +53,10 @@ enum {
 #undef WLIFT_K_ENUM
 	WLIFT_K_NPAIRS
 };
+
+/* The F8 formats, in the order of WLIFT_K_PAIRS. */
+enum wlift_k_f8 { WLIFT_K_E4M3, WLIFT_K_E5M2, WLIFT_K_E4M3FNUZ, WLIFT_K_E5M2FNUZ, WLIFT_K_E8M0 };
+#define WLIFT_K_F8_FIRST WLIFT_K_E4M3_F32
 
 WLIFT_KFN float wlift_k_u2f(uint32_t u)
 {
@@ -96,6 +116,50 @@ WLIFT_KFN uint16_t wlift_k_f32_to_f16(uint32_t u)
 	return (uint16_t)(sign | (a >> 13));
 }
 
+/* An F8 code of format f as single-precision bits, exactly. Normal codes shift their
+ * exponent and mantissa into place and rebias with one add; subnormal codes are their
+ * mantissa times the smallest subnormal, exact in single precision. */
+WLIFT_KFN uint32_t wlift_k_f8_to_f32(int f, uint8_t c)
+{
+	uint32_t s = (uint32_t)(c & 0x80u) << 24, a = c & 0x7fu;
+	const uint32_t nan = s | 0x7fc00000u;
+
+	switch (f) {
+	case WLIFT_K_E4M3: /* bias 7, no infinity, S.1111.111 NaN */
+		if (a == 0x7fu)
+			return nan;
+		if (a < 8u)
+			return s | wlift_k_f2u((float)a * 0.001953125f); /* 2^-9 */
+		return s | ((a << 20) + (120u << 23));
+	case WLIFT_K_E5M2: /* bias 15, IEEE: exponent 31 is infinity or NaN */
+		if (a > 0x7cu)
+			return nan;
+		if (a == 0x7cu)
+			return s | 0x7f800000u;
+		if (a < 4u)
+			return s | wlift_k_f2u((float)a * 1.52587890625e-05f); /* 2^-16 */
+		return s | ((a << 21) + (112u << 23));
+	case WLIFT_K_E4M3FNUZ: /* bias 8, no infinity, no -0: 0x80 is the NaN */
+		if (c == 0x80u)
+			return nan;
+		if (a < 8u)
+			return s | wlift_k_f2u((float)a * 0.0009765625f); /* 2^-10 */
+		return s | ((a << 20) + (119u << 23));
+	case WLIFT_K_E5M2FNUZ: /* bias 16, no infinity, no -0: 0x80 is the NaN */
+		if (c == 0x80u)
+			return nan;
+		if (a < 4u)
+			return s | wlift_k_f2u((float)a * 7.62939453125e-06f); /* 2^-17 */
+		return s | ((a << 21) + (111u << 23));
+	default: /* E8M0: unsigned powers of two 2^(c - 127), 0xff the NaN */
+		if (c == 0xffu)
+			return 0x7fc00000u;
+		if (c == 0)
+			return 0x00400000u; /* 2^-127, a single-precision subnormal */
+		return (uint32_t)c << 23;
+	}
+}
+
 /* Element i of pair from src to dst. */
 WLIFT_KFN void wlift_k_one(int pair, const uint8_t *src, uint8_t *dst, uint64_t i)
 {
@@ -134,6 +198,18 @@ WLIFT_KFN void wlift_k_one(int pair, const uint8_t *src, uint8_t *dst, uint64_t 
 		memcpy(dst + 2 * i, &h, 2);
 		break;
 	default:
+		if (pair >= WLIFT_K_F8_FIRST && pair < WLIFT_K_NPAIRS) {
+			/* Constant in each kernel: the compiler keeps one format and target. */
+			int f = (pair - WLIFT_K_F8_FIRST) / 3, to = (pair - WLIFT_K_F8_FIRST) % 3;
+
+			w = wlift_k_f8_to_f32(f, src[i]);
+			if (to == 0) {
+				memcpy(dst + 4 * i, &w, 4);
+			} else {
+				h = to == 1 ? wlift_k_f32_to_f16(w) : wlift_k_f32_to_bf16(w);
+				memcpy(dst + 2 * i, &h, 2);
+			}
+		}
 		break;
 	}
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * CPU dtype conversion between BF16, F16 and F32 (plain C loops the compiler vectorises): the
- * host sink's convert operation, also used by mapped mode.
+ * CPU dtype conversion between BF16, F16 and F32, and from the F8 formats to those three
+ * (plain C loops the compiler vectorises; F8 through 256-entry tables): the host sink's
+ * convert operation, also used by mapped mode.
  */
 #ifndef WLIFT_CONVERT_CPU_H
 #define WLIFT_CONVERT_CPU_H

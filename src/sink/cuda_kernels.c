@@ -48,6 +48,15 @@ int wlift__cuda_kernel_pair(wlift_dtype from, wlift_dtype to, unsigned *in, unsi
 		p = WLIFT_K_F16_BF16;
 	else if (from == WLIFT_BF16 && to == WLIFT_F16)
 		p = WLIFT_K_BF16_F16;
+	else if (to == WLIFT_F32 || to == WLIFT_F16 || to == WLIFT_BF16) {
+		/* F8: three pairs per format, to F32, F16, BF16 (convert_elem.h) */
+		static const wlift_dtype f8[] = { WLIFT_F8_E4M3, WLIFT_F8_E5M2, WLIFT_F8_E4M3FNUZ,
+						  WLIFT_F8_E5M2FNUZ, WLIFT_F8_E8M0 };
+		for (int f = 0; f < 5; f++)
+			if (from == f8[f])
+				p = WLIFT_K_F8_FIRST + 3 * f +
+				    (to == WLIFT_F32 ? 0 : to == WLIFT_F16 ? 1 : 2);
+	}
 	if (p >= 0) {
 		*in = pairs[p].in;
 		*out = pairs[p].out;

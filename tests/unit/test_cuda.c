@@ -533,18 +533,22 @@ static int fake_launches(struct fake *f)
 	return (int)st.launches;
 }
 
-/* Every pair among F32, F16 and BF16 converted on the device (the kernels launched on the
- * copy path once each tensor's bytes have landed; narrowing in place, widening into the
- * conversion area) equals the CPU converter bit for bit, for buffered and O_DIRECT reads. */
+/* Every pair among F32, F16 and BF16, and every F8 format to each of them, converted on the
+ * device (the kernels launched on the copy path once each tensor's bytes have landed;
+ * narrowing in place, widening into the conversion area) equals the CPU converter bit for
+ * bit, for buffered and O_DIRECT reads. */
 START_TEST(device_conversion)
 {
-	static const wlift_dtype dt[] = { WLIFT_F32, WLIFT_F16, WLIFT_BF16 };
-	const char *path = wt_path("conv.safetensors");
+	static const wlift_dtype dt[] = { WLIFT_F32,	     WLIFT_F16,		WLIFT_BF16,
+					  WLIFT_F8_E4M3,     WLIFT_F8_E5M2,	WLIFT_F8_E4M3FNUZ,
+					  WLIFT_F8_E5M2FNUZ, WLIFT_F8_E8M0 };
+	char path[4096]; /* wt_path's buffers rotate: odirect_ok's calls would reuse this one */
 	wlift_ctx *ctx = ctx_fake();
 	struct fake f;
 	int launches = 0;
 
-	for (size_t a = 0; a < 3; a++) {
+	snprintf(path, sizeof(path), "%s", wt_path("conv.safetensors"));
+	for (size_t a = 0; a < sizeof(dt) / sizeof(dt[0]); a++) {
 		uint8_t *data;
 		size_t len;
 		wlift_ckpt *ck;
