@@ -646,6 +646,8 @@ int cli_load(int argc, char **argv)
 					       json_object_new_uint64(med.st.fixups));
 			json_object_object_add(root, "fixup_bytes",
 					       json_object_new_uint64(med.st.fixup_bytes));
+			json_object_object_add(root, "fixed_reads",
+					       json_object_new_uint64(med.st.fixed_reads));
 			json_object_object_add(root, "mmap", json_object_new_boolean(lo.mmap));
 			json_object_object_add(root, "device",
 					       json_object_new_string(device ? device : "cpu"));

@@ -503,6 +503,8 @@ typedef struct wlift_stats {
 	uint64_t hedges;             /* hedged requests started */
 	uint64_t hedges_won;         /* hedges whose answer was taken */
 	uint64_t bytes_rerequested;  /* bytes of the ranges asked again (retries and hedges) */
+	uint64_t fixed_reads;        /* GPU loads: io_uring reads into the pinned ring registered
+					as fixed buffers (WEIGHTLIFT_URING_FIXED) */
 } wlift_stats;
 
 /* Load tensors of ck (all, or opts->names) into the destination device. On success *out

@@ -38,6 +38,8 @@ struct wlift_ctx {
 			      -1 (unset) fault them in on a thread of their own while remote
 			      sources fill them */
 	int disable_uring; /* WEIGHTLIFT_DISABLE_URING=1: never use io_uring */
+	int uring_fixed;   /* WEIGHTLIFT_URING_FIXED (0/1): register a GPU load's pinned ring
+			      with its io_uring readers as fixed buffers */
 	/* Remote (HTTP) sources: */
 	unsigned http_requests;	    /* requests in flight per load */
 	unsigned http_connect_s;    /* WEIGHTLIFT_HTTP_CONNECT_TIMEOUT: seconds to connect */

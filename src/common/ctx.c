@@ -440,6 +440,17 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 		ctx->populate = wlift__env_str("WEIGHTLIFT_POPULATE", &v) ? strcmp(v, "0") != 0 : -1;
 	}
 	ctx->disable_uring = env_flag("WEIGHTLIFT_DISABLE_URING");
+	{
+		uint64_t v = WLIFT_DEFAULT_URING_FIXED;
+		int r = wlift__env_size("WEIGHTLIFT_URING_FIXED", &v);
+		if (r < 0 || v > 1) {
+			ret = wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+					      "environment variable WEIGHTLIFT_URING_FIXED must be 0 "
+					      "or 1");
+			goto out;
+		}
+		ctx->uring_fixed = r == 1 ? (int)v : WLIFT_DEFAULT_URING_FIXED;
+	}
 	ret = knob(0, "shard_piece_min", "WEIGHTLIFT_SHARD_PIECE_MIN", WLIFT_SHARD_PIECE_MIN,
 		   WLIFT_MAX_CHUNK_BYTES, &ctx->shard_piece_min, d);
 	if (ret)

@@ -53,6 +53,11 @@
 #define WLIFT_REMOTE_FS_CHUNK (16u << 20)
 /* io_uring queue depth per worker is max_inflight / chunk / threads, capped here. */
 #define WLIFT_MAX_QD 64u
+/* GPU loads through io_uring register the pinned ring's segments (at most 256 MiB each, the
+ * ring at most 16 GiB) as fixed buffers: at most this many. */
+#define WLIFT_MAX_STAGING_REGIONS 64u
+/* io_uring fixed buffers for reads into a staged sink's ring (WEIGHTLIFT_URING_FIXED). */
+#define WLIFT_DEFAULT_URING_FIXED 1
 /* One io_uring read is capped at this many bytes (its length field is 32-bit); the engine
  * resubmits the rest as it does for any short read. */
 #define WLIFT_MAX_URING_READ (1u << 30)

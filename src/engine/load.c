@@ -411,6 +411,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	struct wlift__plan plan = { 0 };
 	struct wlift__pipeline pl = { 0 };
 	struct wlift__source_counters n0, n1;
+	struct iovec staging[WLIFT_MAX_STAGING_REGIONS];
 	struct wlift_result *res = NULL;
 	struct wlift__source **srcs = NULL;
 	uint64_t *conv_off = NULL, *data_off = NULL, conv_bytes = 0;
@@ -607,6 +608,11 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		pl.threads = threads;
 		pl.qd = qd;
 		pl.numa = sink->numa; /* a GPU's node: its readers run there */
+		if (ck->ctx->uring_fixed && sink->ops->staging &&
+		    (pr.queue_flags & WLIFT__RQ_URING)) {
+			pl.nstaging = sink->ops->staging(sink, staging, WLIFT_MAX_STAGING_REGIONS);
+			pl.staging = staging;
+		}
 		pl.tensor_done = copy_done;
 		pl.user = &l;
 		pl.progress = cfg.progress;
@@ -628,6 +634,12 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		res->stats.bytes_read = pl.bytes_read;
 		res->stats.fixups = pl.fixups;
 		res->stats.fixup_bytes = pl.fixup_bytes;
+		res->stats.fixed_reads = pl.fixed_reads;
+		if (pl.fixed_err)
+			wlift__log(ck->ctx, WLIFT_LOG_DEBUG,
+				   "io_uring fixed buffers refused (%s): reads into the ring were "
+				   "plain reads",
+				   strerror(-pl.fixed_err));
 		res->stats.threads = threads;
 		res->stats.gds_bytes = pl.gds_bytes;
 		res->stats.gds_fallbacks = pl.gds_fallbacks;

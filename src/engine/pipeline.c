@@ -50,6 +50,8 @@ struct run {
 				bounce buffers) */
 	void *gds_base;	     /* the registered device range */
 	uint64_t gds_bytes, gds_fallbacks; /* atomic */
+	uint64_t fixed_reads; /* atomic */
+	int fixed_err;	      /* atomic: the first refused registration */
 	const char *first_q; /* name of the first read queue made (atomic) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -223,6 +225,13 @@ static struct wlift__rq *queue_for(struct worker *w, struct wlift__source *s, wl
 	}
 	if (s->ops->queue(s, r->pl->qd, r->pl->queue_flags, &q, d))
 		return NULL;
+	if (r->pl->nstaging && q->ops->register_buffers) {
+		/* Refused (RLIMIT_MEMLOCK, an old kernel): the queue reads as before. */
+		int err = q->ops->register_buffers(q, r->pl->staging, r->pl->nstaging), none = 0;
+		if (err)
+			__atomic_compare_exchange_n(&r->fixed_err, &none, err, 0, __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED);
+	}
 	name = wlift__rq_name(q);
 	if (strcmp(name, "uring") == 0)
 		__atomic_store_n(&r->used_uring, 1, __ATOMIC_RELAXED);
@@ -612,8 +621,11 @@ static void run_worker(struct worker *w)
 		memcpy(qs, w->qs, sizeof(qs));
 		w->nq = 0;
 		pthread_mutex_unlock(&r->mu);
-		for (unsigned i = 0; i < nq; i++)
+		for (unsigned i = 0; i < nq; i++) {
+			__atomic_add_fetch(&r->fixed_reads, qs[i].q->fixed_reads,
+					   __ATOMIC_RELAXED);
 			qs[i].q->ops->destroy(qs[i].q);
+		}
 	}
 }
 
@@ -772,6 +784,8 @@ int wlift__pipeline_run(struct wlift__pipeline *pl, wlift_diag *d)
 	pl->gds_fallbacks = r.gds_fallbacks;
 	pl->gds_mode = r.gds_bytes ? r.gds_mode : 0;
 	pl->bytes_read = r.read;
+	pl->fixed_reads = r.fixed_reads;
+	pl->fixed_err = r.fixed_err;
 	pl->fixups = r.fixups;
 	pl->fixup_bytes = r.fixup_bytes;
 	pl->strategy = r.used_uring ? "uring" : r.first_q;

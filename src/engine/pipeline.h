@@ -26,6 +26,9 @@ struct wlift__pipeline {
 	unsigned threads;
 	unsigned qd;			    /* reads in flight per worker */
 	int numa;			    /* 1 + the NUMA node the workers run on; 0: any */
+	const struct iovec *staging;	    /* the sink's staging memory, for read queues to
+					       register (io_uring fixed buffers); NULL: none */
+	unsigned nstaging;
 	/* Called once tensor i has fully landed (after any fix-up), from a worker or from the
 	 * thread that polled the sink. Non-zero cancels the load with that code. */
 	int (*tensor_done)(void *user, size_t i);
@@ -48,6 +51,8 @@ struct wlift__pipeline {
 	int gds_mode;		/* the source/gds.h state of the reads made (0: none made) */
 	uint64_t bytes_read;
 	uint64_t fixups, fixup_bytes;
+	uint64_t fixed_reads; /* reads into registered staging buffers */
+	int fixed_err;	      /* the first refused registration (0: none) */
 	const char *strategy; /* the read queues used: "uring" if any, else the first's name */
 };
 

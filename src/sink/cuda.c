@@ -389,6 +389,21 @@ out:
 	return ret;
 }
 
+/* The ring's segments (each one registered mapping or one cuMemHostAlloc block). */
+static unsigned cuda_staging(struct wlift__sink *s, struct iovec *iov, unsigned max)
+{
+	const struct cuda_sink *c = (const struct cuda_sink *)s;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < c->nsegs && n < max; i++)
+		if (c->segs[i].p) {
+			iov[n].iov_base = c->segs[i].p;
+			iov[n].iov_len = c->segs[i].len;
+			n++;
+		}
+	return n;
+}
+
 static void *cuda_dest(struct wlift__sink *s, uint64_t off)
 {
 	WLIFT_UNUSED(s);
@@ -948,6 +963,7 @@ static const struct wlift__sink_ops cuda_ops = {
 	.device_enter = cuda_device_enter,
 	.device_leave = cuda_device_leave,
 	.acquire = cuda_acquire,
+	.staging = cuda_staging,
 	.unacquire = cuda_unacquire,
 	.commit = cuda_commit,
 	.poll = cuda_poll,

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "common/common.h"
 #include "common/mem.h"
@@ -47,6 +48,10 @@ struct wlift__sink_ops {
 	/* Staged sinks: a staging buffer of at least len (<= stage_bytes) bytes, aligned to
 	 * stage_align. 0; -EAGAIN when every buffer is in use (poll with wait, then retry). */
 	int (*acquire)(struct wlift__sink *s, size_t len, void **buf, wlift_diag *d);
+	/* Optional (staged sinks, after alloc): the memory every staging buffer lies in, as
+	 * up to max contiguous regions in iov, valid until destroy (for read queues to
+	 * register, e.g. as io_uring fixed buffers). Returns the number of regions; 0: none. */
+	unsigned (*staging)(struct wlift__sink *s, struct iovec *iov, unsigned max);
 	/* Give back an acquired buffer that was not committed (a failed or canceled read). */
 	void (*unacquire)(struct wlift__sink *s, void *buf);
 	/* Deliver len bytes of buf to destination offset off, asynchronously; the buffer

@@ -95,7 +95,22 @@ struct uring_rq {
 	struct wlift__rq base;
 	struct wlift__uring *u;
 	struct uring_slot *slots; /* depth entries */
+	struct iovec *fixed;	  /* the registered buffers (register_buffers), or NULL */
+	unsigned nfixed;
 };
+
+/* The registered buffer holding [p, p+len), or -1. */
+static int fixed_index(const struct uring_rq *q, const void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p;
+
+	for (unsigned i = 0; i < q->nfixed; i++) {
+		uintptr_t b = (uintptr_t)q->fixed[i].iov_base;
+		if (a >= b && a - b <= q->fixed[i].iov_len && len <= q->fixed[i].iov_len - (a - b))
+			return (int)i;
+	}
+	return -1;
+}
 
 static int uring_submit(struct wlift__rq *rq, struct wlift__source *s, const struct wlift__read *r,
 			wlift_diag *d)
@@ -104,7 +119,7 @@ static int uring_submit(struct wlift__rq *rq, struct wlift__source *s, const str
 	const struct file_source *f = (const struct file_source *)s;
 	size_t len = r->len < WLIFT_MAX_URING_READ ? r->len : WLIFT_MAX_URING_READ;
 	unsigned i;
-	int ret;
+	int ret, fx;
 
 	WLIFT_UNUSED(d);
 	if (rq->inflight >= rq->depth)
@@ -114,10 +129,19 @@ static int uring_submit(struct wlift__rq *rq, struct wlift__source *s, const str
 	if (i == rq->depth)
 		return -EBUSY;
 	/* A longer read completes short and the engine asks for the rest. */
-	ret = wlift__uring_read(q->u, r->flags & WLIFT__READ_DIRECT ? f->dfd : f->fd, r->dst, len,
-				r->off, i);
+	/* Fixed buffers only for O_DIRECT reads (the DMA then skips pinning the pages each
+	 * time): buffered reads measured no better with them (bench/uringfixed.c, RESULTS). */
+	fx = q->nfixed && (r->flags & WLIFT__READ_DIRECT) ? fixed_index(q, r->dst, len) : -1;
+	if (fx >= 0)
+		ret = wlift__uring_read_fixed(q->u, r->flags & WLIFT__READ_DIRECT ? f->dfd : f->fd,
+					      r->dst, len, r->off, (unsigned)fx, i);
+	else
+		ret = wlift__uring_read(q->u, r->flags & WLIFT__READ_DIRECT ? f->dfd : f->fd,
+					r->dst, len, r->off, i);
 	if (ret < 0)
 		return ret;
+	if (fx >= 0)
+		rq->fixed_reads++;
 	q->slots[i].r = *r;
 	q->slots[i].s = s;
 	q->slots[i].used = 1;
@@ -160,8 +184,33 @@ static void uring_destroy(struct wlift__rq *rq)
 	if (!q)
 		return;
 	wlift__uring_destroy(q->u); /* reaps anything still in flight */
+	free(q->fixed);
 	free(q->slots);
 	free(q);
+}
+
+/* io_uring fixed buffers: the staging ring's pages pinned once for this ring. A refusal
+ * (RLIMIT_MEMLOCK, an old kernel) leaves plain reads. */
+static int uring_register(struct wlift__rq *rq, const struct iovec *iov, unsigned n)
+{
+	struct uring_rq *q = (struct uring_rq *)rq;
+	struct iovec *c;
+	int ret;
+
+	if (!n || q->nfixed)
+		return -EINVAL;
+	c = malloc(n * sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	memcpy(c, iov, n * sizeof(*c));
+	ret = wlift__uring_register(q->u, c, n);
+	if (ret < 0) {
+		free(c);
+		return ret;
+	}
+	q->fixed = c;
+	q->nfixed = n;
+	return 0;
 }
 
 static const struct wlift__rq_ops uring_rq_ops = {
@@ -170,6 +219,7 @@ static const struct wlift__rq_ops uring_rq_ops = {
 	.reap = uring_reap,
 	.cancel = uring_cancel,
 	.destroy = uring_destroy,
+	.register_buffers = uring_register,
 };
 
 static int uring_queue(unsigned depth, struct wlift__rq **out)

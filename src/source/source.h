@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "common/common.h"
 #include "common/mem.h"
@@ -98,12 +99,18 @@ struct wlift__rq_ops {
 	void (*cancel)(struct wlift__rq *q);
 	/* Wait for every read in flight (none lands after this returns), then free. */
 	void (*destroy)(struct wlift__rq *q);
+	/* Optional: the memory that reads will land in (a staged sink's buffers), n regions,
+	 * alive until destroy; reads inside one are then issued against it (io_uring fixed
+	 * buffers: pinned once, not at each read). 0, or a negative code: not registered, the
+	 * queue reads as before. NULL: the queue has no use for it. */
+	int (*register_buffers)(struct wlift__rq *q, const struct iovec *iov, unsigned n);
 };
 
 struct wlift__rq {
 	const struct wlift__rq_ops *ops;
-	unsigned depth;	   /* most reads in flight at once */
-	unsigned inflight; /* submitted and not yet reaped (maintained by the queue) */
+	unsigned depth;	      /* most reads in flight at once */
+	unsigned inflight;    /* submitted and not yet reaped (maintained by the queue) */
+	uint64_t fixed_reads; /* reads issued into registered buffers (maintained by the queue) */
 };
 
 /* A remote source's request counters (wlift_stats' retries, hedges, hedges_won,

@@ -96,6 +96,28 @@ int wlift__uring_read(struct wlift__uring *u, int fd, void *buf, size_t len, uin
 	return 0;
 }
 
+int wlift__uring_register(struct wlift__uring *u, const struct iovec *iov, unsigned n)
+{
+	return io_uring_register_buffers(&u->ring, iov, n);
+}
+
+int wlift__uring_read_fixed(struct wlift__uring *u, int fd, void *buf, size_t len, uint64_t off,
+			    unsigned idx, uint64_t tag)
+{
+	struct io_uring_sqe *sqe;
+
+	if (u->inflight >= u->qd)
+		return -EBUSY;
+	sqe = io_uring_get_sqe(&u->ring);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_read_fixed(sqe, fd, buf, (unsigned)len, off, (int)idx);
+	io_uring_sqe_set_data64(sqe, tag);
+	u->inflight++;
+	u->queued++;
+	return 0;
+}
+
 unsigned wlift__uring_inflight(const struct wlift__uring *u)
 {
 	return u->inflight;
@@ -152,6 +174,19 @@ int wlift__uring_read(struct wlift__uring *u, int fd, void *buf, size_t len, uin
 	WLIFT_UNUSED(off);
 	WLIFT_UNUSED(tag);
 	return -ENOSYS;
+}
+int wlift__uring_register(struct wlift__uring *u, const struct iovec *iov, unsigned n)
+{
+	WLIFT_UNUSED(u);
+	WLIFT_UNUSED(iov);
+	WLIFT_UNUSED(n);
+	return -ENOSYS;
+}
+int wlift__uring_read_fixed(struct wlift__uring *u, int fd, void *buf, size_t len, uint64_t off,
+			    unsigned idx, uint64_t tag)
+{
+	WLIFT_UNUSED(idx);
+	return wlift__uring_read(u, fd, buf, len, off, tag);
 }
 unsigned wlift__uring_inflight(const struct wlift__uring *u)
 {

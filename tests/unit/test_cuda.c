@@ -17,7 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <linux/capability.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "fake_cuda.h"
@@ -209,6 +212,9 @@ static const uint64_t mixed[] = { 1000, 3u << 20, 7, 0, (1u << 20) + 13, 255, 25
 				  333333, 17, (2u << 20) + 1, 64, 5u << 20 };
 #define NMIXED (sizeof(mixed) / sizeof(mixed[0]))
 
+/* What the last load_check's load reported. */
+static wlift_stats last_stats;
+
 static void load_check(int strategy, int direct, const char *device, int index,
 		       size_t ring_bytes, unsigned slots)
 {
@@ -274,6 +280,7 @@ static void load_check(int strategy, int direct, const char *device, int index,
 	}
 	if (direct == WLIFT_DIRECT_ON)
 		ck_assert_uint_gt(ls.fixups, 0); /* moved on the device */
+	last_stats = ls;
 	wlift_ckpt_close(ck);
 	wlift_ctx_destroy(ctx);
 	check_nothing_held(&f);
@@ -309,6 +316,51 @@ START_TEST(bytes_equal_direct)
 	if (!odirect_ok())
 		exit(77);
 	load_check(WLIFT_STRATEGY_URING, WLIFT_DIRECT_ON, "cuda:0", 0, 2u << 20, 4);
+	/* Through io_uring the O_DIRECT reads go into the ring as fixed buffers. */
+	if (strcmp(last_stats.strategy, "uring") == 0)
+		ck_assert_uint_gt(last_stats.fixed_reads, 0);
+}
+END_TEST
+
+/* WEIGHTLIFT_URING_FIXED=0: the same bytes, plain reads. */
+START_TEST(direct_fixed_off)
+{
+	if (!odirect_ok())
+		exit(77);
+	setenv("WEIGHTLIFT_URING_FIXED", "0", 1);
+	load_check(WLIFT_STRATEGY_URING, WLIFT_DIRECT_ON, "cuda:1", 1, 2u << 20, 4);
+	ck_assert_uint_eq(last_stats.fixed_reads, 0);
+	setenv("WEIGHTLIFT_URING_FIXED", "2", 1);
+	{
+		wlift_ctx *ctx = NULL;
+		wlift_diag d;
+		wlift_diag_clear(&d);
+		ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), -EINVAL);
+		ck_assert_msg(strstr(d.message, "WEIGHTLIFT_URING_FIXED must be 0 or 1"), "%s",
+			      d.message);
+	}
+}
+END_TEST
+
+/* Registration refused (RLIMIT_MEMLOCK counts for a process without CAP_IPC_LOCK): the
+ * reads fall back to plain ones, the bytes are the same. */
+START_TEST(direct_fixed_refused)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct c[2];
+	struct rlimit rl = { 64 << 10, 64 << 10 };
+
+	if (!odirect_ok())
+		exit(77);
+	ck_assert_int_eq(syscall(SYS_capget, &h, c), 0);
+	c[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+	ck_assert_int_eq(syscall(SYS_capset, &h, c), 0);
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur > (64 << 10)) {
+		rl.rlim_cur = 64 << 10;
+		ck_assert_int_eq(setrlimit(RLIMIT_MEMLOCK, &rl), 0);
+	}
+	load_check(WLIFT_STRATEGY_URING, WLIFT_DIRECT_ON, "cuda:0", 0, 2u << 20, 4);
+	ck_assert_uint_eq(last_stats.fixed_reads, 0);
 }
 END_TEST
 
@@ -1218,6 +1270,8 @@ int main(void)
 	tcase_add_test(tc, bad_names);
 	tcase_add_test(tc, ring_knobs);
 	tcase_add_test(tc, device_conversion);
+	tcase_add_test(tc, direct_fixed_off);
+	tcase_add_test(tc, direct_fixed_refused);
 	tcase_add_test(tc, conversion_module_fails);
 	tcase_add_test(tc, conversion_launch_fails);
 	tcase_add_test(tc, shard_gather_on_device);
