@@ -514,6 +514,38 @@ typedef struct wlift_stats {
 WLIFT_API int wlift_load(wlift_ckpt *ck, const wlift_load_opts *opts, wlift_ready_fn ready,
 			 void *ready_user, wlift_result **out, wlift_diag *d);
 
+/* Budget-sized groups (GPU loads whose tensors together exceed the device memory one may
+ * use at once). The tensors opts selects (opts->names in the order given, else every tensor
+ * in file order) are cut into consecutive groups whose device memory fits budget bytes
+ * (0: opts->max_device_bytes, else WEIGHTLIFT_MAX_DEVICE_BYTES; all 0 is -EINVAL): each
+ * tensor counts its bytes rounded up to the 256-byte device alignment, plus its converted
+ * copy when opts->dtype widens it. A tensor that alone does not fit is WLIFT_EDEVMEM naming
+ * it and the bytes it needs. */
+
+/* The groups: ends[g] is one past the position (in the selection) of group g's last tensor,
+ * for the first max groups. Returns the number of groups (which may exceed max), or a
+ * negative code. */
+WLIFT_API int wlift_budget_groups(wlift_ckpt *ck, const wlift_load_opts *opts, uint64_t budget,
+				  size_t *ends, size_t max, wlift_diag *d);
+
+/* Receives group g's result (the caller's to free with wlift_result_free) once all of its
+ * tensors have landed. Non-zero stops: no further group is loaded (WLIFT_ECANCELED). */
+typedef int (*wlift_group_fn)(wlift_result *r, size_t group, void *user);
+
+/* Load the groups one after another with opts (and opts->max_device_bytes = the budget):
+ * ready fires for each tensor as it lands, in any order within a group, the groups in order;
+ * a group's device memory is allocated only when the group before it has been handed to
+ * group (NULL: its result is freed at once, so only tensors exported from ready, e.g. with
+ * wlift_tensor_dlpack, stay). A consumer that frees or moves each group's tensors before
+ * the next group needs no more than the budget of device memory at once. A group the
+ * load's exact check refuses (O_DIRECT block rounding beyond the estimate and its margin
+ * of one range's rounding) is made smaller and retried; nothing is read for a refused
+ * group. Returns the number of groups, or the first
+ * error (earlier groups stay delivered). Not with opts->rows. */
+WLIFT_API int wlift_load_groups(wlift_ckpt *ck, const wlift_load_opts *opts, uint64_t budget,
+				wlift_ready_fn ready, void *ready_user, wlift_group_fn group,
+				void *group_user, wlift_diag *d);
+
 /* ---------------------------------------------------------------------------------------
  * Communicators (the exchange seam of distributed loading, docs/distributed.md): ranks of
  * one job moving bytes between them. Backends are loaded at run time, never linked: NCCL

@@ -776,24 +776,8 @@ _END = object()
 def budget_groups(ck: Any, budget: int) -> List[List[str]]:
     """The checkpoint's tensors in file order, cut into groups whose device bytes (each
     tensor rounded up to the 256-byte alignment of device loads) fit in budget; a tensor
-    that alone does not fit is an error naming it."""
-    groups: List[List[str]] = []
-    cur: List[str] = []
-    used = 0
-    for name in ck.names():
-        nbytes = ck.info(name)[3]
-        need = max(256, (nbytes + 255) // 256 * 256)
-        if need > budget:
-            raise RuntimeError(f"{name}: needs {nbytes} bytes of device memory, more than "
-                               f"max_device_bytes = {budget}")
-        if cur and used + need > budget:
-            groups.append(cur)
-            cur, used = [], 0
-        cur.append(name)
-        used += need
-    if cur:
-        groups.append(cur)
-    return groups
+    that alone does not fit is a RuntimeError naming it (wlift_budget_groups)."""
+    return ck.budget_groups(budget)
 
 
 def stream(uri: PathLike, device: Device = "cpu", framework: str = "pt",
@@ -825,17 +809,19 @@ def stream(uri: PathLike, device: Device = "cpu", framework: str = "pt",
     cancel = threading.Event()
     err: List[BaseException] = []
     try:
-        groups = budget_groups(ck, max_device_bytes) if max_device_bytes else [None]
+        if max_device_bytes:  # a tensor over the budget fails here, before any load
+            budget_groups(ck, max_device_bytes)
     except BaseException:
         ck.close()
         raise
 
     def run():
         try:
-            for names in groups:  # one after another: a group's memory, then the next
-                if cancel.is_set():
-                    break
-                ck.load(names=names, mmap=mapped, device=dev, ready=q.put, cancel=cancel)
+            if max_device_bytes:  # the groups one after another (wlift_load_groups)
+                ck.load(mmap=mapped, device=dev, ready=q.put, cancel=cancel,
+                        max_device_bytes=max_device_bytes)
+            else:
+                ck.load(mmap=mapped, device=dev, ready=q.put, cancel=cancel)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             err.append(e)
         finally:

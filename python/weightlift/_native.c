@@ -610,8 +610,9 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"names", "mmap", "strategy", "direct", "threads", "device",
 				 "ready", "cancel", "rows", "device_allocator", "rank", "world",
-				 "shard", "experts", "gds", "dtype", NULL};
+				 "shard", "experts", "gds", "dtype", "max_device_bytes", NULL};
 	const char *dtype = NULL;
+	unsigned long long budget = 0;
 	PyObject *names = Py_None, *ready = Py_None, *cancel = Py_None, *rows = Py_None;
 	PyObject *dev_alloc = Py_None;
 	struct py_alloc *pa = NULL;
@@ -633,10 +634,10 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	wlift_diag d;
 	int ret;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOOOOiiOOzz", kwlist, &names, &mmap,
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|OiiiIzOOOOiiOOzzK", kwlist, &names, &mmap,
 					 &strategy, &direct, &threads, &device, &ready, &cancel,
 					 &rows, &dev_alloc, &rank, &world, &shard, &experts, &gds,
-					 &dtype))
+					 &dtype, &budget))
 		return NULL;
 	if (gds) {
 		/* GPU Direct Storage: "auto", "on", "off"; None: the context's (WEIGHTLIFT_GDS). */
@@ -777,7 +778,11 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	wlift_diag_clear(&d);
 	self->busy++;
 	Py_BEGIN_ALLOW_THREADS
-	ret = wlift_load(self->ck, &o, cb.ready ? ready_cb : NULL, &cb, &res, &d);
+	if (budget) /* budget-sized groups, one after another (wlift_load_groups) */
+		ret = wlift_load_groups(self->ck, &o, budget, cb.ready ? ready_cb : NULL, &cb,
+					NULL, NULL, &d);
+	else
+		ret = wlift_load(self->ck, &o, cb.ready ? ready_cb : NULL, &cb, &res, &d);
 	Py_END_ALLOW_THREADS
 	if (--self->busy == 0 && self->closing) {
 		wlift_ckpt_close(self->ck);
@@ -798,6 +803,10 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	}
 	if (ret < 0) {
 		raise_diag(ret, &d);
+		goto out;
+	}
+	if (budget) {
+		res_obj = PyLong_FromLong(ret); /* the number of groups */
 		goto out;
 	}
 	res_obj = (PyObject *)PyObject_New(ResultObject, &ResultType);
@@ -824,7 +833,97 @@ out:
 	return res_obj;
 }
 
+/* budget_groups(budget, names=None, dtype=None) -> [[name, ...], ...] (wlift_budget_groups) */
+static PyObject *ckpt_budget_groups(CkptObject *self, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = {"budget", "names", "dtype", NULL};
+	unsigned long long budget = 0;
+	PyObject *names = Py_None, *seq = NULL, *out = NULL;
+	const char *dtype = NULL, **cnames = NULL;
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	size_t *ends = NULL;
+	wlift_diag d;
+	int n;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "K|Oz", kwlist, &budget, &names, &dtype))
+		return NULL;
+	if (ckpt_check(self) < 0)
+		return NULL;
+	if (dtype) {
+		int t = wlift_dtype_from_name(dtype);
+		if (t < 0) {
+			PyErr_Format(PyExc_ValueError, "unknown dtype %s", dtype);
+			return NULL;
+		}
+		o.dtype = (wlift_dtype)t;
+	}
+	if (names != Py_None) {
+		Py_ssize_t k;
+		seq = PySequence_Fast(names, "names must be a sequence of str");
+		if (!seq)
+			return NULL;
+		k = PySequence_Fast_GET_SIZE(seq);
+		cnames = PyMem_Calloc((size_t)k + 1, sizeof(*cnames));
+		if (!cnames) {
+			PyErr_NoMemory();
+			goto out;
+		}
+		for (Py_ssize_t i = 0; i < k; i++) {
+			cnames[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
+			if (!cnames[i])
+				goto out;
+		}
+		o.names = cnames;
+		o.nnames = (size_t)k;
+	}
+	wlift_diag_clear(&d);
+	n = wlift_budget_groups(self->ck, &o, budget, NULL, 0, &d);
+	if (n >= 0) {
+		ends = PyMem_Calloc((size_t)n + 1, sizeof(*ends));
+		if (!ends) {
+			PyErr_NoMemory();
+			goto out;
+		}
+		n = wlift_budget_groups(self->ck, &o, budget, ends, (size_t)n, &d);
+	}
+	if (n < 0) {
+		raise_diag(n, &d);
+		goto out;
+	}
+	out = PyList_New(n);
+	for (size_t g = 0, at = 0; out && g < (size_t)n; g++) {
+		PyObject *grp = PyList_New((Py_ssize_t)(ends[g] - at));
+
+		if (!grp) {
+			Py_CLEAR(out);
+			break;
+		}
+		for (size_t i = at; i < ends[g]; i++) {
+			/* Positions in the selection: the names as given (deduplicated by the
+			 * library only when repeated, which budget_groups' caller does not). */
+			const char *nm = cnames ? cnames[i] : NULL;
+			wlift_tensor_info ti;
+
+			if (!nm && wlift_ckpt_info(self->ck, i, &ti) == 0)
+				nm = ti.name;
+			PyList_SET_ITEM(grp, (Py_ssize_t)(i - at), PyUnicode_FromString(nm ? nm : ""));
+		}
+		PyList_SET_ITEM(out, (Py_ssize_t)g, grp);
+		at = ends[g];
+	}
+out:
+	PyMem_Free(ends);
+	PyMem_Free(cnames);
+	Py_XDECREF(seq);
+	return out;
+}
+
 static PyMethodDef ckpt_methods[] = {
+	{"budget_groups", (PyCFunction)(void (*)(void))ckpt_budget_groups,
+	 METH_VARARGS | METH_KEYWORDS,
+	 "budget_groups(budget, names=None, dtype=None) -> [[name, ...], ...]: the tensors "
+	 "(names in order, else all in file order) in consecutive groups whose device memory "
+	 "fits budget bytes (wlift_budget_groups)."},
 	{"names", (PyCFunction)ckpt_names, METH_NOARGS, "Tensor names in file order."},
 	{"info", (PyCFunction)ckpt_info, METH_O,
 	 "info(name_or_index) -> (name, dtype, shape, nbytes, file, file_offset, begin, end)"},
@@ -836,7 +935,9 @@ static PyMethodDef ckpt_methods[] = {
 	{"load", (PyCFunction)(void (*)(void))ckpt_load, METH_VARARGS | METH_KEYWORDS,
 	 "load(names=None, mmap=0, strategy=0, direct=0, threads=0, device=None, ready=None, "
 	 "cancel=None, rows=None, device_allocator=None, rank=0, world=0, shard=None, "
-	 "experts=None, gds=None, dtype=None) -> Result. dtype: a safetensors dtype name "
+	 "experts=None, gds=None, dtype=None, max_device_bytes=0) -> Result, or with "
+	 "max_device_bytes the number of budget-sized groups loaded one after another "
+	 "(wlift_load_groups: the tensors only through ready). dtype: a safetensors dtype name "
 	 "(F32, F16, BF16) that floating-point tensors are converted to (from the F8 formats "
 	 "too). rows: one (begin, end) of "
 	 "leading-dimension rows per name (only those bytes are read). device_allocator: an "

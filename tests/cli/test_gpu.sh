@@ -4,7 +4,8 @@
 # load succeeds on each fake device, its peak RssAnon growth stays under the ring + 64 MiB for
 # a checkpoint 16x the ring, and device errors exit 5 with the message naming the device:
 # no driver, no such device, out of device memory, a failed copy, conversion kernels that do
-# not load; a bad device name is bad input. --dtype converts on the device.
+# not load; a bad device name is bad input. --dtype converts on the device. --groups loads
+# in groups of --max-device-bytes.
 . "$(dirname "$0")/lib.sh"
 [ -n "${WLIFT_FAKECUDA:-}" ] && [ -e "$WLIFT_FAKECUDA" ] || { echo "SKIP: no fake CUDA driver"; exit 77; }
 fixtures --big 128
@@ -30,6 +31,16 @@ pycheck '
 assert j["bytes"] >= 128 << 20, j
 assert j["chunk_bytes"] <= 1 << 20, j
 assert j["peak_rss_anon"] <= (8 << 20) + (64 << 20), j["peak_rss_anon"]'
+
+# Budget groups: 128 MiB through a 32 MiB budget, one group after another.
+expect_rc 0 "$WEIGHTLIFT" load --device cuda:1 --max-device-bytes 32M --groups --json "$B"
+pycheck '
+assert j["groups"] >= 4 and j["bytes"] >= 128 << 20, j
+assert j["tensors"] == 64, j'
+expect_rc 5 "$WEIGHTLIFT" load --device cuda:1 --max-device-bytes 32M "$B"
+grep_err "more than max_device_bytes = 33554432"
+expect_rc 2 "$WEIGHTLIFT" load --groups "$S"
+grep_err "needs --device cuda"
 
 # --- device errors: exit 5 ------------------------------------------------------------------
 expect_rc 5 "$WEIGHTLIFT" load --device cuda:2 "$S"

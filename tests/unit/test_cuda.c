@@ -726,6 +726,221 @@ END_TEST
  * covering read) are gathered as they land (cuMemcpy2DAsync from the staging buffer, rows
  * to their places; no device moves, no host gather): the device bytes equal the CPU load of
  * the same block. */
+/* ---- budget groups ------------------------------------------------------------------------ */
+
+struct groups_seen {
+	struct fake f;
+	uint64_t budget;
+	size_t ready, ngroups, tensors;
+	uint64_t max_live;
+};
+
+static int groups_ready(const wlift_tensor *t, void *user)
+{
+	struct groups_seen *g = user;
+	WLIFT_UNUSED(t);
+	__atomic_add_fetch(&g->ready, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Each group: its bytes are the file's, the device holds no more than the budget now (the
+ * groups before were freed), then freed. */
+static int groups_got(wlift_result *r, size_t group, void *user)
+{
+	struct groups_seen *g = user;
+	struct fakecuda_stats st;
+
+	ck_assert_uint_eq(group, g->ngroups);
+	g->f.stats(&st);
+	if (st.live_bytes > g->max_live)
+		g->max_live = st.live_bytes;
+	/* This group's one allocation (the fake rounds it to 64 KiB), none of earlier ones. */
+	ck_assert_uint_eq(st.live_allocs, 1);
+	ck_assert_uint_le(st.live_bytes, (g->budget + 65535) / 65536 * 65536);
+	check_device_bytes(&g->f, r, 0);
+	g->tensors += wlift_result_count(r);
+	g->ngroups++;
+	wlift_result_free(r);
+	return 0;
+}
+
+/* wlift_budget_groups cuts the file-order tensors into groups of at most the budget (each
+ * tensor rounded to 256 bytes, widened ones with their converted copy); wlift_load_groups
+ * loads them one after another onto the fake device (without VMM: the allocation is the
+ * load's bytes), never more than the budget held; a tensor over the budget names it. */
+START_TEST(budget_groups)
+{
+	static uint64_t sizes[12];
+	char path[4096];
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	struct groups_seen g = { 0 };
+	size_t ends[16], at = 0;
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	wlift_diag d;
+	uint64_t total;
+	int n;
+
+	setenv("FAKECUDA_VMM", "0", 1);
+	for (size_t i = 0; i < 12; i++)
+		sizes[i] = 1000 + 37 * i;
+	snprintf(path, sizeof(path), "%s", wt_path("groups.safetensors"));
+	make_st(path, 12, sizes, &total);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.device = "cuda:0";
+	n = wlift_budget_groups(ck, &o, 4096, ends, 16, NULL);
+	ck_assert_int_gt(n, 1);
+	for (int k = 0; k < n; k++) {
+		uint64_t used = 0;
+		ck_assert_uint_gt(ends[k], at);
+		for (size_t i = at; i < ends[k]; i++)
+			used += (sizes[i] + 255) / 256 * 256;
+		ck_assert_uint_le(used, 4096);
+		if (ends[k] < 12) /* the next tensor would not have fit */
+			ck_assert_uint_gt(used + (sizes[ends[k]] + 255) / 256 * 256, 4096);
+		at = ends[k];
+	}
+	ck_assert_uint_eq(at, 12);
+	/* max smaller than the count: the count all the same */
+	ck_assert_int_eq(wlift_budget_groups(ck, &o, 4096, ends, 1, NULL), n);
+	/* names, in the order given; a widening dtype counts the converted copy */
+	{
+		const char *nm[] = { "t5", "t1", "t5" };
+		o.names = nm;
+		o.nnames = 3;
+		ck_assert_int_eq(wlift_budget_groups(ck, &o, 2048, ends, 16, NULL), 2);
+		ck_assert_uint_eq(ends[0], 1);
+		o.names = NULL;
+		o.nnames = 0;
+	}
+	g.f = fake_open();
+	g.budget = 4096;
+	ck_assert_int_eq(wlift_load_groups(ck, &o, 4096, groups_ready, &g, groups_got, &g, &d),
+			 n);
+	ck_assert_uint_eq(g.ngroups, (size_t)n);
+	ck_assert_uint_eq(g.ready, 12);
+	ck_assert_uint_eq(g.tensors, 12);
+	ck_assert_uint_gt(g.max_live, 0);
+	/* the budget from the options; over it, one tensor */
+	o.max_device_bytes = 1000;
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_load_groups(ck, &o, 0, NULL, NULL, NULL, NULL, &d), WLIFT_EDEVMEM);
+	ck_assert_msg(strstr(d.message, "t0: needs 1024 bytes of device memory, more than "
+					"max_device_bytes = 1000"),
+		      "%s", d.message);
+	ck_assert_str_eq(d.tensor, "t0");
+	o.max_device_bytes = 0;
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_budget_groups(ck, &o, 0, ends, 16, &d), -EINVAL);
+	ck_assert_msg(strstr(d.message, "no budget"), "%s", d.message);
+	{
+		const char *nm[] = { "nope" };
+		o.names = nm;
+		o.nnames = 1;
+		ck_assert_int_eq(wlift_budget_groups(ck, &o, 4096, ends, 16, NULL),
+				 WLIFT_ENOTFOUND);
+	}
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&g.f);
+}
+END_TEST
+
+/* A widening dtype: F16 tensors to F32 take their bytes and twice them on the device. */
+START_TEST(budget_groups_widening)
+{
+	char path[4096];
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	uint8_t *data;
+	size_t len, ends[16];
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+
+	snprintf(path, sizeof(path), "%s", wt_path("conv.safetensors"));
+	make_conv_st(path, WLIFT_F16, &data, &len);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.device = "cuda:0";
+	/* c4: 65537 F16 elements: 131074 bytes -> 131328, converted 262148 -> 262400 */
+	{
+		const char *nm[] = { "c4" };
+		o.names = nm;
+		o.nnames = 1;
+		ck_assert_int_eq(wlift_budget_groups(ck, &o, 131328, ends, 16, NULL), 1);
+		o.dtype = WLIFT_F32;
+		ck_assert_int_eq(wlift_budget_groups(ck, &o, 131328 + 262399, ends, 16, NULL),
+				 WLIFT_EDEVMEM);
+		ck_assert_int_eq(wlift_budget_groups(ck, &o, 131328 + 262400, ends, 16, NULL), 1);
+	}
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	free(data);
+}
+END_TEST
+
+/* O_DIRECT: groups of many ranges (tensor sizes that are not multiples of 256 each start a
+ * range) fit by the estimate but not once every range's reads are rounded to blocks: the
+ * load's exact check refuses them before anything is read, and smaller groups load. */
+START_TEST(budget_groups_direct_split)
+{
+	static uint64_t sizes[32];
+	char path[4096];
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	struct groups_seen g = { 0 };
+	size_t ends[8];
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	wlift_diag d;
+	uint64_t total;
+	int n;
+
+	if (!odirect_ok())
+		exit(77);
+	setenv("FAKECUDA_VMM", "0", 1);
+	for (size_t i = 0; i < 32; i++)
+		sizes[i] = (64u << 10) - 100;
+	snprintf(path, sizeof(path), "%s", wt_path("split.safetensors"));
+	make_st(path, 32, sizes, &total);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.device = "cuda:0";
+	o.direct = WLIFT_DIRECT_ON;
+	o.ring_bytes = 2u << 20;
+	o.ring_slots = 4;
+	ck_assert_int_eq(wlift_budget_groups(ck, &o, 1u << 20, ends, 8, NULL), 2); /* 16 + 16 */
+	g.f = fake_open();
+	g.budget = 1u << 20;
+	wlift_diag_clear(&d);
+	n = wlift_load_groups(ck, &o, 1u << 20, groups_ready, &g, groups_got, &g, &d);
+	ck_assert_msg(n > 2, "%d: %s", n, d.message);
+	printf("O_DIRECT: 32 tensors of 64 KiB - 100 in %d groups of at most 1 MiB\n", n);
+	ck_assert_uint_eq(g.ngroups, (size_t)n);
+	ck_assert_uint_eq(g.ready, 32);
+	ck_assert_uint_eq(g.tensors, 32);
+	wlift_ckpt_close(ck);
+	/* A budget too small for the margin: 4 tensors of 16 KiB - 100 fill 64 KiB by the
+	 * estimate, one group, but their O_DIRECT reads round out to whole blocks: refused,
+	 * then 3 + 1. */
+	for (size_t i = 0; i < 4; i++)
+		sizes[i] = (16u << 10) - 100;
+	make_st(path, 4, sizes, &total);
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	ck_assert_int_eq(wlift_budget_groups(ck, &o, 64u << 10, ends, 8, NULL), 1);
+	memset(&g, 0, sizeof(g));
+	g.f = fake_open();
+	g.budget = 64u << 10;
+	wlift_diag_clear(&d);
+	n = wlift_load_groups(ck, &o, 64u << 10, groups_ready, &g, groups_got, &g, &d);
+	ck_assert_msg(n == 2, "%d: %s", n, d.message);
+	ck_assert_uint_eq(g.ready, 4);
+	ck_assert_uint_eq(g.tensors, 4);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&g.f);
+}
+END_TEST
+
 START_TEST(shard_gather_on_device)
 {
 	const char *path = wt_path("shard.safetensors");
@@ -1271,6 +1486,9 @@ int main(void)
 	tcase_add_test(tc, ring_knobs);
 	tcase_add_test(tc, device_conversion);
 	tcase_add_test(tc, direct_fixed_off);
+	tcase_add_test(tc, budget_groups);
+	tcase_add_test(tc, budget_groups_widening);
+	tcase_add_test(tc, budget_groups_direct_split);
 	tcase_add_test(tc, direct_fixed_refused);
 	tcase_add_test(tc, conversion_module_fails);
 	tcase_add_test(tc, conversion_launch_fails);
