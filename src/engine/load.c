@@ -446,23 +446,23 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	}
 	if (sink->ops->device_ptr && !sink->cufile && cfg.gds != WLIFT_GDS_OFF)
 		gds_sink = 1; /* a device sink whose sources need no cuFile (the seam tests) */
-	if (sink->cufile && cfg.gds != WLIFT_GDS_OFF) {
-		/* A GPU load begins: start the cuFile driver's open now, in the background
-		 * (once per process), so that it is open by the time reads could use it. */
+	if (sink->cufile && cfg.gds == WLIFT_GDS_ON) {
+		/* Asked for: load cuFile and start its driver's open now, in the background
+		 * (once per process); a library that does not load fails the load here. */
 		wlift_diag gd;
 		wlift_diag_clear(&gd);
 		ret = wlift__gds_get(ck->ctx->cufile_library, &gds, &gd);
-		if (ret && cfg.gds == WLIFT_GDS_ON) {
+		if (ret) {
 			ret = wlift__diag_set(d, ret, NULL, NULL, -1, "load.gds",
 					      "device \"%s\": GPU Direct Storage (gds on): %s (set "
 					      "WEIGHTLIFT_CUFILE_LIBRARY, or gds auto/off)",
 					      cfg.device, gd.message);
 			goto out;
 		}
-		ret = 0;
-		gds_sink = gds ? 2 : 0;
-		sink->gds_dest = gds != NULL;
+		sink->gds_dest = 1;
 	}
+	if (sink->cufile && cfg.gds != WLIFT_GDS_OFF)
+		gds_sink = 2;
 	ret = wlift__load_select(ck, o, &sel, d);
 	if (ret)
 		goto out;
@@ -525,6 +525,19 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		ret = wlift__load_probe(ck, &cfg, sel.ti, n, gds_sink, &pr, d);
 		if (ret)
 			goto out;
+		if (gds_sink == 2 && !gds && pr.gds) {
+			/* auto: cuFile only when the probe found a file it may read (cold, read
+			 * with O_DIRECT); its driver opens in the background (once per process)
+			 * while the first reads go through the ring. No cuFile: the ring. */
+			size_t f;
+			for (f = 0; f < ck->nfiles && !pr.gds[f]; f++)
+				;
+			if (f < ck->nfiles && wlift__gds_get(ck->ctx->cufile_library, &gds, NULL))
+				gds = NULL;
+			if (!gds)
+				memset(pr.gds, 0, ck->nfiles ? ck->nfiles : 1);
+			sink->gds_dest = gds != NULL;
+		}
 		if (gds && cfg.gds == WLIFT_GDS_ON) {
 			/* Asked for: every read through cuFile, so its driver must be open. */
 			int st = wlift__gds_state(gds, 1, d);
