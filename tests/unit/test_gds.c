@@ -352,6 +352,31 @@ START_TEST(auto_true_gds_direct)
 }
 END_TEST
 
+/* auto, buffered reads (a hot file): cuFile's driver is never opened. */
+START_TEST(auto_hot_never_opens)
+{
+	const char *path = wt_path("mixed.safetensors");
+	wlift_ctx *ctx = ctx_fake();
+	struct fakecufile_stats fs;
+	struct fakes f;
+	struct run x;
+	uint64_t total;
+
+	make_st(path, NMIXED, mixed, &total);
+	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_OFF, 2);
+	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
+	ck_assert_str_eq(x.st.gds, "off");
+	f = fakes_open();
+	usleep(200 * 1000); /* an open started in the background would be done by now */
+	f.fstats(&fs);
+	ck_assert_uint_eq(fs.opens, 0);
+	check_device_bytes(&f, x.r, 0);
+	wlift_result_free(x.r);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&f);
+}
+END_TEST
+
 /* Compatibility mode: auto leaves it alone (no faster than the ring); on uses it and says so. */
 START_TEST(compat_mode)
 {
@@ -752,6 +777,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, on_bytes_equal);
 	tcase_add_test(tc, auto_true_gds_direct);
+	tcase_add_test(tc, auto_hot_never_opens);
 	tcase_add_test(tc, compat_mode);
 	tcase_add_test(tc, auto_fallback_on_read_failure);
 	tcase_add_test(tc, on_read_failure_is_error);
