@@ -639,6 +639,7 @@ class safe_open:
         self._ck = open_checkpoint(path, offline, region, max_rate=max_rate,
                                    allow_full_download=allow_full_download,
                                    cache_dir=cache_dir)
+        self._path = path
 
     def _setup(self, framework: str, device: Device, backend: Optional[str]) -> None:
         """Arguments checked in the reference's order (framework, device, backend), before
@@ -652,9 +653,11 @@ class safe_open:
         self._mmap = backend_mmap(backend, self._device, framework in _OWNED_FRAMEWORKS)
         self._slice_rules = _slicing.rules_for(framework, backend)
         self._bridge = _BRIDGES.get(framework)
-        # Mapped-mode handles read ahead once asked for a second whole tensor (_prefetch.py).
+        # Mapped-mode handles read ahead (_prefetch.py): backend="mmap" from the first whole
+        # tensor asked for, backend=None (AUTO) from the second.
         self._can_prefetch = self._mmap != MMAP_OFF and self._device == "cpu"
         self._served: Optional[set] = set()  # whole tensors loaded alone before read-ahead
+        self._path: Optional[str] = None  # a local file's path: its next shard is read ahead
         self._pf: Optional[Prefetch] = None
         self._pf_lock = threading.Lock()
 
@@ -705,18 +708,24 @@ class safe_open:
         return (convert or self._convert)(res.tensor(0))
 
     def _from_prefetch(self, ck, name: str):
-        """name's tensor from the handle's read-ahead, started at the second whole-tensor
-        request (a handle asked for one tensor reads only that one); None: load it alone."""
+        """name's tensor from the handle's read-ahead (_prefetch.py), started at the first
+        whole-tensor request of a backend="mmap" handle (that tensor first, then the rest of
+        the file, then the next shard into the page cache) and at the second of a
+        backend=None one (a handle asked for one tensor copies only that one); None: load it
+        alone."""
         pf = self._pf
         if pf is None:
             with self._pf_lock:
                 pf = self._pf
                 if pf is None and self._can_prefetch:
-                    if not self._served:
+                    if self._mmap == MMAP_ON:
+                        groups = [[name], [n for n in ck.names() if n != name]]
+                    elif not self._served:
                         self._served.add(name)
                         return None
-                    rest = [n for n in ck.names() if n not in self._served]
-                    pf = self._pf = Prefetch(ck, rest, self._device, self._mmap)
+                    else:
+                        groups = [[n for n in ck.names() if n not in self._served]]
+                    pf = self._pf = Prefetch(ck, groups, self._device, self._mmap, self._path)
                     self._served = None
                 if pf is None:
                     return None

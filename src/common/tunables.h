@@ -131,6 +131,12 @@
 
 /* Mapped mode: populate spans shorter than this from one thread (thread start-up dominates). */
 #define WLIFT_POPULATE_MIN_PARALLEL (64u << 20)
+/* Mapped mode: longer spans are populated in pieces of this size, claimed in file order by the
+ * threads, and each tensor is handed out (ready callback) as soon as the pieces up to its end
+ * are in: the consumer of the first tensors overlaps the rest, and a cancel stops it. 8 MiB:
+ * the device read-ahead of this machine's disk (the fault path reads that much at a time), and
+ * within the noise of larger pieces cold (bench/RESULTS.md). */
+#define WLIFT_POPULATE_PIECE (8u << 20)
 
 /* Header read: the first read of a file asks for this many bytes (a longer header costs one
  * more read). 12 KiB so that the answer to a remote open fits in a new TCP connection's

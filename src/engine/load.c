@@ -511,7 +511,8 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 				if (conv_off[i])
 					res->t[i].v.data = (uint8_t *)m.base + conv_off[i] - 1;
 		}
-		ret = wlift__mapped_load(ck, res, sel.ti, n, cfg.threads, raw, mapped_done, &l, d);
+		ret = wlift__mapped_load(ck, res, sel.ti, n, cfg.threads, raw, mapped_done, &l,
+					 cfg.progress, cfg.progress_user, d);
 		if (ret)
 			goto out;
 		strategy = "mmap";

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/mapped.h"
@@ -29,65 +30,221 @@
 #define MADV_POPULATE_READ 22
 #endif
 
-struct pop_job {
+/* One span being populated by `threads` workers in pieces of WLIFT_POPULATE_PIECE, claimed
+ * in file order from one counter, so that the pieces populated form a growing prefix and the
+ * calling thread can hand out each tensor as soon as its pages are in (a consumer of the first
+ * tensors need not wait for the whole file, and a cancel stops the rest). */
+struct pop {
 	uint8_t *p;
 	size_t len;
-	int err;
+	size_t npieces;
+	size_t next;	  /* next piece to claim (atomic) */
+	uint8_t *landed;  /* per piece: populated (under mu) */
+	size_t prefix;	  /* pieces populated from the start (under mu) */
+	int stop;	  /* atomic: no more claims */
+	int err;	  /* first populate error (under mu) */
+	unsigned running; /* workers still running (under mu) */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
 };
+
+/* Populate [p, p + len) for reading: 0 or -errno (EFAULT: a page past the end of a file that
+ * shrank under the mapping). */
+static int populate_span(uint8_t *p, size_t len)
+{
+	if (madvise(p, len, MADV_POPULATE_READ) == 0)
+		return 0;
+	if (errno == EINVAL) {
+		/* Kernels before 5.14: read one byte per page instead. */
+		long pg = sysconf(_SC_PAGESIZE);
+		volatile uint8_t sink = 0;
+		for (size_t o = 0; o < len; o += (size_t)pg)
+			sink ^= p[o];
+		(void)sink;
+		return 0;
+	}
+	return -errno;
+}
 
 static void *pop_thread(void *arg)
 {
-	struct pop_job *j = arg;
+	struct pop *s = arg;
 
-	if (madvise(j->p, j->len, MADV_POPULATE_READ) < 0) {
-		if (errno == EINVAL) {
-			/* Kernels before 5.14: read one byte per page instead. */
-			long pg = sysconf(_SC_PAGESIZE);
-			volatile uint8_t sink = 0;
-			for (size_t o = 0; o < j->len; o += (size_t)pg)
-				sink ^= j->p[o];
-			(void)sink;
+	for (;;) {
+		size_t i, off, l;
+		int err;
+
+		if (__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE))
+			break;
+		i = __atomic_fetch_add(&s->next, 1, __ATOMIC_RELAXED);
+		if (i >= s->npieces)
+			break;
+		off = i * (size_t)WLIFT_POPULATE_PIECE;
+		l = s->len - off < WLIFT_POPULATE_PIECE ? s->len - off : WLIFT_POPULATE_PIECE;
+		err = populate_span(s->p + off, l);
+		pthread_mutex_lock(&s->mu);
+		if (err) {
+			if (!s->err)
+				s->err = err;
+			__atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
 		} else {
-			/* EFAULT: the file shrank under the mapping (the pages are gone). */
-			j->err = -errno;
+			s->landed[i] = 1;
+			while (s->prefix < s->npieces && s->landed[s->prefix])
+				s->prefix++;
 		}
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
 	}
+	pthread_mutex_lock(&s->mu);
+	s->running--;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
 	return NULL;
 }
 
-static int populate(uint8_t *p, size_t len, unsigned threads)
-{
-	struct pop_job jobs[64];
-	pthread_t tid[64];
-	int started[64] = {0};
-	unsigned nt = threads ? threads : 1;
-	size_t per, step = 2u << 20;
-	int err = 0;
+/* The calling thread's side of a load: what to hand out as pages land, and the progress
+ * callback polled at least every WLIFT_PROGRESS_MS (non-zero cancels). */
+struct pop_out {
+	const wlift_tensor_info *t; /* the span's tensors, in file order */
+	size_t n;
+	uint64_t base_off; /* file offset of the span's first byte */
+	int (*done)(void *user, size_t i);
+	void *user;
+	size_t first; /* result position of t[0] */
+	size_t fired; /* tensors handed out so far */
+	uint64_t *total_done, total;
+	wlift_progress_fn progress;
+	void *progress_user;
+};
 
+/* Hand out the tensors that end at or before `upto` (a file offset), in file order. A
+ * non-zero done() is returned (a cancel by the ready callback). */
+static int fire_upto(struct pop_out *o, uint64_t upto)
+{
+	while (o->fired < o->n) {
+		const wlift_tensor_info *ti = &o->t[o->fired];
+		int ret;
+
+		if (ti->nbytes && ti->file_offset + ti->nbytes > upto)
+			break;
+		ret = o->done(o->user, o->first + o->fired);
+		o->fired++;
+		*o->total_done += ti->nbytes;
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Populate [p, p + len) (p at file offset o->base_off) with up to `threads` workers, handing
+ * out each tensor of o as its pages land. Returns 0, the populate error (-errno, nothing more
+ * handed out), WLIFT_ECANCELED from the progress callback, or done()'s non-zero result
+ * (*cb_ret set). */
+static int populate(uint8_t *p, size_t len, unsigned threads, struct pop_out *o, int *cb_ret)
+{
+	struct pop s;
+	pthread_t tid[64];
+	unsigned nt = threads ? threads : 1, started = 0;
+	int ret = 0, canceled = 0;
+	double next_progress = wlift__now() + WLIFT_PROGRESS_MS / 1000.0;
+
+	*cb_ret = 0;
+	if (len < WLIFT_POPULATE_MIN_PARALLEL || nt == 1) {
+		/* Small: one span from this thread (thread start-up would dominate). */
+		ret = populate_span(p, len);
+		if (!ret)
+			*cb_ret = fire_upto(o, UINT64_MAX);
+		return ret;
+	}
 	if (nt > 64)
 		nt = 64;
-	if (len < WLIFT_POPULATE_MIN_PARALLEL)
-		nt = 1;
-	per = (len / nt + step - 1) / step * step;
-	memset(jobs, 0, sizeof(jobs));
+	memset(&s, 0, sizeof(s));
+	s.p = p;
+	s.len = len;
+	s.npieces = (len + WLIFT_POPULATE_PIECE - 1) / WLIFT_POPULATE_PIECE;
+	if (nt > s.npieces)
+		nt = (unsigned)s.npieces;
+	s.landed = calloc(s.npieces, 1);
+	if (!s.landed)
+		return -ENOMEM;
+	if (pthread_mutex_init(&s.mu, NULL)) {
+		free(s.landed);
+		return -ENOMEM;
+	}
+	if (pthread_cond_init(&s.cv, NULL)) {
+		pthread_mutex_destroy(&s.mu);
+		free(s.landed);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&s.mu);
 	for (unsigned i = 0; i < nt; i++) {
-		size_t off = per * i;
-		if (off >= len)
+		if (pthread_create(&tid[i], NULL, pop_thread, &s) != 0)
 			break;
-		jobs[i].p = p + off;
-		jobs[i].len = len - off < per ? len - off : per;
-		if (i + 1 < nt && pthread_create(&tid[i], NULL, pop_thread, &jobs[i]) == 0)
-			started[i] = 1;
-		else
-			pop_thread(&jobs[i]);
+		started++;
+		s.running++;
 	}
-	for (unsigned i = 0; i < nt; i++) {
-		if (started[i])
-			pthread_join(tid[i], NULL);
-		if (!err && jobs[i].err)
-			err = jobs[i].err;
+	pthread_mutex_unlock(&s.mu);
+	if (!started) {
+		/* No thread could start: populate from this thread. */
+		s.running = 1;
+		pop_thread(&s);
 	}
-	return err;
+	pthread_mutex_lock(&s.mu);
+	for (;;) {
+		uint64_t upto = s.prefix == s.npieces ? UINT64_MAX
+						      : o->base_off + s.prefix * (uint64_t)WLIFT_POPULATE_PIECE;
+		int stopped = __atomic_load_n(&s.stop, __ATOMIC_ACQUIRE);
+		int all = !s.running;
+
+		if (!stopped && o->fired < o->n &&
+		    (!o->t[o->fired].nbytes ||
+		     o->t[o->fired].file_offset + o->t[o->fired].nbytes <= upto)) {
+			int r;
+			/* The ready callbacks run without the lock: workers keep landing pieces. */
+			pthread_mutex_unlock(&s.mu);
+			r = fire_upto(o, upto);
+			pthread_mutex_lock(&s.mu);
+			if (r) {
+				*cb_ret = r;
+				__atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
+			}
+			continue;
+		}
+		if (all)
+			break;
+		if (!stopped && o->progress && wlift__now() >= next_progress) {
+			int c;
+			pthread_mutex_unlock(&s.mu);
+			c = o->progress(*o->total_done, o->total, o->progress_user);
+			pthread_mutex_lock(&s.mu);
+			next_progress = wlift__now() + WLIFT_PROGRESS_MS / 1000.0;
+			if (c) {
+				canceled = 1;
+				__atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
+			}
+			continue;
+		}
+		{
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += WLIFT_PROGRESS_MS * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&s.cv, &s.mu, &ts);
+		}
+	}
+	ret = s.err;
+	pthread_mutex_unlock(&s.mu);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	if (!ret && canceled)
+		ret = WLIFT_ECANCELED;
+	pthread_cond_destroy(&s.cv);
+	pthread_mutex_destroy(&s.mu);
+	free(s.landed);
+	return ret;
 }
 
 /* Offset (from p) of the first page of [p, p + len) that cannot be populated, or len: the
@@ -145,11 +302,15 @@ static int populate_error(struct wlift__source *src, uint8_t *base, uint64_t a, 
 
 int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res, const wlift_tensor_info *t,
 		       size_t n, unsigned threads, void **raw, int (*done)(void *user, size_t i),
-		       void *user, wlift_diag *d)
+		       void *user, wlift_progress_fn progress, void *progress_user, wlift_diag *d)
 {
 	long pg = sysconf(_SC_PAGESIZE);
 	size_t i = 0;
+	uint64_t total = 0, total_done = 0;
 	int ret = 0;
+
+	for (size_t k = 0; k < n; k++)
+		total += t[k].nbytes;
 
 	while (i < n) {
 		uint32_t f = t[i].file;
@@ -180,20 +341,35 @@ int wlift__mapped_load(struct wlift_ckpt *ck, struct wlift_result *res, const wl
 			return wlift__diag_set(d, ret, NULL, NULL, -1, NULL, NULL);
 		for (size_t k = i; k < j; k++)
 			raw[k] = base + t[k].file_offset;
-		if (hi > lo) {
-			uint64_t a = lo / (uint64_t)pg * (uint64_t)pg;
-			ret = populate(base + a, (size_t)(hi - a), threads);
+		{
+			struct pop_out o = {t + i, j - i, 0, done, user, i, 0, &total_done,
+					    total, progress, progress_user};
+			uint64_t a = hi > lo ? lo / (uint64_t)pg * (uint64_t)pg : 0;
+			int cb = 0;
+
+			o.base_off = a;
+			if (hi > lo)
+				ret = populate(base + a, (size_t)(hi - a), threads, &o, &cb);
+			else
+				cb = fire_upto(&o, UINT64_MAX);
+			if (cb)
+				return wlift__diag_set(d, cb, NULL, t[i + o.fired - 1].name, -1,
+						       "load.canceled",
+						       "the load was canceled by the ready "
+						       "callback");
+			if (ret == WLIFT_ECANCELED)
+				return wlift__diag_set(d, ret, NULL, NULL, -1, "load.canceled",
+						       "the load was canceled by the progress "
+						       "callback");
+			if (ret == -ENOMEM)
+				return wlift__diag_set(d, ret, NULL, NULL, -1, NULL, NULL);
 			if (ret)
 				return populate_error(src, base, a, hi, t + i, j - i, ret, d);
 		}
-		for (size_t k = i; k < j; k++) {
-			ret = done(user, k);
-			if (ret)
-				return wlift__diag_set(d, ret, NULL, t[k].name, -1, "load.canceled",
-						       "the load was canceled by the ready "
-						       "callback");
-		}
 		i = j;
 	}
+	if (progress && progress(total_done, total, progress_user))
+		return wlift__diag_set(d, WLIFT_ECANCELED, NULL, NULL, -1, "load.canceled",
+				       "the load was canceled by the progress callback");
 	return 0;
 }

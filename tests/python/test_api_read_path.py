@@ -251,16 +251,104 @@ def test_read_ahead_serves_whole_tensors(tmp_path, cold, backend):
 
 
 def test_one_tensor_reads_one_tensor(tmp_path):
+    """backend=None (AUTO, which copies a cold file into owned memory): a handle asked for one
+    tensor reads only that one; partial reads never start the read-ahead, on any handle."""
     g = torch.Generator().manual_seed(3)
     t = {f"l{i}": torch.randn(64, 64, generator=g) for i in range(4)}
     p = tmp_path / "o.safetensors"
     reft.save_file(t, p)
-    with wl.safe_open(p, "pt", backend="mmap") as f:
+    with wl.safe_open(p, "pt") as f:
         x = f.get_tensor("l2")
-        y = f.get_slice("l1")[3:9]  # partial reads never start the read-ahead
+        y = f.get_slice("l1")[3:9]
+        assert f._pf is None
+    with wl.safe_open(p, "pt", backend="mmap") as f:
+        z = f.get_slice("l1")[3:9]
         assert f._pf is None
     _same(x, t["l2"])
     _same(y, t["l1"][3:9])
+    _same(z, t["l1"][3:9])
+
+
+def test_mmap_read_ahead_starts_at_the_first_tensor(tmp_path):
+    """backend="mmap" (transformers' handles): the first whole tensor asked for starts the
+    read-ahead, that tensor first (it is not loaded alone before it), then the rest of the
+    file; each is a view of the handle's mapping."""
+    g = torch.Generator().manual_seed(5)
+    t = {f"l{i}": torch.randn(256, 256, generator=g) for i in range(6)}
+    p = tmp_path / "f.safetensors"
+    reft.save_file(t, p)
+    with wl.safe_open(p, "pt", backend="mmap") as f:
+        first = f.get_slice("l4")[...]
+        assert f._pf is not None
+        rest = {k: f.get_tensor(k) for k in f.keys() if k != "l4"}
+        assert all(_in_mapping(v, p) for v in rest.values()) and _in_mapping(first, p)
+    _same(first, t["l4"])
+    for k, v in rest.items():
+        _same(v, t[k])
+
+
+def _sharded(tmp_path, n=3):
+    """A directory with n shards named as save_pretrained names them, and their index."""
+    import json
+
+    g = torch.Generator().manual_seed(6)
+    files, weight_map = [], {}
+    for i in range(n):
+        name = f"model-{i + 1:05d}-of-{n:05d}.safetensors"
+        ts = {f"s{i}.l{j}": torch.randn(128, 128, generator=g) for j in range(3)}
+        reft.save_file(ts, tmp_path / name, metadata={"format": "pt"})
+        files.append(tmp_path / name)
+        weight_map.update({k: name for k in ts})
+    (tmp_path / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
+    return files
+
+
+def test_next_shard_from_the_index(tmp_path):
+    from weightlift import _prefetch
+
+    files = _sharded(tmp_path)
+    assert _prefetch.next_shard(str(files[0])) == str(files[1])
+    assert _prefetch.next_shard(str(files[1])) == str(files[2])
+    assert _prefetch.next_shard(str(files[2])) is None
+    # A symlinked directory (the hub cache's snapshots) names the same files.
+    link = tmp_path.parent / (tmp_path.name + "-link")
+    link.symlink_to(tmp_path)
+    assert os.path.realpath(_prefetch.next_shard(str(link / files[0].name))) == \
+        os.path.realpath(files[1])
+    # No index, or a file it does not name: nothing.
+    (tmp_path / "other.safetensors").write_bytes(files[0].read_bytes())
+    assert _prefetch.next_shard(str(tmp_path / "other.safetensors")) is None
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "a.safetensors").write_bytes(files[0].read_bytes())
+    assert _prefetch.next_shard(str(lone / "a.safetensors")) is None
+    assert _prefetch.next_shard("https://example.com/m/model-00001-of-00003.safetensors") is None
+
+
+@pytest.mark.parametrize("backend", ["mmap", None])
+def test_reading_a_shard_reads_the_next_into_the_page_cache(tmp_path, backend):
+    """When a handle has read its shard, the next shard of the index is read into the page
+    cache (and not mapped into the process afterwards); closing the handle does not stop it;
+    the next handle's tensors are the file's."""
+    from weightlift import _prefetch
+
+    files = _sharded(tmp_path)
+    for f in files:
+        _evict(f)
+    with wl.safe_open(files[0], "pt", backend=backend) as f:
+        got = {k: f.get_tensor(k) for k in f.keys()}
+        f._pf.take("nothing")  # waits until the read-ahead has finished
+    assert _prefetch._warmer.wait_idle(30)
+    assert str(files[1]) in _prefetch._warmer.warmed
+    assert _mappings_of(files[1]) == []
+    with wl.safe_open(files[1], "pt", backend=backend) as f:
+        nxt = {k: f.get_tensor(k) for k in f.keys()}
+        # Cached: even backend=None (AUTO) maps it.
+        assert all(_in_mapping(v, files[1]) for v in nxt.values())
+    want = reft.load_file(files[0]) | reft.load_file(files[1])
+    for k, v in (got | nxt).items():
+        _same(v, want[k])
 
 
 def test_close_cancels_read_ahead(tmp_path):

@@ -494,6 +494,93 @@ START_TEST(progress_periodic)
 }
 END_TEST
 
+struct order {
+	pthread_t self;
+	int calls, wrong_thread, out_of_order, cancel_at;
+	uint64_t last_off;
+	const uint8_t *data;
+	int bad_bytes;
+};
+
+static int order_ready(const wlift_tensor *t, void *user)
+{
+	struct order *o = user;
+	wlift_tensor_view v;
+
+	wlift_tensor_get(t, &v);
+	o->wrong_thread |= !pthread_equal(pthread_self(), o->self);
+	o->out_of_order |= o->calls && v.info.file_offset < o->last_off;
+	o->last_off = v.info.file_offset;
+	/* Its pages are in when it is handed out: the bytes are the file's. */
+	if (v.nbytes && (((const uint8_t *)v.data)[0] != o->data[v.info.data_begin] ||
+			 ((const uint8_t *)v.data)[v.nbytes - 1] != o->data[v.info.data_end - 1]))
+		o->bad_bytes++;
+	return ++o->calls == o->cancel_at;
+}
+
+static int cancel_at_end(uint64_t done, uint64_t total, void *user)
+{
+	(void)user;
+	return done == total;
+}
+
+/* Mapped mode over more than WLIFT_POPULATE_MIN_PARALLEL: pages populated in pieces by the
+ * threads, each tensor handed out in file order on the calling thread once its pages are in;
+ * a ready callback or the progress callback cancels it. */
+START_TEST(mapped_progressive)
+{
+	const char *path = wt_path("mp.safetensors");
+	uint64_t sz[12], total;
+	uint8_t *data;
+	wlift_ctx *ctx = ctx_new();
+	wlift_ckpt *ck;
+	wlift_result *r = NULL;
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	wlift_diag d;
+	struct order ord;
+
+	for (size_t i = 0; i < 12; i++)
+		sz[i] = (i % 3 == 1) ? 4096 + i : (7u << 20) + 4099 * i; /* 8 MiB pieces straddled */
+	data = make_st(path, 12, sz, &total);
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.mmap = WLIFT_MMAP_ON;
+	o.threads = 4;
+	memset(&ord, 0, sizeof(ord));
+	ord.self = pthread_self();
+	ord.data = data;
+	ck_assert_int_eq(wlift_load(ck, &o, order_ready, &ord, &r, NULL), 0);
+	ck_assert_int_eq(ord.calls, 12);
+	ck_assert_int_eq(ord.wrong_thread, 0);
+	ck_assert_int_eq(ord.out_of_order, 0);
+	ck_assert_int_eq(ord.bad_bytes, 0);
+	check_bytes(r, ck, data, 0);
+	wlift_result_free(r);
+
+	/* The ready callback cancels at the third tensor: nothing more is handed out. */
+	memset(&ord, 0, sizeof(ord));
+	ord.self = pthread_self();
+	ord.data = data;
+	ord.cancel_at = 3;
+	wlift_diag_clear(&d);
+	r = (wlift_result *)1;
+	ck_assert_int_eq(wlift_load(ck, &o, order_ready, &ord, &r, &d), WLIFT_ECANCELED);
+	ck_assert_ptr_null(r);
+	ck_assert_int_eq(ord.calls, 3);
+	ck_assert_str_eq(d.tensor, "t2");
+
+	/* The progress callback is called in mapped mode too, and cancels. */
+	o.progress = cancel_at_end;
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_load(ck, &o, NULL, NULL, &r, &d), WLIFT_ECANCELED);
+	ck_assert_ptr_null(r);
+	ck_assert_int_eq(d.code, WLIFT_ECANCELED);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	free(data);
+	unlink(path);
+}
+END_TEST
+
 START_TEST(bad_args)
 {
 	const char *path = wt_path("b.safetensors");
@@ -684,6 +771,7 @@ int main(void)
 	tcase_add_test(tc, uring_direct);
 	tcase_add_test(tc, mapped);
 	tcase_add_test(tc, mapped_auto);
+	tcase_add_test(tc, mapped_progressive);
 	tcase_add_test(tc, uring_fallback);
 	tcase_add_test(tc, memory_image);
 	tcase_add_test(tc, subset);
