@@ -396,18 +396,12 @@ def _bridge_jax(arr, dtype: str):
 
 
 # Frameworks whose get_slice indexes a numpy array and converts the result (numpy array,
-# safetensors dtype) -> framework tensor.
+# safetensors dtype) -> framework tensor. paddle is not one: as in the reference, its handle
+# indexes a paddle tensor with paddle's own indexing (paddle's results and exceptions).
 _BRIDGES: Dict[str, Callable] = {
     "tf": _bridge_tf, "tensorflow": _bridge_tf, "mlx": _bridge_mlx,
-    "paddle": lambda arr, dtype: paddle_from_numpy(np_compact(arr), dtype),
     "flax": _bridge_jax, "jax": _bridge_jax,
 }
-
-
-def np_compact(arr):
-    import numpy as np
-
-    return np.ascontiguousarray(arr) if arr.ndim else np.array(arr, copy=True)
 
 
 _FRAMEWORKS: Dict[str, Tuple[Callable, Callable]] = {
@@ -521,11 +515,15 @@ def load_dict(path, convert: Callable, device: Device = "cpu", backend: Optional
 # --- safe_open --------------------------------------------------------------------------
 
 def _is_full(ix, n: int) -> bool:
-    """ix (one dimension's index) selects all of a dimension of size n, in order."""
-    try:
-        return isinstance(ix, slice) and ix.indices(n) == (0, n, 1)
-    except Exception:  # noqa: BLE001 - e.g. float bounds: the framework's indexing raises
+    """ix (one dimension's index) selects all of a dimension of size n, in order, with plain
+    int bounds that fit in 64 bits (anything else is left to the framework's indexing, whose
+    answer it is: paddle raises for a bound of 2**70, torch clamps it)."""
+    if not isinstance(ix, slice):
         return False
+    for b in (ix.start, ix.stop, ix.step):
+        if b is not None and (type(b) is not int or not -2 ** 63 <= b < 2 ** 63):
+            return False
+    return ix.step != 0 and ix.indices(n) == (0, n, 1)
 
 
 def _selects_all(index, dims: Tuple[int, ...]) -> bool:
