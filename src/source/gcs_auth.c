@@ -807,10 +807,11 @@ static int subject_token(const struct wlift__gcs_cred *c, const char *uri, char 
 		struct json_object *root = json_tokener_parse(raw);
 		const char *v = root && json_object_is_type(root, json_type_object)
 					? jstr(root, c->st_field) : NULL;
-		if (v && *v)
+		int found = v && *v;
+		if (found)
 			*out = strdup(v);
-		json_object_put(root);
-		if (!v || !*v) {
+		json_object_put(root); /* v was root's */
+		if (!found) {
 			ret = wlift__diag_set(d, WLIFT_EAUTH, uri, NULL, -1, "gcs.credentials",
 					      "%s: the subject token from %s of %s is not JSON with "
 					      "a string %.80s",
