@@ -6,14 +6,16 @@ the bytes each rank reads from storage (the plugin's rank block of every split t
 the default loader's whole checkpoint per rank).
 
 vLLM runs in a venv of its own, .venv-vllm (tools/vllm-venv.sh; `make test` builds it): its
-CPU build pins torch and transformers versions that clash with the main test venv. Each vLLM
-run is a fresh `.venv-vllm/bin/python tests/python/vllm_client.py` process (vLLM spawns its
-engine core and, at TP=2, two workers), bounded by a timeout. Skipped, saying so, when
+CPU build pins torch and transformers versions that clash with the main test venv. Each TP size
+is one fresh `.venv-vllm/bin/python tests/python/vllm_client.py` process running the two
+loaders' engines one after the other (engine core in that process; at TP=2 two workers per
+engine), bounded by a timeout. Skipped, saying so, when
 .venv-vllm is absent or incomplete. Never under the sanitizers (the Python suites do not run
 there).
 
 Cost in `make test` on a fresh 2-core machine: tools/vllm-venv.sh took 671 s (downloads
-about 3 GB, 6.3 GB on disk); this file 851 s (four vLLM starts)."""
+about 3 GB, 6.3 GB on disk); this file 167 s (one process per TP size,
+both loaders in it; 851 s as four processes at a busier moment)."""
 import json
 import os
 import subprocess
@@ -25,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VENV = os.environ.get("WEIGHTLIFT_VLLM_VENV", os.path.join(ROOT, ".venv-vllm"))
 PY = os.path.join(VENV, "bin", "python")
 CLIENT = os.path.join(ROOT, "tests", "python", "vllm_client.py")
-TIMEOUT = 900  # seconds per vLLM run (about a minute each on a quiet 2-core machine)
+TIMEOUT = 900  # seconds per vllm_client.py run (90-170 s on the shared machine)
 
 if not os.path.isfile(os.path.join(VENV, ".vllm-stamp")):
     pytest.skip(f"{VENV} is absent or incomplete: run tools/vllm-venv.sh (make test does)",
@@ -90,15 +92,17 @@ def _tensors(model_dir):
     return out
 
 
-def _run(model_dir, tmp, fmt, tp, extra=None):
-    stats = tmp / f"stats-{fmt}-{tp}"
+def _run(model_dir, tmp, tp, formats, extra=None):
+    """{format: {"tokens", "ranks"}}: vLLM with each load format in turn, in one process."""
+    stats = tmp / f"stats-{tp}"
     stats.mkdir()
-    out = tmp / f"out-{fmt}-{tp}.json"
-    _py(["run", str(model_dir), fmt, str(tp), str(out)], _env(stats, tp, extra),
-        f"vLLM --load-format {fmt} --tensor-parallel-size {tp}")
+    out = tmp / f"out-{tp}.json"
+    _py(["run", str(model_dir), str(tp), str(out)] + list(formats), _env(stats, tp, extra),
+        f"vLLM --load-format {'/'.join(formats)} --tensor-parallel-size {tp}")
     with open(out) as f:
         r = json.load(f)
-    assert sorted(r["ranks"]) == [str(i) for i in range(tp)], r["ranks"]
+    for fmt in formats:
+        assert sorted(r[fmt]["ranks"]) == [str(i) for i in range(tp)], r[fmt]["ranks"]
     return r
 
 
@@ -113,10 +117,11 @@ def _expected_rank_bytes(tensors, tp):
 def test_vllm_weightlift_loader_same_tokens_and_rank_bytes(model, tmp_path, tp):
     tensors = _tensors(model)
     total = sum(n for n, _ in tensors.values())
-    ref = _run(model, tmp_path, "weightlift_count", tp)
     # Exact strided reads (the toy model's row-parallel pieces are 256-768 B, under the
     # default 8 KiB threshold, where the engine reads the covering range instead).
-    wl = _run(model, tmp_path, "weightlift", tp, {"WEIGHTLIFT_SHARD_PIECE_MIN": "1"})
+    r = _run(model, tmp_path, tp, ["weightlift_count", "weightlift"],
+             {"WEIGHTLIFT_SHARD_PIECE_MIN": "1"})
+    ref, wl = r["weightlift_count"], r["weightlift"]
     assert wl["tokens"] == ref["tokens"]
     assert all(len(t) == 12 for t in wl["tokens"])
     report = []
