@@ -12,7 +12,8 @@
 #
 # 1. checks: gpucheck info (driver, devices); gpucheck verify on generated checkpoints of odd
 #    tensor sizes, onto every device, buffered and O_DIRECT (bytes copied back and compared
-#    with a CPU load); device dtype conversion, every pair among F32/F16/BF16 on random bits
+#    with a CPU load); device dtype conversion, every pair among F32/F16/BF16 and every F8
+#    format to them, on random bits
 #    (GPUCHECK_DTYPE: the kernels JIT-compiled by this driver against the CPU converter, bit
 #    for bit); the fake-driver unit tests still pass on that machine's kernel.
 # 2. benchmark, one run on the same checkpoint (generated there with the Python standard
@@ -54,7 +55,7 @@ gen() { # gen PATH MIB NT [DTYPE]: random bits (F32/F16/BF16: NaNs, infinities, 
 import json, os, random, struct, sys
 path, mib, nt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 dt = sys.argv[4] if len(sys.argv) > 4 else "U8"
-es = {"U8": 1, "F16": 2, "BF16": 2, "F32": 4}[dt]
+es = {"U8": 1, "F16": 2, "BF16": 2, "F32": 4}.get(dt, 1)  # F8_*: 1
 total = mib << 20
 rnd = random.Random(11)
 sizes = [max(1, total // nt // es + rnd.randrange(-1024, 1024)) for _ in range(nt)]
@@ -98,8 +99,9 @@ for i in $(seq 0 $((NDEV - 1))); do devs="$devs cuda:$i"; done
 "$GC" verify "$small" $devs 2>&1 | tee -a "$LOG"
 [ "${PIPESTATUS[0]}" = 0 ] || fail "gpucheck verify"
 # Device dtype conversion (the kernels of src/kernels/convert.cu, JIT-compiled by this driver)
-# bit for bit against the CPU converter, every pair among F32/F16/BF16, odd element counts.
-for from in F32 F16 BF16; do
+# bit for bit against the CPU converter, every pair among F32/F16/BF16 and every F8 format
+# to each of them (random bytes: every code), odd element counts.
+for from in F32 F16 BF16 F8_E4M3 F8_E5M2 F8_E4M3FNUZ F8_E5M2FNUZ F8_E8M0; do
 	cf=$OUT/gpu-conv-$from.safetensors
 	[ -f "$cf" ] || gen "$cf" 8 13 $from
 	for to in F32 F16 BF16; do
