@@ -1381,41 +1381,6 @@ END_TEST
 
 /* ---- host memory ------------------------------------------------------------------------ */
 
-static uint64_t rss_anon(void)
-{
-	char line[256];
-	uint64_t kb = 0;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "RssAnon: %lu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb << 10;
-}
-
-struct sampler {
-	pthread_t th;
-	int stop; /* atomic */
-	uint64_t peak;
-};
-
-static void *sample_main(void *arg)
-{
-	struct sampler *s = arg;
-	struct timespec ts = { 0, 5 * 1000000L };
-
-	while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
-		uint64_t v = rss_anon();
-		if (v > s->peak)
-			s->peak = v;
-		nanosleep(&ts, NULL);
-	}
-	return NULL;
-}
-
 /* Peak RssAnon growth <= ring + 64 MiB while loading a checkpoint 16x the ring (the fake's
  * device memory is a memfd mapping: shared, not anonymous). */
 START_TEST(host_memory_bounded)
@@ -1424,13 +1389,13 @@ START_TEST(host_memory_bounded)
 	const char *path = wt_path("big.safetensors");
 	static const uint64_t sz[] = { 40u << 20, 24u << 20, (32u << 20) + 5, 32u << 20 };
 	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
-	struct sampler s = { 0 };
+	struct wt_rss s;
 	struct fake f;
 	wlift_ctx *ctx;
 	wlift_ckpt *ck;
 	wlift_result *r;
 	wlift_diag d;
-	uint64_t total, base, growth;
+	uint64_t total, growth;
 
 	make_st(path, 4, sz, &total);
 	ck_assert_uint_ge(total, 16 * (uint64_t)ring);
@@ -1440,14 +1405,10 @@ START_TEST(host_memory_bounded)
 	o.ring_bytes = ring;
 	o.ring_slots = 8;
 	o.strategy = WLIFT_STRATEGY_PREAD;
-	base = rss_anon();
-	s.peak = base;
-	ck_assert_int_eq(pthread_create(&s.th, NULL, sample_main, &s), 0);
+	wt_rss_start(&s);
 	wlift_diag_clear(&d);
 	ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &r, &d) == 0, "%s", d.message);
-	__atomic_store_n(&s.stop, 1, __ATOMIC_RELEASE);
-	pthread_join(s.th, NULL);
-	growth = s.peak > base ? s.peak - base : 0;
+	growth = wt_rss_stop(&s);
 	fprintf(stderr, "host_memory_bounded: %llu MiB loaded, peak RssAnon growth %.1f MiB "
 			"(ring %zu MiB)\n",
 		(unsigned long long)(total >> 20), (double)growth / 1048576.0, ring >> 20);

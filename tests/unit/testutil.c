@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -99,4 +100,47 @@ static void rm_tmpdir(void)
 void wt_cleanup_at_exit(void)
 {
 	atexit(rm_tmpdir);
+}
+
+uint64_t wt_rss_anon(void)
+{
+	char line[256];
+	unsigned long kb = 0;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %lu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kb << 10;
+}
+
+static void *rss_main(void *arg)
+{
+	struct wt_rss *s = arg;
+	struct timespec ts = {0, 5 * 1000000L};
+
+	while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+		uint64_t v = wt_rss_anon();
+		if (v > s->peak)
+			s->peak = v;
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+void wt_rss_start(struct wt_rss *s)
+{
+	s->stop = 0;
+	s->base = s->peak = wt_rss_anon();
+	ck_assert_int_eq(pthread_create(&s->th, NULL, rss_main, s), 0);
+}
+
+uint64_t wt_rss_stop(struct wt_rss *s)
+{
+	__atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(s->th, NULL);
+	return s->peak > s->base ? s->peak - s->base : 0;
 }

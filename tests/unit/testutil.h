@@ -4,6 +4,7 @@
 #define WLIFT_TESTUTIL_H
 
 #include <check.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,5 +23,17 @@ int wt_run(Suite *s);
 /* Checked fixture: remove this test process's wt_tmpdir() when it exits (each test runs
  * in its own process, so every test cleans up after itself). */
 void wt_cleanup_at_exit(void);
+
+/* Peak host memory while something runs: wt_rss_start samples this process's RssAnon every
+ * 5 ms on a thread of its own, from its value now; wt_rss_stop joins it and returns the peak
+ * growth over that start value, in bytes. */
+struct wt_rss {
+	pthread_t th;
+	int stop; /* atomic */
+	uint64_t base, peak;
+};
+uint64_t wt_rss_anon(void);
+void wt_rss_start(struct wt_rss *s);
+uint64_t wt_rss_stop(struct wt_rss *s);
 
 #endif
