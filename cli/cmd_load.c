@@ -37,8 +37,11 @@ static void usage(FILE *out)
 	    "  --mmap                  tensors are views of a private mapping of the file\n"
 	    "                          (reported as mapped, with the time to populate it)\n"
 	    "  --names A,B,...         load only these tensors (repeatable)\n"
-	    "  --rank R --world W      tensor-parallel rank R of W (0 <= R < W <= 65536): with\n"
-	    "                          --shard-spec, load only this rank's blocks\n"
+	    "  --rank R --world W      rank R of W (0 <= R < W <= 65536): with --shard-spec,\n"
+	    "                          load only this rank's blocks; alone, file mode: load\n"
+	    "                          this rank's share of the tensors (contiguous runs\n"
+	    "                          balanced by bytes, as weightlift.distributed reads them\n"
+	    "                          before its broadcast), each byte read by one rank\n"
 	    "  --shard-spec FILE       JSON object {\"name or glob\": dim or null}: split the\n"
 	    "                          matching tensors along dim into W blocks of ceil(n/W)\n"
 	    "                          (null, or no match: replicated, loaded whole)\n"
@@ -286,6 +289,47 @@ static void print_json_error(const char *uri, int err, const wlift_diag *d)
 	cli_jw_end(&w);
 }
 
+/* File mode (--world W without --shard-spec or --experts): this rank's share of the selected
+ * tensors (sel, or every tensor when sel is NULL), as weightlift.distributed assigns them
+ * before its broadcast: contiguous runs in checkpoint order balanced by bytes, a tensor
+ * going to the rank whose share [r * total / W, (r + 1) * total / W) holds its midpoint. So
+ * across the W ranks every byte is read once. *out (free it) may be empty. 0 or -ENOMEM. */
+static int file_share(const wlift_ckpt *ck, const char *const *sel, size_t nsel, int rank,
+		      int world, const char ***out, size_t *nout)
+{
+	size_t n = sel ? nsel : wlift_ckpt_count(ck), k = 0;
+	const char **mine = calloc(n ? n : 1, sizeof(*mine));
+	long double total = 0, pos = 0;
+
+	*out = mine;
+	*nout = 0;
+	if (!mine)
+		return -ENOMEM;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < n; i++) {
+			wlift_tensor_info ti;
+			int64_t idx = sel ? wlift_ckpt_find(ck, sel[i]) : (int64_t)i;
+
+			if (idx < 0 || wlift_ckpt_info(ck, (size_t)idx, &ti) < 0)
+				continue; /* the load names it */
+			if (pass == 0) {
+				total += ti.nbytes;
+				continue;
+			}
+			{
+				long double mid = pos + (long double)ti.nbytes / 2;
+				int owner = total > 0 ? (int)(mid * world / total) : 0;
+
+				if ((owner < world ? owner : world - 1) == rank)
+					mine[k++] = ti.name;
+				pos += ti.nbytes;
+			}
+		}
+	}
+	*nout = k;
+	return 0;
+}
+
 int cli_load(int argc, char **argv)
 {
 	enum {
@@ -342,8 +386,9 @@ int cli_load(int argc, char **argv)
 	struct progress prog = {0};
 	struct run *runs = NULL;
 	struct cli_rss *rss = NULL;
-	const char **names = NULL;
-	size_t nnames = 0;
+	const char **names = NULL, **share = NULL;
+	size_t nnames = 0, nshare = 0;
+	bool file_mode = false;
 	unsigned long threads = 0, repeat = 1, rank = 0, world = 0;
 	struct cli_shard shard = {0};
 	const char *shard_path = NULL;
@@ -532,11 +577,15 @@ int cli_load(int argc, char **argv)
 	/* --world 1 is a plain load (the spec is still checked against the tensors), as
 	 * fastsafetensors' get_sharded on one rank. */
 	if (rank >= (world ? world : 1) || (shard_path && world < 1) ||
-	    (world > 1 && !shard_path && !use_experts)) {
+	    (shard_path && world < 1)) {
 		rc = cli_usage_error("load", "%s",
 				     rank >= (world ? world : 1) ? "--rank must be below --world"
-				     : shard_path ? "--shard-spec needs --world W (and --rank)"
-						  : "--world needs --shard-spec or --experts");
+				     : "--shard-spec needs --world W (and --rank)");
+		goto out;
+	}
+	file_mode = world > 1 && !shard_path && !use_experts;
+	if (file_mode && groups) {
+		rc = cli_usage_error("load", "--groups does not combine with --world (file mode)");
 		goto out;
 	}
 	if (use_experts) {
@@ -608,6 +657,15 @@ int cli_load(int argc, char **argv)
 		wlift_diag_clear(&d);
 		t0 = now_s();
 		ret = wlift_open(ctx, uri, &ck, &d);
+		if (ret >= 0 && file_mode) {
+			free(share);
+			share = NULL;
+			ret = file_share(ck, names, nnames, (int)rank, (int)world, &share, &nshare);
+			lo.names = share;
+			lo.nnames = nshare;
+			lo.rank = (int)rank;
+			lo.world_size = (int)world;
+		}
 		if (ret >= 0) {
 			prog.t0 = prog.last = now_s();
 			prog.last -= 1.0;
@@ -801,6 +859,7 @@ out:
 	wlift_ctx_destroy(ctx);
 	free(runs);
 	free(names);
+	free(share);
 	cli_shard_free(&shard);
 	return rc;
 }

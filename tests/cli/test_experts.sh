@@ -55,7 +55,6 @@ pycheck "assert j['bytes_read'] < $(want block 2 0 8), j"
 expect_rc 2 "$WEIGHTLIFT" load --experts nope --rank 0 --world 2 "$M"
 expect_rc 2 "$WEIGHTLIFT" load --experts block:0 --rank 0 --world 2 "$M"
 expect_rc 2 "$WEIGHTLIFT" load --experts block:x --rank 0 --world 2 "$M"
-expect_rc 2 "$WEIGHTLIFT" load --world 2 "$M"
 expect_rc 0 "$WEIGHTLIFT" load --help
 grep_out "--experts"
 finish

@@ -209,8 +209,38 @@ for w in 1 2; do
 	expect_rc 1 "$WEIGHTLIFT" load --rank 0 --world $w --shard-spec "$D/spec7.json" "$S"
 	grep_err "cannot be split along dim 7"
 done
+# --- file mode: --rank/--world alone -----------------------------------------------------------
+# Each rank loads its share (contiguous runs balanced by bytes): over the ranks every tensor
+# once and the bytes read add up to the checkpoint's tensor bytes; more ranks than tensors
+# leaves some with nothing; --names narrows what is shared out.
+expect_rc 0 "$WEIGHTLIFT" load --json --direct off "$S"
+pycheck 'open(sys.argv[2].replace("expected.json", "plain"), "w").write("%d %d\n" % (j["tensors"], j["bytes"]))'
+for w in 3 16; do
+	: >"$D/fm$w"
+	for r in $(seq 0 $((w - 1))); do
+		expect_rc 0 "$WEIGHTLIFT" load --json --direct off --rank $r --world $w "$S"
+		pycheck 'assert j["rank"] >= 0 and j["world"] > 1 and j["bytes_read"] == j["bytes"], j
+open(sys.argv[2].replace("expected.json", "fm%d" % j["world"]), "a").write("%d %d\n" % (j["tensors"], j["bytes"]))'
+	done
+	pycheck 'import os
+d = os.path.dirname(sys.argv[2])
+rows = [tuple(map(int, l.split())) for l in open(os.path.join(d, "fm'$w'"))]
+plain = tuple(map(int, open(os.path.join(d, "plain")).read().split()))
+assert len(rows) == '$w' and (sum(r[0] for r in rows), sum(r[1] for r in rows)) == plain, (rows, plain)
+assert '$w' < plain[0] or any(r[0] == 0 for r in rows), rows'
+done
+names=$(python3 -c 'import json, sys; print(",".join(sorted(json.load(open(sys.argv[1]))["small.safetensors"]["tensors"])[:3]))' "$D/expected.json")
+: >"$D/fmn"
+for r in 0 1; do
+	expect_rc 0 "$WEIGHTLIFT" load --json --rank $r --world 2 --names "$names" "$S"
+	pycheck 'open(sys.argv[2].replace("expected.json", "fmn"), "a").write("%d\n" % j["tensors"])'
+done
+NCHECK=$((NCHECK + 1))
+[ "$(awk "{ s += \$1 } END { print s }" "$D/fmn")" = 3 ] || fail "file mode with --names: $(cat "$D/fmn")"
+expect_rc 2 "$WEIGHTLIFT" load --world 2 --groups --device cuda:0 "$S"
+grep_err "file mode"
+
 # usage errors (exit 2) and a bad spec (exit 1, naming the file, quoting nothing of it)
-expect_rc 2 "$WEIGHTLIFT" load --world 2 "$S"
 expect_rc 2 "$WEIGHTLIFT" load --rank 2 --world 2 --shard-spec "$D/spec0.json" "$S"
 expect_rc 2 "$WEIGHTLIFT" load --shard-spec "$D/spec0.json" "$S"
 expect_rc 2 "$WEIGHTLIFT" load --world 0 --shard-spec "$D/spec0.json" "$S"
