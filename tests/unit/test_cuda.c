@@ -31,11 +31,6 @@
 #include "testutil.h"
 #include "weightlift.h"
 
-static uint8_t pat(uint64_t i)
-{
-	return (uint8_t)((i * 2654435761u) >> 13);
-}
-
 static const char *fake_path(void)
 {
 	const char *p = getenv("WLIFT_FAKECUDA");
@@ -108,53 +103,6 @@ static wlift_ctx *ctx_fake(void)
 	return ctx;
 }
 
-/* A U8 checkpoint of n tensors with the given sizes, contiguous (odd sizes give offsets that
- * are not 256-byte aligned, so the plan must split ranges for the device). */
-static void make_st(const char *path, size_t n, const uint64_t *sizes, uint64_t *total)
-{
-	size_t cap = 64 + n * 96, len = 0;
-	char *json = malloc(cap);
-	uint64_t off = 0;
-	uint8_t buf[65536];
-	FILE *f;
-	uint8_t hl[8];
-
-	ck_assert_ptr_nonnull(json);
-	len += (size_t)snprintf(json + len, cap - len, "{");
-	for (size_t i = 0; i < n; i++) {
-		len += (size_t)snprintf(json + len, cap - len,
-					"%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[%llu],"
-					"\"data_offsets\":[%llu,%llu]}",
-					i ? "," : "", i, (unsigned long long)sizes[i],
-					(unsigned long long)off,
-					(unsigned long long)(off + sizes[i]));
-		off += sizes[i];
-	}
-	len += (size_t)snprintf(json + len, cap - len, "}");
-	while (len % 8) {
-		json[len - 1] = ' ';
-		json[len++] = '}';
-		json[len] = 0;
-	}
-	/* Written in pieces: a test of host memory must not hold the data itself. */
-	f = fopen(path, "wb");
-	ck_assert_ptr_nonnull(f);
-	for (int i = 0; i < 8; i++)
-		hl[i] = (uint8_t)((uint64_t)len >> (8 * i));
-	ck_assert_uint_eq(fwrite(hl, 1, 8, f), 8);
-	ck_assert_uint_eq(fwrite(json, 1, len, f), len);
-	for (uint64_t o = 0; o < off;) {
-		size_t k = off - o < sizeof(buf) ? (size_t)(off - o) : sizeof(buf);
-		for (size_t j = 0; j < k; j++)
-			buf[j] = pat(o + j);
-		ck_assert_uint_eq(fwrite(buf, 1, k, f), k);
-		o += k;
-	}
-	ck_assert_int_eq(fclose(f), 0);
-	free(json);
-	*total = off;
-}
-
 /* Every tensor of r, read back from the device, equals the pattern at its data offset. */
 static void check_device_bytes(struct fake *f, const wlift_result *r, int device)
 {
@@ -177,10 +125,10 @@ static void check_device_bytes(struct fake *f, const wlift_result *r, int device
 			ck_assert_int_eq(f->dtoh(buf, (CUdeviceptr)(uintptr_t)v.data + o, k),
 					 CUDA_SUCCESS);
 			for (size_t j = 0; j < k; j++)
-				if (buf[j] != pat(v.info.data_begin + o + j))
+				if (buf[j] != wt_pat(v.info.data_begin + o + j))
 					ck_abort_msg("%s: byte %llu is %u, the file has %u",
 						     v.info.name, (unsigned long long)(o + j), buf[j],
-						     pat(v.info.data_begin + o + j));
+						     wt_pat(v.info.data_begin + o + j));
 		}
 	}
 	dev_leave(f, device);
@@ -229,7 +177,7 @@ static void load_check(int strategy, int direct, const char *device, int index,
 	wlift_diag d;
 	uint64_t total;
 
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	ctx = ctx_fake();
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.device = device;
@@ -385,7 +333,7 @@ static void expect_failure(const char *device, int code, const char *want)
 	uint64_t total;
 	int ret;
 
-	make_st(path, 4, sz, &total);
+	wt_make_u8_st(path, 4, sz, &total);
 	ctx = ctx_fake();
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.device = device;
@@ -449,7 +397,7 @@ START_TEST(no_driver)
 	wlift_diag d;
 	uint64_t total, sz = 100;
 
-	make_st(wt_path("nd.safetensors"), 1, &sz, &total);
+	wt_make_u8_st(wt_path("nd.safetensors"), 1, &sz, &total);
 	setenv("WEIGHTLIFT_CUDA_LIBRARY", "/nonexistent/libcuda.so.1", 1);
 	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, NULL), 0);
 	ck_assert_int_eq(wlift_open(ctx, wt_path("nd.safetensors"), &ck, NULL), 0);
@@ -518,7 +466,7 @@ START_TEST(ring_knobs)
 	wlift_ctx *ctx;
 	wlift_ckpt *ck;
 
-	make_st(path, 1, &sz, &total);
+	wt_make_u8_st(path, 1, &sz, &total);
 	ctx = ctx_fake();
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -785,7 +733,7 @@ START_TEST(budget_groups)
 	for (size_t i = 0; i < 12; i++)
 		sizes[i] = 1000 + 37 * i;
 	snprintf(path, sizeof(path), "%s", wt_path("groups.safetensors"));
-	make_st(path, 12, sizes, &total);
+	wt_make_u8_st(path, 12, sizes, &total);
 	ctx = ctx_fake();
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.device = "cuda:0";
@@ -901,7 +849,7 @@ START_TEST(budget_groups_direct_split)
 	for (size_t i = 0; i < 32; i++)
 		sizes[i] = (64u << 10) - 100;
 	snprintf(path, sizeof(path), "%s", wt_path("split.safetensors"));
-	make_st(path, 32, sizes, &total);
+	wt_make_u8_st(path, 32, sizes, &total);
 	ctx = ctx_fake();
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.device = "cuda:0";
@@ -924,7 +872,7 @@ START_TEST(budget_groups_direct_split)
 	 * then 3 + 1. */
 	for (size_t i = 0; i < 4; i++)
 		sizes[i] = (16u << 10) - 100;
-	make_st(path, 4, sizes, &total);
+	wt_make_u8_st(path, 4, sizes, &total);
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	ck_assert_int_eq(wlift_budget_groups(ck, &o, 64u << 10, ends, 8, NULL), 1);
 	memset(&g, 0, sizeof(g));
@@ -953,7 +901,7 @@ START_TEST(shard_gather_on_device)
 
 	ck_assert_ptr_nonnull(data);
 	for (size_t i = 0; i < na + nb; i++)
-		data[i] = pat(i);
+		data[i] = wt_pat(i);
 	wt_write_st(path,
 		    "{\"a\":{\"dtype\":\"U8\",\"shape\":[16,200000],\"data_offsets\":[0,3200000]},"
 		    "\"b\":{\"dtype\":\"U8\",\"shape\":[400,1000],\"data_offsets\":[3200000,3600000]}}",
@@ -1034,7 +982,7 @@ static void keep_one(int vmm)
 
 	setenv("FAKECUDA_GRANULE", "65536", 1);
 	setenv("FAKECUDA_VMM", vmm ? "1" : "0", 1);
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	ctx = ctx_fake();
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.device = "cuda:1";
@@ -1083,7 +1031,7 @@ static void keep_one(int vmm)
 		ck_assert_int_eq(f.dtoh(buf, (CUdeviceptr)(uintptr_t)m->dl_tensor.data, v.nbytes),
 				 CUDA_SUCCESS);
 		for (uint64_t j = 0; j < v.nbytes; j++)
-			if (buf[j] != pat(v.info.data_begin + j))
+			if (buf[j] != wt_pat(v.info.data_begin + j))
 				ck_abort_msg("kept tensor: byte %llu differs",
 					     (unsigned long long)j);
 		dev_leave(&f, 1);
@@ -1136,7 +1084,7 @@ START_TEST(ring_kept_between_loads)
 	uint64_t total, regs;
 
 	setenv("WEIGHTLIFT_CUDA_RING_KEEP_S", "1", 1);
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	ctx = ctx_fake();
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	ring_loads(ck, "cuda:0", 4u << 20, 4);
@@ -1183,7 +1131,7 @@ START_TEST(ring_not_kept)
 	uint64_t total;
 
 	setenv("WEIGHTLIFT_CUDA_RING_KEEP_S", "0", 1);
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	ctx = ctx_fake();
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	ring_loads(ck, "cuda:0", 4u << 20, 4);
@@ -1254,7 +1202,7 @@ START_TEST(numa_node_lookup)
 	ck_assert_int_eq(wlift__cuda_sink_create(ctx, "cuda:0", &sc, &sk, &d), 0);
 	ck_assert_int_eq(sk->numa, 0); /* -1 in sysfs: none */
 	sk->ops->destroy(sk);
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.device = "cuda:1";
 	ck_assert_msg(wlift_load(ck, &o, NULL, NULL, &r, &d) == 0, "%s", d.message);
@@ -1335,7 +1283,7 @@ START_TEST(caller_allocator)
 	uint64_t total;
 
 	memset(&a, 0, sizeof(a));
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	ctx = ctx_fake();
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	a.f = fake_open();
@@ -1397,7 +1345,7 @@ START_TEST(host_memory_bounded)
 	wlift_diag d;
 	uint64_t total, growth;
 
-	make_st(path, 4, sz, &total);
+	wt_make_u8_st(path, 4, sz, &total);
 	ck_assert_uint_ge(total, 16 * (uint64_t)ring);
 	ctx = ctx_fake();
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);

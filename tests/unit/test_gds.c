@@ -27,11 +27,6 @@
 #include "testutil.h"
 #include "weightlift.h"
 
-static uint8_t pat(uint64_t i)
-{
-	return (uint8_t)((i * 2654435761u) >> 13);
-}
-
 static const char *env_or_skip(const char *name)
 {
 	const char *p = getenv(name);
@@ -129,51 +124,6 @@ static void wait_driver_open(void)
 	ck_assert_int_gt(wlift__gds_state(g, 1, NULL), 0);
 }
 
-/* A U8 checkpoint of n tensors with the given sizes, contiguous. */
-static void make_st(const char *path, size_t n, const uint64_t *sizes, uint64_t *total)
-{
-	size_t cap = 64 + n * 96, len = 0;
-	char *json = malloc(cap);
-	uint64_t off = 0;
-	uint8_t buf[65536];
-	FILE *f;
-	uint8_t hl[8];
-
-	ck_assert_ptr_nonnull(json);
-	len += (size_t)snprintf(json + len, cap - len, "{");
-	for (size_t i = 0; i < n; i++) {
-		len += (size_t)snprintf(json + len, cap - len,
-					"%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[%llu],"
-					"\"data_offsets\":[%llu,%llu]}",
-					i ? "," : "", i, (unsigned long long)sizes[i],
-					(unsigned long long)off,
-					(unsigned long long)(off + sizes[i]));
-		off += sizes[i];
-	}
-	len += (size_t)snprintf(json + len, cap - len, "}");
-	while (len % 8) {
-		json[len - 1] = ' ';
-		json[len++] = '}';
-		json[len] = 0;
-	}
-	f = fopen(path, "wb");
-	ck_assert_ptr_nonnull(f);
-	for (int i = 0; i < 8; i++)
-		hl[i] = (uint8_t)((uint64_t)len >> (8 * i));
-	ck_assert_uint_eq(fwrite(hl, 1, 8, f), 8);
-	ck_assert_uint_eq(fwrite(json, 1, len, f), len);
-	for (uint64_t o = 0; o < off;) {
-		size_t k = off - o < sizeof(buf) ? (size_t)(off - o) : sizeof(buf);
-		for (size_t j = 0; j < k; j++)
-			buf[j] = pat(o + j);
-		ck_assert_uint_eq(fwrite(buf, 1, k, f), k);
-		o += k;
-	}
-	ck_assert_int_eq(fclose(f), 0);
-	free(json);
-	*total = off;
-}
-
 static void check_device_bytes(struct fakes *f, const wlift_result *r, int device)
 {
 	size_t cap = 1 << 20;
@@ -196,10 +146,10 @@ static void check_device_bytes(struct fakes *f, const wlift_result *r, int devic
 			ck_assert_int_eq(f->dtoh(buf, (CUdeviceptr)(uintptr_t)v.data + o, k),
 					 CUDA_SUCCESS);
 			for (size_t j = 0; j < k; j++)
-				if (buf[j] != pat(v.info.data_begin + o + j))
+				if (buf[j] != wt_pat(v.info.data_begin + o + j))
 					ck_abort_msg("%s: byte %llu is %u, the file has %u",
 						     v.info.name, (unsigned long long)(o + j), buf[j],
-						     pat(v.info.data_begin + o + j));
+						     wt_pat(v.info.data_begin + o + j));
 		}
 	}
 	ck_assert_int_eq(f->pop(&old), CUDA_SUCCESS);
@@ -278,7 +228,7 @@ START_TEST(on_bytes_equal)
 	struct run x;
 	uint64_t total;
 
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	x = load(ctx, path, WLIFT_GDS_ON, WLIFT_DIRECT_AUTO, 4);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	f = fakes_open();
@@ -316,7 +266,7 @@ START_TEST(auto_true_gds_direct)
 	struct run x;
 	uint64_t total;
 
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_ON, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	wlift_result_free(x.r);
@@ -362,7 +312,7 @@ START_TEST(auto_hot_never_opens)
 	struct run x;
 	uint64_t total;
 
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_OFF, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	ck_assert_str_eq(x.st.gds, "off");
@@ -388,7 +338,7 @@ START_TEST(compat_mode)
 
 	setenv("FAKECUFILE_MODE", "compat", 1);
 	ctx = ctx_fake();
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	wait_driver_open();
 	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_ON, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
@@ -419,7 +369,7 @@ START_TEST(auto_fallback_on_read_failure)
 	setenv("FAKECUFILE_FAIL_READ", "3", 1);
 	setenv("FAKECUFILE_FAIL_READS_ALL", "1", 1);
 	ctx = ctx_fake();
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	wait_driver_open();
 	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_ON, 1);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
@@ -446,7 +396,7 @@ START_TEST(on_read_failure_is_error)
 
 	setenv("FAKECUFILE_FAIL_READ", "3", 1);
 	ctx = ctx_fake();
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	x = load(ctx, path, WLIFT_GDS_ON, WLIFT_DIRECT_AUTO, 4);
 	ck_assert_int_eq(x.ret, WLIFT_ECUFILE);
 	ck_assert_msg(strstr(x.d.message, "mixed.safetensors") &&
@@ -473,7 +423,7 @@ START_TEST(on_without_library)
 	wlift_ctx_destroy(ctx);
 	setenv("WEIGHTLIFT_CUFILE_LIBRARY", "/nonexistent/libcufile.so.0", 1);
 	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, NULL), 0);
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	x = load(ctx, path, WLIFT_GDS_ON, WLIFT_DIRECT_AUTO, 2);
 	ck_assert_int_eq(x.ret, WLIFT_ENODEV);
 	ck_assert_msg(strstr(x.d.message, "GPU Direct Storage (gds on)") &&
@@ -502,7 +452,7 @@ START_TEST(on_driver_open_fails)
 
 	setenv("FAKECUFILE_FAIL_OPEN", "1", 1);
 	ctx = ctx_fake();
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	x = load(ctx, path, WLIFT_GDS_ON, WLIFT_DIRECT_AUTO, 2);
 	ck_assert_int_eq(x.ret, WLIFT_ECUFILE);
 	ck_assert_msg(strstr(x.d.message, "cuFileDriverOpen"), "message: %s", x.d.message);
@@ -529,7 +479,7 @@ START_TEST(handle_and_buffer_refused)
 
 	setenv("FAKECUFILE_FAIL_HANDLE", "1", 1);
 	ctx = ctx_fake();
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	wait_driver_open();
 	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_ON, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
@@ -563,7 +513,7 @@ START_TEST(buffer_refused)
 
 	setenv("FAKECUFILE_FAIL_BUF", "1", 1);
 	ctx = ctx_fake();
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	x = load(ctx, path, WLIFT_GDS_ON, WLIFT_DIRECT_AUTO, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	ck_assert_str_eq(x.st.gds, "cufile");
@@ -619,7 +569,7 @@ START_TEST(slow_driver_open_off_critical_path)
 
 	setenv("FAKECUFILE_OPEN_DELAY_MS", "3000", 1);
 	ctx = ctx_fake();
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.device = "cuda:0";
 	o.direct = WLIFT_DIRECT_ON;
@@ -666,7 +616,7 @@ START_TEST(host_memory_bounded)
 	uint64_t total, growth;
 
 	ctx = ctx_fake();
-	make_st(path, 4, sz, &total);
+	wt_make_u8_st(path, 4, sz, &total);
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.device = "cuda:0";
 	o.gds = WLIFT_GDS_ON;
@@ -707,7 +657,7 @@ START_TEST(knobs)
 	ck_assert_msg(strstr(d.message, "WEIGHTLIFT_GDS"), "%s", d.message);
 	setenv("WEIGHTLIFT_GDS", "off", 1);
 	ctx = ctx_fake();
-	make_st(path, NMIXED, mixed, &total);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
 	x = load(ctx, path, WLIFT_GDS_DEFAULT, WLIFT_DIRECT_ON, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	ck_assert_str_eq(x.st.gds, "off");

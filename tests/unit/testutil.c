@@ -144,3 +144,53 @@ uint64_t wt_rss_stop(struct wt_rss *s)
 	pthread_join(s->th, NULL);
 	return s->peak > s->base ? s->peak - s->base : 0;
 }
+
+uint8_t wt_pat(uint64_t i)
+{
+	return (uint8_t)((i * 2654435761u) >> 13);
+}
+
+void wt_make_u8_st(const char *path, size_t n, const uint64_t *sizes, uint64_t *total)
+{
+	size_t cap = 64 + n * 96, len = 0;
+	char *json = malloc(cap);
+	uint64_t off = 0;
+	uint8_t buf[65536];
+	FILE *f;
+	uint8_t hl[8];
+
+	ck_assert_ptr_nonnull(json);
+	len += (size_t)snprintf(json + len, cap - len, "{");
+	for (size_t i = 0; i < n; i++) {
+		len += (size_t)snprintf(json + len, cap - len,
+					"%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[%llu],"
+					"\"data_offsets\":[%llu,%llu]}",
+					i ? "," : "", i, (unsigned long long)sizes[i],
+					(unsigned long long)off,
+					(unsigned long long)(off + sizes[i]));
+		off += sizes[i];
+	}
+	len += (size_t)snprintf(json + len, cap - len, "}");
+	while (len % 8) {
+		json[len - 1] = ' ';
+		json[len++] = '}';
+		json[len] = 0;
+	}
+	/* Written in pieces: a test of host memory must not hold the data itself. */
+	f = fopen(path, "wb");
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 8; i++)
+		hl[i] = (uint8_t)((uint64_t)len >> (8 * i));
+	ck_assert_uint_eq(fwrite(hl, 1, 8, f), 8);
+	ck_assert_uint_eq(fwrite(json, 1, len, f), len);
+	for (uint64_t o = 0; o < off;) {
+		size_t k = off - o < sizeof(buf) ? (size_t)(off - o) : sizeof(buf);
+		for (size_t j = 0; j < k; j++)
+			buf[j] = wt_pat(o + j);
+		ck_assert_uint_eq(fwrite(buf, 1, k, f), k);
+		o += k;
+	}
+	ck_assert_int_eq(fclose(f), 0);
+	free(json);
+	*total = off;
+}

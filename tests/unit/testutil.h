@@ -17,6 +17,12 @@ void wt_write_file(const char *path, const void *buf, size_t len);
 /* Write a raw safetensors file: 8-byte little-endian length of json, json, then data. */
 void wt_write_st(const char *path, const char *json, const void *data, size_t datalen);
 /* Same in memory: malloc'd image, *len set. */
+/* The byte at data offset i of wt_make_u8_st's files (a multiplicative hash of i). */
+uint8_t wt_pat(uint64_t i);
+/* Write a U8 checkpoint of n tensors "t0".. of the given sizes, contiguous, their bytes
+ * wt_pat(offset), in pieces (a test of host memory must not hold the data itself); *total
+ * is the data size. Odd sizes give offsets that are not 256-byte aligned. */
+void wt_make_u8_st(const char *path, size_t n, const uint64_t *sizes, uint64_t *total);
 uint8_t *wt_st_image(const char *json, const void *data, size_t datalen, size_t *len);
 /* Run a suite in fork mode; returns the process exit code (0 all passed, 1 otherwise). */
 int wt_run(Suite *s);
