@@ -186,6 +186,31 @@ static const uint64_t mixed[] = { 1000, 3u << 20, 7, 0, (1u << 20) + 13, 255, 25
 				  333333, 17, (2u << 20) + 1, 64, 5u << 20 };
 #define NMIXED (sizeof(mixed) / sizeof(mixed[0]))
 
+/* The usual case: a context on the fakes (their FAKECUFILE_* knobs set before) and the
+ * mixed checkpoint at path, its data bytes in *total. */
+static wlift_ctx *mixed_case(const char *path, uint64_t *total)
+{
+	wlift_ctx *ctx = ctx_fake();
+
+	wt_make_u8_st(path, NMIXED, mixed, total);
+	return ctx;
+}
+
+/* The usual end: r's device bytes equal the file (r may be NULL), then with r freed and
+ * the context gone nothing is left in either fake. Returns the fakes for checks after. */
+static struct fakes finish(wlift_ctx *ctx, wlift_result *r)
+{
+	struct fakes f = fakes_open();
+
+	if (r) {
+		check_device_bytes(&f, r, 0);
+		wlift_result_free(r);
+	}
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&f);
+	return f;
+}
+
 struct run {
 	wlift_result *r;
 	wlift_stats st;
@@ -222,13 +247,13 @@ static struct run load(wlift_ctx *ctx, const char *path, int gds, int direct, in
 START_TEST(on_bytes_equal)
 {
 	const char *path = wt_path("mixed.safetensors");
-	wlift_ctx *ctx = ctx_fake();
+	wlift_ctx *ctx;
 	struct fakecufile_stats fs;
 	struct fakes f;
 	struct run x;
 	uint64_t total;
 
-	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = mixed_case(path, &total);
 	x = load(ctx, path, WLIFT_GDS_ON, WLIFT_DIRECT_AUTO, 4);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	f = fakes_open();
@@ -250,10 +275,7 @@ START_TEST(on_bytes_equal)
 		ck_assert_uint_eq(cs.htod_copies, 0); /* nothing through the ring */
 		ck_assert_uint_gt(cs.rdma_creates, 0); /* VMM units cuFile can DMA into */
 	}
-	check_device_bytes(&f, x.r, 0);
-	wlift_result_free(x.r);
-	wlift_ctx_destroy(ctx);
-	check_nothing_held(&f);
+	finish(ctx, x.r);
 }
 END_TEST
 
@@ -261,12 +283,12 @@ END_TEST
 START_TEST(auto_true_gds_direct)
 {
 	const char *path = wt_path("mixed.safetensors");
-	wlift_ctx *ctx = ctx_fake();
+	wlift_ctx *ctx;
 	struct fakes f;
 	struct run x;
 	uint64_t total;
 
-	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = mixed_case(path, &total);
 	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_ON, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	wlift_result_free(x.r);
@@ -295,10 +317,7 @@ START_TEST(auto_true_gds_direct)
 	}
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	ck_assert_str_eq(x.st.gds, "off");
-	check_device_bytes(&f, x.r, 0);
-	wlift_result_free(x.r);
-	wlift_ctx_destroy(ctx);
-	check_nothing_held(&f);
+	finish(ctx, x.r);
 }
 END_TEST
 
@@ -306,13 +325,13 @@ END_TEST
 START_TEST(auto_hot_never_opens)
 {
 	const char *path = wt_path("mixed.safetensors");
-	wlift_ctx *ctx = ctx_fake();
+	wlift_ctx *ctx;
 	struct fakecufile_stats fs;
 	struct fakes f;
 	struct run x;
 	uint64_t total;
 
-	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = mixed_case(path, &total);
 	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_OFF, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	ck_assert_str_eq(x.st.gds, "off");
@@ -320,10 +339,7 @@ START_TEST(auto_hot_never_opens)
 	usleep(200 * 1000); /* an open started in the background would be done by now */
 	f.fstats(&fs);
 	ck_assert_uint_eq(fs.opens, 0);
-	check_device_bytes(&f, x.r, 0);
-	wlift_result_free(x.r);
-	wlift_ctx_destroy(ctx);
-	check_nothing_held(&f);
+	finish(ctx, x.r);
 }
 END_TEST
 
@@ -332,13 +348,11 @@ START_TEST(compat_mode)
 {
 	const char *path = wt_path("mixed.safetensors");
 	wlift_ctx *ctx;
-	struct fakes f;
 	struct run x;
 	uint64_t total;
 
 	setenv("FAKECUFILE_MODE", "compat", 1);
-	ctx = ctx_fake();
-	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = mixed_case(path, &total);
 	wait_driver_open();
 	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_ON, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
@@ -349,11 +363,7 @@ START_TEST(compat_mode)
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	ck_assert_str_eq(x.st.gds, "compat");
 	ck_assert_uint_ge(x.st.gds_bytes, total);
-	f = fakes_open();
-	check_device_bytes(&f, x.r, 0);
-	wlift_result_free(x.r);
-	wlift_ctx_destroy(ctx);
-	check_nothing_held(&f);
+	finish(ctx, x.r);
 }
 END_TEST
 
@@ -362,14 +372,12 @@ START_TEST(auto_fallback_on_read_failure)
 {
 	const char *path = wt_path("mixed.safetensors");
 	wlift_ctx *ctx;
-	struct fakes f;
 	struct run x;
 	uint64_t total;
 
 	setenv("FAKECUFILE_FAIL_READ", "3", 1);
 	setenv("FAKECUFILE_FAIL_READS_ALL", "1", 1);
-	ctx = ctx_fake();
-	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = mixed_case(path, &total);
 	wait_driver_open();
 	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_ON, 1);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
@@ -377,11 +385,7 @@ START_TEST(auto_fallback_on_read_failure)
 	ck_assert_uint_gt(x.st.gds_bytes, 0);
 	ck_assert_uint_lt(x.st.gds_bytes, total);
 	ck_assert_uint_eq(x.st.gds_fallbacks, 1);
-	f = fakes_open();
-	check_device_bytes(&f, x.r, 0);
-	wlift_result_free(x.r);
-	wlift_ctx_destroy(ctx);
-	check_nothing_held(&f);
+	finish(ctx, x.r);
 }
 END_TEST
 
@@ -390,13 +394,11 @@ START_TEST(on_read_failure_is_error)
 {
 	const char *path = wt_path("mixed.safetensors");
 	wlift_ctx *ctx;
-	struct fakes f;
 	struct run x;
 	uint64_t total;
 
 	setenv("FAKECUFILE_FAIL_READ", "3", 1);
-	ctx = ctx_fake();
-	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = mixed_case(path, &total);
 	x = load(ctx, path, WLIFT_GDS_ON, WLIFT_DIRECT_AUTO, 4);
 	ck_assert_int_eq(x.ret, WLIFT_ECUFILE);
 	ck_assert_msg(strstr(x.d.message, "mixed.safetensors") &&
@@ -404,9 +406,7 @@ START_TEST(on_read_failure_is_error)
 		      "message: %s", x.d.message);
 	ck_assert_int_eq(x.d.has_offset, 1);
 	ck_assert_str_ne(x.d.tensor, "");
-	wlift_ctx_destroy(ctx);
-	f = fakes_open();
-	check_nothing_held(&f);
+	finish(ctx, NULL);
 }
 END_TEST
 
@@ -415,7 +415,6 @@ START_TEST(on_without_library)
 {
 	const char *path = wt_path("mixed.safetensors");
 	wlift_ctx *ctx;
-	struct fakes f;
 	struct run x;
 	uint64_t total;
 
@@ -434,11 +433,7 @@ START_TEST(on_without_library)
 	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_ON, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	ck_assert_str_eq(x.st.gds, "off");
-	f = fakes_open();
-	check_device_bytes(&f, x.r, 0);
-	wlift_result_free(x.r);
-	wlift_ctx_destroy(ctx);
-	check_nothing_held(&f);
+	finish(ctx, x.r);
 }
 END_TEST
 
@@ -446,13 +441,11 @@ START_TEST(on_driver_open_fails)
 {
 	const char *path = wt_path("mixed.safetensors");
 	wlift_ctx *ctx;
-	struct fakes f;
 	struct run x;
 	uint64_t total;
 
 	setenv("FAKECUFILE_FAIL_OPEN", "1", 1);
-	ctx = ctx_fake();
-	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = mixed_case(path, &total);
 	x = load(ctx, path, WLIFT_GDS_ON, WLIFT_DIRECT_AUTO, 2);
 	ck_assert_int_eq(x.ret, WLIFT_ECUFILE);
 	ck_assert_msg(strstr(x.d.message, "cuFileDriverOpen"), "message: %s", x.d.message);
@@ -460,9 +453,7 @@ START_TEST(on_driver_open_fails)
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	ck_assert_str_eq(x.st.gds, "off");
 	wlift_result_free(x.r);
-	wlift_ctx_destroy(ctx);
-	f = fakes_open();
-	check_nothing_held(&f);
+	finish(ctx, NULL);
 }
 END_TEST
 
@@ -478,8 +469,7 @@ START_TEST(handle_and_buffer_refused)
 	uint64_t total;
 
 	setenv("FAKECUFILE_FAIL_HANDLE", "1", 1);
-	ctx = ctx_fake();
-	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = mixed_case(path, &total);
 	wait_driver_open();
 	x = load(ctx, path, WLIFT_GDS_AUTO, WLIFT_DIRECT_ON, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
@@ -495,8 +485,7 @@ START_TEST(handle_and_buffer_refused)
 	ck_assert_msg(strstr(x.d.message, "mixed.safetensors") &&
 			  strstr(x.d.message, "cuFileHandleRegister"),
 		      "message: %s", x.d.message);
-	wlift_ctx_destroy(ctx);
-	check_nothing_held(&f);
+	f = finish(ctx, NULL);
 	f.fstats(&fs);
 	ck_assert_uint_eq(fs.reads, 0);
 }
@@ -512,8 +501,7 @@ START_TEST(buffer_refused)
 	uint64_t total;
 
 	setenv("FAKECUFILE_FAIL_BUF", "1", 1);
-	ctx = ctx_fake();
-	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = mixed_case(path, &total);
 	x = load(ctx, path, WLIFT_GDS_ON, WLIFT_DIRECT_AUTO, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	ck_assert_str_eq(x.st.gds, "cufile");
@@ -521,10 +509,7 @@ START_TEST(buffer_refused)
 	f.fstats(&fs);
 	ck_assert_uint_gt(fs.reads, 0);
 	ck_assert_uint_eq(fs.reads_registered, 0);
-	check_device_bytes(&f, x.r, 0);
-	wlift_result_free(x.r);
-	wlift_ctx_destroy(ctx);
-	check_nothing_held(&f);
+	finish(ctx, x.r);
 }
 END_TEST
 
@@ -563,13 +548,11 @@ START_TEST(slow_driver_open_off_critical_path)
 	wlift_result *r;
 	wlift_stats st;
 	wlift_diag d;
-	struct fakes f;
 	uint64_t total;
 	double t_end;
 
 	setenv("FAKECUFILE_OPEN_DELAY_MS", "3000", 1);
-	ctx = ctx_fake();
-	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = mixed_case(path, &total);
 	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
 	o.device = "cuda:0";
 	o.direct = WLIFT_DIRECT_ON;
@@ -587,12 +570,8 @@ START_TEST(slow_driver_open_off_critical_path)
 	ck_assert_double_lt(t_end - fr.t0, 2.5);
 	ck_assert_int_eq(wlift_result_stats(r, &st), 0);
 	ck_assert_str_eq(st.gds, "off"); /* all of it through the ring meanwhile */
-	f = fakes_open();
-	check_device_bytes(&f, r, 0);
-	wlift_result_free(r);
 	wlift_ckpt_close(ck);
-	wlift_ctx_destroy(ctx);
-	check_nothing_held(&f);
+	finish(ctx, r);
 }
 END_TEST
 
@@ -607,7 +586,6 @@ START_TEST(host_memory_bounded)
 	static const uint64_t sz[] = { 40u << 20, 24u << 20, (32u << 20) + 5, 32u << 20 };
 	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
 	struct wt_rss s;
-	struct fakes f;
 	wlift_ctx *ctx;
 	wlift_ckpt *ck;
 	wlift_result *r;
@@ -633,12 +611,8 @@ START_TEST(host_memory_bounded)
 	ck_assert_uint_ge(st.gds_bytes, total);
 	ck_assert_msg(growth <= ring + (64u << 20), "peak RssAnon grew by %llu bytes",
 		      (unsigned long long)growth);
-	f = fakes_open();
-	check_device_bytes(&f, r, 0);
-	wlift_result_free(r);
 	wlift_ckpt_close(ck);
-	wlift_ctx_destroy(ctx);
-	check_nothing_held(&f);
+	finish(ctx, r);
 }
 END_TEST
 
@@ -656,8 +630,7 @@ START_TEST(knobs)
 	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), -EINVAL);
 	ck_assert_msg(strstr(d.message, "WEIGHTLIFT_GDS"), "%s", d.message);
 	setenv("WEIGHTLIFT_GDS", "off", 1);
-	ctx = ctx_fake();
-	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = mixed_case(path, &total);
 	x = load(ctx, path, WLIFT_GDS_DEFAULT, WLIFT_DIRECT_ON, 2);
 	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
 	ck_assert_str_eq(x.st.gds, "off");
