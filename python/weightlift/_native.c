@@ -606,6 +606,47 @@ static void py_free_cb(void *user, int device, void *ptr, size_t bytes)
 	PyGILState_Release(g);
 }
 
+/* The selection keywords of ck.load and budget_groups into o: dtype (a name; None: as
+ * stored) and names (a sequence of str; None: all). *seq and *cnames are the caller's to
+ * release, on failure too. Returns 0, or -1 with the exception set. */
+static int parse_selection(PyObject *names, const char *dtype, wlift_load_opts *o,
+			   PyObject **seq, const char ***cnames)
+{
+	if (dtype) {
+		/* Floating-point tensors are converted to it (the library checks the pair). */
+		int t = wlift_dtype_from_name(dtype);
+
+		if (t < 0) {
+			PyErr_Format(PyExc_ValueError, "unknown dtype %s", dtype);
+			return -1;
+		}
+		o->dtype = (wlift_dtype)t;
+	}
+	if (names != Py_None) {
+		const char **c;
+		Py_ssize_t n;
+
+		*seq = PySequence_Fast(names, "names must be a sequence of str");
+		if (!*seq)
+			return -1;
+		n = PySequence_Fast_GET_SIZE(*seq);
+		c = PyMem_Calloc((size_t)n + 1, sizeof(*c));
+		*cnames = c;
+		if (!c) {
+			PyErr_NoMemory();
+			return -1;
+		}
+		for (Py_ssize_t i = 0; i < n; i++) {
+			c[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(*seq, i));
+			if (!c[i])
+				return -1;
+		}
+		o->names = c;
+		o->nnames = (size_t)n;
+	}
+	return 0;
+}
+
 static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 {
 	static char *kwlist[] = {"names", "mmap", "strategy", "direct", "threads", "device",
@@ -656,36 +697,8 @@ static PyObject *ckpt_load(CkptObject *self, PyObject *args, PyObject *kw)
 	}
 	if (ckpt_check(self) < 0)
 		return NULL;
-	if (dtype) {
-		/* Floating-point tensors are converted to it (the library checks the pair). */
-		int t = wlift_dtype_from_name(dtype);
-
-		if (t < 0) {
-			PyErr_Format(PyExc_ValueError, "unknown dtype %s", dtype);
-			return NULL;
-		}
-		o.dtype = (wlift_dtype)t;
-	}
-	if (names != Py_None) {
-		Py_ssize_t n;
-
-		seq = PySequence_Fast(names, "names must be a sequence of str");
-		if (!seq)
-			return NULL;
-		n = PySequence_Fast_GET_SIZE(seq);
-		cnames = PyMem_Calloc((size_t)n + 1, sizeof(*cnames));
-		if (!cnames) {
-			PyErr_NoMemory();
-			goto out;
-		}
-		for (Py_ssize_t i = 0; i < n; i++) {
-			cnames[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
-			if (!cnames[i])
-				goto out;
-		}
-		o.names = cnames;
-		o.nnames = (size_t)n;
-	}
+	if (parse_selection(names, dtype, &o, &seq, &cnames) < 0)
+		goto out;
 	if (rows != Py_None) {
 		/* rows: one (begin, end) pair of leading-dimension rows per name. */
 		Py_ssize_t n;
@@ -849,33 +862,8 @@ static PyObject *ckpt_budget_groups(CkptObject *self, PyObject *args, PyObject *
 		return NULL;
 	if (ckpt_check(self) < 0)
 		return NULL;
-	if (dtype) {
-		int t = wlift_dtype_from_name(dtype);
-		if (t < 0) {
-			PyErr_Format(PyExc_ValueError, "unknown dtype %s", dtype);
-			return NULL;
-		}
-		o.dtype = (wlift_dtype)t;
-	}
-	if (names != Py_None) {
-		Py_ssize_t k;
-		seq = PySequence_Fast(names, "names must be a sequence of str");
-		if (!seq)
-			return NULL;
-		k = PySequence_Fast_GET_SIZE(seq);
-		cnames = PyMem_Calloc((size_t)k + 1, sizeof(*cnames));
-		if (!cnames) {
-			PyErr_NoMemory();
-			goto out;
-		}
-		for (Py_ssize_t i = 0; i < k; i++) {
-			cnames[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i));
-			if (!cnames[i])
-				goto out;
-		}
-		o.names = cnames;
-		o.nnames = (size_t)k;
-	}
+	if (parse_selection(names, dtype, &o, &seq, &cnames) < 0)
+		goto out;
 	wlift_diag_clear(&d);
 	n = wlift_budget_groups(self->ck, &o, budget, NULL, 0, &d);
 	if (n >= 0) {

@@ -284,3 +284,26 @@ def test_enum_constants_come_from_the_header(prefix):
     if prefix == "MMAP":
         assert (_core.MMAP_OFF, _core.MMAP_ON, _core.MMAP_AUTO) == (
             _native.MMAP_OFF, _native.MMAP_ON, _native.MMAP_AUTO)
+
+
+def test_load_and_budget_groups_share_names_and_dtype(ckpt):
+    """ck.load and ck.budget_groups read names= and dtype= alike (one parser in _native.c)."""
+    from weightlift import _core
+
+    p, _ = ckpt
+    ck = _core.open_checkpoint(p)
+    try:
+        calls = (lambda **kw: ck.load(**kw), lambda **kw: ck.budget_groups(1 << 20, **kw))
+        for call in calls:
+            with pytest.raises(TypeError, match="names must be a sequence of str"):
+                call(names=5)
+            with pytest.raises(TypeError):
+                call(names=["a", 7])
+            with pytest.raises(ValueError, match="unknown dtype F99"):
+                call(names=["a"], dtype="F99")
+        assert ck.budget_groups(1 << 20, names=["bf", "a"], dtype="F32") == [["bf", "a"]]
+        r = ck.load(names=["bf", "a"], dtype="F32")
+        assert sorted(t.name for t in r.tensors()) == ["a", "bf"]
+        assert {t.dtype for t in r.tensors()} == {"F32"}
+    finally:
+        ck.close()
