@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""nginx for the distributed tests: a prefix of its own under the test's temporary directory,
-a free port on 127.0.0.1 (or a given address, optionally inside a network namespace), an
-access log of the client address, path, status, body bytes and Range of every request
-(tests/python/test_dist_nodes.py counts the bytes each node was served from it), stopped by
-stop(). The configuration follows tests/http/nginx.sh (sendfile on, tcp_nopush off)."""
+"""nginx for the Python tests: a prefix of its own under the test's temporary directory,
+a free port on 127.0.0.1 (or a given address, optionally inside a network namespace), extra
+locations where a test needs them (test_api_http.py: no Range, 403; test_cache.py: a slow
+one), an access log of the client address, path, status, body bytes, Range and method of
+every request (tests/python/test_dist_nodes.py counts the bytes each node was served from it,
+test_cache.py the GETs of an object), stopped by stop(). The configuration follows
+tests/http/nginx.sh (sendfile on, tcp_nopush off)."""
 import os
 import shutil
 import socket
@@ -21,7 +23,7 @@ pid {pfx}/nginx.pid;
 error_log {pfx}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
-    log_format t '$remote_addr $uri $status $body_bytes_sent "$http_range"';
+    log_format t '$remote_addr $uri $status $body_bytes_sent "$http_range" $request_method';
     access_log {pfx}/access.log t;
     client_body_temp_path {pfx}/tmp;
     proxy_temp_path {pfx}/tmp;
@@ -32,7 +34,7 @@ http {{
     sendfile on;
     tcp_nopush off;
     keepalive_requests 10000;
-    server {{ listen {listen}; root {root}; }}
+    server {{ listen {listen}; root {root};{locations} }}
 }}
 """
 
@@ -47,10 +49,13 @@ def free_port() -> int:
 
 class Nginx:
     """nginx serving root on addr (a free port of 127.0.0.1 unless port is given); pre is a
-    command prefix to run it (and its readiness probe, curl) in a network namespace."""
+    command prefix to run it (and its readiness probe, curl) in a network namespace;
+    locations maps a location's path to its directives, "{root}" in them standing for root
+    (e.g. {"/slow/": "alias {root}/; limit_rate 8m;"}). root and pfx stay as given."""
 
-    def __init__(self, root, pfx, addr="127.0.0.1", port=None, pre=()):
-        self.root, self.pfx, self.addr, self.pre = str(root), str(pfx), addr, list(pre)
+    def __init__(self, root, pfx, addr="127.0.0.1", port=None, pre=(), locations=None):
+        self.root, self.pfx, self.addr, self.pre = root, pfx, addr, list(pre)
+        self.locations = dict(locations or {})
         self.port = port
         self.proc = None
         self.url = ""
@@ -60,9 +65,12 @@ class Nginx:
         os.makedirs(os.path.join(self.pfx, "tmp"), exist_ok=True)
         port = self.port or free_port()
         conf = os.path.join(self.pfx, "nginx.conf")
+        root = str(self.root)
+        locs = "".join(f"\n        location {path} {{ {body.format(root=root)} }}"
+                       for path, body in self.locations.items())
         with open(conf, "w") as f:
             f.write(CONF.format(user="user root;" if os.getuid() == 0 else "", pfx=self.pfx,
-                                listen=f"{self.addr}:{port}", root=self.root))
+                                listen=f"{self.addr}:{port}", root=root, locations=locs))
         self.proc = subprocess.Popen(self.pre + [NGINX, "-p", self.pfx, "-c", conf, "-e",
                                                  os.path.join(self.pfx, "error.log")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -86,18 +94,27 @@ class Nginx:
         except OSError:
             return ""
 
-    def access(self):
-        """[(client address, path, status, body bytes, Range header or "")] of every request
-        logged so far (nginx writes a line when its answer ends)."""
+    def _log(self):
         out = []
         try:
             with open(os.path.join(self.pfx, "access.log")) as f:
                 for line in f:
-                    addr, path, status, nbytes, rng = line.rstrip("\n").split(" ", 4)
-                    out.append((addr, path, int(status), int(nbytes), rng.strip('"').strip("-")))
+                    rest, method = line.rstrip("\n").rsplit(" ", 1)
+                    addr, path, status, nbytes, rng = rest.split(" ", 4)
+                    out.append((addr, path, int(status), int(nbytes), rng.strip('"').strip("-"),
+                                method))
         except OSError:
             pass
         return out
+
+    def access(self):
+        """[(client address, path, status, body bytes, Range header or "")] of every request
+        logged so far (nginx writes a line when its answer ends)."""
+        return [e[:5] for e in self._log()]
+
+    def gets(self, name) -> int:
+        """How many GET requests for /name were logged so far."""
+        return sum(1 for e in self._log() if e[5] == "GET" and e[1] == "/" + name)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -4,12 +4,7 @@ get_tensor/get_slice and the reference's bytes, from nginx on 127.0.0.1 (a free 
 of its own under the test's temporary directory, stopped at the end; skipped without nginx).
 HTTP errors map to Python's: 404 FileNotFoundError, 403 PermissionError, a server ignoring
 Range OSError."""
-import os
-import shutil
-import socket
-import subprocess
 import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -18,41 +13,16 @@ wl = pytest.importorskip("weightlift")
 wlnp = pytest.importorskip("weightlift.numpy")
 refnp = pytest.importorskip("safetensors.numpy")
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-
-CONF = """
-{user}
-daemon off;
-worker_processes 1;
-pid {pfx}/nginx.pid;
-error_log {pfx}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {pfx}/tmp;
-    proxy_temp_path {pfx}/tmp;
-    fastcgi_temp_path {pfx}/tmp;
-    uwsgi_temp_path {pfx}/tmp;
-    scgi_temp_path {pfx}/tmp;
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location /norange/ {{ alias {root}/; max_ranges 0; }}
-        location /forbidden/ {{ return 403; }}
-    }}
-}}
-"""
+import nginxutil  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not NGINX:
+    if not nginxutil.NGINX:
         pytest.skip("nginx not found")
     base = tmp_path_factory.mktemp("http")
-    root, pfx = base / "root", base / "nginx"
+    root = base / "root"
     root.mkdir()
-    (pfx / "tmp").mkdir(parents=True)
     rng = np.random.default_rng(7)
     tensors = {
         "a": rng.standard_normal((300, 257)).astype(np.float32),
@@ -60,32 +30,15 @@ def server(tmp_path_factory):
         "c": rng.standard_normal((5, 3, 1111)).astype(np.float16),
     }
     refnp.save_file(tensors, str(root / "m.safetensors"), metadata={"k": "v"})
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    (pfx / "nginx.conf").write_text(CONF.format(
-        user="user root;" if os.getuid() == 0 else "", pfx=pfx, port=port, root=root))
-    proc = subprocess.Popen([NGINX, "-p", str(pfx), "-c", str(pfx / "nginx.conf"), "-e",
-                             str(pfx / "error.log")], stderr=subprocess.DEVNULL)
-    url = "http://127.0.0.1:%d" % port
+    ngx = nginxutil.Nginx(root, base / "nginx", locations={
+        "/norange/": "alias {root}/; max_ranges 0;", "/forbidden/": "return 403;"})
     try:
-        for _ in range(50):
-            try:
-                urllib.request.urlopen(url + "/m.safetensors", timeout=1).read(1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.skip("nginx did not start: " + (pfx / "error.log").read_text()[-300:])
-                time.sleep(0.1)
+        url = ngx.start()
+        if not url:
+            pytest.skip("nginx did not start: " + ngx.error_log()[-300:])
         yield url, root, tensors
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        ngx.stop()
 
 
 def test_load_file_numpy(server):

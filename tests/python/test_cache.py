@@ -10,13 +10,10 @@ directory: one intact entry, every actor's bytes equal to the reference's."""
 import hashlib
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -25,76 +22,7 @@ wl = pytest.importorskip("weightlift")
 wlnp = pytest.importorskip("weightlift.numpy")
 refnp = pytest.importorskip("safetensors.numpy")
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
-
-CONF = """
-{user}
-daemon off;
-worker_processes 1;
-pid {pfx}/nginx.pid;
-error_log {pfx}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    log_format t '$request_method $uri $status "$http_range"';
-    access_log {pfx}/access.log t;
-    client_body_temp_path {pfx}/tmp;
-    proxy_temp_path {pfx}/tmp;
-    fastcgi_temp_path {pfx}/tmp;
-    uwsgi_temp_path {pfx}/tmp;
-    scgi_temp_path {pfx}/tmp;
-    default_type application/octet-stream;
-    tcp_nopush off;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location /slow/ {{ alias {root}/; limit_rate 8m; }}
-    }}
-}}
-"""
-
-
-class Nginx:
-    def __init__(self, base):
-        if not NGINX:
-            pytest.skip("nginx not found")
-        self.root, self.pfx = base / "root", base / "nginx"
-        self.root.mkdir(exist_ok=True)
-        (self.pfx / "tmp").mkdir(parents=True, exist_ok=True)
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
-        (self.pfx / "nginx.conf").write_text(CONF.format(
-            user="user root;" if os.getuid() == 0 else "", pfx=self.pfx, port=self.port,
-            root=self.root))
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.proc = None
-
-    def start(self, probe):
-        self.proc = subprocess.Popen([NGINX, "-p", str(self.pfx), "-c", str(self.pfx / "nginx.conf"),
-                                      "-e", str(self.pfx / "error.log")], stderr=subprocess.DEVNULL)
-        for _ in range(50):
-            try:
-                urllib.request.urlopen(self.url + "/" + probe, timeout=1).read(1)
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    pytest.skip("nginx did not start: " + (self.pfx / "error.log").read_text()[-300:])
-                time.sleep(0.1)
-        pytest.skip("nginx did not answer")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def gets(self, name):
-        log = self.pfx / "access.log"
-        return sum(1 for line in log.read_text().splitlines() if line.startswith("GET /" + name + " "))
+import nginxutil  # noqa: E402
 
 
 def _tensors(seed=7):
@@ -108,11 +36,17 @@ def _tensors(seed=7):
 
 @pytest.fixture()
 def server(tmp_path):
-    n = Nginx(tmp_path)
-    refnp.save_file(_tensors(), str(n.root / "m.safetensors"), metadata={"k": "v"})
-    refnp.save_file(_tensors(8), str(n.root / "other.safetensors"))
-    n.start("m.safetensors")
+    if not nginxutil.NGINX:
+        pytest.skip("nginx not found")
+    root = tmp_path / "root"
+    root.mkdir()
+    refnp.save_file(_tensors(), str(root / "m.safetensors"), metadata={"k": "v"})
+    refnp.save_file(_tensors(8), str(root / "other.safetensors"))
+    n = nginxutil.Nginx(root, tmp_path / "nginx",
+                        locations={"/slow/": "alias {root}/; limit_rate 8m;"})
     try:
+        if not n.start():
+            pytest.skip("nginx did not start: " + n.error_log()[-300:])
         yield n
     finally:
         n.stop()
