@@ -10,6 +10,15 @@
  * True GDS mode wants O_DIRECT descriptors (a buffered one is misuse) and counts reads that
  * are not 4 KiB aligned. Errors and a slow driver open are injected by FAKECUFILE_* knobs
  * (fake_cufile.h).
+ *
+ * The batch API (cuFileBatchIOSetUp/Submit/GetStatus/Cancel/Destroy): Submit checks each
+ * request on the calling thread (a current context, device memory, a registered handle) and
+ * queues it; FAKECUFILE_WORKERS threads (default 3) take any queued request at random after
+ * a random delay (up to FAKECUFILE_DELAY_US, default 300 us), so requests complete out of
+ * order; GetStatus reaps them in completion order. Each request counts as one read for
+ * FAKECUFILE_FAIL_READ (its event says CUFILE_FAILED, ret minus the cuFile error).
+ * FAKECUFILE_NO_BATCH=1 reports max_batch_io_size 0 (a driver without batches),
+ * FAKECUFILE_FAIL_BATCH=setup|submit fails that call.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -31,6 +40,9 @@
 #define MAX_HANDLES 1024
 #define MAX_BUFS 256
 #define ALIGN 4096u
+#define MAX_BATCHES 256
+#define MAX_BATCH_NR 256
+#define MAX_QUEUED 4096
 
 typedef struct {
 	int err;
@@ -87,6 +99,60 @@ struct buf {
 	size_t len;
 };
 
+/* The batch API's types (cufile.h). */
+typedef struct {
+	int mode;
+	union {
+		struct {
+			void *devPtr_base;
+			off_t file_offset;
+			off_t devPtr_offset;
+			size_t size;
+		} batch;
+	} u;
+	void *fh;
+	int opcode;
+	void *cookie;
+} CUfileIOParams_t;
+
+typedef struct {
+	void *cookie;
+	int status;
+	size_t ret;
+} CUfileIOEvents_t;
+
+#define CUFILE_READ 0
+#define CUFILE_BATCH 1
+#define CUFILE_PENDING 0x02
+#define CUFILE_CANCELED 0x08
+#define CUFILE_COMPLETE 0x10
+#define CUFILE_FAILED 0x40
+
+struct bio {
+	struct handle *h;
+	uint8_t *dp;
+	size_t size;
+	off_t file_off;
+	void *cookie;
+	uint64_t seq;	/* submission order in the batch */
+	int fail;	/* an injected failure */
+	int status;	/* CUFILE_PENDING until a worker ran it */
+	ssize_t ret;
+};
+
+struct batch {
+	int used;
+	unsigned cap;
+	unsigned n;	      /* requests submitted (not yet reaped or reaped) */
+	unsigned running;     /* taken by a worker, not finished */
+	unsigned queued;      /* waiting for a worker */
+	struct bio io[MAX_BATCH_NR];
+	unsigned done[MAX_BATCH_NR]; /* indexes in completion order */
+	unsigned ndone, reaped;
+	uint64_t last_seq;	/* the highest sequence reaped so far (+1) */
+	pthread_cond_t cv;
+};
+
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int opened, compat;
 static int fail_handle, fail_buf, fail_reads_all;
@@ -95,6 +161,17 @@ static struct handle handles[MAX_HANDLES];
 static struct buf bufs[MAX_BUFS];
 static struct fakecufile_stats st;
 static fakecuda_device_range_fn device_range;
+static int no_batch, fail_batch_setup, fail_batch_submit;
+static struct batch batches[MAX_BATCHES];
+static struct {
+	struct batch *b;
+	unsigned i;
+} queue[MAX_QUEUED];
+static unsigned nqueued;
+static pthread_cond_t queue_cv = PTHREAD_COND_INITIALIZER;
+static int workers_started;
+static uint64_t delay_us = 300;
+static unsigned nworkers = 3;
 
 static CUfileError_t ok(void)
 {
@@ -185,6 +262,18 @@ API CUfileError_t cuFileDriverOpen(void)
 	fail_buf = env_u64("FAKECUFILE_FAIL_BUF") != 0;
 	fail_read = env_u64("FAKECUFILE_FAIL_READ");
 	fail_reads_all = env_u64("FAKECUFILE_FAIL_READS_ALL") != 0;
+	no_batch = env_u64("FAKECUFILE_NO_BATCH") != 0;
+	{
+		const char *fb = getenv("FAKECUFILE_FAIL_BATCH");
+		fail_batch_setup = fb && strcmp(fb, "setup") == 0;
+		fail_batch_submit = fb && strcmp(fb, "submit") == 0;
+	}
+	if (getenv("FAKECUFILE_DELAY_US"))
+		delay_us = env_u64("FAKECUFILE_DELAY_US");
+	if (env_u64("FAKECUFILE_WORKERS"))
+		nworkers = (unsigned)env_u64("FAKECUFILE_WORKERS");
+	if (nworkers > 16)
+		nworkers = 16;
 	opened = 1;
 	st.opens++;
 	pthread_mutex_unlock(&mu);
@@ -208,6 +297,8 @@ API CUfileError_t cuFileDriverGetProperties(CUfileDrvProps_t *props)
 	}
 	props->nvfs.dcontrolflags = 1u << 1; /* CU_FILE_ALLOW_COMPAT_MODE */
 	props->nvfs.max_direct_io_size = 16384;
+	props->max_batch_io_size = no_batch ? 0 : 128;
+	props->max_batch_io_timeout_msecs = 5;
 	pthread_mutex_unlock(&mu);
 	return ok();
 }
@@ -372,4 +463,310 @@ API ssize_t cuFileRead(void *fh, void *dp_base, size_t size, off_t file_off, off
 	st.reads_registered += (uint64_t)registered;
 	pthread_mutex_unlock(&mu);
 	return (ssize_t)done;
+}
+
+/* ---- the batch API ---------------------------------------------------------------------- */
+
+/* One request's pread (no lock held). */
+static ssize_t do_pread(int fd, uint8_t *dp, size_t size, off_t file_off)
+{
+	size_t done = 0;
+
+	while (done < size) {
+		ssize_t k = pread(fd, dp + done, size - done, file_off + (off_t)done);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (k == 0)
+			break;
+		done += (size_t)k;
+	}
+	return (ssize_t)done;
+}
+
+static void *batch_worker(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg * 2654435761u + 1;
+
+	(void)arg;
+	pthread_mutex_lock(&mu);
+	for (;;) {
+		struct batch *b;
+		struct bio *io;
+		unsigned k, i;
+		ssize_t ret;
+
+		while (!nqueued)
+			pthread_cond_wait(&queue_cv, &mu);
+		k = (unsigned)rand_r(&seed) % nqueued; /* any queued request: out of order */
+		b = queue[k].b;
+		i = queue[k].i;
+		queue[k] = queue[--nqueued];
+		b->queued--;
+		b->running++;
+		io = &b->io[i];
+		pthread_mutex_unlock(&mu);
+		if (delay_us) {
+			uint64_t us = (uint64_t)rand_r(&seed) % (delay_us + 1);
+			struct timespec ts = { (time_t)(us / 1000000), (long)(us % 1000000) * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		ret = io->fail ? -CU_FILE_IO_ERROR : do_pread(io->h->fd, io->dp, io->size, io->file_off);
+		pthread_mutex_lock(&mu);
+		io->ret = ret;
+		io->status = ret < 0 ? CUFILE_FAILED : CUFILE_COMPLETE;
+		if (ret >= 0) {
+			st.reads++;
+			st.read_bytes += (uint64_t)ret;
+			st.batch_ios++;
+		}
+		b->done[b->ndone++] = i;
+		b->running--;
+		pthread_cond_broadcast(&b->cv);
+	}
+	return NULL;
+}
+
+API CUfileError_t cuFileBatchIOSetUp(void **batch_idp, unsigned nr)
+{
+	if (!batch_idp || !nr || nr > MAX_BATCH_NR)
+		return err(CU_FILE_INVALID_VALUE);
+	pthread_mutex_lock(&mu);
+	if (!opened) {
+		violation("cuFileBatchIOSetUp before cuFileDriverOpen");
+		pthread_mutex_unlock(&mu);
+		return err(CU_FILE_DRIVER_NOT_INITIALIZED);
+	}
+	if (no_batch || nr > 128) {
+		violation("cuFileBatchIOSetUp of %u requests: more than max_batch_io_size %u", nr,
+			  no_batch ? 0u : 128u);
+		pthread_mutex_unlock(&mu);
+		return err(CU_FILE_INVALID_VALUE);
+	}
+	if (fail_batch_setup) {
+		st.failed++;
+		pthread_mutex_unlock(&mu);
+		return err(CU_FILE_IO_NOT_SUPPORTED);
+	}
+	for (unsigned i = 0; i < MAX_BATCHES; i++) {
+		struct batch *b = &batches[i];
+		if (!b->used) {
+			memset(b->io, 0, sizeof(b->io));
+			b->used = 1;
+			b->cap = nr;
+			b->n = b->ndone = b->reaped = b->running = b->queued = 0;
+			b->last_seq = 0;
+			pthread_cond_init(&b->cv, NULL);
+			*batch_idp = b;
+			st.batches++;
+			st.batches_ever++;
+			pthread_mutex_unlock(&mu);
+			return ok();
+		}
+	}
+	pthread_mutex_unlock(&mu);
+	return err(CU_FILE_INVALID_VALUE);
+}
+
+static struct batch *batch_of(void *p, const char *call)
+{
+	struct batch *b = p;
+
+	if (!b || b < batches || b >= batches + MAX_BATCHES || !b->used) {
+		violation("%s of a batch not set up", call);
+		return NULL;
+	}
+	return b;
+}
+
+API CUfileError_t cuFileBatchIOSubmit(void *batch_id, unsigned nr, CUfileIOParams_t *iocbp,
+				      unsigned flags)
+{
+	struct batch *b;
+
+	(void)flags;
+	pthread_mutex_lock(&mu);
+	b = batch_of(batch_id, "cuFileBatchIOSubmit");
+	if (!b) {
+		pthread_mutex_unlock(&mu);
+		return err(CU_FILE_INVALID_VALUE);
+	}
+	if (!iocbp || !nr || b->n + nr > b->cap || nqueued + nr > MAX_QUEUED) {
+		violation("cuFileBatchIOSubmit of %u requests into a batch of %u (%u submitted)",
+			  nr, b->cap, b->n);
+		pthread_mutex_unlock(&mu);
+		return err(CU_FILE_INVALID_VALUE);
+	}
+	if (fail_batch_submit) {
+		st.failed++;
+		pthread_mutex_unlock(&mu);
+		return err(CU_FILE_IO_NOT_SUPPORTED);
+	}
+	/* Checked on the calling thread, as cuFile does: the requests, the handles, the device
+	 * memory (with the caller's context current). Any bad one fails the whole submit. */
+	for (unsigned i = 0; i < nr; i++) {
+		CUfileIOParams_t *p = &iocbp[i];
+		struct handle *h = p->fh;
+		uint8_t *dp = (uint8_t *)p->u.batch.devPtr_base + p->u.batch.devPtr_offset;
+		if (p->mode != CUFILE_BATCH || p->opcode != CUFILE_READ) {
+			violation("cuFileBatchIOSubmit: request %u is not a batch read", i);
+			pthread_mutex_unlock(&mu);
+			return err(CU_FILE_INVALID_VALUE);
+		}
+		if (!h || h < handles || h >= handles + MAX_HANDLES || !h->used) {
+			violation("cuFileBatchIOSubmit: request %u on a handle not registered", i);
+			pthread_mutex_unlock(&mu);
+			return err(CU_FILE_HANDLE_NOT_REGISTERED);
+		}
+		pthread_mutex_unlock(&mu);
+		if (device_range((uintptr_t)dp, p->u.batch.size) < 0)
+			return err(CU_FILE_CUDA_POINTER_INVALID);
+		pthread_mutex_lock(&mu);
+	}
+	for (unsigned i = 0; i < nr; i++) {
+		CUfileIOParams_t *p = &iocbp[i];
+		struct bio *io = &b->io[b->n];
+		uint64_t n = ++read_calls;
+		io->h = p->fh;
+		io->dp = (uint8_t *)p->u.batch.devPtr_base + p->u.batch.devPtr_offset;
+		io->size = p->u.batch.size;
+		io->file_off = p->u.batch.file_offset;
+		io->cookie = p->cookie;
+		io->seq = b->n;
+		io->status = CUFILE_PENDING;
+		io->fail = fail_read && (n == fail_read || (fail_reads_all && n > fail_read));
+		if (io->fail)
+			st.failed++;
+		if ((uint64_t)io->file_off % ALIGN || (uintptr_t)io->dp % ALIGN ||
+		    (io->size % ALIGN && (uint64_t)io->file_off + io->size < io->h->size)) {
+			if (!st.unaligned++)
+				snprintf(st.first_unaligned, sizeof(st.first_unaligned),
+					 "%zu bytes at file offset %lld to %p (batch)", io->size,
+					 (long long)io->file_off, (void *)io->dp);
+		}
+		for (unsigned j = 0; j < MAX_BUFS; j++)
+			if (bufs[j].p && (uintptr_t)io->dp >= bufs[j].p &&
+			    (uintptr_t)io->dp + io->size <= bufs[j].p + bufs[j].len)
+				st.reads_registered++;
+		queue[nqueued].b = b;
+		queue[nqueued].i = b->n;
+		nqueued++;
+		b->queued++;
+		b->n++;
+	}
+	st.batch_submits++;
+	if (b->queued + b->running > st.batch_max_inflight)
+		st.batch_max_inflight = b->queued + b->running;
+	if (!workers_started) {
+		workers_started = 1;
+		for (unsigned w = 0; w < nworkers; w++) {
+			pthread_t t;
+			pthread_attr_t at;
+			pthread_attr_init(&at);
+			pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+			if (pthread_create(&t, &at, batch_worker, (void *)(uintptr_t)(w + 1)) != 0)
+				violation("the fake cannot start its batch workers");
+			pthread_attr_destroy(&at);
+		}
+	}
+	pthread_cond_broadcast(&queue_cv);
+	pthread_mutex_unlock(&mu);
+	return ok();
+}
+
+API CUfileError_t cuFileBatchIOGetStatus(void *batch_id, unsigned min_nr, unsigned *nr,
+					 CUfileIOEvents_t *iocbp, struct timespec *timeout)
+{
+	struct batch *b;
+	struct timespec dl;
+	unsigned k = 0;
+
+	pthread_mutex_lock(&mu);
+	b = batch_of(batch_id, "cuFileBatchIOGetStatus");
+	if (!b || !nr || !iocbp) {
+		pthread_mutex_unlock(&mu);
+		return err(CU_FILE_INVALID_VALUE);
+	}
+	if (timeout) {
+		clock_gettime(CLOCK_REALTIME, &dl);
+		dl.tv_sec += timeout->tv_sec;
+		dl.tv_nsec += timeout->tv_nsec;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+	}
+	while (b->ndone - b->reaped < min_nr && b->ndone - b->reaped < b->n - b->reaped) {
+		if (!timeout)
+			pthread_cond_wait(&b->cv, &mu);
+		else if (pthread_cond_timedwait(&b->cv, &mu, &dl) == ETIMEDOUT)
+			break;
+	}
+	while (k < *nr && b->reaped < b->ndone) {
+		struct bio *io = &b->io[b->done[b->reaped++]];
+		iocbp[k].cookie = io->cookie;
+		iocbp[k].status = io->status;
+		iocbp[k].ret = (size_t)io->ret;
+		if (io->seq + 1 < b->last_seq)
+			st.batch_out_of_order++;
+		if (io->seq + 1 > b->last_seq)
+			b->last_seq = io->seq + 1;
+		k++;
+	}
+	*nr = k;
+	pthread_mutex_unlock(&mu);
+	return ok();
+}
+
+API CUfileError_t cuFileBatchIOCancel(void *batch_id)
+{
+	struct batch *b;
+
+	pthread_mutex_lock(&mu);
+	b = batch_of(batch_id, "cuFileBatchIOCancel");
+	if (!b) {
+		pthread_mutex_unlock(&mu);
+		return err(CU_FILE_INVALID_VALUE);
+	}
+	/* Requests still queued are canceled; those a worker runs finish. */
+	for (unsigned q = 0; q < nqueued;) {
+		if (queue[q].b == b) {
+			struct bio *io = &b->io[queue[q].i];
+			io->status = CUFILE_CANCELED;
+			io->ret = -CU_FILE_IO_ERROR;
+			b->done[b->ndone++] = queue[q].i;
+			b->queued--;
+			queue[q] = queue[--nqueued];
+		} else {
+			q++;
+		}
+	}
+	while (b->running)
+		pthread_cond_wait(&b->cv, &mu);
+	st.batch_cancels++;
+	pthread_mutex_unlock(&mu);
+	return ok();
+}
+
+API void cuFileBatchIODestroy(void *batch_id)
+{
+	struct batch *b;
+
+	pthread_mutex_lock(&mu);
+	b = batch_of(batch_id, "cuFileBatchIODestroy");
+	if (b) {
+		if (b->queued || b->running) {
+			violation("cuFileBatchIODestroy with %u requests in flight",
+				  b->queued + b->running);
+			/* Wait for them all the same: the memory they write is the caller's. */
+			while (b->queued || b->running)
+				pthread_cond_wait(&b->cv, &mu);
+		}
+		b->used = 0;
+		pthread_cond_destroy(&b->cv);
+		st.batches--;
+	}
+	pthread_mutex_unlock(&mu);
 }

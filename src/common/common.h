@@ -76,6 +76,7 @@ struct wlift_ctx {
 	char *cuda_library; /* WEIGHTLIFT_CUDA_LIBRARY: the CUDA driver to load (NULL: libcuda.so.1) */
 	char *cufile_library; /* WEIGHTLIFT_CUFILE_LIBRARY: cuFile to load (NULL: libcufile.so.0) */
 	int gds;	      /* WEIGHTLIFT_GDS: enum wlift_gds (auto, on, off; never DEFAULT) */
+	unsigned gds_batch;   /* WEIGHTLIFT_GDS_BATCH: requests per cuFile batch (0: none) */
 	size_t ring_bytes;  /* WEIGHTLIFT_CUDA_RING_BYTES (0: default; range-checked per load) */
 	unsigned ring_slots; /* WEIGHTLIFT_CUDA_RING_SLOTS (0: default) */
 	uint64_t max_device_bytes; /* WEIGHTLIFT_MAX_DEVICE_BYTES (0: none) */

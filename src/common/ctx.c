@@ -559,6 +559,16 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 			goto out;
 		}
 		ctx->ring_keep_s = ret == 1 ? (unsigned)v : WLIFT_DEFAULT_RING_KEEP_S;
+		/* cuFile batch requests per chunk: 0 (synchronous cuFileRead) .. 64. */
+		ret = wlift__env_size("WEIGHTLIFT_GDS_BATCH", &v);
+		if (ret < 0 || (ret == 1 && v > WLIFT_MAX_GDS_BATCH)) {
+			ret = wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+					      "environment variable WEIGHTLIFT_GDS_BATCH is out of "
+					      "range (0 .. %u requests per cuFile batch)",
+					      WLIFT_MAX_GDS_BATCH);
+			goto out;
+		}
+		ctx->gds_batch = ret == 1 ? (unsigned)v : WLIFT_DEFAULT_GDS_BATCH;
 	}
 	ret = cache_knobs(ctx, opts, d);
 	if (ret)

@@ -23,6 +23,16 @@
  * cuFile guide asks for 4 KiB alignment for DMA straight into GPU memory (anything else goes
  * through cuFile's internal bounce buffers). */
 #define WLIFT_GDS_ALIGN 4096u
+/* GPU Direct Storage reads use cuFile's batch API where the library has it: a chunk read by
+ * cuFile is split into up to WEIGHTLIFT_GDS_BATCH requests (default below, 0: synchronous
+ * cuFileRead; at most WLIFT_MAX_GDS_BATCH and the driver's max_batch_io_size) of at least
+ * WLIFT_GDS_BATCH_PIECE bytes, submitted at once, so each worker keeps several DMAs in flight
+ * (synchronous reads give one per worker). Not measured on a GPU yet: the default follows
+ * NVIDIA's guidance that requests of 1 MiB and up reach the link rate; bench/gpu.sh compares
+ * WEIGHTLIFT_GDS_BATCH=0 with the default. */
+#define WLIFT_DEFAULT_GDS_BATCH 8u
+#define WLIFT_MAX_GDS_BATCH 64u
+#define WLIFT_GDS_BATCH_PIECE (1u << 20)
 /* AUTO direct: reading fewer bytes than this from a file always uses buffered reads (setup
  * cost dominates). */
 #define WLIFT_DIRECT_MIN_BYTES (32u << 20)

@@ -634,6 +634,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		pl.gds = gds;
 		pl.gds_file = gds_sink ? pr.gds : NULL;
 		pl.gds_required = cfg.gds == WLIFT_GDS_ON;
+		pl.gds_batch = ck->ctx->gds_batch;
 		counters(ck, &n0);
 		ret = wlift__pipeline_run(&pl, d);
 		if (ret && l.have_diag && d && d->code == l.diag.code)

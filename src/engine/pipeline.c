@@ -367,11 +367,17 @@ static int read_direct_to_device(struct worker *w, size_t ci)
 	}
 	if (pl->gds && !__atomic_load_n(&r->gds_reg, __ATOMIC_ACQUIRE))
 		gds_register(r);
-	/* Short only at the end of the file (O_DIRECT widening reads past it). */
+	/* Into the registered range as its base and an offset (cuFile wants the base it
+	 * registered), else the destination itself. Short only at the end of the file (O_DIRECT
+	 * widening reads past it). */
 	while (r->got[ci] < c->len && c->off + r->got[ci] < s->size && !stopped(r)) {
+		uint8_t *base = __atomic_load_n(&r->gds_reg, __ATOMIC_ACQUIRE) == 1
+				    ? (uint8_t *)r->gds_base
+				    : dp + r->got[ci];
 		int64_t n = s->ops->read_to_device(s, pl->gds, c->off + r->got[ci],
-						   (size_t)(c->len - r->got[ci]), dp + r->got[ci],
-						   dev, &d);
+						   (size_t)(c->len - r->got[ci]), base,
+						   (size_t)(dp + r->got[ci] - base), dev,
+						   pl->gds_batch, &d);
 		if (n < 0) {
 			if (sk->ops->device_leave)
 				sk->ops->device_leave(sk);

@@ -45,6 +45,7 @@ struct wlift__pipeline {
 	struct wlift__gds *gds;
 	const uint8_t *gds_file;
 	int gds_required;
+	unsigned gds_batch;	/* requests per cuFile batch (WEIGHTLIFT_GDS_BATCH; 0: none) */
 	/* out */
 	uint64_t gds_bytes;	/* bytes read through read_to_device */
 	uint64_t gds_fallbacks; /* cuFile failures that sent a chunk back to staging */

@@ -354,12 +354,13 @@ static int file_map(struct wlift__source *s, struct wlift__mem *out, wlift_diag 
 	return 0;
 }
 
-/* GPU Direct Storage: cuFileRead straight into device memory, on the calling worker (the
+/* GPU Direct Storage: cuFile reads straight into device memory, on the calling worker (the
  * engine has made the device's context current). The handle is registered once per file,
  * on the O_DIRECT descriptor (true GDS needs it; the file system must allow O_DIRECT, which
  * the engine checked: it reads only direct chunks this way). */
 static int64_t file_read_to_device(struct wlift__source *s, struct wlift__gds *g, uint64_t off,
-				   size_t len, void *devptr, int device, wlift_diag *d)
+				   size_t len, void *devbase, size_t devoff, int device,
+				   unsigned batch, wlift_diag *d)
 {
 	struct file_source *f = (struct file_source *)s;
 	void *fh;
@@ -389,7 +390,7 @@ static int64_t file_read_to_device(struct wlift__source *s, struct wlift__gds *g
 	pthread_mutex_unlock(&f->mu);
 	if (ret)
 		return ret;
-	return wlift__gds_read(g, fh, devptr, len, off, s->uri, d);
+	return wlift__gds_read(g, fh, devbase, devoff, len, off, batch, s->uri, d);
 }
 
 static void file_destroy(struct wlift__source *s)

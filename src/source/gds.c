@@ -4,7 +4,8 @@
  * build: the few types and entry points used are declared below from NVIDIA's cuFile API
  * reference (cufile.h: CUfileError_t, CUfileDescr_t, CUfileDrvProps_t; cuFileDriverOpen,
  * cuFileDriverGetProperties, cuFileHandleRegister/Deregister, cuFileBufRegister/Deregister,
- * cuFileRead). Each library path is opened once per process and kept, like the CUDA driver
+ * cuFileRead; and, where the library has them, the batch API: cuFileBatchIOSetUp, Submit,
+ * GetStatus, Cancel, Destroy, with CUfileIOParams_t and CUfileIOEvents_t). Each library path is opened once per process and kept, like the CUDA driver
  * (cuFile starts threads of its own and is not meant to be unloaded). cuFileDriverOpen runs
  * on a detached thread started by the first wlift__gds_get, because it can cost seconds
  * (peers measured 1-3 s on a cold driver): a load asks wlift__gds_state without waiting and
@@ -19,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 
+#include "common/tunables.h"
 #include "source/gds.h"
 
 /* ---- the cuFile ABI (cufile.h, declared from the API reference) ------------------------- */
@@ -59,6 +62,41 @@ typedef struct {
 	unsigned int reserved[32]; /* room for fields later versions add */
 } CUfileDrvProps_t;
 
+/* The batch API (cuFile 1.6+, CUDA 12.2): one batch of nr reads submitted at once, their
+ * completions reaped in any order. */
+typedef void *CUfileBatchHandle_t;
+#define CUFILE_READ 0  /* CUfileOpcode_t */
+#define CUFILE_BATCH 1 /* CUfileBatchMode_t */
+/* CUfileStatus_t */
+#define CUFILE_WAITING 0x01
+#define CUFILE_PENDING 0x02
+#define CUFILE_INVALID 0x04
+#define CUFILE_CANCELED 0x08
+#define CUFILE_COMPLETE 0x10
+#define CUFILE_TIMEOUT 0x20
+#define CUFILE_FAILED 0x40
+
+typedef struct {
+	int mode; /* CUfileBatchMode_t: CUFILE_BATCH; the very first field */
+	union {
+		struct {
+			void *devPtr_base;
+			off_t file_offset;
+			off_t devPtr_offset;
+			size_t size;
+		} batch;
+	} u;
+	void *fh;   /* CUfileHandle_t */
+	int opcode; /* CUfileOpcode_t */
+	void *cookie;
+} CUfileIOParams_t;
+
+typedef struct {
+	void *cookie;
+	int status; /* CUfileStatus_t */
+	size_t ret; /* bytes done, or minus an error (a cuFile code, or -errno) */
+} CUfileIOEvents_t;
+
 struct cufile_api {
 	CUfileError_t (*DriverOpen)(void);
 	CUfileError_t (*DriverGetProperties)(CUfileDrvProps_t *props);
@@ -68,6 +106,14 @@ struct cufile_api {
 	CUfileError_t (*BufDeregister)(const void *dp);
 	ssize_t (*Read)(void *fh, void *dp, size_t len, off_t file_off, off_t dp_off);
 	const char *(*StatusError)(int err); /* optional: cufileop_status_error */
+	/* Optional, all or none: the batch API. */
+	CUfileError_t (*BatchSetUp)(CUfileBatchHandle_t *b, unsigned nr);
+	CUfileError_t (*BatchSubmit)(CUfileBatchHandle_t b, unsigned nr, CUfileIOParams_t *io,
+				     unsigned flags);
+	CUfileError_t (*BatchGetStatus)(CUfileBatchHandle_t b, unsigned min_nr, unsigned *nr,
+					CUfileIOEvents_t *ev, struct timespec *timeout);
+	CUfileError_t (*BatchCancel)(CUfileBatchHandle_t b);
+	void (*BatchDestroy)(CUfileBatchHandle_t b);
 };
 
 /* ---- loading ---------------------------------------------------------------------------- */
@@ -82,6 +128,10 @@ struct wlift__gds {
 	pthread_cond_t cv;
 	int state; /* WLIFT__GDS_*, or < 0: the open failed */
 	int started;
+	unsigned batch_max; /* requests one batch may hold (0: no batch API; from the library's
+			       entry points and the driver's max_batch_io_size) */
+	int batch_broken;   /* atomic: a batch could not be set up or submitted; synchronous
+			       reads from then on */
 	char msg[1024];
 };
 
@@ -119,6 +169,12 @@ static int resolve(struct wlift__gds *g)
 		{ "cuFileBufDeregister", &g->api.BufDeregister, sizeof(g->api.BufDeregister), 0 },
 		{ "cuFileRead", &g->api.Read, sizeof(g->api.Read), 0 },
 		{ "cufileop_status_error", &g->api.StatusError, sizeof(g->api.StatusError), 1 },
+		{ "cuFileBatchIOSetUp", &g->api.BatchSetUp, sizeof(g->api.BatchSetUp), 1 },
+		{ "cuFileBatchIOSubmit", &g->api.BatchSubmit, sizeof(g->api.BatchSubmit), 1 },
+		{ "cuFileBatchIOGetStatus", &g->api.BatchGetStatus, sizeof(g->api.BatchGetStatus),
+		  1 },
+		{ "cuFileBatchIOCancel", &g->api.BatchCancel, sizeof(g->api.BatchCancel), 1 },
+		{ "cuFileBatchIODestroy", &g->api.BatchDestroy, sizeof(g->api.BatchDestroy), 1 },
 	};
 
 	if (!h) {
@@ -136,6 +192,15 @@ static int resolve(struct wlift__gds *g)
 			return WLIFT_ENODEV;
 		}
 		memcpy(eps[i].field, &p, eps[i].size);
+	}
+	/* The batch API only when the library has all of it (cuFile before 1.6 has none). */
+	if (!g->api.BatchSetUp || !g->api.BatchSubmit || !g->api.BatchGetStatus ||
+	    !g->api.BatchCancel || !g->api.BatchDestroy) {
+		g->api.BatchSetUp = NULL;
+		g->api.BatchSubmit = NULL;
+		g->api.BatchGetStatus = NULL;
+		g->api.BatchCancel = NULL;
+		g->api.BatchDestroy = NULL;
 	}
 	return 0;
 }
@@ -169,6 +234,12 @@ static void *open_main(void *arg)
 			? WLIFT__GDS_TRUE
 			: WLIFT__GDS_COMPAT;
 	pthread_mutex_lock(&g->mu);
+	/* Batches hold at most what the driver allows (cufile.json's max_batch_io_size, 128 by
+	 * default; properties that cannot be read or say 0: the batch API is not used). */
+	if (g->api.BatchSetUp && e.err == CU_FILE_SUCCESS && props.max_batch_io_size)
+		g->batch_max = props.max_batch_io_size < WLIFT_MAX_GDS_BATCH
+				   ? props.max_batch_io_size
+				   : WLIFT_MAX_GDS_BATCH;
 	g->state = state;
 	pthread_cond_broadcast(&g->cv);
 	pthread_mutex_unlock(&g->mu);
@@ -296,26 +367,157 @@ void wlift__gds_handle_deregister(struct wlift__gds *g, void *fh)
 		g->api.HandleDeregister(fh);
 }
 
-int64_t wlift__gds_read(struct wlift__gds *g, void *fh, void *dp, size_t len, uint64_t off,
-			const char *uri, wlift_diag *d)
+/* A read's failure, as cuFile reports it: n is -1 with errno (cuFileRead's system error),
+ * another negative errno (a batch event), or minus a cuFile error code (5000 and up). */
+static int64_t read_error(struct wlift__gds *g, int64_t n, int err, size_t len, uint64_t off,
+			  const char *how, const char *uri, wlift_diag *d)
 {
-	ssize_t n = g->api.Read(fh, dp, len, (off_t)off, 0);
 	char buf[160];
 
-	if (n >= 0)
-		return (int64_t)n;
-	/* -1: a system error in errno; below: minus a cuFile error code. */
-	if (n == -1) {
-		int err = errno ? errno : EIO;
+	if (n > -5000) {
+		if (n != -1)
+			err = (int)-n;
+		if (!err)
+			err = EIO;
 		return wlift__diag_set(d, -err, uri, NULL, (int64_t)off, "gds.read",
-				       "%s: cuFileRead of %zu bytes at offset %llu failed: %s", uri,
+				       "%s: %s of %zu bytes at offset %llu failed: %s", uri, how,
 				       len, (unsigned long long)off, strerror(err));
 	}
 	{
 		CUfileError_t e = { (int)-n, 0 };
 		return wlift__diag_set(d, WLIFT_ECUFILE, uri, NULL, (int64_t)off, "gds.read",
-				       "%s: cuFileRead of %zu bytes at offset %llu failed: %s", uri,
+				       "%s: %s of %zu bytes at offset %llu failed: %s", uri, how,
 				       len, (unsigned long long)off,
 				       errtext(g, e, buf, sizeof(buf)));
 	}
+}
+
+/* The batch API: [off, off+len) as up to `batch` requests of at least WLIFT_GDS_BATCH_PIECE
+ * bytes (4 KiB multiples, so each stays as aligned as the whole), submitted at once and
+ * reaped as they complete, in any order. Returns the bytes read up to the first short
+ * request (the caller reads on from there, as after a short cuFileRead), a negative code
+ * with d filled, or 1 in *unavailable when no batch could be set up or submitted (nothing
+ * was read: the caller reads synchronously, and so does every later read). */
+static int64_t read_batch(struct wlift__gds *g, void *fh, void *base, size_t dev_off,
+			  size_t len, uint64_t off, unsigned batch, const char *uri,
+			  int *unavailable, wlift_diag *d)
+{
+	CUfileIOParams_t io[WLIFT_MAX_GDS_BATCH];
+	CUfileIOEvents_t ev[WLIFT_MAX_GDS_BATCH];
+	size_t got[WLIFT_MAX_GDS_BATCH];
+	CUfileBatchHandle_t b = NULL;
+	CUfileError_t e;
+	unsigned nr, i, done = 0, failed = WLIFT_MAX_GDS_BATCH;
+	int64_t fail_ret = 0, total = 0;
+	size_t piece;
+
+	*unavailable = 0;
+	nr = batch < g->batch_max ? batch : g->batch_max;
+	if (nr > len / WLIFT_GDS_BATCH_PIECE)
+		nr = (unsigned)(len / WLIFT_GDS_BATCH_PIECE);
+	if (nr < 2) {
+		*unavailable = 1; /* one request: cuFileRead does it with less ceremony */
+		return 0;
+	}
+	piece = (len + nr - 1) / nr;
+	piece = (piece + WLIFT_GDS_ALIGN - 1) / WLIFT_GDS_ALIGN * WLIFT_GDS_ALIGN;
+	nr = (unsigned)((len + piece - 1) / piece);
+	e = g->api.BatchSetUp(&b, nr);
+	if (e.err != CU_FILE_SUCCESS) {
+		__atomic_store_n(&g->batch_broken, 1, __ATOMIC_RELAXED);
+		*unavailable = 1;
+		return 0;
+	}
+	memset(io, 0, sizeof(io[0]) * nr);
+	for (i = 0; i < nr; i++) {
+		size_t at = (size_t)i * piece;
+		io[i].mode = CUFILE_BATCH;
+		io[i].u.batch.devPtr_base = base;
+		io[i].u.batch.file_offset = (off_t)(off + at);
+		io[i].u.batch.devPtr_offset = (off_t)(dev_off + at);
+		io[i].u.batch.size = len - at < piece ? len - at : piece;
+		io[i].fh = fh;
+		io[i].opcode = CUFILE_READ;
+		io[i].cookie = &io[i];
+		got[i] = 0;
+	}
+	e = g->api.BatchSubmit(b, nr, io, 0);
+	if (e.err != CU_FILE_SUCCESS) {
+		g->api.BatchDestroy(b);
+		__atomic_store_n(&g->batch_broken, 1, __ATOMIC_RELAXED);
+		*unavailable = 1;
+		return 0;
+	}
+	while (done < nr) {
+		struct timespec to = { 1, 0 };
+		unsigned k = nr - done;
+		e = g->api.BatchGetStatus(b, 1, &k, ev, &to);
+		if (e.err != CU_FILE_SUCCESS) {
+			char buf[160];
+			g->api.BatchCancel(b);
+			g->api.BatchDestroy(b);
+			return wlift__diag_set(d, WLIFT_ECUFILE, uri, NULL, (int64_t)off, "gds.read",
+					       "%s: cuFileBatchIOGetStatus (%u reads from offset %llu): %s",
+					       uri, nr, (unsigned long long)off,
+					       errtext(g, e, buf, sizeof(buf)));
+		}
+		for (unsigned j = 0; j < k && j < nr; j++) {
+			CUfileIOParams_t *p = ev[j].cookie;
+			if (p < io || p >= io + nr)
+				continue; /* not ours: cannot happen */
+			i = (unsigned)(p - io);
+			if (ev[j].status == CUFILE_COMPLETE) {
+				got[i] = ev[j].ret;
+				done++;
+			} else if (ev[j].status & (CUFILE_FAILED | CUFILE_CANCELED | CUFILE_INVALID |
+						   CUFILE_TIMEOUT)) {
+				if (i < failed) {
+					failed = i;
+					fail_ret = (int64_t)(ssize_t)ev[j].ret;
+					if (fail_ret >= 0)
+						fail_ret = -EIO;
+				}
+				done++;
+			}
+		}
+	}
+	g->api.BatchDestroy(b);
+	/* The bytes in order, up to the first short request. */
+	for (i = 0; i < nr && failed == WLIFT_MAX_GDS_BATCH; i++) {
+		if (got[i] > io[i].u.batch.size)
+			got[i] = io[i].u.batch.size;
+		total += (int64_t)got[i];
+		if (got[i] < io[i].u.batch.size)
+			return total;
+	}
+	if (failed < nr) /* reported even after a good prefix: a retry could hide it */
+		return read_error(g, fail_ret, 0, io[failed].u.batch.size,
+				  (uint64_t)io[failed].u.batch.file_offset, "cuFile batch read",
+				  uri, d);
+	return total;
+}
+
+int64_t wlift__gds_read(struct wlift__gds *g, void *fh, void *base, size_t dev_off, size_t len,
+			uint64_t off, unsigned batch, const char *uri, wlift_diag *d)
+{
+	ssize_t n;
+
+	if (batch >= 2 && g->batch_max >= 2 && len >= 2 * (size_t)WLIFT_GDS_BATCH_PIECE &&
+	    !__atomic_load_n(&g->batch_broken, __ATOMIC_RELAXED)) {
+		int unavailable = 0;
+		int64_t r = read_batch(g, fh, base, dev_off, len, off, batch, uri, &unavailable, d);
+		if (!unavailable)
+			return r;
+	}
+	errno = 0;
+	n = g->api.Read(fh, base, len, (off_t)off, (off_t)dev_off);
+	if (n >= 0)
+		return (int64_t)n;
+	/* -1: a system error in errno; below: minus a cuFile error code. */
+	return read_error(g, (int64_t)n, errno, len, off, "cuFileRead", uri, d);
+}
+
+int wlift__gds_batch_max(struct wlift__gds *g)
+{
+	return __atomic_load_n(&g->batch_broken, __ATOMIC_RELAXED) ? 0 : (int)g->batch_max;
 }

@@ -5,7 +5,8 @@
  * tests), its driver opened once per process on a thread of its own (cuFileDriverOpen can
  * take seconds: a load reads through the pinned ring meanwhile), the mode it opened in
  * (true GDS or compatibility mode, from cuFileDriverGetProperties), file handles and device
- * buffers registered, and synchronous reads straight into device memory. The caller makes
+ * buffers registered, and reads straight into device memory (batches of asynchronous
+ * requests where the library has the batch API, else synchronous cuFileReads). The caller makes
  * the device's CUDA context current around buffer registration and reads (cuFile uses the
  * calling thread's context). The file source (file.c) registers its descriptors; the engine
  * decides when to read through it.
@@ -54,11 +55,20 @@ int wlift__gds_handle_register(struct wlift__gds *g, int fd, const char *uri, vo
 			       wlift_diag *d);
 void wlift__gds_handle_deregister(struct wlift__gds *g, void *fh);
 
-/* cuFileRead of len bytes at file offset off of handle fh into device address dp (the
- * device's context current). Bytes read (fewer only at the end of the file), or a negative
- * code with d naming uri, the offset and cuFile's error (WLIFT_ECUFILE, or -errno for a
- * system error). */
-int64_t wlift__gds_read(struct wlift__gds *g, void *fh, void *dp, size_t len, uint64_t off,
-			const char *uri, wlift_diag *d);
+/* Read len bytes at file offset off of handle fh into device memory at base + dev_off (base:
+ * the registered range's start when it is registered, as cuFile wants; the device's context
+ * current). With batch >= 2, a library that has the batch API and len of at least two
+ * WLIFT_GDS_BATCH_PIECE: up to `batch` requests in one cuFileBatchIOSubmit, reaped out of
+ * order with cuFileBatchIOGetStatus; else (or once a batch cannot be set up or submitted:
+ * for the rest of the process) one synchronous cuFileRead. Bytes read (fewer only at the end
+ * of the file), or a negative code with d naming uri, the offset and cuFile's error
+ * (WLIFT_ECUFILE, or -errno for a system error). */
+int64_t wlift__gds_read(struct wlift__gds *g, void *fh, void *base, size_t dev_off, size_t len,
+			uint64_t off, unsigned batch, const char *uri, wlift_diag *d);
+
+/* The requests a batch may hold in this library (0: reads are synchronous cuFileReads, the
+ * library lacking the batch API, its driver allowing none, or a batch having failed to set
+ * up). Meaningful once the driver is open. */
+int wlift__gds_batch_max(struct wlift__gds *g);
 
 #endif

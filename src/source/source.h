@@ -138,15 +138,18 @@ struct wlift__source_ops {
 	/* Map the whole object private and writable (copy-on-write), for mapped mode. NULL
 	 * when the source cannot (probe.can_map is 0). */
 	int (*map)(struct wlift__source *s, struct wlift__mem *out, wlift_diag *d);
-	/* GPU Direct Storage: read [off, off+len) straight into device memory at devptr (on
-	 * CUDA device `device`, whose context the engine has made current) through the cuFile
-	 * library g (source/gds.h), synchronously on the calling worker. The engine asks only
+	/* GPU Direct Storage: read [off, off+len) straight into device memory at devbase +
+	 * devoff (devbase: the start of the range registered with cuFile, else the destination
+	 * itself; on CUDA device `device`, whose context the engine has made current) through the
+	 * cuFile library g (source/gds.h), on the calling worker, which waits for it: up to
+	 * `batch` requests in one cuFile batch (0 or 1: one cuFileRead). The engine asks only
 	 * for WLIFT__READ_DIRECT-aligned ranges of sources whose ops->direct succeeded. Bytes
 	 * read (fewer only at the end of the object), or a negative code with d filled. NULL
 	 * when the source cannot; the engine uses it only when the sink's destination is device
 	 * memory (sink ops->device_ptr). */
 	int64_t (*read_to_device)(struct wlift__source *s, struct wlift__gds *g, uint64_t off,
-				  size_t len, void *devptr, int device, wlift_diag *d);
+				  size_t len, void *devbase, size_t devoff, int device,
+				  unsigned batch, wlift_diag *d);
 	void (*destroy)(struct wlift__source *s);
 	/* Add the source's request counters since open (remote sources: retries, hedges) into
 	 * c; the engine reports a load's difference in wlift_stats. NULL: none. */

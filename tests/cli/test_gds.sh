@@ -3,7 +3,9 @@
 # `weightlift load --device cuda:N --gds ...` against the fake CUDA driver and the fake cuFile
 # (fake/, WLIFT_FAKECUDA, WLIFT_FAKECUFILE): --gds on reads every byte through cuFile (and
 # says so in --json: "gds": "cufile", gds_bytes) with host memory bounded by the ring; off
-# never; a missing library or a failing read exits 5 naming it; a bad value is usage (2).
+# never; reads go as cuFile batches (a failing request names the batch read, WEIGHTLIFT_GDS_BATCH=0
+# the synchronous cuFileRead; a refused batch or a driver without them: synchronous reads); a
+# missing library or a failing read exits 5 naming it; a bad value is usage (2).
 . "$(dirname "$0")/lib.sh"
 [ -n "${WLIFT_FAKECUDA:-}" ] && [ -e "$WLIFT_FAKECUDA" ] || { echo "SKIP: no fake CUDA driver"; exit 77; }
 [ -n "${WLIFT_FAKECUFILE:-}" ] && [ -e "$WLIFT_FAKECUFILE" ] || { echo "SKIP: no fake cuFile"; exit 77; }
@@ -38,12 +40,26 @@ FAKECUFILE_FAIL_READ=3 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 --gds on "
 # The third read fails; which tensor it belongs to depends on the workers' order.
 NCHECK=$((NCHECK + 1))
 grep -qE -- "big\.safetensors: big\.[0-9]+" "$ERR" || fail "no tensor named: $(head -c 600 "$ERR")"
-grep_err "cuFileRead of"
+grep_err "cuFile batch read of" # chunks go as cuFile batches (WEIGHTLIFT_GDS_BATCH, default 8)
 grep_err "at offset"
+WEIGHTLIFT_GDS_BATCH=0 FAKECUFILE_FAIL_READ=3 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 --gds on "$B"
+grep_err "cuFileRead of" # synchronous reads
+grep_err "at offset"
+# A batch the library refuses (set up or submit): the reads go on synchronously.
+for how in setup submit; do
+	FAKECUFILE_FAIL_BATCH=$how expect_rc 0 "$WEIGHTLIFT" load --device cuda:0 --gds on --json "$B"
+	pycheck 'assert j["gds"] == "cufile" and j["gds_bytes"] >= j["bytes"] >= 128 << 20, j'
+done
+FAKECUFILE_NO_BATCH=1 expect_rc 0 "$WEIGHTLIFT" load --device cuda:1 --gds on --json "$B"
+pycheck 'assert j["gds"] == "cufile" and j["gds_bytes"] >= j["bytes"], j'
 FAKECUFILE_FAIL_OPEN=1 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 --gds on "$S"
 grep_err "cuFileDriverOpen"
 expect_rc 2 "$WEIGHTLIFT" load --device cuda:0 --gds sometimes "$S"
 grep_err "invalid --gds"
 WEIGHTLIFT_GDS=sometimes expect_rc 2 "$WEIGHTLIFT" load --device cuda:0 "$S"
 grep_err "WEIGHTLIFT_GDS"
+WEIGHTLIFT_GDS_BATCH=65 expect_rc 2 "$WEIGHTLIFT" load --device cuda:0 --gds on "$S"
+grep_err "WEIGHTLIFT_GDS_BATCH is out of range"
+WEIGHTLIFT_GDS_BATCH=lots expect_rc 2 "$WEIGHTLIFT" load --device cuda:0 --gds on "$S"
+grep_err "WEIGHTLIFT_GDS_BATCH"
 finish

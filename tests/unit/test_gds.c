@@ -23,6 +23,7 @@
 #include "fake_cuda.h"
 #include "fake_cufile.h"
 #include "sink/cuda_api.h"
+#include "common/tunables.h"
 #include "source/gds.h"
 #include "testutil.h"
 #include "weightlift.h"
@@ -179,6 +180,7 @@ static void check_nothing_held(struct fakes *f)
 	ck_assert_int_eq(cs.ctx_refs, 0);
 	ck_assert_uint_eq(fs.handles, 0);
 	ck_assert_uint_eq(fs.bufs, 0);
+	ck_assert_uint_eq(fs.batches, 0);
 }
 
 /* Odd sizes: most tensors start at offsets that are neither 256- nor 4096-aligned. */
@@ -218,7 +220,8 @@ struct run {
 	wlift_diag d;
 };
 
-static struct run load(wlift_ctx *ctx, const char *path, int gds, int direct, int threads)
+static struct run load_ring(wlift_ctx *ctx, const char *path, int gds, int direct, int threads,
+			    size_t ring_bytes)
 {
 	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
 	struct run x;
@@ -230,7 +233,7 @@ static struct run load(wlift_ctx *ctx, const char *path, int gds, int direct, in
 	o.gds = gds;
 	o.direct = direct;
 	o.threads = (unsigned)threads;
-	o.ring_bytes = 2u << 20;
+	o.ring_bytes = ring_bytes;
 	o.ring_slots = 4;
 	wlift_diag_clear(&x.d);
 	x.ret = wlift_load(ck, &o, NULL, NULL, &x.r, &x.d);
@@ -240,6 +243,11 @@ static struct run load(wlift_ctx *ctx, const char *path, int gds, int direct, in
 		ck_assert_ptr_null(x.r);
 	wlift_ckpt_close(ck);
 	return x;
+}
+
+static struct run load(wlift_ctx *ctx, const char *path, int gds, int direct, int threads)
+{
+	return load_ring(ctx, path, gds, direct, threads, 2u << 20);
 }
 
 /* gds on: every byte through cuFile, 4 KiB-aligned reads into the registered destination,
@@ -616,6 +624,170 @@ START_TEST(host_memory_bounded)
 }
 END_TEST
 
+/* ---- the batch API ------------------------------------------------------------------------ */
+
+/* Tensors of a few MiB (odd sizes: unaligned starts), read in 8 MiB chunks (a 32 MiB ring of
+ * 4 buffers): each chunk is one batch of 1 MiB+ requests. */
+static const uint64_t big[] = { (8u << 20) + 5, 3u << 20, 777, (5u << 20) + 4097, 12u << 20,
+				(2u << 20) - 3, 9u << 20 };
+#define NBIG (sizeof(big) / sizeof(big[0]))
+
+static struct run load_big(wlift_ctx *ctx, const char *path, int gds, uint64_t *total)
+{
+	wt_make_u8_st(path, NBIG, big, total);
+	return load_ring(ctx, path, gds, WLIFT_DIRECT_ON, 3, 32u << 20);
+}
+
+/* gds on: chunks go as cuFile batches (up to WEIGHTLIFT_GDS_BATCH = 8 requests), reaped out
+ * of order; every request 4 KiB aligned into the registered range (its base + an offset);
+ * the device bytes equal the file; no batch is left set up. */
+START_TEST(batch_reads)
+{
+	const char *path = wt_path("big.safetensors");
+	struct fakecufile_stats fs;
+	wlift_ctx *ctx;
+	struct fakes f;
+	struct run x;
+	uint64_t total;
+
+	setenv("FAKECUFILE_DELAY_US", "2000", 1); /* wide enough for any order */
+	ctx = ctx_fake();
+	x = load_big(ctx, path, WLIFT_GDS_ON, &total);
+	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
+	ck_assert_str_eq(x.st.gds, "cufile");
+	ck_assert_uint_ge(x.st.gds_bytes, total);
+	f = fakes_open();
+	f.fstats(&fs);
+	printf("batch: %llu submits, %llu requests (%llu reaped out of order, at most %u in one "
+	       "batch), %llu reads in all, %u batches set up\n",
+	       (unsigned long long)fs.batch_submits, (unsigned long long)fs.batch_ios,
+	       (unsigned long long)fs.batch_out_of_order, fs.batch_max_inflight,
+	       (unsigned long long)fs.reads, fs.batches_ever);
+	ck_assert_uint_gt(fs.batch_submits, 3);
+	ck_assert_uint_ge(fs.batch_ios, 2 * fs.batch_submits);
+	ck_assert_uint_le(fs.batch_max_inflight, WLIFT_DEFAULT_GDS_BATCH);
+	ck_assert_uint_gt(fs.batch_max_inflight, 1);
+	ck_assert_uint_gt(fs.batch_out_of_order, 0);
+	ck_assert_uint_eq(fs.batches_ever, fs.batch_submits); /* one batch per chunk */
+	ck_assert_msg(fs.unaligned == 0, "%llu unaligned cuFile reads; first: %s",
+		      (unsigned long long)fs.unaligned, fs.first_unaligned);
+	ck_assert_uint_eq(fs.reads_registered, fs.reads);
+	ck_assert_uint_eq(fs.read_bytes, x.st.gds_bytes);
+	check_device_bytes(&f, x.r, 0);
+	wlift_result_free(x.r);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&f);
+}
+END_TEST
+
+/* No batches (WEIGHTLIFT_GDS_BATCH=0, a driver that allows none, a batch refused at set-up
+ * or submit): synchronous cuFileReads, the same bytes. */
+static void sync_reads(const char *knob, const char *val)
+{
+	const char *path = wt_path("big.safetensors");
+	struct fakecufile_stats fs;
+	wlift_ctx *ctx;
+	struct fakes f;
+	struct run x;
+	uint64_t total;
+
+	setenv(knob, val, 1);
+	ctx = ctx_fake();
+	x = load_big(ctx, path, WLIFT_GDS_ON, &total);
+	ck_assert_msg(x.ret == 0, "%s=%s: load: %s", knob, val, x.d.message);
+	ck_assert_str_eq(x.st.gds, "cufile");
+	ck_assert_uint_ge(x.st.gds_bytes, total);
+	f = fakes_open();
+	f.fstats(&fs);
+	ck_assert_uint_eq(fs.batch_submits, 0);
+	ck_assert_uint_eq(fs.batch_ios, 0);
+	ck_assert_uint_gt(fs.reads, 4);
+	ck_assert_uint_eq(fs.read_bytes, x.st.gds_bytes);
+	check_device_bytes(&f, x.r, 0);
+	wlift_result_free(x.r);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&f);
+}
+
+START_TEST(batch_off)
+{
+	sync_reads("WEIGHTLIFT_GDS_BATCH", "0");
+}
+END_TEST
+
+START_TEST(batch_not_allowed)
+{
+	sync_reads("FAKECUFILE_NO_BATCH", "1");
+}
+END_TEST
+
+START_TEST(batch_setup_refused)
+{
+	sync_reads("FAKECUFILE_FAIL_BATCH", "setup");
+}
+END_TEST
+
+START_TEST(batch_submit_refused)
+{
+	sync_reads("FAKECUFILE_FAIL_BATCH", "submit");
+}
+END_TEST
+
+/* One request of a batch fails (its event CUFILE_FAILED): auto sends that chunk and the rest
+ * through the ring (the bytes still equal); on fails naming the file, tensor and offset of
+ * that request; either way no batch is left set up and nothing is held. */
+START_TEST(batch_request_fails_auto)
+{
+	const char *path = wt_path("big.safetensors");
+	wlift_ctx *ctx;
+	struct fakes f;
+	struct run x;
+	uint64_t total;
+
+	setenv("FAKECUFILE_FAIL_READ", "5", 1);
+	setenv("FAKECUFILE_FAIL_READS_ALL", "1", 1);
+	ctx = ctx_fake();
+	wait_driver_open();
+	x = load_big(ctx, path, WLIFT_GDS_AUTO, &total);
+	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
+	/* Each of the 3 workers may have had a batch failing before the first one stopped
+	 * cuFile for the load. */
+	ck_assert_uint_ge(x.st.gds_fallbacks, 1);
+	ck_assert_uint_le(x.st.gds_fallbacks, 3);
+	ck_assert_uint_lt(x.st.gds_bytes, total);
+	f = fakes_open();
+	check_device_bytes(&f, x.r, 0);
+	wlift_result_free(x.r);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&f);
+}
+END_TEST
+
+START_TEST(batch_request_fails_on)
+{
+	const char *path = wt_path("big.safetensors");
+	wlift_ctx *ctx;
+	struct fakes f;
+	struct run x;
+	uint64_t total;
+
+	setenv("FAKECUFILE_FAIL_READ", "5", 1);
+	ctx = ctx_fake();
+	x = load_big(ctx, path, WLIFT_GDS_ON, &total);
+	ck_assert_int_eq(x.ret, WLIFT_ECUFILE);
+	printf("batch request failure: %s\n", x.d.message);
+	ck_assert_msg(strstr(x.d.message, "big.safetensors") &&
+			  strstr(x.d.message, "cuFile batch read of") &&
+			  strstr(x.d.message, "at offset") && strstr(x.d.message, "5034"),
+		      "message: %s", x.d.message);
+	ck_assert_int_eq(x.d.has_offset, 1);
+	ck_assert_str_ne(x.d.tensor, "");
+	wlift_ctx_destroy(ctx);
+	f = fakes_open();
+	check_nothing_held(&f);
+}
+END_TEST
+
 /* WEIGHTLIFT_GDS and wlift_load_opts.gds are range-checked. */
 START_TEST(knobs)
 {
@@ -629,6 +801,18 @@ START_TEST(knobs)
 	wlift_diag_clear(&d);
 	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), -EINVAL);
 	ck_assert_msg(strstr(d.message, "WEIGHTLIFT_GDS"), "%s", d.message);
+	setenv("WEIGHTLIFT_GDS", "auto", 1);
+	setenv("WEIGHTLIFT_GDS_BATCH", "65", 1);
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), -EINVAL);
+	ck_assert_msg(strstr(d.message, "WEIGHTLIFT_GDS_BATCH is out of range (0 .. 64"), "%s",
+		      d.message);
+	setenv("WEIGHTLIFT_GDS_BATCH", "8x", 1);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), -EINVAL);
+	setenv("WEIGHTLIFT_GDS_BATCH", "64", 1);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, NULL), 0);
+	wlift_ctx_destroy(ctx);
+	unsetenv("WEIGHTLIFT_GDS_BATCH");
 	setenv("WEIGHTLIFT_GDS", "off", 1);
 	ctx = mixed_case(path, &total);
 	x = load(ctx, path, WLIFT_GDS_DEFAULT, WLIFT_DIRECT_ON, 2);
@@ -672,6 +856,13 @@ int main(void)
 	tcase_add_test(tc, slow_driver_open_off_critical_path);
 	if (!getenv("WLIFT_SKIP_BIG")) /* the TSan run (its shadow memory is anonymous) */
 		tcase_add_test(tc, host_memory_bounded);
+	tcase_add_test(tc, batch_reads);
+	tcase_add_test(tc, batch_off);
+	tcase_add_test(tc, batch_not_allowed);
+	tcase_add_test(tc, batch_setup_refused);
+	tcase_add_test(tc, batch_submit_refused);
+	tcase_add_test(tc, batch_request_fails_auto);
+	tcase_add_test(tc, batch_request_fails_on);
 	tcase_add_test(tc, knobs);
 	suite_add_tcase(s, tc);
 	return wt_run(s);

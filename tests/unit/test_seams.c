@@ -550,17 +550,19 @@ static const struct wlift__source_ops ts_ops = {
 static int g_gds_reads; /* atomic */
 
 static int64_t ts_read_to_device(struct wlift__source *src, struct wlift__gds *g, uint64_t off,
-				 size_t len, void *dev, int device, wlift_diag *d)
+				 size_t len, void *dev, size_t devoff, int device,
+				 unsigned batch, wlift_diag *d)
 {
 	struct testsrc *s = (struct testsrc *)src;
 	uint64_t avail = off < src->size ? src->size - off : 0;
 	size_t n = len < avail ? len : (size_t)avail;
 
 	(void)d;
+	(void)batch;
 	ck_assert_ptr_null(g); /* a sink without cuFile */
 	ck_assert_int_eq(device, 7);
 	__atomic_add_fetch(&g_gds_reads, 1, __ATOMIC_RELAXED);
-	memcpy(dev, s->img + off, n);
+	memcpy((uint8_t *)dev + devoff, s->img + off, n);
 	return (int64_t)n;
 }
 
