@@ -121,6 +121,8 @@ static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER; /* ops finished */
 static int inited, workers_started;
 static int ndev = 2, nworkers = 3;
 static uint64_t mem_bytes = 16ull << 30, oom_at, fail_copy, fail_async;
+static uint64_t fail_alloc; /* FAKECUDA_FAIL_ALLOC */
+static int fail_allocs_all;
 static int fail_register, fail_module;
 static uint64_t fail_launch, launch_calls;
 static unsigned delay_us = 300;
@@ -189,6 +191,8 @@ API void fakecuda_configure(void)
 	delay_us = (unsigned)env_u64("FAKECUDA_DELAY_US", 300);
 	vmm = (int)env_u64("FAKECUDA_VMM", 1);
 	fail_launch = env_u64("FAKECUDA_FAIL_LAUNCH", 0);
+	fail_alloc = env_u64("FAKECUDA_FAIL_ALLOC", 0);
+	fail_allocs_all = (int)env_u64("FAKECUDA_FAIL_ALLOCS_ALL", 0);
 	fail_module = (int)env_u64("FAKECUDA_FAIL_MODULE", 0);
 	launch_calls = 0;
 	granule = env_u64("FAKECUDA_GRANULE", 2u << 20);
@@ -561,6 +565,12 @@ static int phys_alloc(int dev, uint64_t len, uint64_t handle)
 	uint64_t off = 0;
 	unsigned i;
 
+	st.alloc_calls++;
+	if (fail_alloc && (st.alloc_calls == fail_alloc ||
+			   (fail_allocs_all && st.alloc_calls > fail_alloc))) {
+		st.alloc_failed++;
+		return -1;
+	}
 	if ((oom_at && dev_live[dev] + len > oom_at) || nallocs == MAX_ALLOCS)
 		return -1;
 	for (i = 0; i < nallocs; i++) {

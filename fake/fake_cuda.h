@@ -20,6 +20,9 @@
  *   FAKECUDA_GRANULE=N        allocation granularity (default 2 MiB; a power of two >= 4 KiB)
  *   FAKECUDA_FAIL_MODULE=1    cuModuleLoadData fails (CUDA_ERROR_INVALID_PTX)
  *   FAKECUDA_FAIL_LAUNCH=N    the Nth cuLaunchKernel fails at the call (CUDA_ERROR_LAUNCH_FAILED)
+ *   FAKECUDA_FAIL_ALLOC=N     the Nth device allocation (cuMemAlloc or cuMemCreate, 1-based,
+ *                             counted over the process) fails with CUDA_ERROR_OUT_OF_MEMORY, and
+ *                             with FAKECUDA_FAIL_ALLOCS_ALL=1 every one from there on
  */
 #ifndef WLIFT_FAKE_CUDA_H
 #define WLIFT_FAKE_CUDA_H
@@ -55,6 +58,8 @@ struct fakecuda_stats {
 	uint64_t copies_2d;	   /* cuMemcpy2DAsync (host to device) calls queued */
 	uint64_t register_calls;   /* cuMemHostRegister calls that succeeded, ever */
 	uint64_t rdma_creates;	   /* cuMemCreate calls with allocFlags.gpuDirectRDMACapable */
+	uint64_t alloc_calls;	   /* device allocation calls (cuMemAlloc, cuMemCreate), ever */
+	uint64_t alloc_failed;	   /* of them, failed by FAKECUDA_FAIL_ALLOC */
 };
 
 typedef void (*fakecuda_stats_fn)(struct fakecuda_stats *out);

@@ -833,8 +833,9 @@ static int cuda_move(struct wlift__sink *s, uint64_t to, uint64_t from, uint64_t
 	if (tmp)
 		c->cu->MemFree(tmp);
 	pop(c);
-	if (r != CUDA_SUCCESS)
-		return wlift__diag_set(d, WLIFT_ECUDA, NULL, NULL, -1, "cuda.move",
+	if (r != CUDA_SUCCESS) /* out of memory for the scratch: WLIFT_EDEVMEM, as for the load */
+		return wlift__diag_set(d, r == CUDA_ERROR_OUT_OF_MEMORY ? WLIFT_EDEVMEM : WLIFT_ECUDA,
+				       NULL, NULL, -1, "cuda.move",
 				       "%s: moving %llu bytes on the device (O_DIRECT alignment "
 				       "fix-up): %s: %s",
 				       c->name, (unsigned long long)len, what, etext(c, r));

@@ -681,6 +681,7 @@ struct groups_seen {
 	uint64_t budget;
 	size_t ready, ngroups, tensors;
 	uint64_t max_live;
+	int vmm; /* the destination is VMM units (one 2 MiB unit per small group) */
 };
 
 static int groups_ready(const wlift_tensor *t, void *user)
@@ -702,9 +703,16 @@ static int groups_got(wlift_result *r, size_t group, void *user)
 	g->f.stats(&st);
 	if (st.live_bytes > g->max_live)
 		g->max_live = st.live_bytes;
-	/* This group's one allocation (the fake rounds it to 64 KiB), none of earlier ones. */
-	ck_assert_uint_eq(st.live_allocs, 1);
-	ck_assert_uint_le(st.live_bytes, (g->budget + 65535) / 65536 * 65536);
+	/* This group's one allocation (the fake rounds it to 64 KiB; a VMM unit is 2 MiB), none
+	 * of earlier ones. */
+	if (g->vmm) {
+		ck_assert_uint_eq(st.live_allocs, 0);
+		ck_assert_uint_eq(st.vmm_handles, 1);
+		ck_assert_uint_le(st.live_bytes, 2u << 20);
+	} else {
+		ck_assert_uint_eq(st.live_allocs, 1);
+		ck_assert_uint_le(st.live_bytes, (g->budget + 65535) / 65536 * 65536);
+	}
 	check_device_bytes(&g->f, r, 0);
 	g->tensors += wlift_result_count(r);
 	g->ngroups++;
@@ -792,6 +800,146 @@ START_TEST(budget_groups)
 	wlift_ckpt_close(ck);
 	wlift_ctx_destroy(ctx);
 	check_nothing_held(&g.f);
+}
+END_TEST
+
+/* Out of device memory in the middle of making the destination: the 40th of the 9 MiB load's
+ * 144 VMM units (64 KiB each) is refused. The same error as a device that is full; the 39
+ * units created and mapped, the reservation, the ring and the context are all given back. */
+START_TEST(out_of_device_memory_mid_vmm)
+{
+	struct fakecuda_stats st;
+	struct fake f;
+
+	setenv("FAKECUDA_GRANULE", "65536", 1);
+	setenv("FAKECUDA_FAIL_ALLOC", "40", 1);
+	expect_failure("cuda:0", WLIFT_EDEVMEM,
+		       "cuda:0: cannot allocate 9437312 bytes (9.0 MiB) of device memory");
+	f = fake_open();
+	f.stats(&st);
+	ck_assert_uint_eq(st.alloc_failed, 1);
+	ck_assert_uint_ge(st.alloc_calls, 40);
+}
+END_TEST
+
+/* Out of device memory in a later budget group (the third group's allocation and every one
+ * after it refused): wlift_load_groups fails with WLIFT_EDEVMEM after handing over the two
+ * groups before it (their tensors were ready and are freed by the callback), and nothing of
+ * the failed group is left (with and without VMM). */
+static void oom_later_group(int vmm)
+{
+	static uint64_t sizes[12];
+	char path[4096];
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	struct groups_seen g = { 0 };
+	struct fakecuda_stats st;
+	size_t ends[16];
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	wlift_diag d;
+	uint64_t total;
+	int n, ret;
+
+	setenv("FAKECUDA_VMM", vmm ? "1" : "0", 1);
+	setenv("FAKECUDA_FAIL_ALLOC", "3", 1);
+	setenv("FAKECUDA_FAIL_ALLOCS_ALL", "1", 1);
+	for (size_t i = 0; i < 12; i++)
+		sizes[i] = 1000 + 37 * i;
+	snprintf(path, sizeof(path), "%s", wt_path("groups.safetensors"));
+	wt_make_u8_st(path, 12, sizes, &total);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.device = "cuda:0";
+	n = wlift_budget_groups(ck, &o, 4096, ends, 16, NULL);
+	ck_assert_int_gt(n, 3);
+	g.f = fake_open();
+	g.budget = 4096;
+	g.vmm = vmm;
+	wlift_diag_clear(&d);
+	ret = wlift_load_groups(ck, &o, 4096, groups_ready, &g, groups_got, &g, &d);
+	printf("vmm %d: group 3 of %d out of memory: %s (%s)\n", vmm, n, wlift_errname(ret),
+	       d.message);
+	ck_assert_int_eq(ret, WLIFT_EDEVMEM);
+	ck_assert_msg(strstr(d.message, "cuda:0: cannot allocate") &&
+			  strstr(d.message, "CUDA_ERROR_OUT_OF_MEMORY"),
+		      "%s", d.message);
+	ck_assert_uint_eq(g.ngroups, 2);
+	ck_assert_uint_eq(g.ready, ends[1]); /* the two groups' tensors, no more */
+	ck_assert_uint_eq(g.tensors, ends[1]);
+	g.f.stats(&st);
+	ck_assert_uint_ge(st.alloc_failed, 1);
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&g.f);
+}
+
+START_TEST(out_of_device_memory_later_group)
+{
+	oom_later_group(0);
+}
+END_TEST
+
+START_TEST(out_of_device_memory_later_group_vmm)
+{
+	oom_later_group(1);
+}
+END_TEST
+
+static int count_ready(const wlift_tensor *t, void *user)
+{
+	WLIFT_UNUSED(t);
+	__atomic_add_fetch((size_t *)user, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* Out of device memory while the load runs: an O_DIRECT load (no VMM: its destination is the
+ * first allocation) whose fix-ups move ranges down by a few bytes through a scratch
+ * allocation, every one of which is refused. The load fails with WLIFT_EDEVMEM naming the
+ * fix-up; the tensors already reported ready and the destination are freed, nothing is left. */
+START_TEST(out_of_device_memory_mid_load)
+{
+	const char *path = wt_path("mixed.safetensors");
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	struct fakecuda_stats st;
+	struct fake f;
+	wlift_ctx *ctx;
+	wlift_ckpt *ck;
+	wlift_result *r = (wlift_result *)&o;
+	wlift_diag d;
+	uint64_t total;
+	size_t ready = 0;
+	int ret;
+
+	if (!odirect_ok())
+		exit(77);
+	setenv("FAKECUDA_VMM", "0", 1);
+	setenv("FAKECUDA_FAIL_ALLOC", "2", 1);
+	setenv("FAKECUDA_FAIL_ALLOCS_ALL", "1", 1);
+	wt_make_u8_st(path, NMIXED, mixed, &total);
+	ctx = ctx_fake();
+	ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+	o.device = "cuda:0";
+	o.direct = WLIFT_DIRECT_ON;
+	o.ring_bytes = 2u << 20;
+	o.ring_slots = 4;
+	o.threads = 2;
+	wlift_diag_clear(&d);
+	ret = wlift_load(ck, &o, count_ready, &ready, &r, &d);
+	printf("fix-up scratch refused after %zu tensors ready: %s (%s)\n", ready,
+	       wlift_errname(ret), d.message);
+	ck_assert_int_eq(ret, WLIFT_EDEVMEM);
+	ck_assert_ptr_null(r);
+	ck_assert_msg(strstr(d.message, "cuMemAlloc (fix-up scratch)") &&
+			  strstr(d.message, "CUDA_ERROR_OUT_OF_MEMORY"),
+		      "%s", d.message);
+	ck_assert_uint_lt(ready, NMIXED);
+	f = fake_open();
+	f.stats(&st);
+	ck_assert_uint_ge(st.alloc_failed, 1);
+	ck_assert_uint_gt(st.htod_copies, 0); /* it failed while loading, not before */
+	wlift_ckpt_close(ck);
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&f);
 }
 END_TEST
 
@@ -1398,6 +1546,10 @@ int main(void)
 	tcase_add_test(tc, budget_groups);
 	tcase_add_test(tc, budget_groups_widening);
 	tcase_add_test(tc, budget_groups_direct_split);
+	tcase_add_test(tc, out_of_device_memory_mid_vmm);
+	tcase_add_test(tc, out_of_device_memory_later_group);
+	tcase_add_test(tc, out_of_device_memory_later_group_vmm);
+	tcase_add_test(tc, out_of_device_memory_mid_load);
 	tcase_add_test(tc, direct_fixed_refused);
 	tcase_add_test(tc, conversion_module_fails);
 	tcase_add_test(tc, conversion_launch_fails);
