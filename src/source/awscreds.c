@@ -354,6 +354,32 @@ static int sts_take(const struct wlift__http_resp *resp, struct wlift__aws_creds
 	return 0;
 }
 
+/* POST a form body to STS at url with the header lines hdrs; its answer in *resp. */
+static int sts_post(wlift_ctx *ctx, const char *uri, const char *url, const char *const *hdrs,
+		    const char *body, struct wlift__http_resp *resp, wlift_diag *d)
+{
+	struct wlift__http_req req = { 0 };
+
+	req.method = "POST";
+	req.url = url;
+	req.headers = hdrs;
+	req.body = body;
+	req.body_len = strlen(body);
+	req.max_body = 256 << 10;
+	return wlift__http_fetch(ctx, uri, NULL, &req, resp, d);
+}
+
+/* An STS error answer's Code and Message for a note: " Code: Message", each part only when
+ * STS gave it. */
+static void sts_error(const struct wlift__http_resp *resp, char *out, size_t cap)
+{
+	char code[128], msg[256];
+
+	wlift__xml_text(resp->body, resp->len, "Code", code, sizeof(code));
+	wlift__xml_text(resp->body, resp->len, "Message", msg, sizeof(msg));
+	snprintf(out, cap, "%s%s%s%s", code[0] ? " " : "", code, msg[0] ? ": " : "", msg);
+}
+
 /* STS AssumeRoleWithWebIdentity: an unsigned POST (the token is the proof). */
 static int web_identity(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds *c,
 			struct tried *t, wlift_diag *d)
@@ -362,7 +388,6 @@ static int web_identity(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds
 	char *token = NULL, *body = NULL, *etok = NULL, *erole = NULL, *esess = NULL;
 	const char *v;
 	static const char *const hdrs[] = { "Accept: application/xml", NULL };
-	struct wlift__http_req req = { 0 };
 	struct wlift__http_resp resp = { 0 };
 	int from_profile = 0, ret = 0;
 	size_t n;
@@ -414,13 +439,7 @@ static int web_identity(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds
 		 "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=%s&"
 		 "RoleSessionName=%s&WebIdentityToken=%s",
 		 erole, esess, etok);
-	req.method = "POST";
-	req.url = url;
-	req.headers = hdrs;
-	req.body = body;
-	req.body_len = strlen(body);
-	req.max_body = 256 << 10;
-	ret = wlift__http_fetch(ctx, uri, NULL, &req, &resp, d);
+	ret = sts_post(ctx, uri, url, hdrs, body, &resp, d);
 	if (ret) {
 		note(t, "web identity (STS at %s: %s)", url, d ? d->message : "failed");
 		wlift_diag_clear(d);
@@ -428,11 +447,11 @@ static int web_identity(wlift_ctx *ctx, const char *uri, struct wlift__aws_creds
 		goto out;
 	}
 	if (resp.status != 200) {
-		char code[128], msg[256];
-		wlift__xml_text(resp.body, resp.len, "Code", code, sizeof(code));
-		wlift__xml_text(resp.body, resp.len, "Message", msg, sizeof(msg));
-		note(t, "web identity (STS AssumeRoleWithWebIdentity for %s at %s: HTTP %ld%s%s%s%s)",
-		     role, url, resp.status, code[0] ? " " : "", code, msg[0] ? ": " : "", msg);
+		char why[400];
+
+		sts_error(&resp, why, sizeof(why));
+		note(t, "web identity (STS AssumeRoleWithWebIdentity for %s at %s: HTTP %ld%s)",
+		     role, url, resp.status, why);
 		ret = -1;
 		goto out;
 	}
@@ -919,10 +938,9 @@ static int sts_assume(wlift_ctx *ctx, const char *uri, const char *profile, cons
 	char sess[128], ext[256], dur[16], region[64], url[512], host[512], date[17], hash[65];
 	char *erole = NULL, *esess = NULL, *eext = NULL, *body = NULL, *authz = NULL;
 	char *hauth = NULL, *htok = NULL, hdate[64];
-	const char *hdrs[6], *hs, *p;
+	const char *hdrs[6], *p;
 	struct wlift__sigv4_header h[5];
 	struct wlift__sigv4_req r = { 0 };
-	struct wlift__http_req req = { 0 };
 	struct wlift__http_resp resp = { 0 };
 	size_t nh = 0, n;
 	struct tm tm;
@@ -954,11 +972,7 @@ static int sts_assume(wlift_ctx *ctx, const char *uri, const char *profile, cons
 	snprintf(body, n, "Action=AssumeRole&Version=2011-06-15&RoleArn=%s&RoleSessionName=%s%s%s%s%s",
 		 erole, esess, ext[0] ? "&ExternalId=" : "", eext, dur[0] ? "&DurationSeconds=" : "",
 		 dur);
-	hs = strstr(url, "://");
-	hs = hs ? hs + 3 : url;
-	p = strchr(hs, '/');
-	n = p ? (size_t)(p - hs) : strlen(hs);
-	snprintf(host, sizeof(host), "%.*s", (int)(n < sizeof(host) ? n : sizeof(host) - 1), hs);
+	p = wlift__sigv4_url_host(url, host, sizeof(host));
 	now = time(NULL);
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%Y%m%dT%H%M%SZ", &tm);
@@ -999,25 +1013,18 @@ static int sts_assume(wlift_ctx *ctx, const char *uri, const char *profile, cons
 	if (src->token[0])
 		hdrs[nh++] = htok;
 	hdrs[nh] = NULL;
-	req.method = "POST";
-	req.url = url;
-	req.headers = hdrs;
-	req.body = body;
-	req.body_len = strlen(body);
-	req.max_body = 256 << 10;
-	if (wlift__http_fetch(ctx, uri, NULL, &req, &resp, d)) {
+	if (sts_post(ctx, uri, url, hdrs, body, &resp, d)) {
 		note(t, "the role %s of profile %s (STS AssumeRole at %s: %s)", role, profile, url,
 		     d ? d->message : "failed");
 		wlift_diag_clear(d);
 		goto out;
 	}
 	if (resp.status != 200) {
-		char code[128], msg[256];
-		wlift__xml_text(resp.body, resp.len, "Code", code, sizeof(code));
-		wlift__xml_text(resp.body, resp.len, "Message", msg, sizeof(msg));
-		note(t, "the role %s of profile %s (STS AssumeRole at %s with %s: HTTP %ld%s%s%s%s)",
-		     role, profile, url, src->from, resp.status, code[0] ? " " : "", code,
-		     msg[0] ? ": " : "", msg);
+		char why[400];
+
+		sts_error(&resp, why, sizeof(why));
+		note(t, "the role %s of profile %s (STS AssumeRole at %s with %s: HTTP %ld%s)",
+		     role, profile, url, src->from, resp.status, why);
 		goto out;
 	}
 	if (sts_take(&resp, c) < 0) {

@@ -288,7 +288,7 @@ static int s3_headers(void *state, const char *method, const char *url, const ch
 	struct wlift__aws_creds *c = NULL;
 	struct wlift__sigv4_header h[5];
 	struct wlift__sigv4_req r = { 0 };
-	const char *hs, *path, *q;
+	const char *path, *q;
 	char host[512], date[17], *pathbuf = NULL, *authz = NULL, *line = NULL;
 	struct tm tm;
 	time_t now;
@@ -307,11 +307,7 @@ static int s3_headers(void *state, const char *method, const char *url, const ch
 	memcpy(a->from, c->from, sizeof(a->from));
 	pthread_mutex_unlock(&a->mu);
 	/* The URL is ours (wlift__s3_object_url or a listing): scheme://host[:port]/path?q. */
-	hs = strstr(url, "://");
-	hs = hs ? hs + 3 : url;
-	path = strchr(hs, '/');
-	n = path ? (size_t)(path - hs) : strlen(hs);
-	snprintf(host, sizeof(host), "%.*s", (int)(n < sizeof(host) ? n : sizeof(host) - 1), hs);
+	path = wlift__sigv4_url_host(url, host, sizeof(host));
 	q = path ? strchr(path, '?') : NULL;
 	pathbuf = path ? strndup(path, q ? (size_t)(q - path) : strlen(path)) : strdup("/");
 	if (!pathbuf) {
@@ -712,6 +708,40 @@ static int region_corrected(wlift_ctx *ctx, const char *uri, const struct wlift_
 	return 1;
 }
 
+/* list_prefix of loc, and once more with loc located again when its answer taught this
+ * process the bucket's region (region_corrected); ns holds only the last try's names. */
+static int list_located(wlift_ctx *ctx, const char *uri, struct wlift__s3_loc *loc,
+			const char *prefix, size_t max, struct names *ns, wlift_diag *d)
+{
+	int ret = list_prefix(ctx, uri, loc, prefix, max, ns, d);
+
+	if (!region_corrected(ctx, uri, loc, ret))
+		return ret;
+	wlift__strv_free(ns->v, ns->n);
+	memset(ns, 0, sizeof(*ns));
+	wlift__s3_loc_free(loc);
+	wlift_diag_clear(d);
+	ret = wlift__s3_locate(ctx, uri, loc, 1, d);
+	return ret ? ret : list_prefix(ctx, uri, loc, prefix, max, ns, d);
+}
+
+/* The object at loc opened over HTTP with loc's auth (which goes with the open). */
+static int open_object(wlift_ctx *ctx, const char *uri, const struct wlift__s3_loc *loc,
+		       struct wlift__source **out, wlift_diag *d)
+{
+	struct wlift__http_auth auth;
+	char *url = wlift__s3_object_url(loc);
+	int ret;
+
+	if (!url)
+		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
+	ret = auth_new(ctx, uri, loc, &auth, d);
+	if (!ret)
+		ret = wlift__http_open_url(ctx, uri, url, &auth, out, d);
+	free(url);
+	return ret;
+}
+
 int wlift__s3_stat(wlift_ctx *ctx, const char *uri, int *kind, wlift_diag *d)
 {
 	struct wlift__s3_loc loc;
@@ -741,16 +771,7 @@ int wlift__s3_stat(wlift_ctx *ctx, const char *uri, int *kind, wlift_diag *d)
 		goto out;
 	}
 	sprintf(prefix, "%s/", loc.key);
-	ret = list_prefix(ctx, uri, &loc, prefix, 1, &ns, d);
-	if (region_corrected(ctx, uri, &loc, ret)) {
-		wlift__strv_free(ns.v, ns.n);
-		memset(&ns, 0, sizeof(ns));
-		wlift__s3_loc_free(&loc);
-		wlift_diag_clear(d);
-		ret = wlift__s3_locate(ctx, uri, &loc, 1, d);
-		if (!ret)
-			ret = list_prefix(ctx, uri, &loc, prefix, 1, &ns, d);
-	}
+	ret = list_located(ctx, uri, &loc, prefix, 1, &ns, d);
 	if (ret)
 		goto out;
 	if (ns.n)
@@ -781,16 +802,7 @@ int wlift__s3_list(wlift_ctx *ctx, const char *uri, char ***names, size_t *n, wl
 		goto out;
 	}
 	sprintf(prefix, "%s%s", loc.key, loc.key[0] && !has_suffix(loc.key, "/") ? "/" : "");
-	ret = list_prefix(ctx, uri, &loc, prefix, SIZE_MAX, &ns, d);
-	if (region_corrected(ctx, uri, &loc, ret)) {
-		wlift__strv_free(ns.v, ns.n);
-		memset(&ns, 0, sizeof(ns));
-		wlift__s3_loc_free(&loc);
-		wlift_diag_clear(d);
-		ret = wlift__s3_locate(ctx, uri, &loc, 1, d);
-		if (!ret)
-			ret = list_prefix(ctx, uri, &loc, prefix, SIZE_MAX, &ns, d);
-	}
+	ret = list_located(ctx, uri, &loc, prefix, SIZE_MAX, &ns, d);
 	if (ret)
 		goto out;
 	if (ns.n)
@@ -809,8 +821,6 @@ out:
 int wlift__s3_open(wlift_ctx *ctx, const char *uri, struct wlift__source **out, wlift_diag *d)
 {
 	struct wlift__s3_loc loc;
-	struct wlift__http_auth auth;
-	char *url = NULL;
 	int ret;
 
 	*out = NULL;
@@ -823,36 +833,16 @@ int wlift__s3_open(wlift_ctx *ctx, const char *uri, struct wlift__source **out, 
 				      "%s: names a prefix, not an object", uri);
 		goto out;
 	}
-	url = wlift__s3_object_url(&loc);
-	if (!url) {
-		ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
-		goto out;
-	}
-	ret = auth_new(ctx, uri, &loc, &auth, d);
-	if (ret)
-		goto out;
-	ret = wlift__http_open_url(ctx, uri, url, &auth, out, d);
+	ret = open_object(ctx, uri, &loc, out, d);
 	if (region_corrected(ctx, uri, &loc, ret)) {
 		/* Once: the region S3 named, its endpoint on AWS; the auth went with the open. */
-		free(url);
-		url = NULL;
 		wlift__s3_loc_free(&loc);
 		wlift_diag_clear(d);
 		ret = wlift__s3_locate(ctx, uri, &loc, 1, d);
-		if (ret)
-			goto out;
-		url = wlift__s3_object_url(&loc);
-		if (!url) {
-			ret = wlift__diag_set(d, -ENOMEM, uri, NULL, -1, NULL, NULL);
-			goto out;
-		}
-		ret = auth_new(ctx, uri, &loc, &auth, d);
-		if (ret)
-			goto out;
-		ret = wlift__http_open_url(ctx, uri, url, &auth, out, d);
+		if (!ret)
+			ret = open_object(ctx, uri, &loc, out, d);
 	}
 out:
-	free(url);
 	wlift__s3_loc_free(&loc);
 	return ret;
 }

@@ -46,6 +46,18 @@ char *wlift__aws_uri_encode(const char *s, size_t n, int keep_slash)
 	return out;
 }
 
+const char *wlift__sigv4_url_host(const char *url, char *host, size_t cap)
+{
+	const char *hs = strstr(url, "://"), *path;
+	size_t n;
+
+	hs = hs ? hs + 3 : url;
+	path = strchr(hs, '/');
+	n = path ? (size_t)(path - hs) : strlen(hs);
+	snprintf(host, cap, "%.*s", (int)(n < cap ? n : cap - 1), hs);
+	return path;
+}
+
 static void to_hex(const unsigned char *p, size_t n, char *hex)
 {
 	static const char h[] = "0123456789abcdef";

@@ -43,6 +43,11 @@ struct wlift__sigv4_req {
  * canonical request. */
 char *wlift__aws_uri_encode(const char *s, size_t n, int keep_slash);
 
+/* The host header of a request to url ("scheme://host[:port]/path?query", the scheme
+ * optional): host[:port] into host (cut to cap - 1 bytes). Returns where the path begins in
+ * url, NULL when it has none. */
+const char *wlift__sigv4_url_host(const char *url, char *host, size_t cap);
+
 /* Lower-case hex SHA-256 of n bytes. */
 void wlift__sha256_hex(const void *p, size_t n, char hex[65]);
 

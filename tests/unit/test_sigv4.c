@@ -251,6 +251,24 @@ START_TEST(uri_encoding)
 }
 END_TEST
 
+/* The host header of the URLs s3.c and awscreds.c sign. */
+START_TEST(url_host)
+{
+	char h[16];
+
+	ck_assert_str_eq(wlift__sigv4_url_host("https://b.s3.amazonaws.com/k?x=1", h, sizeof(h)),
+			 "/k?x=1");
+	ck_assert_str_eq(h, "b.s3.amazonaws.");
+	ck_assert_str_eq(wlift__sigv4_url_host("http://127.0.0.1:9000/bkt/a", h, sizeof(h)),
+			 "/bkt/a");
+	ck_assert_str_eq(h, "127.0.0.1:9000");
+	ck_assert_ptr_null(wlift__sigv4_url_host("https://sts.amazonaws.com", h, sizeof(h)));
+	ck_assert_str_eq(h, "sts.amazonaws.c");
+	ck_assert_str_eq(wlift__sigv4_url_host("host:80/p", h, sizeof(h)), "/p");
+	ck_assert_str_eq(h, "host:80");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("sigv4");
@@ -260,6 +278,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, s3_get);
 	tcase_add_test(tc, s3_path_as_sent);
 	tcase_add_test(tc, uri_encoding);
+	tcase_add_test(tc, url_host);
 	suite_add_tcase(s, tc);
 	return s;
 }
