@@ -51,6 +51,11 @@ static void usage(FILE *out)
 	    "                          lowest ranks) or round-robin (e % W == R); N experts\n"
 	    "                          (default: counted in the checkpoint); all other\n"
 	    "                          tensors are loaded on every rank\n"
+	    "  --comm mpi              exchange over MPI (start the ranks with mpirun -n W;\n"
+	    "                          rank and world are the job's): each rank reads its\n"
+	    "                          share (file mode) or its blocks and its share of the\n"
+	    "                          replicated tensors (--shard-spec), then receives the\n"
+	    "                          rest from the ranks that read it (host memory)\n"
 	    "  --device DEV            cpu (default), cuda (= cuda:0) or cuda:N\n"
 	    ,
 	    out);
@@ -352,6 +357,7 @@ int cli_load(int argc, char **argv)
 		OPT_GDS,
 		OPT_MAXDEV,
 		OPT_GROUPS,
+		OPT_COMM,
 	};
 	static const struct option opts[] = {
 	    {"threads", required_argument, NULL, OPT_THREADS},
@@ -373,6 +379,7 @@ int cli_load(int argc, char **argv)
 	    {"gds", required_argument, NULL, OPT_GDS},
 	    {"max-device-bytes", required_argument, NULL, OPT_MAXDEV},
 	    {"groups", no_argument, NULL, OPT_GROUPS},
+	    {"comm", required_argument, NULL, OPT_COMM},
 	    CLI_CACHE_LONGOPTS,
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -398,7 +405,8 @@ int cli_load(int argc, char **argv)
 	const char *uri, *device = NULL;
 	wlift_ctx *ctx = NULL;
 	wlift_diag d;
-	bool json = false, quiet = false, touch = false, groups = false;
+	bool json = false, quiet = false, touch = false, groups = false, use_mpi = false;
+	wlift_comm *comm = NULL;
 	uint64_t maxdev = 0;
 	int verbosity = 0, c, rc = 0, ret = 0, k;
 
@@ -531,6 +539,13 @@ int cli_load(int argc, char **argv)
 		case OPT_SHARD:
 			shard_path = optarg;
 			break;
+		case OPT_COMM:
+			if (strcmp(optarg, "mpi") != 0) {
+				rc = cli_usage_error("load", "invalid --comm '%s' (mpi)", optarg);
+				goto out;
+			}
+			use_mpi = true;
+			break;
 		case OPT_EXPERTS: {
 			char msg[128];
 			if (cli_experts_parse(optarg, &experts, msg, sizeof(msg)) < 0) {
@@ -576,14 +591,18 @@ int cli_load(int argc, char **argv)
 	}
 	/* --world 1 is a plain load (the spec is still checked against the tensors), as
 	 * fastsafetensors' get_sharded on one rank. */
-	if (rank >= (world ? world : 1) || (shard_path && world < 1) ||
-	    (shard_path && world < 1)) {
+	if (rank >= (world ? world : 1) || (shard_path && world < 1 && !use_mpi)) {
 		rc = cli_usage_error("load", "%s",
 				     rank >= (world ? world : 1) ? "--rank must be below --world"
 				     : "--shard-spec needs --world W (and --rank)");
 		goto out;
 	}
-	file_mode = world > 1 && !shard_path && !use_experts;
+	if (use_mpi && (use_experts || groups || (lo.mmap == WLIFT_MMAP_ON))) {
+		rc = cli_usage_error("load", "--comm does not combine with %s",
+				     use_experts ? "--experts" : groups ? "--groups" : "--mmap");
+		goto out;
+	}
+	file_mode = world > 1 && !shard_path && !use_experts && !use_mpi;
 	if (file_mode && groups) {
 		rc = cli_usage_error("load", "--groups does not combine with --world (file mode)");
 		goto out;
@@ -644,6 +663,29 @@ int cli_load(int argc, char **argv)
 		rc = cli_ctx_exit_code(ret, &d);
 		goto out;
 	}
+	if (use_mpi) {
+		/* Rank and world are the job's (an explicit --rank/--world must agree). */
+		ret = wlift_comm_mpi(ctx, &comm, &d);
+		if (ret < 0) {
+			cli_print_error(uri, ret, &d);
+			if (json)
+				print_json_error(uri, ret, &d);
+			rc = cli_exit_code(ret);
+			goto out;
+		}
+		if (world && ((int)world != wlift_comm_size(comm) ||
+			      (int)rank != wlift_comm_rank(comm))) {
+			cli_errorf("--rank %lu --world %lu differ from the MPI job's rank %d of %d",
+				   rank, world, wlift_comm_rank(comm), wlift_comm_size(comm));
+			rc = CLI_EXIT_USAGE;
+			goto out;
+		}
+		rank = (unsigned long)wlift_comm_rank(comm);
+		world = (unsigned long)wlift_comm_size(comm);
+		lo.rank = (int)rank;
+		lo.world_size = (int)world;
+		lo.comm = comm;
+	}
 	/* The baseline is taken after the context exists, as README.md (`load`) defines it. */
 	if (cli_rss_start(&rss) < 0)
 		rss = NULL;
@@ -653,10 +695,12 @@ int cli_load(int argc, char **argv)
 		wlift_result *res = NULL;
 		wlift_ckpt *ck = NULL;
 		double t0, t1, t2;
+		bool ck_ok;
 
 		wlift_diag_clear(&d);
 		t0 = now_s();
 		ret = wlift_open(ctx, uri, &ck, &d);
+		ck_ok = ret >= 0;
 		if (ret >= 0 && file_mode) {
 			free(share);
 			share = NULL;
@@ -699,6 +743,17 @@ int cli_load(int argc, char **argv)
 		}
 		wlift_result_free(res);
 		wlift_ckpt_close(ck);
+		if (ret < 0 && comm && !ck_ok) {
+			/* This rank could not open the checkpoint, so it never joins the load its
+			 * peers wait in: report, then end the job (MPI_Abort) rather than leave
+			 * them to the timeout. */
+			cli_print_error(uri, ret, &d);
+			if (json)
+				print_json_error(uri, ret, &d);
+			fflush(stdout);
+			fflush(stderr);
+			wlift_comm_abort(comm, cli_exit_code(ret));
+		}
 		if (ret < 0) {
 			cli_print_error(uri, ret, &d);
 			if (json)
@@ -753,6 +808,11 @@ int cli_load(int argc, char **argv)
 					       json_object_new_uint64(med.ntensors));
 			json_object_object_add(root, "bytes_read",
 					       json_object_new_uint64(med.st.bytes_read));
+			if (comm) {
+				json_object_object_add(root, "comm", json_object_new_string("mpi"));
+				json_object_object_add(root, "bytes_received",
+						       json_object_new_uint64(med.st.bytes_received));
+			}
 			if (lo.world_size > 1) {
 				json_object_object_add(root, "rank", json_object_new_int(lo.rank));
 				json_object_object_add(root, "world",
@@ -838,6 +898,10 @@ int cli_load(int argc, char **argv)
 				       med.st.gds ? med.st.gds : "off",
 				       cli_fmt_bytes(med.st.gds_bytes, b2, sizeof(b2)),
 				       med.st.gds_fallbacks, med.st.gds_fallbacks == 1 ? "" : "s");
+			if (comm)
+				printf("  rank %d of %d (MPI): received %s from the other ranks\n",
+				       lo.rank, lo.world_size,
+				       cli_fmt_bytes(med.st.bytes_received, b2, sizeof(b2)));
 			if (med.st.fixups)
 				printf("  alignment fix-ups: %" PRIu64 " (%" PRIu64 " bytes)\n",
 				       med.st.fixups, med.st.fixup_bytes);
@@ -855,7 +919,9 @@ int cli_load(int argc, char **argv)
 	}
 out:
 	fflush(stdout);
+	fflush(stderr);
 	cli_rss_stop(rss);
+	wlift_comm_destroy(comm); /* a broken MPI communicator ends the job here */
 	wlift_ctx_destroy(ctx);
 	free(runs);
 	free(names);

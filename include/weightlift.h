@@ -331,6 +331,7 @@ WLIFT_API int wlift_read_object(wlift_ctx *ctx, const char *uri, size_t max, cha
  * ------------------------------------------------------------------------------------- */
 typedef struct wlift_result wlift_result;
 typedef struct wlift_tensor wlift_tensor;
+typedef struct wlift_comm wlift_comm; /* a communicator, see "Communicators" below */
 
 enum wlift_strategy {
 	WLIFT_STRATEGY_AUTO = 0,  /* decide per file from page-cache residency, fs type, size */
@@ -476,6 +477,19 @@ typedef struct wlift_load_opts {
 	const wlift_expert_filter *experts;
 	/* GPU loads: GPU Direct Storage, enum wlift_gds (0: the context's, WEIGHTLIFT_GDS). */
 	int gds;
+	/* The exchange (docs/distributed.md): NULL, or a communicator (wlift_comm_mpi for host
+	 * destinations, wlift_comm_nccl for "cuda:N") over which the ranks of one job share
+	 * their reads. Collective: every rank of the communicator calls wlift_load with the
+	 * same checkpoint and options (rank and world_size 0, or the communicator's). Without
+	 * shard rules (file mode) every selected tensor is read by one rank (contiguous runs
+	 * in file order balanced by bytes) and broadcast: each rank ends with every tensor,
+	 * the ranks together read each byte once. With shard rules each rank reads its own
+	 * blocks of the split tensors and the replicated tensors are read once (balanced the
+	 * same way) and broadcast. Before any read the ranks compare a digest of their files,
+	 * selection and rules (a mismatch or a rank's failure fails every rank, WLIFT_ECOMM
+	 * naming it); after the reads every rank reports success or its error. Copy mode
+	 * only (mmap on is WLIFT_EUNSUPPORTED; auto copies); not with experts. */
+	wlift_comm *comm;
 } wlift_load_opts;
 #define WLIFT_LOAD_OPTS_INIT { .size = sizeof(wlift_load_opts) }
 
@@ -505,6 +519,8 @@ typedef struct wlift_stats {
 	uint64_t bytes_rerequested;  /* bytes of the ranges asked again (retries and hedges) */
 	uint64_t fixed_reads;        /* GPU loads: io_uring reads into the pinned ring registered
 					as fixed buffers (WEIGHTLIFT_URING_FIXED) */
+	uint64_t bytes_received;     /* loads with a communicator: tensor bytes this rank got
+					from the others (bytes_read counts its own reads) */
 } wlift_stats;
 
 /* Load tensors of ck (all, or opts->names) into the destination device. On success *out
@@ -550,13 +566,13 @@ WLIFT_API int wlift_load_groups(wlift_ckpt *ck, const wlift_load_opts *opts, uin
  * Communicators (the exchange seam of distributed loading, docs/distributed.md): ranks of
  * one job moving bytes between them. Backends are loaded at run time, never linked: NCCL
  * (dlopen of the library WEIGHTLIFT_NCCL_LIBRARY names, else "libnccl.so.2"; device
- * buffers, the current device's primary context). Every wait is bounded by the context's
+ * buffers, the current device's primary context) and MPI (dlopen of Open MPI's
+ * "libmpi.so.40", or WEIGHTLIFT_MPI_LIBRARY; host buffers). Every wait is bounded by the context's
  * comm timeout (wlift_ctx_comm_timeout, WEIGHTLIFT_COMM_TIMEOUT seconds, default 300): a
  * peer that never arrives is WLIFT_ECOMM on the others (the communicator is then aborted and
  * only good for destroy).
  * A communicator is used by one thread at a time.
  * ------------------------------------------------------------------------------------- */
-typedef struct wlift_comm wlift_comm;
 #define WLIFT_COMM_ID_BYTES 128
 
 /* A new unique id (NCCL's ncclUniqueId) for wlift_comm_nccl: created on one rank and given
@@ -569,6 +585,14 @@ WLIFT_API int wlift_comm_nccl_id(wlift_ctx *ctx, uint8_t id[WLIFT_COMM_ID_BYTES]
  * the comm timeout). */
 WLIFT_API int wlift_comm_nccl(wlift_ctx *ctx, const uint8_t id[WLIFT_COMM_ID_BYTES], int rank,
 			      int nranks, int device, wlift_comm **out, wlift_diag *d);
+/* Join MPI_COMM_WORLD of the job mpirun launched (MPI_Init_thread, MPI_THREAD_SERIALIZED,
+ * when the process has not initialised MPI itself; the last communicator destroyed then
+ * finalizes it, after which MPI cannot start again in the process). Rank and size are the
+ * job's. WLIFT_ENODEV when Open MPI's library cannot be loaded, the process was not started
+ * by mpirun, or MPI was finalized; WLIFT_ECOMM when MPI fails. A broadcast that times out
+ * or fails leaves the communicator broken, and destroying a broken MPI communicator ends
+ * the job (MPI_Abort: MPI cannot cancel a collective its peers still wait in). */
+WLIFT_API int wlift_comm_mpi(wlift_ctx *ctx, wlift_comm **out, wlift_diag *d);
 WLIFT_API int wlift_comm_rank(const wlift_comm *c);
 WLIFT_API int wlift_comm_size(const wlift_comm *c);
 /* Broadcast len bytes at buf from root to every rank's buf (device memory for NCCL).
@@ -576,6 +600,11 @@ WLIFT_API int wlift_comm_size(const wlift_comm *c);
  * backend's error (a peer gone, a timeout), -EINVAL for bad arguments. */
 WLIFT_API int wlift_comm_broadcast(wlift_comm *c, void *buf, uint64_t len, int root,
 				   wlift_diag *d);
+/* This rank has failed and will not take part in further collectives: tell the peers, so
+ * that they do not wait out the timeout (NCCL: ncclCommAbort, the peers' next collective
+ * fails; MPI: MPI_Abort with code, which ends every rank of the job, this one included).
+ * The communicator is then only good for destroy. */
+WLIFT_API void wlift_comm_abort(wlift_comm *c, int code);
 /* Leave and free the communicator (NULL: nothing). */
 WLIFT_API void wlift_comm_destroy(wlift_comm *c);
 

@@ -41,6 +41,16 @@ int wlift_comm_broadcast(wlift_comm *c, void *buf, uint64_t len, int root, wlift
 	return ret;
 }
 
+void wlift_comm_abort(wlift_comm *c, int code)
+{
+	if (!c)
+		return;
+	if (!c->aborted)
+		c->ops->abort(c, code);
+	c->aborted = 1;
+	c->broken = 1;
+}
+
 void wlift_comm_destroy(wlift_comm *c)
 {
 	if (!c)

@@ -222,7 +222,21 @@ static void nccl_destroy(struct wlift_comm *c)
 	c->impl = NULL;
 }
 
-static const struct wlift__comm_ops nccl_ops = { "NCCL", nccl_broadcast, nccl_destroy };
+static void nccl_abort(struct wlift_comm *c, int code)
+{
+	struct nccl *n = c->impl;
+	CUcontext old;
+
+	(void)code;
+	if (!n || !n->comm || n->cu->CtxPushCurrent(n->cuctx) != CUDA_SUCCESS)
+		return;
+	n->fn->CommAbort(n->comm);
+	n->comm = NULL;
+	n->cu->CtxPopCurrent(&old);
+}
+
+static const struct wlift__comm_ops nccl_ops = { "NCCL", 1, nccl_broadcast, nccl_abort,
+						 nccl_destroy };
 
 int wlift_comm_nccl(wlift_ctx *ctx, const uint8_t id[WLIFT_COMM_ID_BYTES], int rank,
 		    int nranks, int device, wlift_comm **out, wlift_diag *d)

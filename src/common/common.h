@@ -98,6 +98,7 @@ struct wlift_ctx {
 	int cache_fill_full;	  /* WEIGHTLIFT_CACHE_FILL=full */
 	size_t shard_piece_min; /* WEIGHTLIFT_SHARD_PIECE_MIN: strided shard pieces read alone */
 	char *nccl_library;	/* WEIGHTLIFT_NCCL_LIBRARY (NULL: libnccl.so.2) */
+	char *mpi_library;	/* WEIGHTLIFT_MPI_LIBRARY (NULL: libmpi.so.40) */
 	unsigned comm_timeout_s; /* WEIGHTLIFT_COMM_TIMEOUT: every collective wait */
 	wlift_log_fn log;
 	void *log_user;

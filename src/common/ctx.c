@@ -470,6 +470,13 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 				goto out;
 			}
 		}
+		if (wlift__env_str("WEIGHTLIFT_MPI_LIBRARY", &lib)) {
+			ctx->mpi_library = strdup(lib);
+			if (!ctx->mpi_library) {
+				ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+				goto out;
+			}
+		}
 		if (!wlift__env_str(tenv, &lib) && wlift__env_str("WEIGHTLIFT_DIST_TIMEOUT", &lib))
 			tenv = "WEIGHTLIFT_DIST_TIMEOUT";
 		ret = knob(0, "comm_timeout", tenv, WLIFT_COMM_TIMEOUT_S, WLIFT_MAX_COMM_TIMEOUT_S,
@@ -609,6 +616,7 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	free(ctx->cufile_library);
 	free(ctx->sysfs_root);
 	free(ctx->nccl_library);
+	free(ctx->mpi_library);
 	free(ctx->cache_dir);
 	pthread_mutex_destroy(&ctx->cache_mu);
 	free(ctx);

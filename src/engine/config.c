@@ -138,6 +138,23 @@ int wlift__load_resolve(const wlift_ctx *ctx, const wlift_load_opts *o,
 	c->shard_piece_min = ctx->shard_piece_min ? ctx->shard_piece_min : WLIFT_SHARD_PIECE_MIN;
 	c->rank = o->world_size > 1 ? (unsigned)o->rank : 0;
 	c->world = o->world_size > 1 ? (unsigned)o->world_size : 1;
+	if (o->size >= offsetof(wlift_load_opts, comm) + sizeof(void *) && o->comm) {
+		/* The exchange: the communicator's ranks (an explicit rank/world must agree). */
+		int r = wlift_comm_rank(o->comm), w = wlift_comm_size(o->comm);
+		if (o->world_size > 1 && (o->world_size != w || o->rank != r))
+			return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "load.options",
+					       "wlift_load_opts: rank %d of %d differs from the "
+					       "communicator's rank %d of %d",
+					       o->rank, o->world_size, r, w);
+		if (o->experts)
+			return wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, NULL, -1,
+					       "load.options",
+					       "wlift_load_opts: experts do not combine with comm "
+					       "(the ranks' selections differ)");
+		c->comm = o->comm;
+		c->rank = w > 1 ? (unsigned)r : 0;
+		c->world = w > 1 ? (unsigned)w : 1;
+	}
 	c->progress = o->progress;
 	c->progress_user = o->progress_user;
 	return 0;

@@ -7,9 +7,11 @@
  * from the moment it exists, so any failure frees everything.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/exchange.h"
 #include "engine/load.h"
 #include "engine/mapped.h"
 #include "engine/pipeline.h"
@@ -102,6 +104,14 @@ static int copy_done(void *user, size_t i)
 			l->sink->ops->release(l->sink, l->raw_off[i], t->v.info.nbytes);
 	}
 	return ready(l, t);
+}
+
+/* The exchange: tensor i came from the rank that read it (already converted). */
+static int xchg_done(void *user, size_t i)
+{
+	struct load *l = user;
+
+	return ready(l, &l->res->t[i]);
 }
 
 /* Mapped mode: the view is the mapping, unless converted into the host arena. */
@@ -300,35 +310,46 @@ struct entries {
 	uint64_t *raw_off; /* per tensor: where its first entry lands */
 };
 
-static int plan_entries(const struct wlift__selection *sel, struct entries *e, wlift_diag *d)
+static int plan_entries(const struct wlift__selection *sel, const uint8_t *skip,
+			struct entries *e, wlift_diag *d)
 {
 	size_t m = 0, j = 0;
+	int skipped = 0;
 
 	e->raw_off = calloc(sel->n ? sel->n : 1, sizeof(*e->raw_off));
 	if (!e->raw_off)
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
-	for (size_t i = 0; i < sel->n; i++)
+	for (size_t i = 0; i < sel->n; i++) {
+		if (skip && skip[i]) {
+			skipped = 1; /* read by another rank (the exchange) */
+			continue;
+		}
 		m += sel->gather && sel->gather[i].split ? sel->gather[i].outer : 1;
+	}
 	e->ti = sel->ti;
 	e->n = sel->n;
-	if (m == sel->n)
+	if (m == sel->n && !skipped)
 		return 0;
-	e->ti = calloc(m, sizeof(*e->ti));
-	e->owner = calloc(m, sizeof(*e->owner));
+	e->ti = calloc(m ? m : 1, sizeof(*e->ti));
+	e->owner = calloc(m ? m : 1, sizeof(*e->owner));
 	e->first = calloc(sel->n, sizeof(*e->first));
 	e->left = calloc(sel->n, sizeof(*e->left));
 	if (!e->ti || !e->owner || !e->first || !e->left)
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 	for (size_t i = 0; i < sel->n; i++) {
-		const struct wlift__gather *g = &sel->gather[i];
-		size_t k = g->split ? g->outer : 1;
+		const struct wlift__gather *g = sel->gather ? &sel->gather[i] : NULL;
+		size_t k = g && g->split ? g->outer : 1;
 
 		e->first[i] = j;
+		if (skip && skip[i]) {
+			e->first[i] = SIZE_MAX; /* no entry: its bytes come from its owner */
+			continue;
+		}
 		e->left[i] = k;
 		for (size_t p = 0; p < k; p++, j++) {
 			e->ti[j] = sel->ti[i];
 			e->owner[j] = i;
-			if (!g->split)
+			if (!g || !g->split)
 				continue;
 			e->ti[j].file_offset += p * g->stride;
 			e->ti[j].data_begin += p * g->stride;
@@ -370,7 +391,7 @@ static int sink_gathers(struct load *l, const struct wlift__selection *sel,
 		const struct wlift__gather *g = &sel->gather[i];
 		size_t e = pe->first ? pe->first[i] : i;
 
-		if (g->outer < 2)
+		if (g->outer < 2 || e == SIZE_MAX)
 			continue;
 		if (!l->sink_gathers) {
 			l->sink_gathers = calloc(sel->n, 1);
@@ -421,6 +442,9 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	int gds_sink = 0;
 	struct load l = { 0 };
 	struct entries pe = { 0 };
+	struct wlift__xchg xc = { 0 };
+	struct wlift_comm *comm = NULL;
+	uint64_t received = 0;
 	size_t n, chunk_used = 0;
 	int ret, mapped;
 
@@ -431,7 +455,10 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 				      "wlift_load: ck and out must not be NULL");
 		goto out;
 	}
-	/* resolve, sink, select, partition */
+	if (o->size >= offsetof(wlift_load_opts, comm) + sizeof(void *) &&
+	    o->size <= sizeof(*o))
+		comm = o->comm; /* a failure before the exchange resolves still reports to it */
+	/* resolve, sink, select, partition, exchange */
 	ret = wlift__load_resolve(ck->ctx, o, &cfg, d);
 	if (ret)
 		goto out;
@@ -472,6 +499,9 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	ret = wlift__load_partition(ck, o, &cfg, &sel, d);
 	if (ret)
 		goto out;
+	ret = wlift__xchg_begin(&xc, ck, &cfg, &sel, d);
+	if (ret)
+		goto out;
 	n = sel.n;
 	conv_off = calloc(n ? n : 1, sizeof(*conv_off));
 	data_off = calloc(n ? n : 1, sizeof(*data_off));
@@ -494,7 +524,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	l.ready = ready_fn;
 	l.ready_user = ready_user;
 
-	mapped = want_mapped(ck, &cfg, sink, sel.ti, sel.gather, n, d);
+	mapped = xc.comm ? 0 : want_mapped(ck, &cfg, sink, sel.ti, sel.gather, n, d);
 	if (mapped < 0) {
 		ret = mapped;
 		goto out;
@@ -519,7 +549,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	} else {
 		/* probe, plan */
 		struct wlift__mem m;
-		uint64_t conv_base;
+		uint64_t conv_base, xfer_base, xfer_bytes;
 		size_t chunk;
 		unsigned threads = cfg.threads, qd = 1;
 
@@ -550,7 +580,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		chunk = pr.chunk_bytes;
 		if (!sink->in_place && chunk > sink->stage_bytes)
 			chunk = sink->stage_bytes; /* a chunk is read into one staging buffer */
-		ret = plan_entries(&sel, &pe, d);
+		ret = plan_entries(&sel, xc.skip, &pe, d);
 		if (ret)
 			goto out;
 		ret = wlift__plan_build_aligned(pe.ti, pe.n, pr.pf, ck->nfiles, chunk,
@@ -559,18 +589,33 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		if (ret)
 			goto out;
 		for (size_t i = 0; i < n; i++)
-			pe.raw_off[i] = plan.dest[pe.first ? pe.first[i] : i];
-		/* sink: the stored bytes, then the widened conversions. */
+			if (!xc.skip || !xc.skip[i])
+				pe.raw_off[i] = plan.dest[pe.first ? pe.first[i] : i];
+		/* sink: the stored bytes, then the widened conversions, then (the exchange)
+		 * the tensors other ranks read and broadcast, already converted. */
 		{
-			uint64_t al = conv_bytes && sink->dest_align > WLIFT_PLAN_ALIGN
+			uint64_t al = (conv_bytes || xc.skip) && sink->dest_align > WLIFT_PLAN_ALIGN
 					  ? sink->dest_align
 					  : WLIFT_PLAN_ALIGN;
 			conv_base = (plan.arena_bytes + al - 1) / al * al;
+			xfer_base = (conv_base + conv_bytes + al - 1) / al * al;
+			xfer_bytes = 0;
+			for (size_t i = 0; xc.skip && i < n; i++) {
+				if (!xc.skip[i])
+					continue;
+				if (conv_off[i]) {
+					pe.raw_off[i] = conv_base + conv_off[i] - 1;
+					continue;
+				}
+				pe.raw_off[i] = xfer_base + xfer_bytes;
+				xfer_bytes += (sel.ti[i].nbytes + al - 1) / al * al;
+			}
 		}
 		/* Remote sources leave a core idle while the network fills the tensors: the host
 		 * sink faults the memory in ahead of them (unless WEIGHTLIFT_POPULATE says). */
 		sink->fault_ahead = pr.requests > 0;
-		ret = sink_memory(sink, res, conv_base + conv_bytes, &m, d);
+		ret = sink_memory(sink, res, xfer_bytes ? xfer_base + xfer_bytes
+						        : conv_base + conv_bytes, &m, d);
 		if (ret)
 			goto out;
 		for (size_t i = 0; i < n; i++) {
@@ -666,6 +711,16 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	ret = validate_sources(ck, sel.ti, n, d);
 	if (ret)
 		goto out;
+	if (xc.comm) {
+		/* exchange: every rank's report, then the tensors read elsewhere (the sink's
+		 * background work stopped first: nothing else writes the memory) */
+		if (sink->ops->quiesce)
+			sink->ops->quiesce(sink);
+		ret = wlift__xchg_run(&xc, res, xchg_done, &l, &received, d);
+		if (ret)
+			goto out;
+		res->stats.bytes_received = received;
+	}
 	res->stats.bytes = 0;
 	for (size_t i = 0; i < n; i++)
 		res->stats.bytes += res->t[i].v.info.nbytes;
@@ -689,6 +744,9 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 	res = NULL;
 	ret = 0;
 out:
+	if (ret)
+		wlift__xchg_fail(&xc, comm, ret, d);
+	wlift__xchg_free(&xc);
 	if (sink && sink->ops->quiesce)
 		sink->ops->quiesce(sink); /* nothing of the sink's touches the memory after this */
 	wlift__result_unref(res);

@@ -24,6 +24,7 @@ void wlift__selection_free(struct wlift__selection *s)
 	free(s->rows);
 	free(s->rows_own);
 	free(s->gather);
+	free(s->split_dim);
 	free(s->ti);
 	memset(s, 0, sizeof(*s));
 }
@@ -175,7 +176,9 @@ int wlift__load_partition(const struct wlift_ckpt *ck, const wlift_load_opts *o,
 		s->rows_own = calloc(s->n ? s->n : 1, sizeof(*s->rows_own));
 		s->gather = calloc(s->n ? s->n : 1, sizeof(*s->gather));
 	}
-	if (!s->ti || !s->shape || (sharded && (!s->rows_own || !s->gather)))
+	if (sharded)
+		s->split_dim = calloc(s->n ? s->n : 1, sizeof(*s->split_dim));
+	if (!s->ti || !s->shape || (sharded && (!s->rows_own || !s->gather || !s->split_dim)))
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 	for (size_t i = 0; i < s->n; i++) {
 		const wlift_tensor_info *t = &ck->tensors[s->idx[i]];
@@ -201,6 +204,7 @@ int wlift__load_partition(const struct wlift_ckpt *ck, const wlift_load_opts *o,
 		}
 		if (sharded && rule && rule->dim >= 0) {
 			uint64_t b, e;
+			s->split_dim[i] = rule->dim + 1;
 			shard_block(t->shape[rule->dim], c->rank, c->world, &b, &e);
 			if (rule->dim > 0) {
 				ret = partition_gather(s, i, t, (unsigned)rule->dim, b, e,

@@ -37,6 +37,7 @@ struct wlift__load_cfg {
 	size_t max_inflight_bytes;
 	int populate; /* host arenas: 1 pre-faulted before reading, 0 never, -1 ahead of remote reads */
 	unsigned rank, world; /* world 1: not sharded */
+	struct wlift_comm *comm; /* the exchange's communicator, or NULL */
 	size_t shard_piece_min; /* strided shard pieces of at least this are read one by one */
 	wlift_progress_fn progress;
 	void *progress_user;
@@ -57,6 +58,8 @@ struct wlift__selection {
 	uint64_t **shape;      /* after partition: the loaded shape when partial, else NULL */
 	wlift_rows *rows_own;  /* rows computed for dim-0 shards (rows points here) */
 	struct wlift__gather *gather; /* after partition: per tensor; outer 0: contiguous */
+	int *split_dim;	       /* after partition on W > 1 ranks with rules: the dim + 1 this
+				  rank's block is cut along, 0: whole (NULL: none split) */
 };
 
 /* A block along a dim > 0: outer pieces of piece bytes, stride apart in the file; ti covers

@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The exchange of a load with a communicator (exchange.h). Every rank makes the same
+ * selection, so the owners follow from it alone: the tensors read whole (not split by a
+ * shard rule) are cut into contiguous runs in file order balanced by bytes (a tensor goes
+ * to the rank whose share [r * total / W, (r + 1) * total / W) holds its midpoint: the rule
+ * of weightlift.distributed and of the CLI's file mode), so over the ranks every byte is
+ * read once. Two rounds of small broadcasts (each rank in turn sends a fixed-size message)
+ * let every rank see every other's digest or error: before any read (agreement) and after
+ * the reads (report); a failed rank takes part in the round it owes with its error, so the
+ * others fail at once. Then one broadcast per received tensor, in file order, from its
+ * owner.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/comm.h"
+#include "engine/exchange.h"
+
+struct msg {
+	int32_t code;	/* 0 ok, else this rank's error */
+	int32_t phase;	/* 1 agreement, 2 report */
+	uint64_t digest;
+	char text[240]; /* the error's message */
+};
+
+static void fnv(uint64_t *h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		*h = (*h ^ b[i]) * 0x100000001b3ull;
+}
+
+static uint64_t digest(const struct wlift_ckpt *ck, const struct wlift__load_cfg *c,
+		       const struct wlift__selection *sel)
+{
+	uint64_t h = 0xcbf29ce484222325ull, v;
+
+	v = c->world;
+	fnv(&h, &v, sizeof(v));
+	v = (uint64_t)c->dtype;
+	fnv(&h, &v, sizeof(v));
+	v = c->device_index >= 0;
+	fnv(&h, &v, sizeof(v));
+	v = ck->nfiles;
+	fnv(&h, &v, sizeof(v));
+	for (size_t f = 0; f < ck->nfiles; f++) {
+		fnv(&h, &ck->files[f].info.size, sizeof(uint64_t));
+		fnv(&h, &ck->files[f].info.ntensors, sizeof(uint64_t));
+	}
+	v = sel->n;
+	fnv(&h, &v, sizeof(v));
+	for (size_t i = 0; i < sel->n; i++) {
+		const wlift_tensor_info *t = &ck->tensors[sel->idx[i]];
+		int split = sel->split_dim ? sel->split_dim[i] : 0;
+
+		fnv(&h, t->name, strlen(t->name) + 1);
+		v = sel->idx[i];
+		fnv(&h, &v, sizeof(v));
+		fnv(&h, &split, sizeof(split));
+		if (!split) { /* rows: the same part everywhere */
+			fnv(&h, &sel->ti[i].file_offset, sizeof(uint64_t));
+			fnv(&h, &sel->ti[i].nbytes, sizeof(uint64_t));
+		}
+	}
+	return h;
+}
+
+/* Each rank in turn broadcasts its message; all[r] is rank r's. */
+static int round_all(struct wlift__xchg *x, struct wlift_comm *comm, const struct msg *mine,
+		     struct msg *all, wlift_diag *d)
+{
+	int world = wlift_comm_size(comm), rank = wlift_comm_rank(comm);
+
+	for (int r = 0; r < world; r++) {
+		int ret;
+		if (r == rank)
+			all[r] = *mine;
+		ret = wlift_comm_broadcast(comm, &all[r], sizeof(all[r]), r, d);
+		if (ret)
+			return ret;
+	}
+	(void)x;
+	return 0;
+}
+
+static void set_text(struct msg *m, int code, const wlift_diag *d)
+{
+	const char *t = d && d->code && d->message[0] ? d->message : wlift_strerror(code);
+
+	size_t n = strnlen(t, sizeof(m->text) - 1);
+
+	m->code = code;
+	memcpy(m->text, t, n); /* cut to the message's room */
+	m->text[n] = '\0';
+}
+
+/* Run round `phase` with this rank's message; on success, fail if another rank failed (or,
+ * in the agreement, if a digest differs from rank 0's). */
+static int round_check(struct wlift__xchg *x, struct wlift_comm *comm, int phase,
+		       const struct msg *mine, wlift_diag *d)
+{
+	int world = wlift_comm_size(comm), ret;
+	struct msg *all = calloc((size_t)world, sizeof(*all));
+
+	if (!all)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	ret = round_all(x, comm, mine, all, d);
+	if (ret || mine->code)
+		goto out;
+	for (int r = 0; r < world; r++) {
+		if (all[r].phase != phase) {
+			ret = wlift__diag_set(d, WLIFT_ECOMM, NULL, NULL, -1, "comm.exchange",
+					      "rank %d of %d is at another step of the load (a "
+					      "different call on that rank?)", r, world);
+			goto out;
+		}
+		if (all[r].code) {
+			all[r].text[sizeof(all[r].text) - 1] = '\0';
+			ret = wlift__diag_set(d, WLIFT_ECOMM, NULL, NULL, -1, "comm.exchange",
+					      "%s failed on rank %d of %d: %s",
+					      phase == 1 ? "opening the load" : "loading", r, world,
+					      all[r].text);
+			goto out;
+		}
+	}
+	for (int r = 1; phase == 1 && r < world; r++)
+		if (all[r].digest != all[0].digest) {
+			ret = wlift__diag_set(d, WLIFT_ECOMM, NULL, NULL, -1, "comm.mismatch",
+					      "the ranks passed different checkpoints or specs "
+					      "(rank %d of %d differs from rank 0: files, "
+					      "selection, shard rules, dtype or device kind)",
+					      r, world);
+			goto out;
+		}
+out:
+	free(all);
+	return ret;
+}
+
+int wlift__xchg_begin(struct wlift__xchg *x, const struct wlift_ckpt *ck,
+		      const struct wlift__load_cfg *c, const struct wlift__selection *sel,
+		      wlift_diag *d)
+{
+	struct msg m = { 0 };
+	long double total = 0, pos = 0;
+	int ret = 0;
+
+	if (!c->comm || c->world < 2)
+		return 0;
+	x->comm = c->comm;
+	x->rank = (int)c->rank;
+	x->world = (int)c->world;
+	if (c->comm->ops->device_buffers != (c->device_index >= 0)) {
+		ret = wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, NULL, -1, "load.comm",
+				      "device \"%s\": the %s communicator moves %s memory",
+				      c->device ? c->device : "cpu", c->comm->ops->name,
+				      c->comm->ops->device_buffers ? "device" : "host");
+		goto out;
+	}
+	if (c->mmap == WLIFT_MMAP_ON) {
+		ret = wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, NULL, -1, "load.comm",
+				      "mapped mode does not combine with a communicator (the "
+				      "tensors read by others need memory of their own)");
+		goto out;
+	}
+	x->owner = calloc(sel->n ? sel->n : 1, sizeof(*x->owner));
+	x->skip = calloc(sel->n ? sel->n : 1, 1);
+	if (!x->owner || !x->skip) {
+		ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+		goto out;
+	}
+	for (size_t i = 0; i < sel->n; i++)
+		if (!sel->split_dim || !sel->split_dim[i])
+			total += sel->ti[i].nbytes;
+	for (size_t i = 0; i < sel->n; i++) {
+		long double mid;
+		int o;
+
+		if (sel->split_dim && sel->split_dim[i]) {
+			x->owner[i] = -1;
+			continue;
+		}
+		mid = pos + (long double)sel->ti[i].nbytes / 2;
+		o = total > 0 ? (int)(mid * x->world / total) : 0;
+		x->owner[i] = o < x->world ? o : x->world - 1;
+		x->skip[i] = x->owner[i] != x->rank;
+		pos += sel->ti[i].nbytes;
+	}
+	m.phase = 1;
+	m.digest = digest(ck, c, sel);
+out:
+	if (ret)
+		return wlift__xchg_fail(x, c->comm, ret, d);
+	x->agreed = 1;
+	ret = round_check(x, x->comm, 1, &m, d);
+	if (ret)
+		x->reported = 1; /* every rank fails here: no further round */
+	return ret;
+}
+
+int wlift__xchg_fail(struct wlift__xchg *x, struct wlift_comm *comm, int ret, wlift_diag *d)
+{
+	struct msg m = { 0 };
+	wlift_diag e;
+
+	if (!comm || wlift_comm_size(comm) < 2 || comm->broken || x->reported)
+		return ret;
+	m.phase = x->agreed ? 2 : 1;
+	set_text(&m, ret, d);
+	x->agreed = 1;
+	x->reported = 1;
+	wlift_diag_clear(&e);
+	(void)round_check(x, comm, m.phase, &m, &e); /* this rank's own error stands */
+	return ret;
+}
+
+int wlift__xchg_run(struct wlift__xchg *x, struct wlift_result *res,
+		    int (*done)(void *user, size_t i), void *user, uint64_t *received,
+		    wlift_diag *d)
+{
+	struct msg m = { 0 };
+	int ret;
+
+	*received = 0;
+	if (!x->comm)
+		return 0;
+	m.phase = 2;
+	x->reported = 1;
+	ret = round_check(x, x->comm, 2, &m, d);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < res->n; i++) {
+		struct wlift_tensor *t = &res->t[i];
+
+		if (x->owner[i] < 0)
+			continue;
+		ret = wlift_comm_broadcast(x->comm, t->v.data, t->v.nbytes, x->owner[i], d);
+		if (ret) {
+			if (d && d->code) {
+				wlift_diag e = *d;
+				wlift__diag_set(d, ret, NULL, t->v.info.name, -1,
+						e.rule[0] ? e.rule : NULL,
+						"tensor \"%s\" from rank %d: %s", t->v.info.name,
+						x->owner[i], e.message);
+			}
+			return ret;
+		}
+		if (!x->skip[i])
+			continue;
+		*received += t->v.nbytes;
+		ret = done ? done(user, i) : 0;
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+void wlift__xchg_free(struct wlift__xchg *x)
+{
+	free(x->owner);
+	free(x->skip);
+	memset(x, 0, sizeof(*x));
+}
