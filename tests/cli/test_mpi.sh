@@ -16,6 +16,8 @@ command -v mpirun >/dev/null || { echo "SKIP: no mpirun"; exit 77; }
 "$WEIGHTLIFT" load --comm mpi "$0" 2>&1 | grep -q "cannot load MPI" &&
 	{ echo "SKIP: no libmpi.so.40"; exit 77; }
 fixtures
+# Sanitizer builds: Open MPI's own allocations at MPI_Init are not ours to report.
+export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$HERE/lsan-openmpi.supp:fast_unwind_on_malloc=0"
 
 S=$D/small.safetensors
 # rnd.safetensors: 24 F32/F16/U8 tensors of random bytes and uneven sizes (2-D, so dim 0
