@@ -718,32 +718,17 @@ class FilesBufferOnDevice:
         the tensor sends each rank its block."""
         if dim is None or dim == -1:
             return self.get_tensor(tensor_name, device, dtype)
-        torch = _torch()
         owner, dt, shape, nbytes = self._info(tensor_name)
         g = self._g
         if not 0 <= dim < len(shape):
             raise ValueError(f"weightlift: tensor {tensor_name!r} has {len(shape)} dimensions: "
                              f"it cannot be split along dim {dim}")
-        b, e = shard_block(shape[dim], g.r, g.n)
-        if g.r == owner:
-            full = self._local[tensor_name]
-            for r in range(g.n):
-                if r == g.r:
-                    continue
-                rb, re_ = shard_block(shape[dim], r, g.n)
-                blk = full.narrow(dim, rb, re_ - rb).contiguous()
-                if blk.numel():
-                    _collective(g, f"sending {tensor_name!r} to rank {r}", g.send, _raw(blk), r,
-                                self._tmo)
-                    self.exchanged_bytes += blk.numel() * blk.element_size()
-            t = full.narrow(dim, b, e - b).contiguous() if g.n > 1 else full
+        if g.n == 1:
+            t = self._local[tensor_name]
         else:
-            bshape = tuple(e - b if i == dim else s for i, s in enumerate(shape))
-            bbytes = nbytes // shape[dim] * (e - b) if shape[dim] else 0
-            raw, t = _empty(dt, bshape, bbytes, self._device)
-            if bbytes:
-                _collective(g, f"receiving {tensor_name!r} from rank {owner}", g.recv, raw, owner,
-                            self._tmo)
+            t, sent = _scatter(g, tensor_name, self._local[tensor_name] if g.r == owner else None,
+                               owner, dt, shape, nbytes, dim, self._device, self._tmo)
+            self.exchanged_bytes += sent
         return self._cast(_to_device(t, device), dtype)
 
     def push_tensor(self, tensor_name: str, dst_rank: int, device: Any = None,
