@@ -5,7 +5,10 @@
  * processes as ranks: broadcasts of fake-device buffers larger than the fake's staging area
  * from every root at 2 and 4 ranks equal the root's bytes; a rank that exits and a broadcast
  * that fails make the other ranks fail with WLIFT_ECOMM within the timeout (never hang); a
- * missing library and bad arguments are clear errors.
+ * missing library and bad arguments are clear errors. The exchange of wlift_load
+ * (wlift_load_opts.comm) over it to cuda:0: file mode at 2 and 4 ranks and shard mode at 3
+ * (every tensor's device bytes equal the file's, each byte read by one rank), and a host
+ * destination refused on every rank.
  */
 #include <check.h>
 #include <errno.h>
@@ -211,6 +214,183 @@ START_TEST(broadcast_fails)
 }
 END_TEST
 
+/* ---- the exchange of wlift_load over NCCL (device memory, the fake driver) ---------------- */
+
+#define XN 7 /* tensors t0 .. t6 */
+static const uint64_t xsizes[XN] = {300001, 4096, 77, 1 << 20, 12345, 2000000, 513};
+static char xpath[512], xstat[8][560];
+static int xshard; /* 1: t0, t2, t4, t6 split along dim 0, the others replicated */
+
+/* One rank: load the checkpoint to cuda:0 over the NCCL communicator; every tensor (or its
+ * block) must hold the file's bytes; this rank's counts go to xstat[rank]. */
+static int xload_main(const uint8_t *id, int rank, int n)
+{
+	static const wlift_shard_rule rule = {"t[0246]", 0};
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	const struct wlift__cuda *cu;
+	wlift_ctx *ctx = NULL;
+	wlift_comm *c = NULL;
+	wlift_ckpt *ck = NULL;
+	wlift_result *r = NULL;
+	wlift_stats st;
+	CUcontext cc, old;
+	CUdevice dev;
+	FILE *f;
+	wlift_diag d;
+
+	if (wlift_ctx_create(&ctx, NULL, &d) ||
+	    wlift__cuda_driver(getenv("WLIFT_FAKECUDA"), &cu, &d))
+		return 10;
+	if (wlift_comm_nccl(ctx, id, rank, n, 0, &c, &d) || wlift_open(ctx, xpath, &ck, &d)) {
+		fprintf(stderr, "rank %d: %s\n", rank, d.message);
+		return 11;
+	}
+	o.device = "cuda:0";
+	o.comm = c;
+	if (xshard) {
+		o.shard = &rule;
+		o.nshard = 1;
+	}
+	if (wlift_load(ck, &o, NULL, NULL, &r, &d)) {
+		fprintf(stderr, "rank %d: %s\n", rank, d.message);
+		return 12;
+	}
+	if (wlift_result_count(r) != XN || cu->DeviceGet(&dev, 0) ||
+	    cu->PrimaryCtxRetain(&cc, dev) || cu->CtxPushCurrent(cc))
+		return 13;
+	for (size_t i = 0; i < XN; i++) {
+		wlift_tensor_view v;
+		uint8_t *h;
+
+		wlift_tensor_get(wlift_result_tensor(r, i), &v);
+		if (v.device != 0 || (v.nbytes && !(h = malloc(v.nbytes))))
+			return 14;
+		if (!v.nbytes)
+			continue;
+		if (cu->MemcpyDtoH(h, (CUdeviceptr)(uintptr_t)v.data, v.nbytes))
+			return 15;
+		for (uint64_t k = 0; k < v.nbytes; k++)
+			if (h[k] != wt_pat(v.info.data_begin + k)) {
+				fprintf(stderr, "rank %d: %s byte %llu differs\n", rank, v.info.name,
+					(unsigned long long)k);
+				return 16;
+			}
+		free(h);
+	}
+	cu->CtxPopCurrent(&old);
+	wlift_result_stats(r, &st);
+	f = fopen(xstat[rank], "w");
+	if (!f)
+		return 17;
+	fprintf(f, "%llu %llu %llu\n", (unsigned long long)st.bytes_read,
+		(unsigned long long)st.bytes_received, (unsigned long long)st.bytes);
+	fclose(f);
+	wlift_result_free(r);
+	wlift_ckpt_close(ck);
+	wlift_comm_destroy(c);
+	wlift_ctx_destroy(ctx);
+	return 0;
+}
+
+/* n ranks: each ends with every tensor (file mode) or its blocks + the replicated ones
+ * (shard mode); over the ranks each byte is read once. */
+static void xload(int n, int shard)
+{
+	uint64_t total, rep = 0, read = 0, recv = 0, blocks = 0;
+	int rc[8];
+
+	snprintf(xpath, sizeof(xpath), "%s", wt_path("x.safetensors"));
+	wt_make_u8_st(xpath, XN, xsizes, &total);
+	for (int r = 0; r < n; r++)
+		snprintf(xstat[r], sizeof(xstat[r]), "%s.%d", xpath, r);
+	xshard = shard;
+	setenv("WEIGHTLIFT_DIRECT", "off", 1); /* bytes_read exact (no O_DIRECT rounding) */
+	run_ranks(n, xload_main, rc);
+	for (int r = 0; r < n; r++)
+		ck_assert_msg(rc[r] == 0, "rank %d exited %d", r, rc[r]);
+	for (size_t i = 0; shard && i < XN; i++)
+		if (i % 2)
+			rep += xsizes[i];
+	for (int r = 0; r < n; r++) {
+		unsigned long long a, b, c;
+		FILE *f = fopen(xstat[r], "r");
+		ck_assert_ptr_nonnull(f);
+		ck_assert_int_eq(fscanf(f, "%llu %llu %llu", &a, &b, &c), 3);
+		fclose(f);
+		ck_assert_uint_eq(a + b, c); /* read + received = held */
+		ck_assert_msg(n == 2 || a > 0, "rank %d read nothing", r);
+		read += a;
+		recv += b;
+		blocks += c - rep;
+	}
+	if (!shard) {
+		ck_assert_uint_eq(read, total);
+		ck_assert_uint_eq(recv, (uint64_t)(n - 1) * total);
+	} else {
+		ck_assert_uint_eq(blocks, total - rep); /* the blocks cover the split tensors */
+		ck_assert_uint_eq(read, total);		/* blocks + each replicated one once */
+		ck_assert_uint_eq(recv, (uint64_t)(n - 1) * rep);
+	}
+}
+
+START_TEST(load_exchange_2)
+{
+	xload(2, 0);
+}
+END_TEST
+
+START_TEST(load_exchange_4)
+{
+	xload(4, 0);
+}
+END_TEST
+
+START_TEST(load_exchange_shard_3)
+{
+	xload(3, 1);
+}
+END_TEST
+
+/* The backend must move the destination's memory: NCCL with a host destination is refused
+ * on every rank (each fails alike, after the agreement round). */
+static int xhost_main(const uint8_t *id, int rank, int n)
+{
+	wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+	wlift_comm *c = NULL;
+	wlift_ckpt *ck = NULL;
+	wlift_result *r = NULL;
+	wlift_diag d;
+	int ret;
+
+	if (wlift_comm_nccl(NULL, id, rank, n, 0, &c, &d) || wlift_open(NULL, xpath, &ck, &d))
+		return 11;
+	o.comm = c;
+	ret = wlift_load(ck, &o, NULL, NULL, &r, &d);
+	if (rank == 0 && (ret != WLIFT_EUNSUPPORTED || !strstr(d.message, "moves device")))
+		return 20;
+	if (rank == 1 && (ret != WLIFT_ECOMM || !strstr(d.message, "failed on rank 0 of 2")))
+		return 21;
+	if (r)
+		return 22;
+	wlift_ckpt_close(ck);
+	wlift_comm_destroy(c);
+	return 0;
+}
+
+START_TEST(load_exchange_refused)
+{
+	uint64_t total;
+	int rc[2];
+
+	snprintf(xpath, sizeof(xpath), "%s", wt_path("x.safetensors"));
+	wt_make_u8_st(xpath, XN, xsizes, &total);
+	run_ranks(2, xhost_main, rc);
+	/* Rank 1 also fails its own check; it reports rank 0's error or its own. */
+	ck_assert_msg(rc[0] == 0, "rank 0 exited %d", rc[0]);
+	ck_assert_msg(rc[1] == 0 || rc[1] == 21, "rank 1 exited %d", rc[1]);
+}
+END_TEST
+
 START_TEST(errors)
 {
 	uint8_t id[WLIFT_COMM_ID_BYTES] = {0};
@@ -279,6 +459,10 @@ int main(void)
 	tcase_add_test(tc, peer_exits);
 	tcase_add_test(tc, broadcast_fails);
 	tcase_add_test(tc, errors);
+	tcase_add_test(tc, load_exchange_2);
+	tcase_add_test(tc, load_exchange_4);
+	tcase_add_test(tc, load_exchange_shard_3);
+	tcase_add_test(tc, load_exchange_refused);
 	suite_add_tcase(s, tc);
 	return wt_run(s);
 }
