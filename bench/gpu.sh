@@ -7,8 +7,19 @@
 #   bash bench/gpu.sh                 checks, then the benchmark (8 GiB checkpoint, 3 rounds)
 #   CHECK_ONLY=1 bash bench/gpu.sh    the checks only (tests/gpu/run.sh)
 #   SIZE_MIB=8192 ROUNDS=3 DEVICE=cuda:0 BUILD=build OUT=bench/out bash bench/gpu.sh [CKPT]
+#   SMOKE=1 WEIGHTLIFT_CUDA_LIBRARY=build/fake/libwlift_fakecuda.so bash bench/gpu.sh
+#                                     the whole script, small, against the fake driver (a dry
+#                                     run here: tests/cli/test_gpu.sh runs it)
 # (CHECK_MIB sizes the check checkpoint, SKIP_CTEST=1 skips the fake-driver tests: the CI run
-# of this script against the fake driver, tests/cli/test_gpu.sh, uses both.)
+# of this script against the fake driver, tests/cli/test_gpu.sh, uses both. DATA: where the
+# checkpoints are generated, default OUT; on the device machine a folder outside $OUT, whose
+# files come back.)
+#
+# On the device machine the build is tools/gpu-bundle.sh's folder (BUNDLE, default
+# build-gpu, carried): BUILD defaults to BUNDLE/build, the Python package for that machine's
+# Python to BUNDLE/py/cpXY (PYTHONPATH), the peers' wheels in BUNDLE/wheels are installed
+# into DATA/peers (pip --no-index), and the shared libraries the machine lacks (ldd's "not
+# found") are taken from BUNDLE/lib. docs/gpu.md has the one command.
 #
 # 1. checks: gpucheck info (driver, devices); gpucheck verify on generated checkpoints of odd
 #    tensor sizes, onto every device, buffered and O_DIRECT (bytes copied back and compared
@@ -29,13 +40,24 @@
 #    bench/out/gpu-<time>.txt; copy the table into bench/RESULTS.md with the device name.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
+BUNDLE=${BUNDLE:-build-gpu}
+if [ -z "${BUILD:-}" ]; then
+	if [ -x "$BUNDLE/build/weightlift" ]; then BUILD=$BUNDLE/build; else BUILD=build; fi
+fi
+if [ -n "${SMOKE:-}" ]; then # a dry run of the whole script: small, one round
+	SIZE_MIB=${SIZE_MIB:-64} ROUNDS=${ROUNDS:-1} CHECK_MIB=${CHECK_MIB:-16} H2D_MIB=${H2D_MIB:-64}
+	COLD=${COLD:-0} # never drop a shared machine's page cache for a dry run
+fi
+COLD=${COLD:-1}
 SIZE_MIB=${SIZE_MIB:-8192}
 ROUNDS=${ROUNDS:-3}
 DEVICE=${DEVICE:-cuda:0}
 OUT=${OUT:-bench/out}
+DATA=${DATA:-$OUT}
 CHECK_MIB=${CHECK_MIB:-300}
-mkdir -p "$OUT"
+H2D_MIB=${H2D_MIB:-8192}
+PEER_TIMEOUT=${PEER_TIMEOUT:-180}
+mkdir -p "$OUT" "$DATA"
 LOG=$OUT/gpu-$(date -u +%Y%m%dT%H%M%S).txt
 WL=$BUILD/weightlift
 GC=$BUILD/gpucheck
@@ -46,7 +68,23 @@ FAILS=0
 say() { echo "$*" | tee -a "$LOG"; }
 fail() { FAILS=$((FAILS + 1)); say "FAIL: $*"; }
 
-[ -x "$WL" ] && [ -x "$GC" ] || { echo "gpu.sh: build first ($WL, $GC)"; exit 2; }
+[ -x "$WL" ] && [ -x "$GC" ] || { echo "gpu.sh: build first ($WL, $GC; or tools/gpu-bundle.sh)"; exit 2; }
+
+# Shared libraries this machine lacks (its image may have no libcurl, say): only those, from
+# the bundle's copies, so that the machine's own stay in use where it has them.
+missing() { for f in "$@"; do [ -e "$f" ] && ldd "$f" 2>/dev/null; done | awk '/not found/ {print $1}' | sort -u; }
+bins="$WL $GC $BUILD/libweightlift.so.0"
+if [ -n "$(missing $bins)" ] && [ -d "$BUNDLE/lib" ]; then
+	mkdir -p "$DATA/lib"
+	for i in 1 2 3; do
+		m=$(missing $bins "$DATA"/lib/*)
+		[ -n "$m" ] || break
+		for l in $m; do [ -e "$BUNDLE/lib/$l" ] && ln -sf "$(cd "$BUNDLE/lib" && pwd)/$l" "$DATA/lib/$l"; done
+		export LD_LIBRARY_PATH=$(cd "$DATA/lib" && pwd):$LD_LIBRARY_PATH
+	done
+fi
+m=$(missing $bins)
+[ -z "$m" ] || { say "gpu.sh: shared libraries missing here: $m"; exit 2; }
 
 # A checkpoint of NT tensors of odd sizes (offsets not 256-aligned), MIB MiB in all, with
 # bytes that repeat a random 64 MiB block (generation costs a write, not urandom).
@@ -91,8 +129,25 @@ if [ -z "${WEIGHTLIFT_CUFILE_LIBRARY:-}" ] && ! ldconfig -p 2>/dev/null | grep -
 fi
 say "cuFile library: ${WEIGHTLIFT_CUFILE_LIBRARY:-libcufile.so.0 (system)}"
 
+# Python: the bundle's package for this Python, and the peers' wheels it carried.
+PYTAG=$($PY -c 'import sys; print("cp%d%d" % sys.version_info[:2])' 2>/dev/null || echo none)
+if [ -d "$BUNDLE/py/$PYTAG/weightlift" ]; then
+	export PYTHONPATH=$(cd "$BUNDLE/py/$PYTAG" && pwd)${PYTHONPATH:+:$PYTHONPATH}
+elif [ -d "$BUNDLE/py" ]; then
+	say "weightlift Python package: none built for $PYTAG ($(ls "$BUNDLE/py" | tr '\n' ' '))"
+fi
+if ls "$BUNDLE"/wheels/*.whl >/dev/null 2>&1; then
+	if $PY -m pip install --no-index --no-deps --quiet --target "$DATA/peers" "$BUNDLE"/wheels/*.whl >>"$LOG" 2>&1; then
+		export PYTHONPATH=$(cd "$DATA/peers" && pwd)${PYTHONPATH:+:$PYTHONPATH}
+		say "peers installed from $BUNDLE/wheels: $(ls "$BUNDLE"/wheels/*.whl | xargs -n1 basename | cut -d- -f1-2 | tr '\n' ' ')"
+	else
+		say "peers' wheels did not install for $PYTAG (see $LOG): those peers are unavailable"
+	fi
+fi
+have() { $PY -c "import $1" >/dev/null 2>&1; }
+
 # --- 1. checks ------------------------------------------------------------------------------
-small=$OUT/gpu-check.safetensors
+small=$DATA/gpu-check.safetensors
 [ -f "$small" ] || gen "$small" "$CHECK_MIB" 97
 devs=""
 for i in $(seq 0 $((NDEV - 1))); do devs="$devs cuda:$i"; done
@@ -102,7 +157,7 @@ for i in $(seq 0 $((NDEV - 1))); do devs="$devs cuda:$i"; done
 # bit for bit against the CPU converter, every pair among F32/F16/BF16 and every F8 format
 # to each of them (random bytes: every code), odd element counts.
 for from in F32 F16 BF16 F8_E4M3 F8_E5M2 F8_E4M3FNUZ F8_E5M2FNUZ F8_E8M0; do
-	cf=$OUT/gpu-conv-$from.safetensors
+	cf=$DATA/gpu-conv-$from.safetensors
 	[ -f "$cf" ] || gen "$cf" 8 13 $from
 	for to in F32 F16 BF16; do
 		[ $from = $to ] && continue
@@ -135,7 +190,23 @@ fi
 say "cuFile mode: $GDS_MODE (cufile = true GDS, compat = compatibility mode)"
 "$WL" load --device "cuda:$NDEV" "$small" >/dev/null 2>"$OUT/gpu-badidx.txt"
 [ $? = 5 ] && grep -q "no such device" "$OUT/gpu-badidx.txt" || fail "bad index: $(cat "$OUT/gpu-badidx.txt")"
-if [ -z "${SKIP_CTEST:-}" ] && [ -d "$BUILD/tests" ] && command -v ctest >/dev/null; then
+# Python: torch (and JAX) tensors on the device through DLPack, against the CPU load
+# (bench/gpu_interop.py); only where torch sees a CUDA device and the package imports.
+if have torch && have weightlift._native; then
+	timeout "$PEER_TIMEOUT" $PY bench/gpu_interop.py "$small" "$DEVICE" 2>&1 | tee -a "$LOG"
+	case ${PIPESTATUS[0]} in
+	0) ;;
+	3) say "torch interop: not checked (torch sees no CUDA device)" ;;
+	*) fail "torch/JAX interop (bench/gpu_interop.py)" ;;
+	esac
+else
+	say "torch interop: not checked (torch or the weightlift package does not import with $PY)"
+fi
+# The fake-driver tests, where the build tree has them and was configured at this path.
+if [ -z "${SKIP_CTEST:-}" ] && [ -f "$BUILD/CTestTestfile.cmake" ] && command -v ctest >/dev/null &&
+	! grep -q "$(cd "$BUILD" && pwd)" "$BUILD/CTestTestfile.cmake"; then
+	say "fake-driver tests: not run (the build tree was configured elsewhere)"
+elif [ -z "${SKIP_CTEST:-}" ] && [ -d "$BUILD/tests" ] && command -v ctest >/dev/null; then
 	(cd "$BUILD" && ctest -R 'unit/test_cuda|unit/test_gds|cli/test_gpu|cli/test_gds' --output-on-failure) >>"$LOG" 2>&1 \
 		&& say "fake-driver tests: pass" || fail "fake-driver tests (see $LOG)"
 fi
@@ -145,11 +216,11 @@ if [ -n "${CHECK_ONLY:-}" ]; then
 fi
 
 # --- 2. benchmark -----------------------------------------------------------------------------
-ck=${1:-$OUT/gpu-${SIZE_MIB}M.safetensors}
+ck=${1:-$DATA/gpu-${SIZE_MIB}M.safetensors}
 [ -f "$ck" ] || { say "generating $ck ($SIZE_MIB MiB)"; gen "$ck" "$SIZE_MIB" 291; }
 bytes=$(stat -c %s "$ck")
 cat "$ck" >/dev/null # page cache hot
-"$GC" h2d 8192 "$DEVICE" 2>&1 | tee -a "$LOG"
+"$GC" h2d "$H2D_MIB" "$DEVICE" 2>&1 | tee -a "$LOG"
 
 peer_st='
 import sys, time, torch
@@ -164,14 +235,40 @@ with fastsafe_open(filenames=[sys.argv[1]], nogds=sys.argv[3] == "nogds", device
     sd = {k: f.get_tensor(k) for k in f.keys()}
 torch.cuda.synchronize()
 print("%.3f" % (time.perf_counter() - t))'
-have() { $PY -c "import $1" >/dev/null 2>&1; }
+peer_it='
+import sys, time, torch
+from instanttensor import safe_open
+dev = int(sys.argv[2].split(":")[1]) if ":" in sys.argv[2] else 0
+t = time.perf_counter()
+with safe_open(sys.argv[1], framework="pt", device=dev) as f:
+    sd = {k: v for k, v in f.tensors()}
+torch.cuda.synchronize()
+print("%.3f" % (time.perf_counter() - t))'
+peer_runai='
+import sys, time, torch
+from runai_model_streamer import SafetensorsStreamer
+t = time.perf_counter()
+sd = {}
+with SafetensorsStreamer() as s:
+    s.stream_file(sys.argv[1], device=sys.argv[2])
+    for k, v in s.get_tensors():
+        sd[k] = v if v.is_cuda else v.to(sys.argv[2], non_blocking=True)
+torch.cuda.synchronize()
+print("%.3f" % (time.perf_counter() - t))'
 run_peer() { # run_peer NAME SCRIPT ARGS...
 	local name=$1 script=$2 s
 	shift 2
-	s=$($PY -c "$script" "$ck" "$DEVICE" "$@" 2>>"$LOG" | tail -1)
+	s=$(timeout "$PEER_TIMEOUT" $PY -c "$script" "$ck" "$DEVICE" "$@" 2>>"$LOG" | tail -1)
 	if [ -n "$s" ]; then say "$name hot: $(awk -v b="$bytes" -v s="$s" 'BEGIN{printf "%.2f GB/s (%.3f s)", b/s/1e9, s}')"
 	else say "$name: failed (see $LOG)"; fi
 }
+# The Python peers need torch on a CUDA device (not the fake driver's).
+if $PY -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+	TORCH_CUDA=1
+else
+	TORCH_CUDA=""
+	say "Python peers: not run (torch does not import or sees no CUDA device with $PY)"
+fi
 for r in $(seq 1 "$ROUNDS"); do
 	say "round $r"
 	j=$("$WL" load --device "$DEVICE" --json "$ck" 2>&1)
@@ -181,32 +278,36 @@ for r in $(seq 1 "$ROUNDS"); do
 		say "weightlift hot, ring $rb: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s, peak RssAnon %.0f MiB" % (j["gb_per_s"], j["peak_rss_anon"]/2**20))' 2>&1 || echo "$j")"
 	done
 	if [ "$GDS_MODE" != unavailable ]; then
-		for g in on off; do
-			j=$("$WL" load --device "$DEVICE" --gds $g --json "$ck" 2>&1)
+		for g in on off on-sync; do # on-sync: cuFileRead, no batches (WEIGHTLIFT_GDS_BATCH=0)
+			j=$(WEIGHTLIFT_GDS_BATCH=$([ $g = on-sync ] && echo 0 || echo 8) "$WL" load --device "$DEVICE" --gds ${g%-sync} --json "$ck" 2>&1)
 			say "weightlift hot, --gds $g: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s, gds %s, %d bytes by cuFile" % (j["gb_per_s"], j["gds"], j["gds_bytes"]))' 2>&1 || echo "$j")"
 		done
 	fi
+	[ -n "$TORCH_CUDA" ] || continue
 	if have "safetensors.torch"; then run_peer "safetensors.torch" "$peer_st"; else say "safetensors: unavailable"; fi
 	if have fastsafetensors; then
 		run_peer "fastsafetensors nogds" "$peer_fst" nogds
 		run_peer "fastsafetensors gds (cuFile mode $GDS_MODE)" "$peer_fst" gds
 	else say "fastsafetensors: unavailable"; fi
-	for p in instanttensor runai_model_streamer; do have $p || say "$p: unavailable"; done
+	if have instanttensor; then run_peer "instanttensor" "$peer_it"; else say "instanttensor: unavailable"; fi
+	if have runai_model_streamer; then run_peer "runai_model_streamer" "$peer_runai"; else say "runai_model_streamer: unavailable"; fi
 done
-if [ -w /proc/sys/vm/drop_caches ]; then
+if [ "$COLD" = 0 ]; then
+	say "cold: not measured (COLD=0)"
+elif [ -w /proc/sys/vm/drop_caches ]; then
 	sync; echo 3 >/proc/sys/vm/drop_caches
 	j=$("$WL" load --device "$DEVICE" --json "$ck" 2>&1)
 	say "weightlift cold: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s direct=%s %s gds=%s" % (j["gb_per_s"], j["direct"], j["strategy"], j["gds"]))' 2>&1 || echo "$j")"
 	if [ "$GDS_MODE" != unavailable ]; then
-		for g in on off; do
+		for g in on off on-sync; do
 			sync; echo 3 >/proc/sys/vm/drop_caches
-			j=$("$WL" load --device "$DEVICE" --gds $g --json "$ck" 2>&1)
+			j=$(WEIGHTLIFT_GDS_BATCH=$([ $g = on-sync ] && echo 0 || echo 8) "$WL" load --device "$DEVICE" --gds ${g%-sync} --json "$ck" 2>&1)
 			say "weightlift cold, --gds $g: $(echo "$j" | $PY -c 'import json,sys; j=json.load(sys.stdin); print("%.2f GB/s, gds %s (cuFile mode '"$GDS_MODE"')" % (j["gb_per_s"], j["gds"]))' 2>&1 || echo "$j")"
 		done
-		if have fastsafetensors; then
+		if [ -n "$TORCH_CUDA" ] && have fastsafetensors; then
 			for m in gds nogds; do
 				sync; echo 3 >/proc/sys/vm/drop_caches
-				s=$($PY -c "$peer_fst" "$ck" "$DEVICE" $m 2>>"$LOG" | tail -1)
+				s=$(timeout "$PEER_TIMEOUT" $PY -c "$peer_fst" "$ck" "$DEVICE" $m 2>>"$LOG" | tail -1)
 				[ -n "$s" ] && say "fastsafetensors $m cold: $(awk -v b="$bytes" -v s="$s" 'BEGIN{printf "%.2f GB/s (%.3f s)", b/s/1e9, s}')"
 			done
 		fi

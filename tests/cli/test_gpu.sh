@@ -84,6 +84,21 @@ if [ -x "$GC" ]; then
 		bash "${WLIFT_SRC:-$HERE/../..}/bench/gpu.sh"
 	grep_out "checks: 0 failure(s)"
 	[ -z "${WLIFT_FAKECUFILE:-}" ] || grep_out "cuFile mode: cufile"
+	# The whole script (checks, then the benchmark) as a dry run: small, one round, no cold
+	# runs, the Python peers skipped (no torch on a CUDA device here).
+	expect_rc 0 env SMOKE=1 CHECK_MIB=8 SIZE_MIB=16 H2D_MIB=16 SKIP_CTEST=1 BUILD="$(dirname "$WEIGHTLIFT")" \
+		OUT="$T/gpu-smoke" DATA="$T/gpu-smoke-data" BUNDLE="$T/no-bundle" \
+		WEIGHTLIFT_CUFILE_LIBRARY="${WLIFT_FAKECUFILE:-/nonexistent}" \
+		bash "${WLIFT_SRC:-$HERE/../..}/bench/gpu.sh"
+	grep_out "0 check failure(s)"
+	grep_out "pinned host-to-device limit"
+	grep_out "weightlift hot: "
+	grep_out "weightlift hot, ring 512M: "
+	grep_out "cold: not measured (COLD=0)"
+	[ -z "${WLIFT_FAKECUFILE:-}" ] || grep_out "weightlift hot, --gds on-sync: "
+	NCHECK=$((NCHECK + 1))
+	[ -f "$T/gpu-smoke-data/gpu-16M.safetensors" ] && ! ls "$T/gpu-smoke"/*.safetensors >/dev/null 2>&1 ||
+		fail "the checkpoints belong in DATA, not OUT (whose files the device tool brings back)"
 fi
 
 # --- bad input ---------------------------------------------------------------------------------
