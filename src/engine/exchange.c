@@ -9,7 +9,9 @@
  * let every rank see every other's digest or error: before any read (agreement) and after
  * the reads (report); a failed rank takes part in the round it owes with its error, so the
  * others fail at once. Then one broadcast per received tensor, in file order, from its
- * owner.
+ * owner. A host block along dim > 0 whose pieces are under the piece threshold would be read
+ * as its covering range on every rank (W times the tensor): its owner reads the tensor once,
+ * broadcasts it whole, and every rank gathers (and converts) its block from that copy.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,7 +19,9 @@
 #include <string.h>
 
 #include "comm/comm.h"
+#include "engine/ckpt.h"
 #include "engine/exchange.h"
+#include "sink/convert_cpu.h"
 
 struct msg {
 	int32_t code;	/* 0 ok, else this rank's error */
@@ -44,6 +48,8 @@ static uint64_t digest(const struct wlift_ckpt *ck, const struct wlift__load_cfg
 	v = (uint64_t)c->dtype;
 	fnv(&h, &v, sizeof(v));
 	v = c->device_index >= 0;
+	fnv(&h, &v, sizeof(v));
+	v = c->shard_piece_min; /* decides which blocks are read whole by one rank */
 	fnv(&h, &v, sizeof(v));
 	v = ck->nfiles;
 	fnv(&h, &v, sizeof(v));
@@ -152,6 +158,7 @@ int wlift__xchg_begin(struct wlift__xchg *x, const struct wlift_ckpt *ck,
 	if (!c->comm || c->world < 2)
 		return 0;
 	x->comm = c->comm;
+	x->n = sel->n;
 	x->rank = (int)c->rank;
 	x->world = (int)c->world;
 	if (c->comm->ops->device_buffers != (c->device_index >= 0)) {
@@ -169,26 +176,32 @@ int wlift__xchg_begin(struct wlift__xchg *x, const struct wlift_ckpt *ck,
 	}
 	x->owner = calloc(sel->n ? sel->n : 1, sizeof(*x->owner));
 	x->skip = calloc(sel->n ? sel->n : 1, 1);
-	if (!x->owner || !x->skip) {
+	x->whole = calloc(sel->n ? sel->n : 1, 1);
+	x->buf = calloc(sel->n ? sel->n : 1, sizeof(*x->buf));
+	if (!x->owner || !x->skip || !x->whole || !x->buf) {
 		ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 		goto out;
 	}
 	for (size_t i = 0; i < sel->n; i++)
-		if (!sel->split_dim || !sel->split_dim[i])
-			total += sel->ti[i].nbytes;
+		x->whole[i] = c->device_index < 0 && sel->split_dim && sel->split_dim[i] > 1 &&
+			      sel->gather && sel->gather[i].outer >= 2 && !sel->gather[i].split;
+	for (size_t i = 0; i < sel->n; i++)
+		if (!sel->split_dim || !sel->split_dim[i] || x->whole[i])
+			total += ck->tensors[sel->idx[i]].nbytes;
 	for (size_t i = 0; i < sel->n; i++) {
+		uint64_t nb = ck->tensors[sel->idx[i]].nbytes;
 		long double mid;
 		int o;
 
-		if (sel->split_dim && sel->split_dim[i]) {
+		if (sel->split_dim && sel->split_dim[i] && !x->whole[i]) {
 			x->owner[i] = -1;
 			continue;
 		}
-		mid = pos + (long double)sel->ti[i].nbytes / 2;
+		mid = pos + (long double)nb / 2;
 		o = total > 0 ? (int)(mid * x->world / total) : 0;
 		x->owner[i] = o < x->world ? o : x->world - 1;
-		x->skip[i] = x->owner[i] != x->rank;
-		pos += sel->ti[i].nbytes;
+		x->skip[i] = x->whole[i] || x->owner[i] != x->rank;
+		pos += nb;
 	}
 	m.phase = 1;
 	m.digest = digest(ck, c, sel);
@@ -218,16 +231,57 @@ int wlift__xchg_fail(struct wlift__xchg *x, struct wlift_comm *comm, int ret, wl
 	return ret;
 }
 
-int wlift__xchg_run(struct wlift__xchg *x, struct wlift_result *res,
-		    int (*done)(void *user, size_t i), void *user, uint64_t *received,
-		    wlift_diag *d)
+/* Tensor i's block from the whole tensor at buf (gathered in place, then converted or
+ * copied into the view). */
+static int gather_block(const struct wlift_ckpt *ck, const struct wlift__selection *sel,
+			size_t i, struct wlift_tensor *t, uint8_t *buf, wlift_diag *d)
+{
+	const struct wlift__gather *g = &sel->gather[i];
+	const wlift_tensor_info *w = &ck->tensors[sel->idx[i]];
+	uint64_t start = sel->ti[i].data_begin - w->data_begin, n;
+
+	for (uint64_t k = 0; k < g->outer; k++)
+		memmove(buf + k * g->piece, buf + start + k * g->stride, g->piece);
+	if (t->v.dtype == t->v.info.dtype) {
+		memcpy(t->v.data, buf, t->v.nbytes);
+		return 0;
+	}
+	n = t->v.info.nbytes * 8 / wlift_dtype_bits(t->v.info.dtype);
+	if (wlift__convert_cpu(t->v.info.dtype, t->v.dtype, buf, t->v.data, (size_t)n))
+		return wlift__diag_set(d, WLIFT_EUNSUPPORTED, NULL, t->v.info.name, -1,
+				       "load.dtype", "tensor \"%s\": cannot convert %s to %s",
+				       t->v.info.name, wlift_dtype_name(t->v.info.dtype),
+				       wlift_dtype_name(t->v.dtype));
+	return 0;
+}
+
+int wlift__xchg_run(struct wlift__xchg *x, const struct wlift_ckpt *ck,
+		    const struct wlift__selection *sel, struct wlift_result *res,
+		    int (*done)(void *user, size_t i), void *user, uint64_t *read,
+		    uint64_t *received, wlift_diag *d)
 {
 	struct msg m = { 0 };
-	int ret;
+	int ret = 0;
 
 	*received = 0;
 	if (!x->comm)
 		return 0;
+	/* This rank's whole tensors, before the report round: a failed read is reported. */
+	for (size_t i = 0; i < res->n && !ret; i++) {
+		const wlift_tensor_info *w = &ck->tensors[sel->idx[i]];
+
+		if (!x->whole[i] || x->owner[i] != x->rank)
+			continue;
+		x->buf[i] = malloc(w->nbytes ? w->nbytes : 1);
+		if (!x->buf[i])
+			ret = wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+		else
+			ret = wlift__source_read(ck->files[w->file].src, x->buf[i], w->nbytes,
+						 w->file_offset, d);
+		*read += w->nbytes;
+	}
+	if (ret)
+		return ret; /* wlift__load's failure path sends it in the report round */
 	m.phase = 2;
 	x->reported = 1;
 	ret = round_check(x, x->comm, 2, &m, d);
@@ -235,10 +289,21 @@ int wlift__xchg_run(struct wlift__xchg *x, struct wlift_result *res,
 		return ret;
 	for (size_t i = 0; i < res->n; i++) {
 		struct wlift_tensor *t = &res->t[i];
+		const wlift_tensor_info *w = &ck->tensors[sel->idx[i]];
+		void *buf = t->v.data;
+		uint64_t len = t->v.nbytes;
 
 		if (x->owner[i] < 0)
 			continue;
-		ret = wlift_comm_broadcast(x->comm, t->v.data, t->v.nbytes, x->owner[i], d);
+		if (x->whole[i]) {
+			if (!x->buf[i])
+				x->buf[i] = malloc(w->nbytes ? w->nbytes : 1);
+			if (!x->buf[i])
+				return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+			buf = x->buf[i];
+			len = w->nbytes;
+		}
+		ret = wlift_comm_broadcast(x->comm, buf, len, x->owner[i], d);
 		if (ret) {
 			if (d && d->code) {
 				wlift_diag e = *d;
@@ -249,9 +314,17 @@ int wlift__xchg_run(struct wlift__xchg *x, struct wlift_result *res,
 			}
 			return ret;
 		}
+		if (x->whole[i]) {
+			ret = gather_block(ck, sel, i, t, x->buf[i], d);
+			free(x->buf[i]);
+			x->buf[i] = NULL;
+			if (ret)
+				return ret;
+		}
 		if (!x->skip[i])
 			continue;
-		*received += t->v.nbytes;
+		if (!x->whole[i] || x->owner[i] != x->rank)
+			*received += len;
 		ret = done ? done(user, i) : 0;
 		if (ret)
 			return ret;
@@ -261,6 +334,10 @@ int wlift__xchg_run(struct wlift__xchg *x, struct wlift_result *res,
 
 void wlift__xchg_free(struct wlift__xchg *x)
 {
+	for (size_t i = 0; x->buf && x->whole && i < x->n; i++)
+		free(x->buf[i]);
+	free(x->buf);
+	free(x->whole);
 	free(x->owner);
 	free(x->skip);
 	memset(x, 0, sizeof(*x));

@@ -14,8 +14,14 @@
 struct wlift__xchg {
 	struct wlift_comm *comm; /* NULL: no exchange (or one rank) */
 	int rank, world;
+	size_t n;	/* selected tensors */
 	int *owner;	/* per selected tensor: the rank that reads it, -1: each rank its block */
-	uint8_t *skip;	/* per selected tensor: 1 when another rank reads it */
+	uint8_t *skip;	/* per selected tensor: 1 when the plan does not read it here */
+	uint8_t *whole;	/* per selected tensor: 1 when its owner reads it whole and every rank
+			   gathers its block from the broadcast (host blocks along dim > 0 with
+			   pieces under the piece threshold, which each rank would otherwise
+			   read as the covering range) */
+	void **buf;	/* the owner's whole copies, read before the report round */
 	int agreed;	/* the agreement round has run */
 	int reported;	/* the report round after the reads has run */
 };
@@ -31,12 +37,14 @@ int wlift__xchg_begin(struct wlift__xchg *x, const struct wlift_ckpt *ck,
  * (comm from the options: the load may have failed before resolving them), so that the
  * others fail at once with its error rather than at the timeout. Returns ret. */
 int wlift__xchg_fail(struct wlift__xchg *x, struct wlift_comm *comm, int ret, wlift_diag *d);
-/* After this rank's reads: the report round, then the broadcasts, each tensor from its
- * owner into every other rank's view; done(i) for each tensor received. 0 or a negative
- * code; *received counts the bytes received. */
-int wlift__xchg_run(struct wlift__xchg *x, struct wlift_result *res,
-		    int (*done)(void *user, size_t i), void *user, uint64_t *received,
-		    wlift_diag *d);
+/* After this rank's reads: its whole tensors read (their bytes added to *read), the report
+ * round, then the broadcasts, each tensor from its owner into every other rank's view (or,
+ * for a whole one, into a buffer each rank gathers its block from); done(i) for each
+ * tensor received. 0 or a negative code; *received counts the bytes received. */
+int wlift__xchg_run(struct wlift__xchg *x, const struct wlift_ckpt *ck,
+		    const struct wlift__selection *sel, struct wlift_result *res,
+		    int (*done)(void *user, size_t i), void *user, uint64_t *read,
+		    uint64_t *received, wlift_diag *d);
 void wlift__xchg_free(struct wlift__xchg *x);
 
 #endif

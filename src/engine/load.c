@@ -716,7 +716,8 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		 * background work stopped first: nothing else writes the memory) */
 		if (sink->ops->quiesce)
 			sink->ops->quiesce(sink);
-		ret = wlift__xchg_run(&xc, res, xchg_done, &l, &received, d);
+		ret = wlift__xchg_run(&xc, ck, &sel, res, xchg_done, &l, &res->stats.bytes_read,
+				      &received, d);
 		if (ret)
 			goto out;
 		res->stats.bytes_received = received;

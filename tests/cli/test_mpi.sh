@@ -4,9 +4,10 @@
 # of wlift_comm (Open MPI dlopen'ed). File mode at 2 and 4 ranks: every rank ends with every
 # tensor (its --touch XOR equals the file's, computed in Python), the ranks' bytes_read add
 # up to the checkpoint's tensor bytes once and bytes_read + bytes_received = bytes on each.
-# Shard mode (some tensors split along dim 0, the others replicated): each rank holds what a
-# lone shard-mode load of that rank holds (same bytes, same XOR), and the ranks' reads add up
-# to the sum of the blocks plus each replicated tensor once. Failures: mismatched specs (every
+# Shard mode (tensors split along dim 0, or along dim 1 in pieces under the threshold, the
+# others replicated): each rank holds what a lone shard-mode load of that rank holds (same
+# bytes, same XOR), and the ranks' reads add up to the blocks plus each replicated tensor
+# once (each byte of the file once). Failures: mismatched specs (every
 # rank fails naming it), a rank that fails before reading (the others fail with its error), a
 # rank that cannot open the file (it ends the job), a rank that never joins (the others time
 # out with an error), no libmpi, not under mpirun. Every mpirun is bounded by `timeout`.
@@ -124,6 +125,37 @@ for r, (j, l) in enumerate(zip(js, lone)):
     assert j["bytes_read"] + j["bytes_received"] == j["bytes"], (r, j)
 assert sum(j["bytes_read"] for j in js) == blocks + rep, ([j["bytes_read"] for j in js], blocks, rep)
 assert sum(j["bytes_received"] for j in js) == (n - 1) * rep, js'
+done
+
+# A third of rnd's tensors split along dim 0, a third along dim 1 (pieces of at most 600
+# bytes at 2 and 4 ranks, under the 8 KiB piece threshold: the owner reads the tensor once
+# and every rank gathers its block from the broadcast; also --dtype F32 converting the
+# F16 ones), the rest replicated: each rank holds what a lone load of that rank holds, and
+# over the ranks every byte of the file is read once.
+python3 - "$D" <<'EOF'
+import json, os, sys
+e = json.load(open(os.path.join(sys.argv[1], "rnd.json")))["tensors"]
+spec = {k: [0, 1, None][i % 3] for i, k in enumerate(sorted(e))}
+json.dump(spec, open(os.path.join(sys.argv[1], "mixed1.json"), "w"))
+EOF
+for n in 2 4; do
+	for dt in "" "--dtype F32"; do
+		: >"$D/lone"
+		for r in $(seq 0 $((n - 1))); do
+			expect_rc 0 "$WEIGHTLIFT" load --json --direct off --touch $dt --rank $r --world $n \
+				--shard-spec "$D/mixed1.json" "$B"
+			pycheck 'open(sys.argv[2].replace("expected.json", "lone"), "a").write(json.dumps(j) + "\n")'
+		done
+		mpirun_ranks $n --direct off --touch $dt --shard-spec "$D/mixed1.json" "$B"
+		[ "$RC" = 0 ] || { fail "shard mode dim 1, $n ranks $dt: mpirun exit $RC: $(tail -c 800 "$D/mpirun.out")"; continue; }
+		ranks_check $n '
+lone = [json.loads(l) for l in open(os.path.join(d, "lone"))]
+x = json.load(open(os.path.join(d, "rnd.json")))
+for r, (j, l) in enumerate(zip(js, lone)):
+    assert j["bytes"] == l["bytes"] and j["tensors"] == l["tensors"], (r, j, l)
+    assert j["touch_xor"] == l["touch_xor"], (r, j["touch_xor"], l["touch_xor"])
+assert sum(j["bytes_read"] for j in js) == x["bytes"], ([j["bytes_read"] for j in js], x["bytes"])'
+	done
 done
 
 # --- failures ---------------------------------------------------------------------------------
