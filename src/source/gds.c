@@ -502,19 +502,36 @@ int64_t wlift__gds_read(struct wlift__gds *g, void *fh, void *base, size_t dev_o
 {
 	ssize_t n;
 
+	wlift_diag bd;
+	int64_t r = 0;
+	int ret;
+
+	wlift_diag_clear(&bd);
 	if (batch >= 2 && g->batch_max >= 2 && len >= 2 * (size_t)WLIFT_GDS_BATCH_PIECE &&
 	    !__atomic_load_n(&g->batch_broken, __ATOMIC_RELAXED)) {
 		int unavailable = 0;
-		int64_t r = read_batch(g, fh, base, dev_off, len, off, batch, uri, &unavailable, d);
-		if (!unavailable)
+		r = read_batch(g, fh, base, dev_off, len, off, batch, uri, &unavailable, &bd);
+		if (!unavailable && r >= 0)
 			return r;
+		/* A batch that failed is read once more with cuFileRead (a library or file system
+		 * whose batches fail where plain reads work, compatibility mode for one, must not
+		 * fail the load); when that works, batches are off for the process. */
 	}
 	errno = 0;
 	n = g->api.Read(fh, base, len, (off_t)off, (off_t)dev_off);
-	if (n >= 0)
+	if (n >= 0) {
+		if (r < 0)
+			__atomic_store_n(&g->batch_broken, 1, __ATOMIC_RELAXED);
 		return (int64_t)n;
+	}
 	/* -1: a system error in errno; below: minus a cuFile error code. */
-	return read_error(g, (int64_t)n, errno, len, off, "cuFileRead", uri, d);
+	ret = (int)read_error(g, (int64_t)n, errno, len, off, "cuFileRead", uri, d);
+	if (r < 0 && d) {
+		size_t k = strlen(d->message);
+		snprintf(d->message + k, sizeof(d->message) - k, " (after a cuFile batch read failed: %s)",
+			 bd.message);
+	}
+	return ret;
 }
 
 int wlift__gds_batch_max(struct wlift__gds *g)

@@ -60,7 +60,9 @@ void wlift__gds_handle_deregister(struct wlift__gds *g, void *fh);
  * current). With batch >= 2, a library that has the batch API and len of at least two
  * WLIFT_GDS_BATCH_PIECE: up to `batch` requests in one cuFileBatchIOSubmit, reaped out of
  * order with cuFileBatchIOGetStatus; else (or once a batch cannot be set up or submitted:
- * for the rest of the process) one synchronous cuFileRead. Bytes read (fewer only at the end
+ * for the rest of the process) one synchronous cuFileRead. A batch whose requests fail is
+ * read again with cuFileRead (working, it turns batches off for the process; failing, d
+ * names both failures). Bytes read (fewer only at the end
  * of the file), or a negative code with d naming uri, the offset and cuFile's error
  * (WLIFT_ECUFILE, or -errno for a system error). */
 int64_t wlift__gds_read(struct wlift__gds *g, void *fh, void *base, size_t dev_off, size_t len,

@@ -36,12 +36,19 @@ pycheck 'assert j["gds"] == "off", j'
 # --- errors -------------------------------------------------------------------------------------
 WEIGHTLIFT_CUFILE_LIBRARY=/nonexistent/libcufile.so.0 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 --gds on "$S"
 grep_err "GPU Direct Storage (gds on): cannot load the cuFile library /nonexistent/libcufile.so.0"
-FAKECUFILE_FAIL_READ=3 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 --gds on "$B"
-# The third read fails; which tensor it belongs to depends on the workers' order.
+FAKECUFILE_FAIL_READ=3 FAKECUFILE_FAIL_READS_ALL=1 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 --gds on "$B"
+# Reads from the third on fail; which tensor it belongs to depends on the workers' order.
 NCHECK=$((NCHECK + 1))
 grep -qE -- "big\.safetensors: big\.[0-9]+" "$ERR" || fail "no tensor named: $(head -c 600 "$ERR")"
-grep_err "cuFile batch read of" # chunks go as cuFile batches (WEIGHTLIFT_GDS_BATCH, default 8)
+# Chunks go as cuFile batches (WEIGHTLIFT_GDS_BATCH, default 8); a failed one is read again
+# with cuFileRead, which fails too here.
+grep_err "cuFileRead of"
+grep_err "after a cuFile batch read failed"
+grep_err "cuFile batch read of"
 grep_err "at offset"
+# Only the third read fails: the cuFileRead after the failed batch works, so does the load.
+FAKECUFILE_FAIL_READ=3 expect_rc 0 "$WEIGHTLIFT" load --device cuda:0 --gds on --json "$B"
+pycheck 'assert j["gds"] == "cufile" and j["gds_bytes"] >= j["bytes"] >= 128 << 20, j'
 WEIGHTLIFT_GDS_BATCH=0 FAKECUFILE_FAIL_READ=3 expect_rc 5 "$WEIGHTLIFT" load --device cuda:0 --gds on "$B"
 grep_err "cuFileRead of" # synchronous reads
 grep_err "at offset"

@@ -632,10 +632,16 @@ static const uint64_t big[] = { (8u << 20) + 5, 3u << 20, 777, (5u << 20) + 4097
 				(2u << 20) - 3, 9u << 20 };
 #define NBIG (sizeof(big) / sizeof(big[0]))
 
-static struct run load_big(wlift_ctx *ctx, const char *path, int gds, uint64_t *total)
+static struct run load_big_t(wlift_ctx *ctx, const char *path, int gds, uint64_t *total,
+			     int threads)
 {
 	wt_make_u8_st(path, NBIG, big, total);
-	return load_ring(ctx, path, gds, WLIFT_DIRECT_ON, 3, 32u << 20);
+	return load_ring(ctx, path, gds, WLIFT_DIRECT_ON, threads, 32u << 20);
+}
+
+static struct run load_big(wlift_ctx *ctx, const char *path, int gds, uint64_t *total)
+{
+	return load_big_t(ctx, path, gds, total, 3);
 }
 
 /* gds on: chunks go as cuFile batches (up to WEIGHTLIFT_GDS_BATCH = 8 requests), reaped out
@@ -733,9 +739,9 @@ START_TEST(batch_submit_refused)
 }
 END_TEST
 
-/* One request of a batch fails (its event CUFILE_FAILED): auto sends that chunk and the rest
- * through the ring (the bytes still equal); on fails naming the file, tensor and offset of
- * that request; either way no batch is left set up and nothing is held. */
+/* Requests of batches fail (their events CUFILE_FAILED), and the cuFileReads after them: auto
+ * sends that chunk and the rest through the ring (the bytes still equal); no batch is left
+ * set up and nothing is held. */
 START_TEST(batch_request_fails_auto)
 {
 	const char *path = wt_path("big.safetensors");
@@ -763,6 +769,49 @@ START_TEST(batch_request_fails_auto)
 }
 END_TEST
 
+/* on: one request of a batch fails; the chunk is read again with cuFileRead, which works, so
+ * the load does (the bytes equal) and batches are off for the process from then on. */
+START_TEST(batch_request_fails_retried)
+{
+	const char *path = wt_path("big.safetensors");
+	struct fakecufile_stats fs;
+	wlift_ctx *ctx;
+	struct fakes f;
+	struct run x;
+	uint64_t total;
+
+	setenv("FAKECUFILE_FAIL_READ", "5", 1);
+	ctx = ctx_fake();
+	x = load_big(ctx, path, WLIFT_GDS_ON, &total);
+	ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
+	ck_assert_uint_ge(x.st.gds_bytes, total);
+	f = fakes_open();
+	f.fstats(&fs);
+	printf("a failed batch request, then cuFileRead: %llu submits, %llu reads, %llu failed\n",
+	       (unsigned long long)fs.batch_submits, (unsigned long long)fs.reads,
+	       (unsigned long long)fs.failed);
+	ck_assert_uint_eq(fs.failed, 1);
+	ck_assert_uint_gt(fs.reads, fs.batch_ios);
+	check_device_bytes(&f, x.r, 0);
+	wlift_result_free(x.r);
+	/* The next load of the process reads without batches. */
+	{
+		struct fakecufile_stats fs2;
+		x = load_big(ctx, path, WLIFT_GDS_ON, &total);
+		ck_assert_msg(x.ret == 0, "load: %s", x.d.message);
+		f.fstats(&fs2);
+		ck_assert_uint_eq(fs2.batch_submits, fs.batch_submits);
+		ck_assert_uint_gt(fs2.reads, fs.reads);
+		check_device_bytes(&f, x.r, 0);
+		wlift_result_free(x.r);
+	}
+	wlift_ctx_destroy(ctx);
+	check_nothing_held(&f);
+}
+END_TEST
+
+/* on: the batch request and the cuFileRead after it fail: an error naming the file, the
+ * tensor, the offset and both failures; nothing is left. */
 START_TEST(batch_request_fails_on)
 {
 	const char *path = wt_path("big.safetensors");
@@ -772,13 +821,16 @@ START_TEST(batch_request_fails_on)
 	uint64_t total;
 
 	setenv("FAKECUFILE_FAIL_READ", "5", 1);
+	setenv("FAKECUFILE_FAIL_READS_ALL", "1", 1);
 	ctx = ctx_fake();
-	x = load_big(ctx, path, WLIFT_GDS_ON, &total);
+	x = load_big_t(ctx, path, WLIFT_GDS_ON, &total, 1); /* one worker: the first chunk's batch */
 	ck_assert_int_eq(x.ret, WLIFT_ECUFILE);
 	printf("batch request failure: %s\n", x.d.message);
 	ck_assert_msg(strstr(x.d.message, "big.safetensors") &&
-			  strstr(x.d.message, "cuFile batch read of") &&
-			  strstr(x.d.message, "at offset") && strstr(x.d.message, "5034"),
+			  strstr(x.d.message, "cuFileRead of") && strstr(x.d.message, "at offset") &&
+			  strstr(x.d.message, "5034") &&
+			  strstr(x.d.message, "after a cuFile batch read failed") &&
+			  strstr(x.d.message, "cuFile batch read of"),
 		      "message: %s", x.d.message);
 	ck_assert_int_eq(x.d.has_offset, 1);
 	ck_assert_str_ne(x.d.tensor, "");
@@ -862,6 +914,7 @@ int main(void)
 	tcase_add_test(tc, batch_setup_refused);
 	tcase_add_test(tc, batch_submit_refused);
 	tcase_add_test(tc, batch_request_fails_auto);
+	tcase_add_test(tc, batch_request_fails_retried);
 	tcase_add_test(tc, batch_request_fails_on);
 	tcase_add_test(tc, knobs);
 	suite_add_tcase(s, tc);
