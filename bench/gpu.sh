@@ -73,7 +73,8 @@ fail() { FAILS=$((FAILS + 1)); say "FAIL: $*"; }
 # Shared libraries this machine lacks (its image may have no libcurl, say): only those, from
 # the bundle's copies, so that the machine's own stay in use where it has them.
 missing() { for f in "$@"; do [ -e "$f" ] && ldd "$f" 2>/dev/null; done | awk '/not found/ {print $1}' | sort -u; }
-bins="$WL $GC $BUILD/libweightlift.so.0"
+PYTAG=$($PY -c 'import sys; print("cp%d%d" % sys.version_info[:2])' 2>/dev/null || echo none)
+bins="$WL $GC $BUILD/libweightlift.so.0 $(ls "$BUNDLE/py/$PYTAG"/weightlift/_native*.so 2>/dev/null)"
 if [ -n "$(missing $bins)" ] && [ -d "$BUNDLE/lib" ]; then
 	mkdir -p "$DATA/lib"
 	for i in 1 2 3; do
@@ -130,7 +131,6 @@ fi
 say "cuFile library: ${WEIGHTLIFT_CUFILE_LIBRARY:-libcufile.so.0 (system)}"
 
 # Python: the bundle's package for this Python, and the peers' wheels it carried.
-PYTAG=$($PY -c 'import sys; print("cp%d%d" % sys.version_info[:2])' 2>/dev/null || echo none)
 if [ -d "$BUNDLE/py/$PYTAG/weightlift" ]; then
 	export PYTHONPATH=$(cd "$BUNDLE/py/$PYTAG" && pwd)${PYTHONPATH:+:$PYTHONPATH}
 elif [ -d "$BUNDLE/py" ]; then
