@@ -10,7 +10,8 @@
 # once (each byte of the file once). Failures: mismatched specs (every
 # rank fails naming it), a rank that fails before reading (the others fail with its error), a
 # rank that cannot open the file (it ends the job), a rank that never joins (the others time
-# out with an error), no libmpi, not under mpirun. Every mpirun is bounded by `timeout`.
+# out with an error), no libmpi, not under mpirun. The same shard and file modes from nginx on
+# loopback where it is installed. Every mpirun is bounded by `timeout`.
 . "$(dirname "$0")/lib.sh"
 
 command -v mpirun >/dev/null || { echo "SKIP: no mpirun"; exit 77; }
@@ -157,6 +158,38 @@ for r, (j, l) in enumerate(zip(js, lone)):
 assert sum(j["bytes_read"] for j in js) == x["bytes"], ([j["bytes_read"] for j in js], x["bytes"])'
 	done
 done
+
+# --- from an HTTP source (nginx on loopback, where installed) -----------------------------
+if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
+	. "$WLIFT_SRC/tests/http/nginx.sh"
+	NGX=$(mktemp -d "$D/nginx.XXXXXX")
+	trap 'nginx_stop; chmod -R u+rwX "$T" 2>/dev/null; rm -rf "$T"' EXIT # lib.sh's too
+	nginx_start "$D" "$NGX"
+	for n in 2 4; do
+		for spec in "" "--shard-spec $D/mixed1.json"; do
+			: >"$D/lone"
+			for r in $(seq 0 $((n - 1))); do
+				if [ -n "$spec" ]; then
+					expect_rc 0 "$WEIGHTLIFT" load --json --touch --rank $r --world $n $spec "$B"
+				else
+					expect_rc 0 "$WEIGHTLIFT" load --json --touch "$B"
+				fi
+				pycheck 'open(sys.argv[2].replace("expected.json", "lone"), "a").write(json.dumps(j) + "\n")'
+			done
+			mpirun_ranks $n --touch $spec "$URL/rnd.safetensors"
+			[ "$RC" = 0 ] || { fail "HTTP, $n ranks $spec: mpirun exit $RC: $(tail -c 800 "$D/mpirun.out")"; continue; }
+			ranks_check $n '
+lone = [json.loads(l) for l in open(os.path.join(d, "lone"))]
+x = json.load(open(os.path.join(d, "rnd.json")))
+for r, (j, l) in enumerate(zip(js, lone)):
+    assert j["bytes"] == l["bytes"] and j["tensors"] == l["tensors"], (r, j, l)
+    assert j["touch_xor"] == l["touch_xor"], (r, j["touch_xor"], l["touch_xor"])
+assert sum(j["bytes_read"] for j in js) == x["bytes"], ([j["bytes_read"] for j in js], x["bytes"])'
+		done
+	done
+else
+	echo "note: nginx not installed: the HTTP cases are skipped"
+fi
 
 # --- failures ---------------------------------------------------------------------------------
 # Mismatched specs: every rank fails (exit 1) naming the mismatch, before any read.
