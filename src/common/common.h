@@ -59,6 +59,7 @@ struct wlift_ctx {
 	uint64_t max_rate;	    /* WEIGHTLIFT_MAX_RATE: bytes/s over all remote transfers of
 				       this context (0: no cap) */
 	struct wlift__rate *rate;   /* the bucket of max_rate, or NULL */
+	struct wlift__gate *gate;   /* the adaptive concurrency limit of its remote loads */
 	/* GCS (gs://) sources (src/source/gcs_auth.h has the credential order): */
 	char *gcs_token;	    /* WEIGHTLIFT_GCS_TOKEN, else GOOGLE_OAUTH_ACCESS_TOKEN */
 	const char *gcs_token_env;  /* the variable it came from (static), or NULL */
@@ -147,6 +148,34 @@ void wlift__rate_destroy(struct wlift__rate *r);
 double wlift__rate_take(struct wlift__rate *r, size_t n);
 /* The seconds until bytes may be taken again (0: now). Thread-safe. */
 double wlift__rate_wait(struct wlift__rate *r);
+
+/* An adaptive concurrency limit shared by threads (gate.c): the context's remote read queues
+ * together keep at most `limit` requests active; see gate.c for the rules. A member is a read
+ * queue (its storage is the caller's, alive from join to leave). */
+struct wlift__gate;
+struct wlift__gate_member {
+	struct wlift__gate_member *next;
+	unsigned depth;		/* the queue's most requests in flight */
+	void (*wake)(void *); /* called (thread-safe) when a place it wanted is given back */
+	void *arg;
+	int wants; /* it found no free place (under the gate's lock) */
+};
+int wlift__gate_create(unsigned start, double gain, struct wlift__gate **out);
+void wlift__gate_destroy(struct wlift__gate *g);
+void wlift__gate_join(struct wlift__gate *g, struct wlift__gate_member *m, unsigned depth,
+		      void (*wake)(void *), void *arg);
+void wlift__gate_leave(struct wlift__gate *g, struct wlift__gate_member *m);
+/* 1 when a place was taken (give it back with put), else 0: m is woken when one frees. */
+int wlift__gate_take(struct wlift__gate *g, struct wlift__gate_member *m);
+void wlift__gate_put(struct wlift__gate *g);
+/* A read of n bytes completed: the new limit when this ended a round that grew it (*tput:
+ * that round's bytes/s), else 0. */
+unsigned wlift__gate_done(struct wlift__gate *g, uint64_t n, double now, double *tput);
+/* The server asked to slow down: the halved limit, or 0 when no read completed since the
+ * last halving (a burst of such answers halves once). */
+unsigned wlift__gate_slow(struct wlift__gate *g, double now);
+/* The limit, the sum of the members' depths, the most places taken at once this load. */
+void wlift__gate_state(struct wlift__gate *g, unsigned *limit, unsigned *max, unsigned *peak);
 
 /* Monotonic seconds. */
 double wlift__now(void);

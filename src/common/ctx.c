@@ -264,6 +264,8 @@ static int remote_knobs(wlift_ctx *ctx, const wlift_ctx_opts *opts, wlift_diag *
 				       (unsigned long long)WLIFT_MAX_RATE);
 	if (ctx->max_rate && wlift__rate_create(ctx->max_rate, &ctx->rate))
 		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	if (wlift__gate_create(WLIFT_HTTP_START_ACTIVE, WLIFT_HTTP_GROW_GAIN, &ctx->gate))
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
 	if (str_knob(OPT_HAS(opts, http_token) ? opts->http_token : NULL, token_env, 1,
 		     &ctx->http_token) ||
 	    str_knob(NULL, hf_env, 2, &ctx->hf_token) ||
@@ -605,6 +607,7 @@ void wlift_ctx_destroy(wlift_ctx *ctx)
 	free(ctx->hf_endpoint);
 	free(ctx->ca_bundle);
 	wlift__rate_destroy(ctx->rate);
+	wlift__gate_destroy(ctx->gate);
 	free(ctx->gcs_token);
 	free(ctx->gcs_credentials);
 	free(ctx->gcs_adc_file);

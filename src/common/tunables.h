@@ -105,9 +105,9 @@
 #define WLIFT_HTTP_HEDGE_MIN_SAMPLES 3u
 #define WLIFT_HTTP_LAT_SAMPLES 32u
 #define WLIFT_HTTP_MAX_HEDGES 1u
-/* Adaptive concurrency: each queue starts with this many requests active (of its depth),
- * doubles while each round's throughput grows by WLIFT_HTTP_GROW_GAIN, adds one while it
- * still grows, and halves on 429/503. */
+/* Adaptive concurrency (one limit per load over all its queues, src/common/gate.c): starts
+ * with this many requests active per queue, doubles while each round's total throughput grows
+ * by WLIFT_HTTP_GROW_GAIN, adds one while it still grows, and halves on 429/503. */
 #define WLIFT_HTTP_START_ACTIVE 1u
 #define WLIFT_HTTP_GROW_GAIN 1.1
 /* The bandwidth cap's bucket holds a tenth of a second of the rate, at least this much (one

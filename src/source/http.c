@@ -824,12 +824,11 @@ struct http_rq {
 	unsigned nmem;
 	unsigned nactive; /* primaries active */
 	unsigned hedges;  /* hedges active */
-	/* Adaptive concurrency: at most limit primaries active; a round is limit completions,
-	 * its throughput compared with the best so far. */
-	unsigned limit, round_done;
-	int slow_start;
-	uint64_t round_bytes;
-	double round_start, best;
+	/* Adaptive concurrency: the context's gate (common/gate.c) keeps the primaries active
+	 * over every queue of its loads under one limit, each holding a place; without it
+	 * (WEIGHTLIFT_HTTP_ADAPTIVE=0) the queue's depth is the limit. */
+	struct wlift__gate *gate;
+	struct wlift__gate_member member;
 	/* Durations of the latest completed reads, for the hedging threshold. */
 	double lat[WLIFT_HTTP_LAT_SAMPLES];
 	unsigned nlat, lat_next;
@@ -853,10 +852,13 @@ static void stop(struct http_rq *q, struct xfer *x)
 	curl_multi_remove_handle(q->multi, x->easy);
 	x->active = 0;
 	x->paused = 0;
-	if (x->is_hedge)
+	if (x->is_hedge) {
 		q->hedges--;
-	else
+	} else {
 		q->nactive--;
+		if (q->gate)
+			wlift__gate_put(q->gate);
+	}
 }
 
 static void drop_hedge(struct http_rq *q, struct xfer *p)
@@ -879,13 +881,15 @@ static void rq_destroy(struct wlift__rq *rq)
 	for (unsigned i = 0; q->x && i < 2 * rq->depth; i++) {
 		struct xfer *x = &q->x[i];
 		if (x->active)
-			curl_multi_remove_handle(q->multi, x->easy);
+			stop(q, x);
 		if (x->easy)
 			curl_easy_cleanup(x->easy);
 		curl_slist_free_all(x->hdrs);
 		free(x->ebody);
 		free(x->hbuf);
 	}
+	if (q->gate)
+		wlift__gate_leave(q->gate, &q->member); /* no wake of its multi handle after this */
 	if (q->multi && q->home) {
 		pthread_mutex_lock(&q->home->mu);
 		if (!q->home->spare) {
@@ -915,16 +919,18 @@ static int start(struct http_rq *q, struct xfer *x, wlift_diag *d)
 
 	ret = setup(x, x->s, &r, x->probe, d);
 	if (ret)
-		return ret;
+		goto fail;
 	if (x->is_hedge)
 		/* Another connection than the one that stalls (on HTTP/2 the same connection
 		 * would carry both). */
 		curl_easy_setopt(x->easy, CURLOPT_FRESH_CONNECT, 1L);
 	mc = curl_multi_add_handle(q->multi, x->easy);
-	if (mc != CURLM_OK)
-		return wlift__diag_set(d, mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO,
-				       x->s->base.uri, NULL, (int64_t)r.off, "http.curl",
-				       "%s: curl: %s", x->s->base.uri, curl_multi_strerror(mc));
+	if (mc != CURLM_OK) {
+		ret = wlift__diag_set(d, mc == CURLM_OUT_OF_MEMORY ? -ENOMEM : -EIO,
+				      x->s->base.uri, NULL, (int64_t)r.off, "http.curl",
+				      "%s: curl: %s", x->s->base.uri, curl_multi_strerror(mc));
+		goto fail;
+	}
 	x->active = 1;
 	x->attempts++;
 	x->start_at = x->progress_at = wlift__now();
@@ -933,6 +939,25 @@ static int start(struct http_rq *q, struct xfer *x, wlift_diag *d)
 	else
 		q->nactive++;
 	return 0;
+fail:
+	if (!x->is_hedge && q->gate)
+		wlift__gate_put(q->gate); /* the place taken for it */
+	return ret;
+}
+
+/* Whether another primary may start now: a place under the adaptive limit (taken; start()
+ * gives it back if the start fails, stop() when the transfer leaves), or a free slot of the
+ * queue's depth without it. */
+static int may_start(struct http_rq *q)
+{
+	if (!q->gate)
+		return q->nactive < q->base.depth;
+	return wlift__gate_take(q->gate, &q->member);
+}
+
+static void wake(void *arg)
+{
+	curl_multi_wakeup(((struct http_rq *)arg)->multi);
 }
 
 static int submit_x(struct http_rq *q, struct http_source *s, const struct wlift__read *r,
@@ -965,7 +990,7 @@ static int submit_x(struct http_rq *q, struct http_source *s, const struct wlift
 	x->held = 0;
 	x->hedge = NULL;
 	x->retry_at = 0;
-	if (q->nactive < q->limit) {
+	if (may_start(q)) {
 		ret = start(q, x, d);
 		if (ret)
 			return ret;
@@ -1031,44 +1056,28 @@ static void lat_add(struct http_rq *q, double dt)
 /* Adaptive concurrency: a read of n bytes completed. */
 static void adapt_done(struct http_rq *q, uint64_t n, double now)
 {
-	double tput;
+	unsigned limit, max, peak;
+	double tput = 0;
 
-	if (!q->home->adaptive || q->limit >= q->base.depth)
+	if (!q->gate || !wlift__gate_done(q->gate, n, now, &tput))
 		return;
-	q->round_bytes += n;
-	if (++q->round_done < (q->limit < 2 ? 2 : q->limit))
-		return;
-	tput = now > q->round_start ? (double)q->round_bytes / (now - q->round_start) : 0;
-	if (tput > q->best * WLIFT_HTTP_GROW_GAIN) {
-		q->best = tput;
-		q->limit = q->slow_start ? q->limit * 2 : q->limit + 1;
-		if (q->limit > q->base.depth)
-			q->limit = q->base.depth;
-		wlift__log(q->home->ctx, WLIFT_LOG_DEBUG,
-			   "http: %.1f MB/s: %u requests active of %u (adaptive)", tput / 1e6,
-			   q->limit, q->base.depth);
-	} else {
-		q->slow_start = 0;
-	}
-	q->round_done = 0;
-	q->round_bytes = 0;
-	q->round_start = now;
+	wlift__gate_state(q->gate, &limit, &max, &peak);
+	wlift__log(q->home->ctx, WLIFT_LOG_DEBUG,
+		   "http: %.1f MB/s: %u requests active of %u (adaptive)", tput / 1e6, limit, max);
 }
 
-/* The server said "slow down" (429, 503): half as many requests, growing again from there. */
+/* The server said "slow down" (429, 503): half as many requests over the whole load, growing
+ * again from there. */
 static void adapt_slow(struct http_rq *q, double now)
 {
-	if (!q->home->adaptive)
+	unsigned limit, max, peak;
+
+	if (!q->gate || !wlift__gate_slow(q->gate, now))
 		return;
-	q->limit = q->limit > 1 ? q->limit / 2 : 1;
+	wlift__gate_state(q->gate, &limit, &max, &peak);
 	wlift__log(q->home->ctx, WLIFT_LOG_DEBUG,
 		   "http: the server asks to slow down: %u requests active of %u (adaptive)",
-		   q->limit, q->base.depth);
-	q->slow_start = 0;
-	q->best = 0;
-	q->round_done = 0;
-	q->round_bytes = 0;
-	q->round_start = now;
+		   limit, max);
 }
 
 /* Report primary x's outcome into *c. */
@@ -1209,7 +1218,7 @@ static int tick(struct http_rq *q, int *next_ms, struct wlift__rdone *c, wlift_d
 					next = x->retry_at - now;
 				continue;
 			}
-			if (q->nactive >= q->limit)
+			if (!may_start(q))
 				continue;
 			wlift_diag td;
 			wlift_diag_clear(&td);
@@ -1359,10 +1368,7 @@ static int rq_new(struct http_source *s, unsigned depth, struct http_rq **out, w
 	q->base.depth = depth;
 	q->home = (struct http_source *)wlift__source_ref(&s->base);
 	q->x = calloc(2 * (size_t)depth, sizeof(*q->x));
-	q->limit = s->adaptive && depth > WLIFT_HTTP_START_ACTIVE ? WLIFT_HTTP_START_ACTIVE : depth;
-	q->slow_start = 1;
-	q->round_start = wlift__now();
-	q->seed = (uint64_t)(uintptr_t)q ^ (uint64_t)(q->round_start * 1e9);
+	q->seed = (uint64_t)(uintptr_t)q ^ (uint64_t)(wlift__now() * 1e9);
 	q->mem_tag = calloc(depth, sizeof(*q->mem_tag));
 	q->mem_res = calloc(depth, sizeof(*q->mem_res));
 	pthread_mutex_lock(&s->mu);
@@ -1374,6 +1380,10 @@ static int rq_new(struct http_source *s, unsigned depth, struct http_rq **out, w
 	if (!q->x || !q->mem_tag || !q->mem_res || !q->multi) {
 		rq_destroy(&q->base);
 		return wlift__diag_set(d, -ENOMEM, s->base.uri, NULL, -1, NULL, NULL);
+	}
+	if (s->adaptive && s->ctx->gate) {
+		q->gate = s->ctx->gate;
+		wlift__gate_join(q->gate, &q->member, depth, wake, q);
 	}
 	*out = q;
 	return 0;

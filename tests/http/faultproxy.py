@@ -39,7 +39,9 @@ Actions:
                otherwise relay with another ETag ("etag", default "\\"changed\\"")
   pass         relay unchanged (a rule to let some requests through before a broader one)
 Control (not forwarded): GET /__faultproxy__/stats gives {connections, requests, applied:
-[per rule], log: [{n, conn, method, path, range, action, status}]}; PUT or POST
+[per rule], log: [{n, conn, method, path, range, action, status}], inflight_max: the most
+requests being answered at once (a request counts until just before its last body byte is
+sent)}; PUT or POST
 /__faultproxy__/rules with a JSON list replaces the rules and resets every counter (requests
 begun before are answered by the old rules and left out of the log).
 --log FILE appends one line per request: n conn method path range action status.
@@ -90,6 +92,8 @@ class State:
             self.requests = 0
             self.connections = 0
             self.log = []
+            self.busy = 0        # requests being answered (the last body byte not yet sent)
+            self.busy_max = 0
 
     def new_connection(self):
         with self.lock:
@@ -119,6 +123,20 @@ class State:
                 return n, r
             return n, None
 
+    def begin(self, generation):
+        with self.lock:
+            if generation == self.generation:
+                self.busy += 1
+                self.busy_max = max(self.busy_max, self.busy)
+
+    def end(self, entry, generation):
+        """Once per request, before its last body byte goes out (so a client that starts the
+        next request after receiving the answer never finds this one still counted)."""
+        if entry.pop("_busy", None):
+            with self.lock:
+                if generation == self.generation:
+                    self.busy -= 1
+
     def record(self, entry, generation):
         with self.lock:
             if generation != self.generation:
@@ -131,7 +149,8 @@ class State:
     def stats(self):
         with self.lock:
             return {"connections": self.connections, "requests": self.requests,
-                    "applied": list(self.applied), "log": list(self.log)}
+                    "applied": list(self.applied), "log": list(self.log),
+                    "inflight_max": self.busy_max}
 
 
 ACTIONS = {"status", "reset", "drop", "truncate", "long", "stall", "delay", "slow", "wrong_range",
@@ -218,10 +237,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n, rule = STATE.choose(self.command, self.path, first, self.conn_id)
         action = rule["action"] if rule else "pass"
         entry = {"n": n, "conn": self.conn_id, "method": self.command, "path": self.path,
-                 "range": rng.replace(" ", "") if rng else "-", "action": action, "status": "-"}
+                 "range": rng.replace(" ", "") if rng else "-", "action": action, "status": "-",
+                 "_busy": True, "_gen": generation}
+        STATE.begin(generation)
         try:
             self.serve(rule or {"action": "pass"}, body, entry)
         finally:
+            STATE.end(entry, generation)
+            entry.pop("_gen", None)
             STATE.record(entry, generation)
 
     def answer(self, code, headers, body, entry):
@@ -230,8 +253,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for k, v in headers:
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
+        if self.command == "HEAD" or not body:
+            STATE.end(entry, entry.get("_gen"))
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and body:
+            STATE.end(entry, entry.get("_gen"))
             self.wfile.write(body)
 
     def serve(self, rule, body, entry):
@@ -310,6 +336,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             piece = resp.read(want)
             if not piece:
                 break
+            if cut is None and send_len is not None and sent + len(piece) >= send_len:
+                STATE.end(entry, entry.get("_gen"))
             self.wfile.write(piece)
             sent += len(piece)
             if rate:

@@ -242,6 +242,25 @@ grep_err "the server asks to slow down"
 WEIGHTLIFT_HTTP_ADAPTIVE=0 WEIGHTLIFT_HTTP_REQUESTS=8 good "adaptive concurrency off" -v -v --threads 1
 NCHECK=$((NCHECK + 1))
 ! grep -q "(adaptive)" "$ERR" || fail "WEIGHTLIFT_HTTP_ADAPTIVE=0: $(grep adaptive "$ERR" | head -3)"
+# One limit for the whole load: four workers (four read queues) share it, so the requests the
+# proxy is answering at once never exceed the largest limit the load logged (at the start one
+# per queue), and that limit is out of the load's 16 requests, not a worker's 4. The bandwidth
+# cap keeps the total throughput flat, so growth stops early (each worker growing a limit of
+# its own would put 2-4 requests each in flight).
+fp_rules '[]'
+WEIGHTLIFT_MAX_RATE=4M WEIGHTLIFT_HTTP_HEDGE=0 WEIGHTLIFT_HTTP_REQUESTS=16 \
+	good "adaptive concurrency, one limit over 4 workers" -v -v --threads 4
+fp_stats >"$T/stats"
+busy=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["inflight_max"])' "$T/stats")
+lim=$(grep -Eo ': [0-9]+ requests active of [0-9]+ \(adaptive\)' "$ERR" | awk '{ if ($2 > m) m = $2 } END { print m + 0 }')
+[ "$lim" -ge 4 ] || lim=4
+NCHECK=$((NCHECK + 1))
+grep -Eq ': [0-9]+ requests active of 16 \(adaptive\)' "$ERR" ||
+	fail "no limit over the whole load's 16 requests: $(grep adaptive "$ERR" | head -3)"
+NCHECK=$((NCHECK + 1))
+[ "$busy" -le "$lim" ] ||
+	fail "$busy requests in flight at once over the workers, above the limit $lim: $(grep adaptive "$ERR" | head -5)"
+echo "one limit over 4 workers: at most $busy requests in flight, largest limit $lim"
 
 # --- a sharded checkpoint: its shards are opened at once, a failing shard fails the open -------
 # Six shards of random bytes and their index; every request for a shard waits 0.6 s at the

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Error codes, diagnostics and context knobs. */
+/* Error codes, diagnostics, context knobs and the shared adaptive concurrency limit. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,6 +128,121 @@ START_TEST(error_classes)
 }
 END_TEST
 
+static int wakes;
+static void count_wake(void *arg)
+{
+	(void)arg;
+	__atomic_add_fetch(&wakes, 1, __ATOMIC_RELAXED);
+}
+
+/* The gate: one limit over every member, starting at one place per member, grown by the
+ * total throughput of a round, halved once per burst of "slow down", fresh for each load. */
+START_TEST(gate_one_limit)
+{
+	struct wlift__gate *g;
+	struct wlift__gate_member a, b;
+	unsigned limit, max, peak;
+	double tput = 0, t = wlift__now();
+
+	ck_assert_int_eq(wlift__gate_create(1, 1.1, &g), 0);
+	wlift__gate_join(g, &a, 4, count_wake, NULL);
+	wlift__gate_join(g, &b, 4, count_wake, NULL);
+	wlift__gate_state(g, &limit, &max, &peak);
+	ck_assert_uint_eq(limit, 2);
+	ck_assert_uint_eq(max, 8);
+	/* Two places over both members, whichever asks. */
+	ck_assert_int_eq(wlift__gate_take(g, &a), 1);
+	ck_assert_int_eq(wlift__gate_take(g, &a), 1);
+	ck_assert_int_eq(wlift__gate_take(g, &b), 0);
+	ck_assert_int_eq(wlift__gate_take(g, &a), 0);
+	wakes = 0;
+	wlift__gate_put(g);
+	ck_assert_int_eq(wakes, 2); /* both wanted one */
+	ck_assert_int_eq(wlift__gate_take(g, &b), 1);
+	wlift__gate_put(g);
+	wlift__gate_put(g);
+	/* A round is `limit` completions from any member: the first one always grows (slow
+	 * start doubles), a round no faster than the best stops the doubling. */
+	ck_assert_uint_eq(wlift__gate_done(g, 1000, t += 1, &tput), 0);
+	ck_assert_uint_eq(wlift__gate_done(g, 1000, t += 1, &tput), 4);
+	for (int i = 0; i < 3; i++)
+		ck_assert_uint_eq(wlift__gate_done(g, 1000, t += 1, &tput), 0);
+	ck_assert_uint_eq(wlift__gate_done(g, 1000, t += 1, &tput), 0); /* same rate: no */
+	for (int i = 0; i < 3; i++)
+		ck_assert_uint_eq(wlift__gate_done(g, 1000, t += 0.25, &tput), 0);
+	ck_assert_uint_eq(wlift__gate_done(g, 1000, t += 0.25, &tput), 5); /* faster: +1 */
+	ck_assert(tput > 3000);
+	/* A burst of "slow down": one halving until a read completes. */
+	ck_assert_uint_eq(wlift__gate_slow(g, t), 2);
+	ck_assert_uint_eq(wlift__gate_slow(g, t), 0);
+	wlift__gate_done(g, 1000, t += 1, &tput);
+	ck_assert_uint_eq(wlift__gate_slow(g, t), 1);
+	wlift__gate_done(g, 1000, t += 1, &tput);
+	ck_assert_uint_eq(wlift__gate_slow(g, t), 1); /* never below one */
+	/* Never above the members' depths; a member leaving lowers that. */
+	wlift__gate_leave(g, &b);
+	wlift__gate_state(g, &limit, &max, &peak);
+	ck_assert_uint_eq(max, 4);
+	ck_assert_uint_le(limit, 4);
+	ck_assert_uint_eq(peak, 2);
+	/* The last one out: the next load starts over. */
+	wlift__gate_leave(g, &a);
+	wlift__gate_join(g, &a, 3, count_wake, NULL);
+	wlift__gate_state(g, &limit, &max, &peak);
+	ck_assert_uint_eq(limit, 1);
+	ck_assert_uint_eq(max, 3);
+	ck_assert_uint_eq(peak, 0);
+	wlift__gate_leave(g, &a);
+	wlift__gate_destroy(g);
+}
+END_TEST
+
+/* Threads taking and giving back places: never more taken at once than the limit. */
+static struct wlift__gate *tg;
+static int holders, most;
+static void *taker(void *arg)
+{
+	struct wlift__gate_member *m = arg;
+
+	for (int i = 0; i < 20000; i++) {
+		if (!wlift__gate_take(tg, m))
+			continue;
+		int h = __atomic_add_fetch(&holders, 1, __ATOMIC_SEQ_CST);
+		int seen = __atomic_load_n(&most, __ATOMIC_SEQ_CST);
+		while (h > seen &&
+		       !__atomic_compare_exchange_n(&most, &seen, h, 0, __ATOMIC_SEQ_CST,
+						    __ATOMIC_SEQ_CST))
+			;
+		__atomic_sub_fetch(&holders, 1, __ATOMIC_SEQ_CST);
+		wlift__gate_put(tg);
+	}
+	return NULL;
+}
+
+START_TEST(gate_threads_within_limit)
+{
+	struct wlift__gate_member m[4];
+	pthread_t th[4];
+	unsigned limit, max, peak;
+
+	ck_assert_int_eq(wlift__gate_create(1, 1.1, &tg), 0);
+	for (int i = 0; i < 4; i++)
+		wlift__gate_join(tg, &m[i], 4, count_wake, NULL);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, taker, &m[i]), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	wlift__gate_state(tg, &limit, &max, &peak);
+	ck_assert_uint_eq(limit, 4);
+	ck_assert_uint_eq(max, 16);
+	ck_assert_int_le(most, 4);
+	ck_assert_uint_le(peak, 4);
+	for (int i = 0; i < 4; i++)
+		wlift__gate_leave(tg, &m[i]);
+	wlift__gate_destroy(tg);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("common");
@@ -137,6 +253,8 @@ int main(void)
 	tcase_add_test(tc, parse_sizes);
 	tcase_add_test(tc, ctx_knob_precedence);
 	tcase_add_test(tc, error_classes);
+	tcase_add_test(tc, gate_one_limit);
+	tcase_add_test(tc, gate_threads_within_limit);
 	suite_add_tcase(s, tc);
 	return wt_run(s);
 }
