@@ -8,9 +8,10 @@
  * read once. Two rounds of small broadcasts (each rank in turn sends a fixed-size message)
  * let every rank see every other's digest or error: before any read (agreement) and after
  * the reads (report); a failed rank takes part in the round it owes with its error, so the
- * others fail at once. Then one broadcast per received tensor, in file order, from its
- * owner. A host block along dim > 0 whose pieces are under the piece threshold would be read
- * as its covering range on every rank (W times the tensor): its owner reads the tensor once,
+ * others fail at once. Then the broadcasts, in file order, from each tensor's owner: one
+ * per tensor, except that a run of small tensors of one owner goes packed in one. A host
+ * block along dim > 0 whose pieces are under the piece threshold would be read as its
+ * covering range on every rank (W times the tensor): its owner reads the tensor once,
  * broadcasts it whole, and every rank gathers (and converts) its block from that copy.
  */
 #include <errno.h>
@@ -22,6 +23,11 @@
 #include "engine/ckpt.h"
 #include "engine/exchange.h"
 #include "sink/convert_cpu.h"
+
+/* Small whole tensors (each at most XCHG_SMALL bytes) of one owner that follow each other
+ * in file order go in one broadcast of at most XCHG_PACK bytes (host memory only). */
+#define XCHG_SMALL (1u << 20)
+#define XCHG_PACK (16u << 20)
 
 struct msg {
 	int32_t code;	/* 0 ok, else this rank's error */
@@ -255,12 +261,84 @@ static int gather_block(const struct wlift_ckpt *ck, const struct wlift__selecti
 	return 0;
 }
 
+/* Broadcast tensor i from its owner (a block read whole: into a buffer of its own, then
+ * every rank gathers its block from it). */
+static int bcast_one(struct wlift__xchg *x, const struct wlift_ckpt *ck,
+		     const struct wlift__selection *sel, struct wlift_result *res, size_t i,
+		     wlift_diag *d)
+{
+	struct wlift_tensor *t = &res->t[i];
+	const wlift_tensor_info *w = &ck->tensors[sel->idx[i]];
+	void *buf = t->v.data;
+	uint64_t len = t->v.nbytes;
+	int ret;
+
+	if (x->whole[i]) {
+		if (!x->buf[i])
+			x->buf[i] = malloc(w->nbytes ? w->nbytes : 1);
+		if (!x->buf[i])
+			return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+		buf = x->buf[i];
+		len = w->nbytes;
+	}
+	ret = wlift_comm_broadcast(x->comm, buf, len, x->owner[i], d);
+	if (ret) {
+		if (d && d->code) {
+			wlift_diag e = *d;
+
+			wlift__diag_set(d, ret, NULL, t->v.info.name, -1,
+					e.rule[0] ? e.rule : NULL, "tensor \"%s\" from rank %d: %s",
+					t->v.info.name, x->owner[i], e.message);
+		}
+		return ret;
+	}
+	if (x->whole[i]) {
+		ret = gather_block(ck, sel, i, t, x->buf[i], d);
+		free(x->buf[i]);
+		x->buf[i] = NULL;
+	}
+	return ret;
+}
+
+/* Broadcast tensors [i, j) (host memory, one owner, sum bytes in all) as one message: the
+ * owner packs them into *pack (XCHG_PACK bytes, allocated on first use), the others unpack. */
+static int bcast_packed(struct wlift__xchg *x, struct wlift_result *res, size_t i, size_t j,
+			uint64_t sum, uint8_t **pack, wlift_diag *d)
+{
+	int own = x->owner[i] == x->rank, ret;
+	uint64_t off = 0;
+
+	if (!*pack)
+		*pack = malloc(XCHG_PACK);
+	if (!*pack)
+		return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
+	for (size_t k = i; own && k < j; off += res->t[k++].v.nbytes)
+		memcpy(*pack + off, res->t[k].v.data, res->t[k].v.nbytes);
+	ret = wlift_comm_broadcast(x->comm, *pack, sum, x->owner[i], d);
+	if (ret) {
+		if (d && d->code) {
+			wlift_diag e = *d;
+
+			wlift__diag_set(d, ret, NULL, res->t[i].v.info.name, -1,
+					e.rule[0] ? e.rule : NULL,
+					"tensors \"%s\" to \"%s\" (%zu, packed) from rank %d: %s",
+					res->t[i].v.info.name, res->t[j - 1].v.info.name, j - i,
+					x->owner[i], e.message);
+		}
+		return ret;
+	}
+	for (size_t k = i; !own && k < j; off += res->t[k++].v.nbytes)
+		memcpy(res->t[k].v.data, *pack + off, res->t[k].v.nbytes);
+	return 0;
+}
+
 int wlift__xchg_run(struct wlift__xchg *x, const struct wlift_ckpt *ck,
 		    const struct wlift__selection *sel, struct wlift_result *res,
 		    int (*done)(void *user, size_t i), void *user, uint64_t *read,
 		    uint64_t *received, wlift_diag *d)
 {
 	struct msg m = { 0 };
+	uint8_t *pack = NULL;
 	int ret = 0;
 
 	*received = 0;
@@ -287,49 +365,32 @@ int wlift__xchg_run(struct wlift__xchg *x, const struct wlift_ckpt *ck,
 	ret = round_check(x, x->comm, 2, &m, d);
 	if (ret)
 		return ret;
-	for (size_t i = 0; i < res->n; i++) {
-		struct wlift_tensor *t = &res->t[i];
-		const wlift_tensor_info *w = &ck->tensors[sel->idx[i]];
-		void *buf = t->v.data;
-		uint64_t len = t->v.nbytes;
+	for (size_t i = 0, j; i < res->n && !ret; i = j) {
+		uint64_t sum = res->t[i].v.nbytes;
 
+		j = i + 1;
 		if (x->owner[i] < 0)
 			continue;
-		if (x->whole[i]) {
-			if (!x->buf[i])
-				x->buf[i] = malloc(w->nbytes ? w->nbytes : 1);
-			if (!x->buf[i])
-				return wlift__diag_set(d, -ENOMEM, NULL, NULL, -1, NULL, NULL);
-			buf = x->buf[i];
-			len = w->nbytes;
+		/* A run of small whole tensors of one owner goes in one broadcast (host memory:
+		 * packed by the owner, unpacked by the others). */
+		while (!x->comm->ops->device_buffers && !x->whole[i] &&
+		       res->t[i].v.nbytes <= XCHG_SMALL && j < res->n &&
+		       x->owner[j] == x->owner[i] && !x->whole[j] &&
+		       res->t[j].v.nbytes <= XCHG_SMALL && sum + res->t[j].v.nbytes <= XCHG_PACK)
+			sum += res->t[j++].v.nbytes;
+		ret = j - i > 1 ? bcast_packed(x, res, i, j, sum, &pack, d)
+				: bcast_one(x, ck, sel, res, i, d);
+		for (size_t k = i; k < j && !ret; k++) {
+			if (!x->skip[k])
+				continue;
+			if (!x->whole[k] || x->owner[k] != x->rank)
+				*received += x->whole[k] ? ck->tensors[sel->idx[k]].nbytes
+							 : res->t[k].v.nbytes;
+			ret = done ? done(user, k) : 0;
 		}
-		ret = wlift_comm_broadcast(x->comm, buf, len, x->owner[i], d);
-		if (ret) {
-			if (d && d->code) {
-				wlift_diag e = *d;
-				wlift__diag_set(d, ret, NULL, t->v.info.name, -1,
-						e.rule[0] ? e.rule : NULL,
-						"tensor \"%s\" from rank %d: %s", t->v.info.name,
-						x->owner[i], e.message);
-			}
-			return ret;
-		}
-		if (x->whole[i]) {
-			ret = gather_block(ck, sel, i, t, x->buf[i], d);
-			free(x->buf[i]);
-			x->buf[i] = NULL;
-			if (ret)
-				return ret;
-		}
-		if (!x->skip[i])
-			continue;
-		if (!x->whole[i] || x->owner[i] != x->rank)
-			*received += len;
-		ret = done ? done(user, i) : 0;
-		if (ret)
-			return ret;
 	}
-	return 0;
+	free(pack);
+	return ret;
 }
 
 void wlift__xchg_free(struct wlift__xchg *x)
