@@ -7,10 +7,11 @@
 # Shard mode (tensors split along dim 0, or along dim 1 in pieces under the threshold, the
 # others replicated): each rank holds what a lone shard-mode load of that rank holds (same
 # bytes, same XOR), and the ranks' reads add up to the blocks plus each replicated tensor
-# once (each byte of the file once). Failures: mismatched specs (every
-# rank fails naming it), a rank that fails before reading (the others fail with its error), a
-# rank that cannot open the file (it ends the job), a rank that never joins (the others time
-# out with an error), no libmpi, not under mpirun. The same shard and file modes from nginx on
+# once (each byte of the file once). Failures: mismatched specs (every rank fails naming
+# it), a rank that fails before reading (the others fail with its error), a rank whose reads
+# fail mid-load (HTTP 403 from the fault proxy: every rank fails naming it), a rank that
+# cannot open the file (it ends the job), a rank that never joins (the others time out with
+# an error), no libmpi, not under mpirun. The same shard and file modes from nginx on
 # loopback where it is installed. Every mpirun is bounded by `timeout`.
 . "$(dirname "$0")/lib.sh"
 
@@ -187,6 +188,46 @@ for r, (j, l) in enumerate(zip(js, lone)):
 assert sum(j["bytes_read"] for j in js) == x["bytes"], ([j["bytes_read"] for j in js], x["bytes"])'
 		done
 	done
+
+	# A rank whose reads fail mid-load, after the agreement round: it reads through the
+	# fault proxy, which lets the open's first ranged GET through and answers every later
+	# data request 403 (not retried). The failing rank fails naming the URL and the HTTP
+	# status; every other rank fails naming the failing rank and its error (the report
+	# round), within the timeout; file mode at 2 ranks (rank 1 fails) and shard mode at 4
+	# (rank 2 fails). The sanitizer build's run checks that nothing leaks.
+	. "$WLIFT_SRC/tests/http/faultproxy.sh"
+	fp_start "127.0.0.1:$PORT" "$D/fp" '[{"action": "status", "status": 403, "min_offset": 1}]'
+	trap 'fp_stop; nginx_stop; chmod -R u+rwX "$T" 2>/dev/null; rm -rf "$T"' EXIT
+	for c in "2 1" "4 2 --shard-spec $D/mixed1.json"; do
+		set -- $c
+		n=$1 bad=$2
+		shift 2
+		rm -f "$D"/o.* "$D"/e.*
+		args=()
+		for r in $(seq 0 $((n - 1))); do
+			u=$URL
+			[ "$r" != "$bad" ] || u=$FP_URL
+			[ "$r" = 0 ] || args+=(:)
+			args+=(-n 1 sh -c "$PER" "$WEIGHTLIFT" load --comm mpi --json --touch "$@" "$u/rnd.safetensors")
+		done
+		NCHECK=$((NCHECK + 1))
+		RC=0
+		t0=$(date +%s)
+		WEIGHTLIFT_COMM_TIMEOUT=30 "${MPI[@]}" "${args[@]}" >"$D/mpirun.out" 2>&1 || RC=$?
+		[ "$RC" != 0 ] && [ "$RC" != 124 ] || fail "failing reads, $n ranks: mpirun exit $RC"
+		[ $(($(date +%s) - t0)) -lt 60 ] || fail "failing reads, $n ranks: took $(($(date +%s) - t0)) s"
+		NCHECK=$((NCHECK + 1))
+		grep -q "HTTP 403" "$D/e.$bad" && grep -q "rnd.safetensors" "$D/e.$bad" ||
+			fail "failing reads, $n ranks: rank $bad: $(head -c 600 "$D/e.$bad")"
+		for r in $(seq 0 $((n - 1))); do
+			[ "$r" != "$bad" ] || continue
+			NCHECK=$((NCHECK + 1))
+			grep -q "failed on rank $bad of $n" "$D/e.$r" &&
+				grep -q "HTTP 403" "$D/e.$r" ||
+				fail "failing reads, $n ranks: rank $r: $(head -c 600 "$D/e.$r")"
+		done
+	done
+	fp_stop
 else
 	echo "note: nginx not installed: the HTTP cases are skipped"
 fi
