@@ -37,6 +37,8 @@ struct wlift_ctx {
 	int populate;      /* WEIGHTLIFT_POPULATE: 1 pre-fault host arenas before reading, 0 never,
 			      -1 (unset) fault them in on a thread of their own while remote
 			      sources fill them */
+	int hugepage;      /* WEIGHTLIFT_HUGEPAGE (0/1, default 1): advise host arenas
+			      MADV_HUGEPAGE (sink/host.c) */
 	int disable_uring; /* WEIGHTLIFT_DISABLE_URING=1: never use io_uring */
 	int uring_fixed;   /* WEIGHTLIFT_URING_FIXED (0/1): register a GPU load's pinned ring
 			      with its io_uring readers as fixed buffers */

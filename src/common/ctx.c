@@ -441,6 +441,19 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 		const char *v;
 		ctx->populate = wlift__env_str("WEIGHTLIFT_POPULATE", &v) ? strcmp(v, "0") != 0 : -1;
 	}
+	{
+		const char *v;
+		ctx->hugepage = 1;
+		if (wlift__env_str("WEIGHTLIFT_HUGEPAGE", &v)) {
+			if (strcmp(v, "0") && strcmp(v, "1")) {
+				ret = wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+						      "environment variable WEIGHTLIFT_HUGEPAGE must "
+						      "be 0 or 1");
+				goto out;
+			}
+			ctx->hugepage = v[0] - '0';
+		}
+	}
 	ctx->disable_uring = env_flag("WEIGHTLIFT_DISABLE_URING");
 	{
 		uint64_t v = WLIFT_DEFAULT_URING_FIXED;

@@ -466,7 +466,7 @@ int wlift__load(struct wlift_ckpt *ck, const wlift_load_opts *opts, struct wlift
 		struct wlift__sink_cfg sc = { cfg.threads,	   cfg.populate,
 					      ck->ctx->cuda_library, cfg.ring_bytes,
 					      cfg.ring_slots,	   cfg.max_device_bytes,
-					      cfg.device_allocator };
+					      cfg.device_allocator, ck->ctx->hugepage };
 		ret = wlift__sink_open(ck->ctx, cfg.device, &sc, &sink, d);
 		if (ret)
 			goto out;

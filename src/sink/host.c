@@ -37,6 +37,7 @@ struct host_sink {
 	void *raw;     /* small arenas: what malloc returned (mem is raw aligned up) */
 	int exported;	/* the result owns the arena: destroy leaves it alone */
 	int populate;
+	int hugepage; /* advise large arenas MADV_HUGEPAGE (resolved at create) */
 	unsigned threads;
 	pthread_t ahead;    /* the fault-ahead thread, when ahead_on */
 	int ahead_on;
@@ -175,7 +176,8 @@ static int host_alloc(struct wlift__sink *s, uint64_t bytes, wlift_diag *d)
 					       (unsigned long long)bytes, strerror(errno));
 		/* Best effort: THP may be disabled ("never"), then the arena uses small
 		 * pages. */
-		madvise(p, len, MADV_HUGEPAGE);
+		if (h->hugepage)
+			madvise(p, len, MADV_HUGEPAGE);
 	}
 	h->mem = p;
 	h->len = (size_t)bytes;
@@ -278,6 +280,7 @@ int wlift__host_sink_create(const struct wlift__sink_cfg *cfg, struct wlift__sin
 	h->base.ops = &host_ops;
 	h->base.in_place = 1;
 	h->populate = cfg ? cfg->populate : 0;
+	h->hugepage = cfg ? cfg->hugepage != 0 : 1;
 	h->threads = cfg ? cfg->threads : 1;
 	*out = &h->base;
 	return 0;

@@ -120,6 +120,7 @@ struct wlift__sink_cfg {
 	unsigned ring_slots;	  /* GPU: buffers in the ring (0: default) */
 	uint64_t max_device_bytes; /* GPU: budget of device memory (0: none) */
 	const wlift_device_allocator *device_allocator; /* GPU: the caller's, or NULL */
+	int hugepage; /* host: 1 advise arenas MADV_HUGEPAGE, 0 never (WEIGHTLIFT_HUGEPAGE) */
 };
 
 /* Device ordinals accepted in "cuda:N". */

@@ -275,6 +275,74 @@ START_TEST(uring_fallback)
 }
 END_TEST
 
+/* 1: the mapping that holds address p is advised MADV_HUGEPAGE ("hg" in its smaps VmFlags),
+ * 0: it is not; -1: no such mapping. */
+static int advised_huge(const void *p)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	int in = 0, ret = -1;
+	uintptr_t a = (uintptr_t)p;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+			in = a >= lo && a < hi;
+		else if (in && !strncmp(line, "VmFlags:", 8)) {
+			ret = strstr(line, " hg") != NULL;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/* WEIGHTLIFT_HUGEPAGE (read once, at context creation): 1 (the default) advises a load's host
+ * arena MADV_HUGEPAGE, 0 does not; the bytes are the same either way; other values fail the
+ * context with a message naming the variable. */
+START_TEST(hugepage_knob)
+{
+	const char *path = wt_path("hp.safetensors");
+	static const char *vals[] = { NULL, "1", "0" };
+	uint64_t total;
+	uint8_t *data = make_st(path, NSIZES, sizes, &total);
+	wlift_ctx *ctx;
+	wlift_diag d;
+
+	for (int i = 0; i < 3; i++) {
+		wlift_ckpt *ck;
+		wlift_result *r;
+		wlift_tensor_view v;
+		wlift_load_opts o = WLIFT_LOAD_OPTS_INIT;
+
+		if (vals[i])
+			setenv("WEIGHTLIFT_HUGEPAGE", vals[i], 1);
+		else
+			unsetenv("WEIGHTLIFT_HUGEPAGE");
+		ctx = ctx_new();
+		ck_assert_int_eq(wlift_open(ctx, path, &ck, NULL), 0);
+		o.mmap = WLIFT_MMAP_OFF;
+		ck_assert_int_eq(wlift_load(ck, &o, NULL, NULL, &r, NULL), 0);
+		check_bytes(r, ck, data, 1);
+		for (size_t t = 0; t < wlift_result_count(r); t++) {
+			wlift_tensor_get(wlift_result_tensor(r, t), &v);
+			if (v.nbytes == 5u << 20) /* in the arena's huge-page span */
+				ck_assert_int_eq(advised_huge(v.data), i < 2);
+		}
+		wlift_result_free(r);
+		wlift_ckpt_close(ck);
+		wlift_ctx_destroy(ctx);
+	}
+	setenv("WEIGHTLIFT_HUGEPAGE", "auto", 1);
+	wlift_diag_clear(&d);
+	ck_assert_int_eq(wlift_ctx_create(&ctx, NULL, &d), -EINVAL);
+	ck_assert_msg(strstr(d.message, "WEIGHTLIFT_HUGEPAGE must be 0 or 1"), "%s", d.message);
+	unsetenv("WEIGHTLIFT_HUGEPAGE");
+	free(data);
+}
+END_TEST
+
 START_TEST(memory_image)
 {
 	uint64_t total;
@@ -773,6 +841,7 @@ int main(void)
 	tcase_add_test(tc, mapped_auto);
 	tcase_add_test(tc, mapped_progressive);
 	tcase_add_test(tc, uring_fallback);
+	tcase_add_test(tc, hugepage_knob);
 	tcase_add_test(tc, memory_image);
 	tcase_add_test(tc, subset);
 	tcase_add_test(tc, cancel);
