@@ -125,18 +125,10 @@ static int mpi_fail(const struct mpi_fns *fn, int r, const char *what, int rank,
 			       "MPI %s failed on rank %d of %d: %s", what, rank, size, s);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int mpi_broadcast(struct wlift_comm *c, void *buf, uint64_t len, int root, wlift_diag *d)
 {
 	const struct mpi_fns *fn = c->impl;
-	double end = now_s() + c->timeout_s;
+	double end = wlift__now() + c->timeout_s;
 
 	for (uint64_t off = 0; off < len; off += MPI_PIECE) {
 		uint64_t n = len - off < MPI_PIECE ? len - off : MPI_PIECE;
@@ -154,7 +146,7 @@ static int mpi_broadcast(struct wlift_comm *c, void *buf, uint64_t len, int root
 				return mpi_fail(fn, r, "broadcast", c->rank, c->size, d);
 			if (flag)
 				break;
-			if (now_s() > end)
+			if (wlift__now() > end)
 				return wlift__diag_set(
 				    d, WLIFT_ECOMM, NULL, NULL, -1, "comm.timeout",
 				    "MPI broadcast of %llu bytes from rank %d: no completion "
@@ -164,6 +156,17 @@ static int mpi_broadcast(struct wlift_comm *c, void *buf, uint64_t len, int root
 		}
 	}
 	return 0;
+}
+
+/* With lib_mu held: MPI_Finalize once no communicator is left, if MPI_Init_thread was ours
+ * (MPI cannot start again in this process after it). */
+static void finalize_ours(void)
+{
+	if (lib_users == 0 && lib_inited) {
+		lib_fns.Finalize();
+		lib_inited = 0;
+		lib_done = 1;
+	}
 }
 
 static void mpi_abort(struct wlift_comm *c, int code)
@@ -185,11 +188,8 @@ static void mpi_destroy(struct wlift_comm *c)
 	if (c->broken)
 		fn->Abort(fn->world, 1);
 	pthread_mutex_lock(&lib_mu);
-	if (--lib_users == 0 && lib_inited) {
-		fn->Finalize();
-		lib_inited = 0;
-		lib_done = 1;
-	}
+	--lib_users;
+	finalize_ours();
 	pthread_mutex_unlock(&lib_mu);
 	c->impl = NULL;
 }
@@ -220,12 +220,7 @@ int wlift_comm_mpi(wlift_ctx *ctx, wlift_comm **out, wlift_diag *d)
 	ret = load_mpi(ctx, &fn, d);
 	if (ret)
 		goto out;
-	if (lib_done) {
-		ret = wlift__diag_set(d, WLIFT_ENODEV, NULL, NULL, -1, "comm.mpi",
-				      "MPI was finalized in this process (it cannot start again)");
-		goto out;
-	}
-	if (fn->Finalized(&flag) == MPI_SUCCESS_ && flag) {
+	if (lib_done || (fn->Finalized(&flag) == MPI_SUCCESS_ && flag)) {
 		ret = wlift__diag_set(d, WLIFT_ENODEV, NULL, NULL, -1, "comm.mpi",
 				      "MPI was finalized in this process (it cannot start again)");
 		goto out;
@@ -274,11 +269,8 @@ int wlift_comm_mpi(wlift_ctx *ctx, wlift_comm **out, wlift_diag *d)
 	lib_users++;
 	counted = 1;
 out:
-	if (ret && !counted && lib_inited && lib_users == 0) {
-		lib_fns.Finalize();
-		lib_inited = 0;
-		lib_done = 1;
-	}
+	if (ret && !counted)
+		finalize_ours();
 	pthread_mutex_unlock(&lib_mu);
 	if (ret)
 		return ret;

@@ -141,19 +141,11 @@ int wlift_comm_nccl_id(wlift_ctx *ctx, uint8_t id[WLIFT_COMM_ID_BYTES], wlift_di
 	return 0;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int nccl_broadcast(struct wlift_comm *c, void *buf, uint64_t len, int root, wlift_diag *d)
 {
 	struct nccl *n = c->impl;
 	const struct wlift__cuda *cu = n->cu;
-	double end = now_s() + c->timeout_s;
+	double end = wlift__now() + c->timeout_s;
 	CUcontext old;
 	ncclResult r, async = 0;
 	CUresult e;
@@ -178,7 +170,7 @@ static int nccl_broadcast(struct wlift_comm *c, void *buf, uint64_t len, int roo
 		if (n->fn->CommGetAsyncError && n->fn->CommGetAsyncError(n->comm, &async) == 0 &&
 		    async && async != NCCL_IN_PROGRESS)
 			break;
-		if (now_s() > end) {
+		if (wlift__now() > end) {
 			ret = wlift__diag_set(d, WLIFT_ECOMM, NULL, NULL, -1, "comm.timeout",
 					      "NCCL broadcast of %llu bytes from rank %d: no "
 					      "completion within %u s on rank %d of %d (a peer "
