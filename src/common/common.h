@@ -182,15 +182,23 @@ void wlift__gate_state(struct wlift__gate *g, unsigned *limit, unsigned *max, un
 /* Monotonic seconds. */
 double wlift__now(void);
 
-/* FNV-1a of a C string: name tables (checkpoint index, header duplicates). */
+/* FNV-1a over n more bytes into *h (64-bit prime; the caller chooses the start). */
+static inline void wlift__fnv1a(uint64_t *h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		*h = (*h ^ b[i]) * 1099511628211ull;
+}
+
+/* FNV-1a of a C string: name tables (checkpoint index, header duplicates), cache keys. Its
+ * start is not FNV's offset basis (a digit short), kept so that cache entry names stay. */
 static inline uint64_t wlift__hash_str(const char *s)
 {
 	uint64_t h = 1469598103934665603ull;
 
-	for (; *s; s++) {
-		h ^= (uint8_t)*s;
-		h *= 1099511628211ull;
-	}
+	for (; *s; s++)
+		wlift__fnv1a(&h, s, 1);
 	return h;
 }
 

@@ -36,46 +36,38 @@ struct msg {
 	char text[240]; /* the error's message */
 };
 
-static void fnv(uint64_t *h, const void *p, size_t n)
-{
-	const unsigned char *b = p;
-
-	for (size_t i = 0; i < n; i++)
-		*h = (*h ^ b[i]) * 0x100000001b3ull;
-}
-
 static uint64_t digest(const struct wlift_ckpt *ck, const struct wlift__load_cfg *c,
 		       const struct wlift__selection *sel)
 {
 	uint64_t h = 0xcbf29ce484222325ull, v;
 
 	v = c->world;
-	fnv(&h, &v, sizeof(v));
+	wlift__fnv1a(&h, &v, sizeof(v));
 	v = (uint64_t)c->dtype;
-	fnv(&h, &v, sizeof(v));
+	wlift__fnv1a(&h, &v, sizeof(v));
 	v = c->device_index >= 0;
-	fnv(&h, &v, sizeof(v));
+	wlift__fnv1a(&h, &v, sizeof(v));
 	v = c->shard_piece_min; /* decides which blocks are read whole by one rank */
-	fnv(&h, &v, sizeof(v));
+	wlift__fnv1a(&h, &v, sizeof(v));
 	v = ck->nfiles;
-	fnv(&h, &v, sizeof(v));
+	wlift__fnv1a(&h, &v, sizeof(v));
 	for (size_t f = 0; f < ck->nfiles; f++) {
-		fnv(&h, &ck->files[f].info.size, sizeof(uint64_t));
-		fnv(&h, &ck->files[f].info.ntensors, sizeof(uint64_t));
+		wlift__fnv1a(&h, &ck->files[f].info.size, sizeof(uint64_t));
+		wlift__fnv1a(&h, &ck->files[f].info.ntensors, sizeof(uint64_t));
 	}
 	v = sel->n;
-	fnv(&h, &v, sizeof(v));
+	wlift__fnv1a(&h, &v, sizeof(v));
 	for (size_t i = 0; i < sel->n; i++) {
 		const wlift_tensor_info *t = &ck->tensors[sel->idx[i]];
 		int split = sel->split_dim ? sel->split_dim[i] : 0;
 
-		fnv(&h, t->name, strlen(t->name) + 1);
+		wlift__fnv1a(&h, t->name, strlen(t->name) + 1);
 		v = sel->idx[i];
-		fnv(&h, &v, sizeof(v));
-		fnv(&h, &split, sizeof(split));
+		wlift__fnv1a(&h, &v, sizeof(v));
+		wlift__fnv1a(&h, &split, sizeof(split));
 		if (!split) { /* rows: the same part everywhere */
-			fnv(&h, &sel->ti[i].file_offset, sizeof(uint64_t));
-			fnv(&h, &sel->ti[i].nbytes, sizeof(uint64_t));
+			wlift__fnv1a(&h, &sel->ti[i].file_offset, sizeof(uint64_t));
+			wlift__fnv1a(&h, &sel->ti[i].nbytes, sizeof(uint64_t));
 		}
 	}
 	return h;
