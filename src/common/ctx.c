@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "source/http.h"
 
 double wlift__now(void)
 {
@@ -401,6 +402,9 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 	if (!out)
 		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "api.args", "out is NULL");
 	*out = NULL;
+	/* curl's global set-up now, once per process: off the first remote open's path (its
+	 * failure is reported there). */
+	(void)wlift__curl_init();
 	if (!opts)
 		opts = &defaults;
 	if (opts->size == 0 || opts->size > sizeof(wlift_ctx_opts))

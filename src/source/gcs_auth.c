@@ -28,6 +28,7 @@
 
 #include "source/awscreds.h" /* wlift__iso8601 */
 #include "source/gcs_auth.h"
+#include "source/http.h" /* wlift__curl_init */
 
 /* Scope of the tokens a key file's JWT asks for: reading objects and listing buckets. */
 #define GCS_SCOPE "https://www.googleapis.com/auth/devstorage.read_only"
@@ -683,15 +684,6 @@ out:
 	return ret;
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc = CURLE_FAILED_INIT;
-
-static void curl_init(void)
-{
-	/* Not thread-safe in curl 7.88, hence once (it counts its calls: http.c's is another). */
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 /* One plain request of the external account's flow (the subject token's URL, the
  * impersonation): GET (post NULL) or POST post as JSON, with extra header lines hdrs
  * ("Name: value\n"...). 0 with *st and *body (malloc'd, NUL-terminated) or WLIFT_ENET/-ENOMEM
@@ -933,8 +925,7 @@ static int refresh(struct wlift__gcs_cred *c, const char *uri, wlift_diag *d)
 	char *jwt = NULL, *post = NULL, *a = NULL, *b = NULL, *x = NULL;
 	int ret;
 
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK)
+	if (wlift__curl_init() != CURLE_OK)
 		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, "gcs.token",
 				       "%s: curl_global_init failed", uri);
 	if (c->kind == WLIFT_GCS_METADATA)

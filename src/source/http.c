@@ -222,9 +222,15 @@ static CURLcode curl_init_rc = CURLE_FAILED_INIT;
 
 static void curl_init(void)
 {
-	/* Not thread-safe in curl 7.88, hence once, and never cleaned up (other parts of the
-	 * process may use curl too). */
+	/* Not thread-safe in curl 7.88, hence once for the whole library (gcs_auth.c too), and
+	 * never cleaned up (other parts of the process may use curl too). */
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+int wlift__curl_init(void)
+{
+	pthread_once(&curl_once, curl_init);
+	return (int)curl_init_rc;
 }
 
 /* "scheme://host[:port]" of url without userinfo, path or query (URLs of redirect targets
@@ -1581,8 +1587,7 @@ static void auth_drop(const struct wlift__http_auth *auth)
 
 static int curl_ready(const char *uri, wlift_diag *d)
 {
-	pthread_once(&curl_once, curl_init);
-	if (curl_init_rc != CURLE_OK)
+	if (wlift__curl_init() != CURLE_OK)
 		return wlift__diag_set(d, -ENOMEM, uri, NULL, -1, "http.curl",
 				       "%s: curl_global_init: %s", uri,
 				       curl_easy_strerror(curl_init_rc));
@@ -1878,6 +1883,11 @@ out:
 }
 
 #else /* !WLIFT_HAVE_CURL */
+
+int wlift__curl_init(void)
+{
+	return 0;
+}
 
 static int no_curl(const char *uri, wlift_diag *d)
 {

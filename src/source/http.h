@@ -9,6 +9,12 @@
 
 #include "source/source.h"
 
+/* curl_global_init, once per process for the whole library (http.c, gcs_auth.c): its
+ * CURLcode (0: ready; also 0 in builds without libcurl). wlift_ctx_create calls it, so that
+ * its ~1 ms (OpenSSL's set-up: 0.8-1.3 ms measured here) is spent before a remote open and
+ * not on the path of its first request (time to first tensor). */
+int wlift__curl_init(void);
+
 /* 1 when uri has a scheme this source serves (http://, https://, hf://). */
 int wlift__http_scheme(const char *uri);
 
