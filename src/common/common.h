@@ -99,6 +99,8 @@ struct wlift_ctx {
 	int offline;		  /* opts->offline or WEIGHTLIFT_OFFLINE */
 	uint64_t cache_max_bytes; /* WEIGHTLIFT_CACHE_MAX_BYTES (0: no limit) */
 	int cache_fill_full;	  /* WEIGHTLIFT_CACHE_FILL=full */
+	int cache_direct;	  /* WEIGHTLIFT_CACHE_DIRECT (0/1, default 1): O_DIRECT cache
+				     writes (source/cache.c) */
 	size_t shard_piece_min; /* WEIGHTLIFT_SHARD_PIECE_MIN: strided shard pieces read alone */
 	char *nccl_library;	/* WEIGHTLIFT_NCCL_LIBRARY (NULL: libnccl.so.2) */
 	char *mpi_library;	/* WEIGHTLIFT_MPI_LIBRARY (NULL: libmpi.so.40) */

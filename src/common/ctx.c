@@ -97,6 +97,21 @@ static int env_flag(const char *name)
 	return wlift__env_str(name, &v) && strcmp(v, "0") != 0;
 }
 
+/* A 0/1 environment switch: unset is def, anything but "0" or "1" an error naming it. */
+static int env01(const char *name, int def, int *out, wlift_diag *d)
+{
+	const char *v;
+
+	*out = def;
+	if (!wlift__env_str(name, &v))
+		return 0;
+	if (strcmp(v, "0") && strcmp(v, "1"))
+		return wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
+				       "environment variable %s must be 0 or 1", name);
+	*out = v[0] - '0';
+	return 0;
+}
+
 /* Resolve one size knob: explicit value (field), else environment, else default; values
  * above max are errors naming where they came from. */
 static int knob(size_t explicit_v, const char *field, const char *env, size_t def,
@@ -445,19 +460,11 @@ int wlift_ctx_create(wlift_ctx **out, const wlift_ctx_opts *opts, wlift_diag *d)
 		const char *v;
 		ctx->populate = wlift__env_str("WEIGHTLIFT_POPULATE", &v) ? strcmp(v, "0") != 0 : -1;
 	}
-	{
-		const char *v;
-		ctx->hugepage = 1;
-		if (wlift__env_str("WEIGHTLIFT_HUGEPAGE", &v)) {
-			if (strcmp(v, "0") && strcmp(v, "1")) {
-				ret = wlift__diag_set(d, -EINVAL, NULL, NULL, -1, "config.env",
-						      "environment variable WEIGHTLIFT_HUGEPAGE must "
-						      "be 0 or 1");
-				goto out;
-			}
-			ctx->hugepage = v[0] - '0';
-		}
-	}
+	ret = env01("WEIGHTLIFT_HUGEPAGE", 1, &ctx->hugepage, d);
+	if (!ret)
+		ret = env01("WEIGHTLIFT_CACHE_DIRECT", 1, &ctx->cache_direct, d);
+	if (ret)
+		goto out;
 	ctx->disable_uring = env_flag("WEIGHTLIFT_DISABLE_URING");
 	{
 		uint64_t v = WLIFT_DEFAULT_URING_FIXED;

@@ -24,7 +24,8 @@ trap cleanup EXIT
 fixtures --big 32
 nginx_start "$D" "$T"
 TO="timeout 60"
-unset WEIGHTLIFT_CACHE_DIR WEIGHTLIFT_OFFLINE WEIGHTLIFT_CACHE_MAX_BYTES WEIGHTLIFT_CACHE_FILL
+unset WEIGHTLIFT_CACHE_DIR WEIGHTLIFT_OFFLINE WEIGHTLIFT_CACHE_MAX_BYTES WEIGHTLIFT_CACHE_FILL \
+	WEIGHTLIFT_CACHE_DIRECT
 export WEIGHTLIFT_HTTP_STALL_TIMEOUT=10 WEIGHTLIFT_HTTP_CONNECT_TIMEOUT=5
 C=$T/cache
 WL() { $TO "$WEIGHTLIFT" "$@"; }
@@ -68,6 +69,14 @@ expect_rc 0 WL load --json --cache-dir "$C" "$URL/big.safetensors"
 pycheck 'assert j["strategy"] != "cache", j["strategy"]'
 check "a warm load asks one validation request ($(requests /big.safetensors))" \
 	'[ "$(requests /big.safetensors)" = 1 ]'
+# The fills above wrote O_DIRECT (the whole pages of each read, through a bounce buffer when
+# the destination is not at the file's offset modulo the page size; the partial pages at the
+# ends buffered); WEIGHTLIFT_CACHE_DIRECT=0 writes everything through the page cache.
+WEIGHTLIFT_CACHE_DIRECT=0 same_digests "$URL/big.safetensors" "$D/big.safetensors" \
+	--cache-dir "$T/cache-buffered"
+check "a buffered fill holds the same bytes" \
+	'cmp -s "$(C=$T/cache-buffered entry_of "$URL/big.safetensors")" "$D/big.safetensors"'
+rm -rf "$T/cache-buffered"
 # The same for every command and a sharded set (the index is cached too).
 same_digests "$URL/sharded/model.safetensors.index.json" "$D/sharded/model.safetensors.index.json" \
 	--cache-dir "$C"
@@ -92,6 +101,8 @@ WEIGHTLIFT_CACHE_MAX_BYTES=1073741825G expect_rc 2 WL load --cache-dir "$C" "$UR
 grep_err "out of range"
 WEIGHTLIFT_CACHE_FILL=most expect_rc 2 WL load --cache-dir "$C" "$URL/small.safetensors"
 grep_err "WEIGHTLIFT_CACHE_FILL"
+WEIGHTLIFT_CACHE_DIRECT=yes expect_rc 2 WL load --cache-dir "$C" "$URL/small.safetensors"
+grep_err "WEIGHTLIFT_CACHE_DIRECT must be 0 or 1"
 
 # --- the object changes on the server: a new ETag drops the entry -------------------------
 cp "$D/small.safetensors" "$D/changing.safetensors"
