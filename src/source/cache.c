@@ -21,10 +21,11 @@
  * destination itself when it lies at the file's offset modulo the page size (else through a
  * 16 MiB aligned bounce buffer), with the partial pages at its ends written buffered through a
  * second descriptor; pages are never shared between the two kinds of write, so the page cache
- * never holds a stale copy. Measured on the 2-core VM of bench/RESULTS.md (issue 10, run 8):
+ * never holds a stale copy. Measured on the 2-core VM of bench/RESULTS.md (issue 10, runs 8-9):
  * buffered writes of a 4.26 GiB object ran into the kernel's dirty-page limit and then at
  * writeback speed (dd with fsync: 0.38 GB/s; O_DIRECT 16 MiB writes: 1.5 GB/s), so a cold
- * cached load from loopback nginx took 6.9 s against 2.3 s without the cache.
+ * cached load from loopback nginx took 6.9-8.0 s buffered, 3.35-3.75 s O_DIRECT, 1.7-2.9 s
+ * without the cache.
  * WEIGHTLIFT_CACHE_DIRECT=0 writes everything buffered (a file system whose O_DIRECT is slow);
  * one that refuses it (EINVAL) gets buffered writes from then on.
  */
