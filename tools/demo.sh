@@ -70,7 +70,7 @@ if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then
   idx=$URL/model.safetensors.index.json
   echo "\$ $WL load --cache-dir $cache $idx   (cold: streamed from nginx, written to the cache)"
   "$WL" load --cache-dir "$cache" "$idx"
-  echo "\$ $WL load --cache-dir $cache $idx   (warm: one validation request per file, then the cached files)"
+  echo "\$ $WL load --cache-dir $cache $idx   (warm: one validation request per file, then the cached files, read from the disk: the fill wrote them O_DIRECT, around the page cache)"
   "$WL" load --cache-dir "$cache" "$idx"
   echo "\$ $WL cache ls --cache-dir $cache | tail -1"
   "$WL" cache ls --cache-dir "$cache" | tail -1

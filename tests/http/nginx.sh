@@ -132,11 +132,13 @@ nginx_start() {
 
 nginx_stop() {
 	if [ -n "$NGINX_PID" ]; then
-		kill "$NGINX_PID" 2>/dev/null
+		# Each step may fail (nginx already gone; wait reports its signal): never an
+		# error, as callers under `set -e` (tools/demo.sh) would stop on it.
+		kill "$NGINX_PID" 2>/dev/null || true
 		# Bounded wait for the master and its workers.
 		for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$NGINX_PID" 2>/dev/null
-		wait "$NGINX_PID" 2>/dev/null
+		kill -9 "$NGINX_PID" 2>/dev/null || true
+		wait "$NGINX_PID" 2>/dev/null || true
 		NGINX_PID=
 	fi
 }
