@@ -27,7 +27,8 @@
  * cached load from loopback nginx took 6.9-8.0 s buffered, 3.35-3.75 s O_DIRECT, 1.7-2.9 s
  * without the cache.
  * WEIGHTLIFT_CACHE_DIRECT=0 writes everything buffered (a file system whose O_DIRECT is slow);
- * one that refuses it (EINVAL) gets buffered writes from then on.
+ * one that refuses O_DIRECT at open gets buffered writes, and a write it refuses (EINVAL) is
+ * done again buffered.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -197,20 +198,16 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
  * filler may run at once, on disjoint ranges: a page they share is a partial page of both,
  * written buffered by each. bounce is the caller's own (NULL: a misaligned buf is written
  * buffered). 0 or -errno. */
-static int write_span(struct cache_src *cs, int dfd, uint8_t **bounce, const uint8_t *buf,
-		      size_t len, uint64_t off)
+static int write_span(struct cache_src *cs, uint8_t **bounce, const uint8_t *buf, size_t len,
+		      uint64_t off)
 {
 	uint64_t a = (off + cs->page - 1) / cs->page * cs->page;
 	uint64_t z = (off + len) / cs->page * cs->page;
 	const uint8_t *p = buf + (a - off);
 	int ret = 0;
 
-	if (dfd < 0 || a >= z) {
-		ret = pwrite_all(cs->fd, buf, len, off);
-		if (!ret)
-			sync_file_range(cs->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
-		return ret;
-	}
+	if (cs->dfd < 0 || a >= z)
+		return pwrite_all(cs->fd, buf, len, off);
 	if (a > off)
 		ret = pwrite_all(cs->fd, buf, (size_t)(a - off), off);
 	if (!ret && off + len > z)
@@ -218,7 +215,7 @@ static int write_span(struct cache_src *cs, int dfd, uint8_t **bounce, const uin
 	if (ret)
 		return ret;
 	if ((uintptr_t)p % cs->page == 0) {
-		ret = pwrite_all(dfd, p, (size_t)(z - a), a);
+		ret = pwrite_all(cs->dfd, p, (size_t)(z - a), a);
 	} else {
 		if (!bounce)
 			return pwrite_all(cs->fd, p, (size_t)(z - a), a);
@@ -231,7 +228,7 @@ static int write_span(struct cache_src *cs, int dfd, uint8_t **bounce, const uin
 		for (uint64_t o = a; !ret && o < z;) {
 			size_t n = z - o < BOUNCE_SZ ? (size_t)(z - o) : BOUNCE_SZ;
 			memcpy(*bounce, p + (o - a), n);
-			ret = pwrite_all(dfd, *bounce, n, o);
+			ret = pwrite_all(cs->dfd, *bounce, n, o);
 			o += n;
 		}
 	}
@@ -622,8 +619,7 @@ static void *writer_main(void *arg)
 		skip = cs->failed || cs->committed;
 		pthread_mutex_unlock(&cs->mu);
 		if (!skip)
-			err = write_span(cs, cs->dfd, &cs->bounce, sl->r.dst, (size_t)sl->res,
-					 sl->r.off);
+			err = write_span(cs, &cs->bounce, sl->r.dst, (size_t)sl->res, sl->r.off);
 		pthread_mutex_lock(&cs->mu);
 		if (!skip)
 			done = written_locked(cs, sl->r.off, sl->r.off + (uint64_t)sl->res, err);
@@ -685,7 +681,7 @@ static void *filler_main(void *arg)
 		buf = mem + b % cs->page;
 		err = wlift__source_read(cs->inner, buf, (size_t)(e - b), b, &d);
 		if (!err)
-			err = write_span(cs, cs->dfd, NULL, buf, (size_t)(e - b), b);
+			err = write_span(cs, NULL, buf, (size_t)(e - b), b);
 		pthread_mutex_lock(&cs->mu);
 		if (err && !cs->failed)
 			clog_(cs, WLIFT_LOG_WARN, "%s: the background cache fill stopped: %s",
